@@ -1,0 +1,391 @@
+//! The mempool: valid transfers waiting for a block. Each sender's transfers are kept in nonce
+//! order (one with a future nonce waits for its predecessors), the pool is bounded in count and
+//! bytes and evicts the lowest fee first, and block templates take the highest fee first. After
+//! every change of the best chain the pool is re-checked against the new ledger: included
+//! transfers leave, and transfers of disconnected blocks come back if still valid.
+
+use super::hash::{ChainId, Txid};
+use super::ledger::Ledger;
+use super::tree::TipChange;
+use super::tx::{Address, SignatureError, TRANSFER_LEN, Transaction, Transfer};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+
+/// Bounds of the pool.
+#[derive(Clone, Debug)]
+pub struct MempoolLimits {
+    /// Most transfers held.
+    pub max_txs: usize,
+    /// Most encoded bytes held.
+    pub max_bytes: usize,
+    /// How far ahead of the sender's next nonce a transfer may be.
+    pub max_nonce_gap: u64,
+}
+
+impl Default for MempoolLimits {
+    fn default() -> Self {
+        Self {
+            max_txs: 20_000,
+            max_bytes: 20_000 * TRANSFER_LEN,
+            max_nonce_gap: 64,
+        }
+    }
+}
+
+/// Why a transfer was not admitted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MempoolError {
+    /// Already in the pool.
+    #[error("transaction {0} is already in the mempool")]
+    AlreadyKnown(Txid),
+    /// The signature does not verify for this chain.
+    #[error("{0}")]
+    BadSignature(SignatureError),
+    /// The nonce was used already.
+    #[error("nonce {got} already used; the sender's next nonce is {expected}")]
+    NonceTooLow {
+        /// The sender's next nonce on the chain.
+        expected: u64,
+        /// The transfer's nonce.
+        got: u64,
+    },
+    /// The nonce is too far ahead of the sender's next.
+    #[error("nonce {got} is too far ahead of the sender's next nonce {expected}")]
+    NonceTooHigh {
+        /// The sender's next nonce on the chain.
+        expected: u64,
+        /// The transfer's nonce.
+        got: u64,
+    },
+    /// Another pending transfer has this nonce and a fee at least as high.
+    #[error("a pending transaction {0} has this nonce; a replacement must pay a higher fee")]
+    NonceTaken(Txid),
+    /// amount + fee overflows.
+    #[error("amount + fee overflows")]
+    AmountOverflow,
+    /// The sender's pending transfers with this one spend more than the balance.
+    #[error("insufficient balance: pending spending would be {needed}, balance is {balance}")]
+    InsufficientBalance {
+        /// The sender's balance on the chain.
+        balance: u64,
+        /// Total of the sender's pending transfers including this one.
+        needed: u64,
+    },
+    /// The pool is full of transfers paying at least this fee.
+    #[error("mempool full: fee must exceed {min_fee}")]
+    Full {
+        /// The lowest fee that could be evicted.
+        min_fee: u64,
+    },
+}
+
+/// A transfer in the pool.
+#[derive(Clone, Debug)]
+struct Entry {
+    /// The transfer.
+    tx: Transfer,
+    /// Arrival order: among equal fees the earlier goes first.
+    seq: u64,
+}
+
+/// What a re-check after a change of the best chain did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Resync {
+    /// Transfers that left because a new best block includes them.
+    pub included: usize,
+    /// Transfers of disconnected blocks put back.
+    pub returned: usize,
+    /// Transfers dropped as no longer valid (spent nonce, balance).
+    pub dropped: usize,
+}
+
+/// Valid transfers waiting for a block.
+pub struct Mempool {
+    /// The chain whose signatures are accepted.
+    chain_id: ChainId,
+    /// The bounds.
+    limits: MempoolLimits,
+    /// Transfers by txid.
+    txs: HashMap<Txid, Entry>,
+    /// Txids by sender, in nonce order.
+    by_sender: HashMap<Address, BTreeMap<u64, Txid>>,
+    /// Next arrival number.
+    next_seq: u64,
+}
+
+impl Mempool {
+    /// An empty pool for `chain_id`.
+    pub fn new(chain_id: ChainId, limits: MempoolLimits) -> Self {
+        Self {
+            chain_id,
+            limits,
+            txs: HashMap::new(),
+            by_sender: HashMap::new(),
+            next_seq: 0,
+        }
+    }
+
+    /// Number of transfers.
+    pub fn len(&self) -> usize {
+        self.txs.len()
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.txs.is_empty()
+    }
+
+    /// Encoded bytes held.
+    pub fn bytes(&self) -> usize {
+        self.txs.len() * TRANSFER_LEN
+    }
+
+    /// Whether a transfer is pending.
+    pub fn contains(&self, txid: &Txid) -> bool {
+        self.txs.contains_key(txid)
+    }
+
+    /// A pending transfer.
+    pub fn get(&self, txid: &Txid) -> Option<&Transfer> {
+        self.txs.get(txid).map(|e| &e.tx)
+    }
+
+    /// Every pending transfer with its txid, highest fee first.
+    pub fn by_fee(&self) -> Vec<(Txid, Transfer)> {
+        let mut v: Vec<_> = self.txs.iter().map(|(id, e)| (*id, e.tx, e.seq)).collect();
+        v.sort_by_key(|(_, t, seq)| (Reverse(t.fee), *seq));
+        v.into_iter().map(|(id, t, _)| (id, t)).collect()
+    }
+
+    /// The nonce `sender`'s next new transfer should carry: after its pending ones.
+    pub fn next_nonce(&self, sender: &Address, ledger: &Ledger) -> u64 {
+        let chain_next = ledger.account(sender).nonce;
+        self.by_sender
+            .get(sender)
+            .and_then(|m| m.keys().next_back())
+            .map_or(chain_next, |n| chain_next.max(n + 1))
+    }
+
+    /// What `sender`'s pending transfers spend in all.
+    pub fn pending_spend(&self, sender: &Address) -> u64 {
+        self.by_sender.get(sender).map_or(0, |m| {
+            m.values()
+                .map(|id| self.txs[id].tx.total_cost().unwrap_or(u64::MAX))
+                .fold(0u64, u64::saturating_add)
+        })
+    }
+
+    /// Verifies the signature and admits the transfer if the ledger allows it.
+    pub fn add(&mut self, tx: Transfer, ledger: &Ledger) -> Result<Txid, MempoolError> {
+        let txid = Transaction::Transfer(tx).compute_txid();
+        if self.txs.contains_key(&txid) {
+            return Err(MempoolError::AlreadyKnown(txid));
+        }
+        tx.verify(&self.chain_id)
+            .map_err(MempoolError::BadSignature)?;
+        self.insert_verified(tx, txid, ledger)
+    }
+
+    /// Admits a transfer whose signature is known to be valid.
+    fn insert_verified(
+        &mut self,
+        tx: Transfer,
+        txid: Txid,
+        ledger: &Ledger,
+    ) -> Result<Txid, MempoolError> {
+        if self.txs.contains_key(&txid) {
+            return Err(MempoolError::AlreadyKnown(txid));
+        }
+        let account = ledger.account(&tx.from);
+        if tx.nonce < account.nonce {
+            return Err(MempoolError::NonceTooLow {
+                expected: account.nonce,
+                got: tx.nonce,
+            });
+        }
+        if tx.nonce - account.nonce > self.limits.max_nonce_gap {
+            return Err(MempoolError::NonceTooHigh {
+                expected: account.nonce,
+                got: tx.nonce,
+            });
+        }
+        let cost = tx.total_cost().ok_or(MempoolError::AmountOverflow)?;
+        let replaced = self
+            .by_sender
+            .get(&tx.from)
+            .and_then(|m| m.get(&tx.nonce))
+            .copied();
+        let mut others: u64 = 0;
+        if let Some(m) = self.by_sender.get(&tx.from) {
+            for (nonce, id) in m {
+                if *nonce != tx.nonce {
+                    others =
+                        others.saturating_add(self.txs[id].tx.total_cost().unwrap_or(u64::MAX));
+                }
+            }
+        }
+        if let Some(old) = replaced
+            && tx.fee <= self.txs[&old].tx.fee
+        {
+            return Err(MempoolError::NonceTaken(old));
+        }
+        let needed = others
+            .checked_add(cost)
+            .ok_or(MempoolError::AmountOverflow)?;
+        if needed > account.balance {
+            return Err(MempoolError::InsufficientBalance {
+                balance: account.balance,
+                needed,
+            });
+        }
+        if let Some(old) = replaced {
+            self.remove(&old);
+        }
+        self.make_room(&tx)?;
+        self.by_sender
+            .entry(tx.from)
+            .or_default()
+            .insert(tx.nonce, txid);
+        self.txs.insert(
+            txid,
+            Entry {
+                tx,
+                seq: self.next_seq,
+            },
+        );
+        self.next_seq += 1;
+        Ok(txid)
+    }
+
+    /// Evicts the lowest-fee transfers that end another sender's queue until `tx` fits, or
+    /// fails if `tx` pays no more than they do. Only queue ends are evicted so that no
+    /// sender is left with a gap.
+    fn make_room(&mut self, tx: &Transfer) -> Result<(), MempoolError> {
+        while self.txs.len() >= self.limits.max_txs
+            || self.bytes() + TRANSFER_LEN > self.limits.max_bytes
+        {
+            let lowest = self
+                .by_sender
+                .iter()
+                .filter(|(sender, _)| **sender != tx.from)
+                .filter_map(|(_, m)| m.values().next_back())
+                .map(|id| (self.txs[id].tx.fee, Reverse(self.txs[id].seq), *id))
+                .min();
+            match lowest {
+                Some((fee, _, id)) if fee < tx.fee => {
+                    self.remove(&id);
+                }
+                other => {
+                    return Err(MempoolError::Full {
+                        min_fee: other.map_or(u64::MAX, |(fee, _, _)| fee),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, txid: &Txid) -> Option<Transfer> {
+        let entry = self.txs.remove(txid)?;
+        if let Some(m) = self.by_sender.get_mut(&entry.tx.from) {
+            m.remove(&entry.tx.nonce);
+            if m.is_empty() {
+                self.by_sender.remove(&entry.tx.from);
+            }
+        }
+        Some(entry.tx)
+    }
+
+    /// The transfers for a block on a tip with `ledger`: highest fee first among each sender's
+    /// next transfer, in nonce order per sender, within `max_txs` and `max_bytes`, and with
+    /// `reward` plus the fees not overflowing.
+    pub fn select(
+        &self,
+        ledger: &Ledger,
+        max_txs: usize,
+        max_bytes: usize,
+        reward: u64,
+    ) -> Vec<Transfer> {
+        let mut heap = BinaryHeap::new();
+        let mut next: HashMap<Address, u64> = HashMap::new();
+        let mut spent: HashMap<Address, u64> = HashMap::new();
+        for (sender, m) in &self.by_sender {
+            let nonce = ledger.account(sender).nonce;
+            if let Some(id) = m.get(&nonce) {
+                let e = &self.txs[id];
+                heap.push((e.tx.fee, Reverse(e.seq), *id));
+                next.insert(*sender, nonce);
+            }
+        }
+        let mut out = Vec::new();
+        let mut total = reward;
+        let max = max_txs.min(max_bytes / TRANSFER_LEN);
+        while let Some((_, _, id)) = heap.pop() {
+            if out.len() >= max {
+                break;
+            }
+            let tx = self.txs[&id].tx;
+            let balance = ledger.account(&tx.from).balance;
+            let spent_so_far = spent.entry(tx.from).or_default();
+            let Some(cost) = tx.total_cost() else {
+                continue;
+            };
+            let Some(new_total) = total.checked_add(tx.fee) else {
+                continue;
+            };
+            if spent_so_far.saturating_add(cost) > balance {
+                continue;
+            }
+            *spent_so_far += cost;
+            total = new_total;
+            out.push(tx);
+            let n = next.entry(tx.from).or_default();
+            *n += 1;
+            if let Some(id) = self.by_sender.get(&tx.from).and_then(|m| m.get(n)) {
+                let e = &self.txs[id];
+                heap.push((e.tx.fee, Reverse(e.seq), *id));
+            }
+        }
+        out
+    }
+
+    /// Re-checks the pool after the best chain changed to `ledger`: transfers in connected
+    /// blocks leave, transfers of disconnected blocks come back, and whatever the new ledger
+    /// no longer allows is dropped.
+    pub fn resync(&mut self, change: &TipChange, ledger: &Ledger) -> Resync {
+        let included: HashSet<Txid> = change
+            .connected
+            .iter()
+            .flat_map(|b| b.compute_txids())
+            .collect();
+        let mut stats = Resync::default();
+        let mut candidates: Vec<(Transfer, Txid, bool)> = Vec::new();
+        for (txid, entry) in self.txs.drain() {
+            if included.contains(&txid) {
+                stats.included += 1;
+            } else {
+                candidates.push((entry.tx, txid, false));
+            }
+        }
+        self.by_sender.clear();
+        for block in &change.disconnected {
+            for tx in &block.txs {
+                if let Transaction::Transfer(t) = tx {
+                    let txid = tx.compute_txid();
+                    if !included.contains(&txid) {
+                        candidates.push((*t, txid, true));
+                    }
+                }
+            }
+        }
+        candidates.sort_by_key(|(t, _, _)| (t.from, t.nonce, Reverse(t.fee)));
+        for (tx, txid, from_block) in candidates {
+            match self.insert_verified(tx, txid, ledger) {
+                Ok(_) if from_block => stats.returned += 1,
+                Ok(_) => {}
+                Err(_) => stats.dropped += 1,
+            }
+        }
+        stats
+    }
+}

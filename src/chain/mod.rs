@@ -1,0 +1,31 @@
+//! Consensus: the rules every node applies identically. Pure logic with no tokio, no libp2p,
+//! no filesystem and no clock (time is an argument), so every rule is testable without a
+//! runtime.
+//!
+//! - [`hash`]: digest newtypes; [`encode`]: the byte cursor for decoding.
+//! - [`block`], [`tx`], [`merkle`]: the data and its canonical encoding.
+//! - [`pow`]: proof of work and the midstate nonce search.
+//! - [`params`]: chain parameters and the genesis block.
+//! - [`validate`]: the rules, one error variant each; [`ledger`]: balances and nonces.
+//! - [`tree`]: block tree, fork choice, reorganisation; [`mempool`]: pending transfers.
+
+pub mod block;
+pub mod encode;
+pub mod hash;
+pub mod ledger;
+pub mod mempool;
+pub mod merkle;
+pub mod params;
+pub mod pow;
+pub mod tree;
+pub mod tx;
+pub mod validate;
+
+pub use block::{Block, Header};
+pub use hash::{BlockHash, ChainId, TxRoot, Txid};
+pub use ledger::{Account, Ledger};
+pub use mempool::{Mempool, MempoolError, MempoolLimits};
+pub use params::ChainParams;
+pub use tree::{ChainState, Outcome, Processed, TipChange};
+pub use tx::{Address, Coinbase, Transaction, Transfer};
+pub use validate::ValidationError;

@@ -1,0 +1,291 @@
+//! Block validation rules, one typed error per rule. Checks run cheapest first: the header
+//! alone, then the body's structure, then what needs the parent, then signatures; the ledger
+//! rules (nonces, balances, coinbase amount) run in [`super::ledger::Ledger::apply_block`] when
+//! the block joins the best chain.
+
+use super::block::{BLOCK_VERSION, Block, Header};
+use super::hash::{BlockHash, ChainId, TxRoot, Txid};
+use super::merkle;
+use super::params::ChainParams;
+use super::pow;
+use super::tx::{SignatureError, Transaction};
+use std::collections::HashSet;
+
+/// A rule that a block breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    /// Header version other than 1.
+    #[error("unknown block version {0}")]
+    BadVersion(u32),
+    /// `bits` differs from the chain's fixed difficulty.
+    #[error("header bits {got}, chain difficulty is {expected}")]
+    WrongBits {
+        /// The chain's difficulty.
+        expected: u32,
+        /// The header's value.
+        got: u32,
+    },
+    /// The hash does not have `bits` leading zero bits.
+    #[error("hash {hash} does not meet {bits} bits of proof of work")]
+    InsufficientWork {
+        /// The block hash.
+        hash: BlockHash,
+        /// The required bits.
+        bits: u32,
+    },
+    /// Encoded block over the size limit.
+    #[error("block is {size} bytes, limit {max}")]
+    BlockTooLarge {
+        /// Encoded size.
+        size: usize,
+        /// The limit.
+        max: u32,
+    },
+    /// More transactions than the limit.
+    #[error("block has {count} transactions, limit {max}")]
+    TooManyTransactions {
+        /// Transactions in the block.
+        count: usize,
+        /// The limit.
+        max: u32,
+    },
+    /// No transactions, or the first is not a coinbase.
+    #[error("first transaction is not a coinbase")]
+    MissingCoinbase,
+    /// A coinbase after the first position.
+    #[error("coinbase {txid} is not the first transaction")]
+    ExtraCoinbase {
+        /// The misplaced coinbase.
+        txid: Txid,
+    },
+    /// The coinbase does not commit to the block's height.
+    #[error("coinbase commits to height {got}, block height is {expected}")]
+    CoinbaseHeight {
+        /// The header's height.
+        expected: u64,
+        /// The coinbase's height.
+        got: u64,
+    },
+    /// The coinbase pays other than reward + fees.
+    #[error("coinbase pays {got}, must pay reward + fees = {expected}")]
+    CoinbaseAmount {
+        /// reward + fees.
+        expected: u64,
+        /// What it pays.
+        got: u64,
+    },
+    /// The same txid twice in a block.
+    #[error("duplicate transaction {0}")]
+    DuplicateTxid(Txid),
+    /// `tx_root` does not match the transactions.
+    #[error("tx_root {got} does not match the transactions' root {expected}")]
+    TxRootMismatch {
+        /// Root of the transactions.
+        expected: TxRoot,
+        /// The header's value.
+        got: TxRoot,
+    },
+    /// The parent is not a known block.
+    #[error("unknown parent {0}")]
+    UnknownParent(BlockHash),
+    /// The parent, or an ancestor, is invalid.
+    #[error("descends from invalid block {0}")]
+    InvalidAncestor(BlockHash),
+    /// Height other than parent height + 1.
+    #[error("height {got}, parent height + 1 is {expected}")]
+    BadHeight {
+        /// parent height + 1.
+        expected: u64,
+        /// The header's height.
+        got: u64,
+    },
+    /// Timestamp not after the median of the previous blocks.
+    #[error("timestamp {timestamp} is not after the median {median} of the previous blocks")]
+    TimestampTooOld {
+        /// The header's timestamp.
+        timestamp: u64,
+        /// The median past time.
+        median: u64,
+    },
+    /// Timestamp too far ahead of the local clock. Not a permanent fault: the block may become
+    /// valid later, so it is not remembered as invalid.
+    #[error(
+        "timestamp {timestamp} is more than the allowed drift ahead of the local clock (limit {limit})"
+    )]
+    TimestampTooNew {
+        /// The header's timestamp.
+        timestamp: u64,
+        /// Local clock + allowed drift.
+        limit: u64,
+    },
+    /// A transfer whose signature does not verify.
+    #[error("transaction {txid}: {reason}")]
+    BadSignature {
+        /// The transfer.
+        txid: Txid,
+        /// Why.
+        reason: SignatureError,
+    },
+    /// A transfer whose nonce is not the sender's next.
+    #[error("transaction {txid}: nonce {got}, sender's next nonce is {expected}")]
+    BadNonce {
+        /// The transfer.
+        txid: Txid,
+        /// The sender's next nonce.
+        expected: u64,
+        /// The transfer's nonce.
+        got: u64,
+    },
+    /// A transfer spending more than the sender has.
+    #[error("transaction {txid}: needs {needed}, sender has {balance}")]
+    InsufficientBalance {
+        /// The transfer.
+        txid: Txid,
+        /// The sender's balance.
+        balance: u64,
+        /// amount + fee.
+        needed: u64,
+    },
+    /// An amount, fee sum or balance that overflows u64.
+    #[error("transaction {txid}: amount overflow")]
+    AmountOverflow {
+        /// The transaction.
+        txid: Txid,
+    },
+}
+
+impl ValidationError {
+    /// Whether the block can never become valid (so it is worth remembering and the sender
+    /// is at fault). A timestamp ahead of our clock, or a parent we lack, may resolve later.
+    pub fn is_permanent(&self) -> bool {
+        !matches!(
+            self,
+            ValidationError::TimestampTooNew { .. } | ValidationError::UnknownParent(_)
+        )
+    }
+}
+
+/// The rules the header alone decides: version, difficulty, proof of work.
+pub fn check_header(header: &Header, params: &ChainParams) -> Result<BlockHash, ValidationError> {
+    if header.version != BLOCK_VERSION {
+        return Err(ValidationError::BadVersion(header.version));
+    }
+    if header.bits != params.bits {
+        return Err(ValidationError::WrongBits {
+            expected: params.bits,
+            got: header.bits,
+        });
+    }
+    let hash = header.compute_hash();
+    if !pow::meets_target(&hash, header.bits) {
+        return Err(ValidationError::InsufficientWork {
+            hash,
+            bits: header.bits,
+        });
+    }
+    Ok(hash)
+}
+
+/// The body's structure: limits, one coinbase first at the block's height, no duplicate
+/// txids, the Merkle root. Returns the txids (computed once, reused by later checks).
+pub fn check_body(block: &Block, params: &ChainParams) -> Result<Vec<Txid>, ValidationError> {
+    if block.txs.len() > params.max_block_txs as usize {
+        return Err(ValidationError::TooManyTransactions {
+            count: block.txs.len(),
+            max: params.max_block_txs,
+        });
+    }
+    let size = block.encoded_len();
+    if size > params.max_block_bytes as usize {
+        return Err(ValidationError::BlockTooLarge {
+            size,
+            max: params.max_block_bytes,
+        });
+    }
+    let Some(Transaction::Coinbase(cb)) = block.txs.first() else {
+        return Err(ValidationError::MissingCoinbase);
+    };
+    if cb.height != block.header.height {
+        return Err(ValidationError::CoinbaseHeight {
+            expected: block.header.height,
+            got: cb.height,
+        });
+    }
+    let txids = block.compute_txids();
+    for (tx, txid) in block.txs.iter().zip(&txids).skip(1) {
+        if matches!(tx, Transaction::Coinbase(_)) {
+            return Err(ValidationError::ExtraCoinbase { txid: *txid });
+        }
+    }
+    let mut seen = HashSet::with_capacity(txids.len());
+    for txid in &txids {
+        if !seen.insert(*txid) {
+            return Err(ValidationError::DuplicateTxid(*txid));
+        }
+    }
+    let root = merkle::tx_root(&txids);
+    if root != block.header.tx_root {
+        return Err(ValidationError::TxRootMismatch {
+            expected: root,
+            got: block.header.tx_root,
+        });
+    }
+    Ok(txids)
+}
+
+/// The rules that need the parent: height, and a timestamp after the median of the previous
+/// `median_time_span` blocks and at most `max_future_ms` ahead of `now_ms`.
+pub fn check_context(
+    header: &Header,
+    parent_height: u64,
+    median_time_past: u64,
+    now_ms: u64,
+    params: &ChainParams,
+) -> Result<(), ValidationError> {
+    let expected = parent_height.saturating_add(1);
+    if header.height != expected {
+        return Err(ValidationError::BadHeight {
+            expected,
+            got: header.height,
+        });
+    }
+    if header.timestamp <= median_time_past {
+        return Err(ValidationError::TimestampTooOld {
+            timestamp: header.timestamp,
+            median: median_time_past,
+        });
+    }
+    let limit = now_ms.saturating_add(params.max_future_ms);
+    if header.timestamp > limit {
+        return Err(ValidationError::TimestampTooNew {
+            timestamp: header.timestamp,
+            limit,
+        });
+    }
+    Ok(())
+}
+
+/// Verifies every transfer's signature, one by one with `verify_strict` (the consensus rule;
+/// see `proto/PROTOCOL.md` for why batch verification is not used to decide validity).
+pub fn check_signatures(
+    block: &Block,
+    txids: &[Txid],
+    chain_id: &ChainId,
+) -> Result<(), ValidationError> {
+    for (tx, txid) in block.txs.iter().zip(txids) {
+        if let Transaction::Transfer(t) = tx {
+            t.verify(chain_id)
+                .map_err(|reason| ValidationError::BadSignature {
+                    txid: *txid,
+                    reason,
+                })?;
+        }
+    }
+    Ok(())
+}
+
+/// Median of a non-empty list of timestamps (the upper middle for an even count, as Bitcoin).
+pub fn median(timestamps: &mut [u64]) -> u64 {
+    timestamps.sort_unstable();
+    timestamps[timestamps.len() / 2]
+}

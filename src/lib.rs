@@ -1,0 +1,14 @@
+//! gossipchain: a peer-to-peer blockchain node.
+//!
+//! Data flows one way: wire bytes → `net` (the libp2p swarm) → `node` (the actor owning the
+//! state) → [`chain`] (pure consensus rules) → [`store`] (redb).
+//!
+//! - [`chain`]: blocks, transactions, validation, fork choice, ledger, mempool. No I/O.
+//! - [`miner`]: the multi-threaded nonce search.
+//! - [`store`]: the crash-safe block store.
+//! - [`testkit`]: builders of valid blocks at low difficulty, for tests, benches and fuzzing.
+
+pub mod chain;
+pub mod miner;
+pub mod store;
+pub mod testkit;

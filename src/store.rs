@@ -1,0 +1,245 @@
+//! The block store: an embedded ACID database (redb) holding every valid block, a height index
+//! to reload them parents first, and the best tip. Each batch of accepted blocks and the new tip
+//! are committed in one transaction, durable when `commit` returns, so a node killed at any
+//! instant reopens a consistent store holding every block it committed. Reloading does not
+//! re-verify signatures: the blocks were verified before they were written.
+
+use crate::chain::tree::TreeLimits;
+use crate::chain::{Block, BlockHash, ChainId, ChainParams, ChainState};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Encoded blocks by hash.
+const BLOCKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("blocks");
+/// (height, hash) of every block, to reload parents before children.
+const BY_HEIGHT: TableDefinition<(u64, &[u8; 32]), ()> = TableDefinition::new("by_height");
+/// Single values: the chain id the store belongs to, and the best tip.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database itself failed (I/O, or a file that is not a redb database).
+    #[error("block store {path}: {source}")]
+    Db {
+        /// The database file.
+        path: PathBuf,
+        /// The database error.
+        #[source]
+        source: Box<redb::Error>,
+    },
+    /// The store belongs to another chain (other parameters).
+    #[error(
+        "block store {path} belongs to chain {found}, not {expected}: use another data directory for other chain parameters"
+    )]
+    WrongChain {
+        /// The database file.
+        path: PathBuf,
+        /// Our chain id.
+        expected: ChainId,
+        /// The store's.
+        found: String,
+    },
+    /// A stored record does not decode or does not fit the chain.
+    #[error("block store {path} is corrupt: {what}")]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+}
+
+/// An open block store.
+pub struct Store {
+    /// The database.
+    db: Database,
+    /// Its file, for error messages.
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens or creates the store at `path` for `chain_id`.
+    pub fn open(path: &Path, chain_id: ChainId) -> Result<Self, StoreError> {
+        let db = Database::create(path).map_err(|e| Self::db_err(path, e))?;
+        let store = Self {
+            db,
+            path: path.to_path_buf(),
+        };
+        let tx = store.db.begin_write().map_err(|e| store.err(e))?;
+        {
+            let mut meta = tx.open_table(META).map_err(|e| store.err(e))?;
+            let existing = meta
+                .get("chain_id")
+                .map_err(|e| store.err(e))?
+                .map(|v| v.value().to_vec());
+            match existing {
+                Some(found) if found != chain_id.as_bytes() => {
+                    return Err(StoreError::WrongChain {
+                        path: store.path.clone(),
+                        expected: chain_id,
+                        found: hex::encode(found),
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert("chain_id", chain_id.as_bytes().as_slice())
+                        .map_err(|e| store.err(e))?;
+                }
+            }
+            tx.open_table(BLOCKS).map_err(|e| store.err(e))?;
+            tx.open_table(BY_HEIGHT).map_err(|e| store.err(e))?;
+        }
+        tx.commit().map_err(|e| store.err(e))?;
+        Ok(store)
+    }
+
+    fn db_err(path: &Path, e: impl Into<redb::Error>) -> StoreError {
+        StoreError::Db {
+            path: path.to_path_buf(),
+            source: Box::new(e.into()),
+        }
+    }
+
+    fn err(&self, e: impl Into<redb::Error>) -> StoreError {
+        Self::db_err(&self.path, e)
+    }
+
+    fn corrupt(&self, what: String) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            what,
+        }
+    }
+
+    /// Writes `accepted` blocks, deletes `rejected` ones, and records `tip`, in one durable
+    /// transaction.
+    pub fn commit(
+        &self,
+        accepted: &[(BlockHash, Arc<Block>)],
+        rejected: &[BlockHash],
+        tip: BlockHash,
+    ) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut blocks = tx.open_table(BLOCKS).map_err(|e| self.err(e))?;
+            let mut by_height = tx.open_table(BY_HEIGHT).map_err(|e| self.err(e))?;
+            for (hash, block) in accepted {
+                blocks
+                    .insert(hash.as_bytes(), block.encode().as_slice())
+                    .map_err(|e| self.err(e))?;
+                by_height
+                    .insert((block.header.height, hash.as_bytes()), ())
+                    .map_err(|e| self.err(e))?;
+            }
+            for hash in rejected {
+                // The height sits at bytes 4..12 of the encoded header.
+                let height = blocks
+                    .remove(hash.as_bytes())
+                    .map_err(|e| self.err(e))?
+                    .and_then(|v| v.value().get(4..12).map(<[u8]>::to_vec))
+                    .and_then(|b| b.try_into().ok().map(u64::from_be_bytes));
+                if let Some(height) = height {
+                    by_height
+                        .remove((height, hash.as_bytes()))
+                        .map_err(|e| self.err(e))?;
+                }
+            }
+            let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+            meta.insert("tip", tip.as_bytes().as_slice())
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// The recorded best tip, if any block was ever committed.
+    pub fn tip(&self) -> Result<Option<BlockHash>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let meta = tx.open_table(META).map_err(|e| self.err(e))?;
+        let Some(v) = meta.get("tip").map_err(|e| self.err(e))? else {
+            return Ok(None);
+        };
+        let bytes: [u8; 32] = v
+            .value()
+            .try_into()
+            .map_err(|_| self.corrupt("tip record is not 32 bytes".into()))?;
+        Ok(Some(BlockHash(bytes)))
+    }
+
+    /// Number of blocks stored.
+    pub fn block_count(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let blocks = tx.open_table(BLOCKS).map_err(|e| self.err(e))?;
+        blocks.len().map_err(|e| self.err(e))
+    }
+
+    /// Every stored block with its hash, in height order.
+    pub fn blocks(&self, params: &ChainParams) -> Result<Vec<(BlockHash, Block)>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let blocks = tx.open_table(BLOCKS).map_err(|e| self.err(e))?;
+        let by_height = tx.open_table(BY_HEIGHT).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in by_height.iter().map_err(|e| self.err(e))? {
+            let (key, _) = row.map_err(|e| self.err(e))?;
+            let (height, hash) = key.value();
+            let hash = BlockHash(*hash);
+            let bytes = blocks
+                .get(hash.as_bytes())
+                .map_err(|e| self.err(e))?
+                .ok_or_else(|| self.corrupt(format!("block {hash} is indexed but missing")))?;
+            let block = Block::decode(
+                bytes.value(),
+                params.max_block_bytes as usize,
+                params.max_block_txs,
+            )
+            .map_err(|e| self.corrupt(format!("block {hash}: {e}")))?;
+            if block.compute_hash() != hash || block.header.height != height {
+                return Err(self.corrupt(format!("block {hash} does not match its key")));
+            }
+            out.push((hash, block));
+        }
+        Ok(out)
+    }
+
+    /// Rebuilds the chain state from the store: the recorded best chain first, so that among
+    /// equal-work branches the one that was best stays best, then every other branch. Signatures
+    /// are not re-verified; every other rule is.
+    pub fn load_chain(
+        &self,
+        params: &ChainParams,
+        limits: TreeLimits,
+    ) -> Result<ChainState, StoreError> {
+        let mut chain = ChainState::with_limits(params.clone(), limits);
+        let blocks = self.blocks(params)?;
+        let mut by_hash: HashMap<BlockHash, usize> = HashMap::with_capacity(blocks.len());
+        for (i, (hash, _)) in blocks.iter().enumerate() {
+            by_hash.insert(*hash, i);
+        }
+        let mut order = Vec::with_capacity(blocks.len());
+        if let Some(tip) = self.tip()? {
+            let mut hash = tip;
+            while let Some(&i) = by_hash.get(&hash) {
+                order.push(i);
+                hash = blocks[i].1.header.prev_hash;
+            }
+            order.reverse();
+        }
+        let mut taken = vec![false; blocks.len()];
+        for &i in &order {
+            taken[i] = true;
+        }
+        order.extend((0..blocks.len()).filter(|i| !taken[*i]));
+        let mut blocks: Vec<Option<(BlockHash, Block)>> = blocks.into_iter().map(Some).collect();
+        for i in order {
+            let Some((hash, block)) = blocks[i].take() else {
+                continue;
+            };
+            chain
+                .load_trusted(Arc::new(block))
+                .map_err(|e| self.corrupt(format!("stored block {hash} is invalid: {e}")))?;
+        }
+        Ok(chain)
+    }
+}
