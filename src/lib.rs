@@ -10,5 +10,8 @@
 
 pub mod chain;
 pub mod miner;
+pub mod net;
+pub mod node;
 pub mod store;
 pub mod testkit;
+pub mod wallet;

@@ -1,0 +1,152 @@
+//! The libp2p behaviours the node runs, and their configuration: gossipsub with manual
+//! validation and peer scoring, the sync request-response protocol with size limits, mDNS,
+//! identify, ping, connection limits and a block list for misbehaving peers.
+
+use super::protocol::{self, Request, Response};
+use crate::chain::ChainId;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{
+    StreamProtocol, allow_block_list, connection_limits, gossipsub, identify, identity, mdns, ping,
+    request_response,
+};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+/// All behaviours of a node.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    /// Refuses connections from banned peers and closes theirs.
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    /// Caps connections.
+    pub limits: connection_limits::Behaviour,
+    /// Block and transaction relay.
+    pub gossipsub: gossipsub::Behaviour,
+    /// Status and block download.
+    pub sync: request_response::cbor::Behaviour<Request, Response>,
+    /// LAN discovery, when enabled.
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Learns peers' listen addresses and agent versions.
+    pub identify: identify::Behaviour,
+    /// Keeps connections alive and measures round trips.
+    pub ping: ping::Behaviour,
+}
+
+/// Settings that shape the behaviours.
+#[derive(Clone, Debug)]
+pub struct BehaviourConfig {
+    /// The chain, for topic names.
+    pub chain_id: ChainId,
+    /// Largest valid block, for message size limits.
+    pub max_block_bytes: u32,
+    /// Whether mDNS discovery runs.
+    pub mdns: bool,
+    /// Most established connections in all.
+    pub max_peers: u32,
+    /// How long a sync request may wait for its response.
+    pub request_timeout: Duration,
+    /// Gossipsub heartbeat (mesh maintenance); shorter forms meshes sooner.
+    pub heartbeat: Duration,
+}
+
+/// Gossip message id: SHA-256 of the whole payload. For a transaction this is its txid; for a
+/// block it is not the block hash on purpose, so that a block with a tampered body cannot
+/// occupy the id (and the duplicate cache) of the real block with the same header.
+fn message_id(message: &gossipsub::Message) -> gossipsub::MessageId {
+    gossipsub::MessageId::new(&Sha256::digest(&message.data))
+}
+
+/// Peer scoring: an invalid message costs far more than honest participation can earn, so one
+/// rejected message pushes a peer below the graylist threshold.
+fn score_params(topics: &[gossipsub::TopicHash]) -> gossipsub::PeerScoreParams {
+    let mut params = gossipsub::PeerScoreParams {
+        // Nodes of one test or docker host share an address; do not punish that.
+        ip_colocation_factor_weight: 0.0,
+        ..Default::default()
+    };
+    for topic in topics {
+        let t = gossipsub::TopicScoreParams {
+            topic_weight: 1.0,
+            time_in_mesh_weight: 0.01,
+            time_in_mesh_quantum: Duration::from_secs(1),
+            time_in_mesh_cap: 3600.0,
+            first_message_deliveries_weight: 0.1,
+            first_message_deliveries_cap: 100.0,
+            // Blocks arrive every few seconds: a quiet mesh peer is not a bad one.
+            mesh_message_deliveries_weight: 0.0,
+            mesh_failure_penalty_weight: 0.0,
+            invalid_message_deliveries_weight: -100.0,
+            invalid_message_deliveries_decay: 0.9,
+            ..Default::default()
+        };
+        params.topics.insert(topic.clone(), t);
+    }
+    params
+}
+
+impl Behaviour {
+    /// Builds every behaviour for `key`.
+    pub fn new(
+        key: &identity::Keypair,
+        config: &BehaviourConfig,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let peer_id = key.public().to_peer_id();
+        let gossip_config = gossipsub::ConfigBuilder::default()
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            .validate_messages()
+            .message_id_fn(message_id)
+            .max_transmit_size(protocol::max_transmit_size(config.max_block_bytes))
+            .heartbeat_interval(config.heartbeat)
+            .build()?;
+        let mut gossipsub = gossipsub::Behaviour::new(
+            gossipsub::MessageAuthenticity::Signed(key.clone()),
+            gossip_config,
+        )?;
+        let topics = [
+            gossipsub::IdentTopic::new(protocol::blocks_topic(&config.chain_id)).hash(),
+            gossipsub::IdentTopic::new(protocol::txs_topic(&config.chain_id)).hash(),
+        ];
+        gossipsub.with_peer_score(
+            score_params(&topics),
+            gossipsub::PeerScoreThresholds::default(),
+        )?;
+
+        let codec = request_response::cbor::codec::Codec::default()
+            .set_request_size_maximum(protocol::MAX_REQUEST_BYTES)
+            .set_response_size_maximum(protocol::max_response_bytes(config.max_block_bytes));
+        let sync = request_response::Behaviour::with_codec(
+            codec,
+            [(
+                StreamProtocol::new(protocol::SYNC_PROTOCOL),
+                request_response::ProtocolSupport::Full,
+            )],
+            request_response::Config::default()
+                .with_request_timeout(config.request_timeout)
+                .with_max_concurrent_streams(32),
+        );
+        let mdns = if config.mdns {
+            Some(mdns::tokio::Behaviour::new(
+                mdns::Config::default(),
+                peer_id,
+            )?)
+        } else {
+            None
+        };
+        let limits = connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(config.max_peers))
+            .with_max_established_per_peer(Some(2))
+            .with_max_pending_incoming(Some(32));
+        Ok(Self {
+            blocked: Default::default(),
+            limits: connection_limits::Behaviour::new(limits),
+            gossipsub,
+            sync,
+            mdns: mdns.into(),
+            identify: identify::Behaviour::new(
+                identify::Config::new(protocol::IDENTIFY_PROTOCOL.into(), key.public())
+                    .with_agent_version(format!("gossipchain/{}", env!("CARGO_PKG_VERSION"))),
+            ),
+            ping: ping::Behaviour::default(),
+        })
+    }
+}

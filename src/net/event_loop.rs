@@ -1,0 +1,588 @@
+//! The event loop: the only owner of the swarm. It forwards swarm events to the node as typed
+//! [`Event`]s and executes the node's commands, and it keeps the network's own bookkeeping:
+//! how each peer was found, redialling `--peer` addresses with backoff, bans, and the inbound
+//! request rate limit.
+
+use super::behaviour::{Behaviour, BehaviourEvent};
+use super::protocol::{self, Response};
+use super::{Command, Discovery, Event, NetConfig, NetError, PeerInfo, Topic};
+use futures::StreamExt;
+use libp2p::core::ConnectedPoint;
+use libp2p::gossipsub::{self, IdentTopic, PublishError};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, identity, mdns, noise, ping, tcp, yamux};
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// First and longest wait before redialling a `--peer` address.
+const REDIAL_MIN: Duration = Duration::from_secs(1);
+const REDIAL_MAX: Duration = Duration::from_secs(60);
+/// Requests over the rate limit a peer may send before it is banned for flooding.
+const FLOOD_STRIKES: u32 = 200;
+
+/// What the loop knows of a connected peer.
+struct PeerState {
+    /// Remote addresses of open connections.
+    addresses: BTreeSet<Multiaddr>,
+    /// How it was found (of its first connection).
+    found_by: Discovery,
+    /// Agent string from identify.
+    agent: Option<String>,
+    /// Last ping round trip.
+    rtt: Option<Duration>,
+}
+
+/// A `--peer` address kept connected.
+struct Bootstrap {
+    /// The address as given.
+    addr: Multiaddr,
+    /// The peer behind it, once known.
+    peer: Option<PeerId>,
+    /// The dial in flight, if any.
+    dialing: Option<ConnectionId>,
+    /// When to try next.
+    next_attempt: Instant,
+    /// Wait after the next failure.
+    backoff: Duration,
+}
+
+/// Why an outgoing connection was opened.
+enum DialPurpose {
+    /// mDNS discovery.
+    Mdns,
+    /// Bootstrap entry `index`.
+    Bootstrap(usize),
+    /// A user's `dial`, with its reply.
+    User(oneshot::Sender<Result<PeerId, String>>),
+}
+
+/// Token bucket for one peer's inbound requests.
+struct RateLimit {
+    tokens: f64,
+    last: Instant,
+    strikes: u32,
+}
+
+/// Owns the swarm; see the module doc.
+pub struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<Event>,
+    config: NetConfig,
+    blocks_topic: IdentTopic,
+    txs_topic: IdentTopic,
+    peers: HashMap<PeerId, PeerState>,
+    bootstrap: Vec<Bootstrap>,
+    dials: HashMap<ConnectionId, DialPurpose>,
+    pending: HashMap<OutboundRequestId, u64>,
+    bans: HashMap<PeerId, Instant>,
+    rates: HashMap<PeerId, RateLimit>,
+    listen_addrs: Vec<Multiaddr>,
+}
+
+fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        Protocol::P2p(id) => Some(id),
+        _ => None,
+    })
+}
+
+impl EventLoop {
+    pub(super) fn new(
+        keypair: identity::Keypair,
+        config: NetConfig,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<Event>,
+    ) -> Result<Self, NetError> {
+        let build = |e: &dyn std::fmt::Display| NetError::Build(e.to_string());
+        let behaviour_config = config.behaviour.clone();
+        let builder = libp2p::SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| build(&e))?;
+        #[cfg(feature = "quic")]
+        let builder = builder.with_quic();
+        let mut swarm = builder
+            .with_behaviour(|key| Behaviour::new(key, &behaviour_config))
+            .map_err(|e| build(&e))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+        let blocks_topic = IdentTopic::new(protocol::blocks_topic(&config.behaviour.chain_id));
+        let txs_topic = IdentTopic::new(protocol::txs_topic(&config.behaviour.chain_id));
+        for topic in [&blocks_topic, &txs_topic] {
+            swarm
+                .behaviour_mut()
+                .gossipsub
+                .subscribe(topic)
+                .map_err(|e| build(&e))?;
+        }
+        for addr in &config.listen {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NetError::Listen {
+                    addr: addr.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
+        let now = Instant::now();
+        let bootstrap = config
+            .bootstrap
+            .iter()
+            .map(|addr| Bootstrap {
+                addr: addr.clone(),
+                peer: peer_of(addr),
+                dialing: None,
+                next_attempt: now,
+                backoff: REDIAL_MIN,
+            })
+            .collect();
+        Ok(Self {
+            swarm,
+            commands,
+            events,
+            config,
+            blocks_topic,
+            txs_topic,
+            peers: HashMap::new(),
+            bootstrap,
+            dials: HashMap::new(),
+            pending: HashMap::new(),
+            bans: HashMap::new(),
+            rates: HashMap::new(),
+            listen_addrs: Vec::new(),
+        })
+    }
+
+    /// Runs until [`super::Client::shutdown`] or until every client and the event receiver are
+    /// gone. Dropping the swarm at the end closes every connection.
+    pub async fn run(mut self) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => {
+                    if !self.on_swarm_event(event).await {
+                        break;
+                    }
+                }
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown) | None => break,
+                    Some(command) => self.on_command(command),
+                },
+                _ = tick.tick() => self.on_tick(),
+            }
+        }
+        tracing::debug!("network event loop stopped");
+    }
+
+    /// Hands an event to the node; false if the node is gone.
+    async fn emit(&mut self, event: Event) -> bool {
+        self.events.send(event).await.is_ok()
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<PeerId> = self
+            .bans
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in expired {
+            self.bans.remove(&peer);
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            tracing::info!(%peer, "ban expired");
+        }
+        for i in 0..self.bootstrap.len() {
+            let b = &self.bootstrap[i];
+            let connected = b.peer.is_some_and(|p| self.swarm.is_connected(&p));
+            if connected || b.dialing.is_some() || b.next_attempt > now {
+                continue;
+            }
+            if b.peer == Some(*self.swarm.local_peer_id()) {
+                continue;
+            }
+            let opts = match b.peer {
+                Some(peer) => DialOpts::peer_id(peer)
+                    .addresses(vec![b.addr.clone()])
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build(),
+                None => DialOpts::unknown_peer_id().address(b.addr.clone()).build(),
+            };
+            let id = opts.connection_id();
+            let addr = b.addr.clone();
+            match self.swarm.dial(opts) {
+                Ok(()) => {
+                    self.bootstrap[i].dialing = Some(id);
+                    self.dials.insert(id, DialPurpose::Bootstrap(i));
+                }
+                Err(e) => {
+                    tracing::debug!(%addr, "dial not started: {e}");
+                    self.retry_later(i);
+                }
+            }
+        }
+    }
+
+    fn retry_later(&mut self, i: usize) {
+        let b = &mut self.bootstrap[i];
+        b.dialing = None;
+        b.next_attempt = Instant::now() + b.backoff;
+        b.backoff = (b.backoff * 2).min(REDIAL_MAX);
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Publish { topic, data } => {
+                let topic = match topic {
+                    Topic::Blocks => self.blocks_topic.clone(),
+                    Topic::Txs => self.txs_topic.clone(),
+                };
+                match self.swarm.behaviour_mut().gossipsub.publish(topic, data) {
+                    Ok(_) => {}
+                    // Nobody to send to yet, or already sent: peers will get it by sync.
+                    Err(PublishError::NoPeersSubscribedToTopic | PublishError::Duplicate) => {}
+                    Err(e) => tracing::warn!("publish failed: {e}"),
+                }
+            }
+            Command::Validation {
+                id,
+                source,
+                acceptance,
+            } => {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&id, &source, acceptance);
+            }
+            Command::Request { peer, request, tag } => {
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                self.pending.insert(id, tag);
+            }
+            Command::Respond { channel, response } => {
+                // Fails only if the requester went away meanwhile.
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(channel, response);
+            }
+            Command::Ban { peer, reason } => {
+                tracing::warn!(%peer, %reason, "banning peer for {:?}", self.config.ban_duration);
+                self.bans
+                    .insert(peer, Instant::now() + self.config.ban_duration);
+                self.swarm.behaviour_mut().blocked.block_peer(peer);
+            }
+            Command::Dial { addr, reply } => self.dial_user(addr, reply),
+            Command::Peers { reply } => {
+                let gossip = &self.swarm.behaviour().gossipsub;
+                let mut list: Vec<PeerInfo> = self
+                    .peers
+                    .iter()
+                    .map(|(peer, s)| PeerInfo {
+                        peer: *peer,
+                        addresses: s.addresses.iter().cloned().collect(),
+                        found_by: s.found_by,
+                        agent: s.agent.clone(),
+                        rtt: s.rtt,
+                        score: gossip.peer_score(peer).unwrap_or(0.0),
+                    })
+                    .collect();
+                list.sort_by_key(|p| p.peer.to_string());
+                let _ = reply.send(list);
+            }
+            Command::ListenAddrs { reply } => {
+                let _ = reply.send(self.listen_addrs.clone());
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    fn dial_user(&mut self, addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, String>>) {
+        let local = *self.swarm.local_peer_id();
+        let opts = match peer_of(&addr) {
+            Some(peer) if peer == local => {
+                let _ = reply.send(Err("that is this node's own address".into()));
+                return;
+            }
+            Some(peer) if self.swarm.is_connected(&peer) => {
+                let _ = reply.send(Ok(peer));
+                return;
+            }
+            Some(peer) => DialOpts::peer_id(peer).addresses(vec![addr]).build(),
+            None => DialOpts::unknown_peer_id().address(addr).build(),
+        };
+        let id = opts.connection_id();
+        match self.swarm.dial(opts) {
+            Ok(()) => {
+                self.dials.insert(id, DialPurpose::User(reply));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e.to_string()));
+            }
+        }
+    }
+
+    /// Whether a peer's inbound request fits its rate; bans a peer that keeps flooding.
+    fn admit_request(&mut self, peer: PeerId) -> bool {
+        let now = Instant::now();
+        let (rate, burst) = (self.config.requests_per_sec, self.config.request_burst);
+        let r = self.rates.entry(peer).or_insert(RateLimit {
+            tokens: burst,
+            last: now,
+            strikes: 0,
+        });
+        r.tokens = (r.tokens + now.duration_since(r.last).as_secs_f64() * rate).min(burst);
+        r.last = now;
+        if r.tokens >= 1.0 {
+            r.tokens -= 1.0;
+            if r.tokens >= burst - 1.0 {
+                r.strikes = 0;
+            }
+            return true;
+        }
+        r.strikes += 1;
+        if r.strikes == FLOOD_STRIKES {
+            self.on_command(Command::Ban {
+                peer,
+                reason: format!("request flood: over {rate}/s with a burst of {burst}"),
+            });
+        }
+        false
+    }
+
+    /// Handles one swarm event; false when the node is gone and the loop should end.
+    async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> bool {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+                self.listen_addrs.push(address.clone());
+                return self.emit(Event::Listening(address)).await;
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listen_addrs.retain(|a| *a != address);
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                let purpose = self.dials.remove(&connection_id);
+                let found_by = match &purpose {
+                    Some(DialPurpose::Mdns) => Discovery::Mdns,
+                    Some(DialPurpose::Bootstrap(_)) => Discovery::Bootstrap,
+                    Some(DialPurpose::User(_)) => Discovery::Dial,
+                    None if matches!(endpoint, ConnectedPoint::Listener { .. }) => {
+                        Discovery::Inbound
+                    }
+                    None => Discovery::Dial,
+                };
+                match purpose {
+                    Some(DialPurpose::User(reply)) => {
+                        let _ = reply.send(Ok(peer_id));
+                    }
+                    Some(DialPurpose::Bootstrap(i)) => {
+                        let b = &mut self.bootstrap[i];
+                        b.peer = Some(peer_id);
+                        b.dialing = None;
+                        b.backoff = REDIAL_MIN;
+                    }
+                    _ => {}
+                }
+                let state = self.peers.entry(peer_id).or_insert(PeerState {
+                    addresses: BTreeSet::new(),
+                    found_by,
+                    agent: None,
+                    rtt: None,
+                });
+                state
+                    .addresses
+                    .insert(endpoint.get_remote_address().clone());
+                if num_established.get() == 1 {
+                    tracing::info!(peer = %peer_id, addr = %endpoint.get_remote_address(), via = %found_by, "peer connected");
+                    return self
+                        .emit(Event::PeerConnected {
+                            peer: peer_id,
+                            found_by,
+                        })
+                        .await;
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                if let Some(s) = self.peers.get_mut(&peer_id) {
+                    s.addresses.remove(endpoint.get_remote_address());
+                }
+                if num_established == 0 {
+                    self.peers.remove(&peer_id);
+                    self.rates.remove(&peer_id);
+                    for i in 0..self.bootstrap.len() {
+                        if self.bootstrap[i].peer == Some(peer_id)
+                            && self.bootstrap[i].dialing.is_none()
+                        {
+                            self.retry_later(i);
+                        }
+                    }
+                    tracing::info!(peer = %peer_id, "peer disconnected");
+                    return self.emit(Event::PeerDisconnected { peer: peer_id }).await;
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                error,
+                ..
+            } => match self.dials.remove(&connection_id) {
+                Some(DialPurpose::User(reply)) => {
+                    let _ = reply.send(Err(error.to_string()));
+                }
+                Some(DialPurpose::Bootstrap(i)) => {
+                    tracing::debug!(addr = %self.bootstrap[i].addr, "dial failed: {error}");
+                    self.retry_later(i);
+                }
+                _ => tracing::debug!("dial failed: {error}"),
+            },
+            SwarmEvent::Behaviour(event) => return self.on_behaviour_event(event).await,
+            _ => {}
+        }
+        true
+    }
+
+    async fn on_behaviour_event(&mut self, event: BehaviourEvent) -> bool {
+        match event {
+            BehaviourEvent::Mdns(mdns::Event::Discovered(list)) => {
+                let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
+                for (peer, addr) in list {
+                    by_peer.entry(peer).or_default().push(addr);
+                }
+                let local = *self.swarm.local_peer_id();
+                for (peer, addrs) in by_peer {
+                    if peer == local
+                        || self.swarm.is_connected(&peer)
+                        || self.bans.contains_key(&peer)
+                    {
+                        continue;
+                    }
+                    tracing::debug!(%peer, ?addrs, "mdns discovered");
+                    let opts = DialOpts::peer_id(peer)
+                        .addresses(addrs)
+                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .build();
+                    let id = opts.connection_id();
+                    if self.swarm.dial(opts).is_ok() {
+                        self.dials.insert(id, DialPurpose::Mdns);
+                    }
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Expired(_)) => {}
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => {
+                let topic = if message.topic == self.blocks_topic.hash() {
+                    Topic::Blocks
+                } else if message.topic == self.txs_topic.hash() {
+                    Topic::Txs
+                } else {
+                    return true;
+                };
+                return self
+                    .emit(Event::Gossip {
+                        topic,
+                        source: propagation_source,
+                        id: message_id,
+                        data: message.data,
+                    })
+                    .await;
+            }
+            BehaviourEvent::Gossipsub(_) => {}
+            BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => {
+                match message {
+                    request_response::Message::Request {
+                        request, channel, ..
+                    } => {
+                        if !self.admit_request(peer) {
+                            let _ = self
+                                .swarm
+                                .behaviour_mut()
+                                .sync
+                                .send_response(channel, Response::Refused("rate limit".into()));
+                            return true;
+                        }
+                        return self
+                            .emit(Event::Request {
+                                peer,
+                                request,
+                                channel,
+                            })
+                            .await;
+                    }
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    } => {
+                        if let Some(tag) = self.pending.remove(&request_id) {
+                            return self
+                                .emit(Event::Response {
+                                    peer,
+                                    tag,
+                                    result: Ok(response),
+                                })
+                                .await;
+                        }
+                    }
+                }
+            }
+            BehaviourEvent::Sync(request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            }) => {
+                if let Some(tag) = self.pending.remove(&request_id) {
+                    return self
+                        .emit(Event::Response {
+                            peer,
+                            tag,
+                            result: Err(error.to_string()),
+                        })
+                        .await;
+                }
+            }
+            BehaviourEvent::Sync(request_response::Event::InboundFailure {
+                peer, error, ..
+            }) => {
+                tracing::debug!(%peer, "inbound sync request failed: {error}");
+            }
+            BehaviourEvent::Sync(_) => {}
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                if let Some(s) = self.peers.get_mut(&peer_id) {
+                    s.agent = Some(info.agent_version);
+                }
+            }
+            BehaviourEvent::Identify(_) => {}
+            BehaviourEvent::Ping(ping::Event { peer, result, .. }) => {
+                if let (Ok(rtt), Some(s)) = (result, self.peers.get_mut(&peer)) {
+                    s.rtt = Some(rtt);
+                }
+            }
+            BehaviourEvent::Blocked(_) | BehaviourEvent::Limits(_) => {}
+        }
+        true
+    }
+}

@@ -1,0 +1,320 @@
+//! The network layer. [`new`] returns a [`Client`] to send commands, a receiver of typed
+//! [`Event`]s, and the [`EventLoop`] that alone owns the libp2p swarm (the shape of the
+//! rust-libp2p file-sharing example). It turns wire messages into events and commands into
+//! wire messages; what to accept, request or publish is the node's decision.
+
+pub mod behaviour;
+mod event_loop;
+pub mod protocol;
+
+pub use event_loop::EventLoop;
+
+use crate::chain::ChainId;
+use behaviour::BehaviourConfig;
+use libp2p::gossipsub::{MessageAcceptance, MessageId};
+use libp2p::request_response::ResponseChannel;
+use libp2p::{Multiaddr, PeerId, identity};
+use protocol::{Request, Response};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// How a connected peer was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Discovery {
+    /// Announced by mDNS on the LAN.
+    Mdns,
+    /// A `--peer` address given at start-up (redialled when the connection drops).
+    Bootstrap,
+    /// A `dial` command.
+    Dial,
+    /// It connected to us.
+    Inbound,
+}
+
+impl std::fmt::Display for Discovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Discovery::Mdns => "mdns",
+            Discovery::Bootstrap => "--peer",
+            Discovery::Dial => "dial",
+            Discovery::Inbound => "inbound",
+        })
+    }
+}
+
+/// A connected peer, as the `peers` command shows it.
+#[derive(Clone, Debug)]
+pub struct PeerInfo {
+    /// Its id.
+    pub peer: PeerId,
+    /// Remote addresses of its open connections.
+    pub addresses: Vec<Multiaddr>,
+    /// How it was found.
+    pub found_by: Discovery,
+    /// Its agent string, once identify has run.
+    pub agent: Option<String>,
+    /// Last ping round trip.
+    pub rtt: Option<Duration>,
+    /// Its gossipsub score.
+    pub score: f64,
+}
+
+/// Which gossip topic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Topic {
+    /// Mined blocks.
+    Blocks,
+    /// New transfers.
+    Txs,
+}
+
+/// What the network reports to the node.
+#[derive(Debug)]
+pub enum Event {
+    /// Listening on a new address.
+    Listening(Multiaddr),
+    /// First connection to a peer opened.
+    PeerConnected {
+        /// The peer.
+        peer: PeerId,
+        /// How it was found.
+        found_by: Discovery,
+    },
+    /// Last connection to a peer closed.
+    PeerDisconnected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A gossip message awaiting validation: the node must answer with
+    /// [`Client::report_validation`].
+    Gossip {
+        /// Its topic.
+        topic: Topic,
+        /// The peer that forwarded it to us.
+        source: PeerId,
+        /// Its gossip id.
+        id: MessageId,
+        /// The payload (a block or transfer in consensus encoding).
+        data: Vec<u8>,
+    },
+    /// A sync request to answer with [`Client::respond`].
+    Request {
+        /// Who asks.
+        peer: PeerId,
+        /// What.
+        request: Request,
+        /// Where the answer goes.
+        channel: ResponseChannel<Response>,
+    },
+    /// The answer to a [`Client::request`], or why there is none.
+    Response {
+        /// Who answered.
+        peer: PeerId,
+        /// The tag given with the request.
+        tag: u64,
+        /// The response, or the failure (timeout, closed connection, bad encoding).
+        result: Result<Response, String>,
+    },
+}
+
+/// Commands to the event loop.
+#[derive(Debug)]
+enum Command {
+    Publish {
+        topic: Topic,
+        data: Vec<u8>,
+    },
+    Validation {
+        id: MessageId,
+        source: PeerId,
+        acceptance: MessageAcceptance,
+    },
+    Request {
+        peer: PeerId,
+        request: Request,
+        tag: u64,
+    },
+    Respond {
+        channel: ResponseChannel<Response>,
+        response: Response,
+    },
+    Ban {
+        peer: PeerId,
+        reason: String,
+    },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<PeerId, String>>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerInfo>>,
+    },
+    ListenAddrs {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    Shutdown,
+}
+
+/// Settings of the network layer.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start and redial with backoff (`--peer`).
+    pub bootstrap: Vec<Multiaddr>,
+    /// Behaviour settings.
+    pub behaviour: BehaviourConfig,
+    /// Inbound sync requests a peer may send per second, sustained.
+    pub requests_per_sec: f64,
+    /// Inbound sync requests a peer may send in a burst.
+    pub request_burst: f64,
+    /// How long a misbehaving peer stays banned.
+    pub ban_duration: Duration,
+}
+
+impl NetConfig {
+    /// Defaults for a chain: listen on any IPv4 address with an OS-chosen port, mDNS on.
+    pub fn new(chain_id: ChainId, max_block_bytes: u32) -> Self {
+        Self {
+            listen: vec!["/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr")],
+            bootstrap: Vec::new(),
+            behaviour: BehaviourConfig {
+                chain_id,
+                max_block_bytes,
+                mdns: true,
+                max_peers: 64,
+                request_timeout: Duration::from_secs(20),
+                heartbeat: Duration::from_millis(500),
+            },
+            requests_per_sec: 50.0,
+            request_burst: 200.0,
+            ban_duration: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Why the network could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The swarm could not be built.
+    #[error("cannot start the network: {0}")]
+    Build(String),
+    /// An address could not be listened on.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: Multiaddr,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A cheap, cloneable handle that sends commands to the event loop.
+#[derive(Clone)]
+pub struct Client {
+    /// Commands to the loop (bounded).
+    tx: mpsc::Sender<Command>,
+    /// Our peer id.
+    local_peer_id: PeerId,
+}
+
+/// Capacity of the command and event channels.
+const CHANNEL: usize = 4096;
+
+impl Client {
+    /// Our peer id.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local_peer_id
+    }
+
+    /// Sends without waiting: the node never blocks on the network (the network may be
+    /// waiting to hand the node an event). A full queue drops the command with a warning.
+    fn send(&self, command: Command) {
+        if let Err(e) = self.tx.try_send(command) {
+            tracing::warn!("network command dropped: {e}");
+        }
+    }
+
+    /// Gossips a block or transfer (its consensus encoding).
+    pub fn publish(&self, topic: Topic, data: Vec<u8>) {
+        self.send(Command::Publish { topic, data });
+    }
+
+    /// Tells gossipsub whether a message may be forwarded.
+    pub fn report_validation(&self, id: MessageId, source: PeerId, acceptance: MessageAcceptance) {
+        self.send(Command::Validation {
+            id,
+            source,
+            acceptance,
+        });
+    }
+
+    /// Sends a sync request; the answer comes as [`Event::Response`] with the same `tag`.
+    pub fn request(&self, peer: PeerId, request: Request, tag: u64) {
+        self.send(Command::Request { peer, request, tag });
+    }
+
+    /// Answers a sync request.
+    pub fn respond(&self, channel: ResponseChannel<Response>, response: Response) {
+        self.send(Command::Respond { channel, response });
+    }
+
+    /// Disconnects a peer and refuses it for the configured ban duration.
+    pub fn ban(&self, peer: PeerId, reason: impl Into<String>) {
+        self.send(Command::Ban {
+            peer,
+            reason: reason.into(),
+        });
+    }
+
+    /// Asks the loop to stop; it closes every connection as it ends.
+    pub fn shutdown(&self) {
+        self.send(Command::Shutdown);
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Dials an address (with or without `/p2p/<id>`), resolving when connected or failed.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, String> {
+        self.ask(|reply| Command::Dial { addr, reply })
+            .await
+            .unwrap_or_else(|| Err("network stopped".into()))
+    }
+
+    /// The connected peers.
+    pub async fn peers(&self) -> Vec<PeerInfo> {
+        self.ask(|reply| Command::Peers { reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Addresses we listen on.
+    pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.ask(|reply| Command::ListenAddrs { reply })
+            .await
+            .unwrap_or_default()
+    }
+}
+
+/// Builds the swarm and starts listening. Run the returned [`EventLoop`] on a task.
+pub fn new(
+    keypair: identity::Keypair,
+    config: NetConfig,
+) -> Result<(Client, mpsc::Receiver<Event>, EventLoop), NetError> {
+    let local_peer_id = keypair.public().to_peer_id();
+    let (cmd_tx, cmd_rx) = mpsc::channel(CHANNEL);
+    let (event_tx, event_rx) = mpsc::channel(CHANNEL);
+    let event_loop = EventLoop::new(keypair, config, cmd_rx, event_tx)?;
+    Ok((
+        Client {
+            tx: cmd_tx,
+            local_peer_id,
+        },
+        event_rx,
+        event_loop,
+    ))
+}

@@ -1,0 +1,179 @@
+//! The peer-to-peer wire protocol: gossip topics, the sync request-response messages and their
+//! limits. Blocks and transactions travel in their consensus encoding (the bytes their hashes
+//! are computed over); sync messages are CBOR. `proto/PROTOCOL.md` is the normative text.
+
+use crate::chain::hash::ByteArray;
+use crate::chain::{BlockHash, ChainId};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The sync protocol id.
+pub const SYNC_PROTOCOL: &str = "/gossipchain/sync/1";
+/// The identify protocol version string.
+pub const IDENTIFY_PROTOCOL: &str = "/gossipchain/id/1";
+
+/// Most hashes accepted in a block locator (enough for 2^50 blocks with 10 dense entries).
+pub const MAX_LOCATOR: usize = 64;
+/// Most blocks in one `Blocks` response.
+pub const MAX_BLOCKS_PER_RESPONSE: u32 = 512;
+/// Largest encoded request: a locator of [`MAX_LOCATOR`] hashes plus framing.
+pub const MAX_REQUEST_BYTES: u64 = 4 * 1024;
+/// Budget of block bytes in one response; the largest single block always fits.
+pub const RESPONSE_BLOCK_BYTES: usize = 4 << 20;
+/// Largest encoded response accepted: the block budget plus one maximal block and framing.
+pub fn max_response_bytes(max_block_bytes: u32) -> u64 {
+    (RESPONSE_BLOCK_BYTES + max_block_bytes as usize + 64 * 1024) as u64
+}
+/// Largest gossip message: one maximal block plus framing.
+pub fn max_transmit_size(max_block_bytes: u32) -> usize {
+    max_block_bytes as usize + 16 * 1024
+}
+
+/// The gossip topic carrying mined blocks.
+pub fn blocks_topic(chain_id: &ChainId) -> String {
+    format!("/gossipchain/{}/blocks/1", chain_id.to_hex())
+}
+
+/// The gossip topic carrying new transfers.
+pub fn txs_topic(chain_id: &ChainId) -> String {
+    format!("/gossipchain/{}/txs/1", chain_id.to_hex())
+}
+
+/// A node's view of its best chain, exchanged when a connection opens and on periodic checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// The genesis hash: peers on another chain are disconnected.
+    pub chain_id: ChainId,
+    /// Best tip.
+    pub tip: BlockHash,
+    /// Best tip's height.
+    pub height: u64,
+    /// Cumulative work of the best chain, a 128-bit big-endian integer (CBOR integers stop at
+    /// 64 bits).
+    pub work: ByteArray<16>,
+}
+
+impl Status {
+    /// Builds a status.
+    pub fn new(chain_id: ChainId, tip: BlockHash, height: u64, work: u128) -> Self {
+        Self {
+            chain_id,
+            tip,
+            height,
+            work: ByteArray(work.to_be_bytes()),
+        }
+    }
+
+    /// The cumulative work as a number.
+    pub fn work(&self) -> u128 {
+        u128::from_be_bytes(self.work.0)
+    }
+}
+
+/// A byte string of any length (CBOR major type 2).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Bytes(pub Vec<u8>);
+
+impl fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Bytes({} bytes)", self.0.len())
+    }
+}
+
+impl Serialize for Bytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
+                Ok(Bytes(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
+                Ok(Bytes(v))
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
+/// A sync request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// "Here is my status; what is yours?"
+    Status(Status),
+    /// "Send the blocks of your best chain after the first of these hashes you have on it."
+    GetBlocks {
+        /// Hashes from the requester's chain, newest first, spaced exponentially, ending at
+        /// genesis; at most [`MAX_LOCATOR`].
+        locator: Vec<BlockHash>,
+        /// Most blocks wanted; the responder caps it at [`MAX_BLOCKS_PER_RESPONSE`].
+        max: u32,
+    },
+}
+
+/// A sync response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The responder's status.
+    Status(Status),
+    /// Consecutive blocks of the responder's best chain, oldest first, each in its consensus
+    /// encoding; empty when the responder has nothing after the locator.
+    Blocks(Vec<Bytes>),
+    /// The request was refused (another chain, malformed locator, rate limit).
+    Refused(String),
+}
+
+/// Hashes back from `height` on a chain, newest first: the 10 most recent, then doubling gaps,
+/// always ending with genesis (height 0). `hash_at` gives the chain's hash at a height.
+pub fn locator_heights(height: u64) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut h = height;
+    let mut step = 1u64;
+    loop {
+        out.push(h);
+        if h == 0 || out.len() == MAX_LOCATOR - 1 {
+            break;
+        }
+        if out.len() >= 10 {
+            step = step.saturating_mul(2);
+        }
+        h = h.saturating_sub(step);
+    }
+    if *out.last().unwrap_or(&1) != 0 {
+        out.push(0);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locator_is_dense_then_exponential_and_ends_at_genesis() {
+        assert_eq!(locator_heights(0), vec![0]);
+        assert_eq!(locator_heights(3), vec![3, 2, 1, 0]);
+        let l = locator_heights(100_000);
+        assert_eq!(
+            &l[..10],
+            &[
+                100_000, 99_999, 99_998, 99_997, 99_996, 99_995, 99_994, 99_993, 99_992, 99_991
+            ]
+        );
+        assert_eq!(*l.last().unwrap(), 0);
+        assert!(l.len() <= MAX_LOCATOR);
+        assert!(l.windows(2).all(|w| w[0] > w[1]));
+        let huge = locator_heights(u64::MAX);
+        assert!(huge.len() <= MAX_LOCATOR);
+        assert_eq!(*huge.last().unwrap(), 0);
+    }
+}

@@ -1,0 +1,186 @@
+//! Sync bookkeeping: what each peer claims (its last [`Status`]), which requests are in flight,
+//! and which peer we are downloading from. The decisions that use it live in the node; this
+//! keeps the state small and separate so they read as rules.
+
+use crate::chain::{BlockHash, ChainState};
+use crate::net::protocol::{self, Status};
+use libp2p::PeerId;
+use std::collections::HashMap;
+
+/// A request in flight.
+#[derive(Debug, Clone)]
+pub enum Pending {
+    /// We sent our status and wait for theirs.
+    Status,
+    /// We asked for the blocks after this locator.
+    Blocks {
+        /// The locator sent.
+        locator: Vec<BlockHash>,
+    },
+}
+
+/// The sync state of the node.
+#[derive(Default)]
+pub struct SyncState {
+    /// Each connected peer's last status, once known.
+    peers: HashMap<PeerId, Option<Status>>,
+    /// Requests in flight by tag.
+    pending: HashMap<u64, (PeerId, Pending)>,
+    /// Next request tag.
+    next_tag: u64,
+    /// The peer we are downloading blocks from, if any.
+    pub active: Option<PeerId>,
+}
+
+impl SyncState {
+    /// A peer connected.
+    pub fn add_peer(&mut self, peer: PeerId) {
+        self.peers.entry(peer).or_insert(None);
+    }
+
+    /// A peer disconnected: forgets it and its requests.
+    pub fn remove_peer(&mut self, peer: &PeerId) {
+        self.peers.remove(peer);
+        self.pending.retain(|_, (p, _)| p != peer);
+        if self.active == Some(*peer) {
+            self.active = None;
+        }
+    }
+
+    /// Connected peers.
+    pub fn peers(&self) -> impl Iterator<Item = &PeerId> {
+        self.peers.keys()
+    }
+
+    /// Records a peer's status.
+    pub fn set_status(&mut self, peer: PeerId, status: Status) {
+        self.peers.insert(peer, Some(status));
+    }
+
+    /// A peer's last status.
+    pub fn status(&self, peer: &PeerId) -> Option<Status> {
+        self.peers.get(peer).copied().flatten()
+    }
+
+    /// Registers a request and returns its tag.
+    pub fn start(&mut self, peer: PeerId, pending: Pending) -> u64 {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        self.pending.insert(tag, (peer, pending));
+        tag
+    }
+
+    /// Takes the request answered by `tag`.
+    pub fn finish(&mut self, tag: u64) -> Option<(PeerId, Pending)> {
+        self.pending.remove(&tag)
+    }
+
+    /// The peer claiming the most work above `work`, if any.
+    pub fn best_peer_above(&self, work: u128) -> Option<PeerId> {
+        self.peers
+            .iter()
+            .filter_map(|(p, s)| s.map(|s| (p, s.work())))
+            .filter(|(_, w)| *w > work)
+            .max_by_key(|(_, w)| *w)
+            .map(|(p, _)| *p)
+    }
+}
+
+/// A block locator starting at `from` (any valid block): its ancestors at the heights of
+/// [`protocol::locator_heights`]. Walks back only to the best chain, then reads heights from it,
+/// so the cost does not grow with the chain.
+pub fn locator_from(chain: &ChainState, from: BlockHash) -> Vec<BlockHash> {
+    let Some(block) = chain.block(&from) else {
+        return locator_from(chain, chain.tip());
+    };
+    let heights = protocol::locator_heights(block.header.height);
+    let mut out = Vec::with_capacity(heights.len());
+    let mut hash = from;
+    let mut height = block.header.height;
+    for h in heights {
+        // Step back along the side branch until on the best chain or at height h.
+        while height > h && !chain.is_active(&hash) {
+            let Some(b) = chain.block(&hash) else { break };
+            hash = b.header.prev_hash;
+            height -= 1;
+        }
+        if chain.is_active(&hash) {
+            if let Some(a) = chain.hash_at(h) {
+                out.push(a);
+            }
+        } else if height == h {
+            out.push(hash);
+        }
+    }
+    out
+}
+
+/// What to answer to a `GetBlocks`: the best-chain blocks after the first locator hash on our
+/// best chain, at most `max` (capped at [`protocol::MAX_BLOCKS_PER_RESPONSE`]) and within
+/// [`protocol::RESPONSE_BLOCK_BYTES`] (always at least one). `None` if no locator hash is on
+/// our best chain.
+pub fn blocks_after(
+    chain: &ChainState,
+    locator: &[BlockHash],
+    max: u32,
+) -> Option<Vec<protocol::Bytes>> {
+    let fork = locator.iter().find(|h| chain.is_active(h))?;
+    let start = chain.block(fork)?.header.height + 1;
+    let max = max.min(protocol::MAX_BLOCKS_PER_RESPONSE) as u64;
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    for height in start..start.saturating_add(max) {
+        let Some(block) = chain.block_at(height) else {
+            break;
+        };
+        let encoded = block.encode();
+        if !out.is_empty() && bytes + encoded.len() > protocol::RESPONSE_BLOCK_BYTES {
+            break;
+        }
+        bytes += encoded.len();
+        out.push(protocol::Bytes(encoded));
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::Address;
+    use crate::testkit;
+
+    #[test]
+    fn locator_of_a_side_branch_starts_on_it_and_ends_at_genesis() {
+        let mut chain = ChainState::new(testkit::params());
+        testkit::extend(&mut chain, 20, Address([1; 32]));
+        let fork = chain.hash_at(15).unwrap();
+        let side = testkit::block_on(&chain, fork, &[], Address([2; 32]));
+        let side_hash = side.compute_hash();
+        chain
+            .process_block(std::sync::Arc::new(side), testkit::NOW)
+            .unwrap();
+        let loc = locator_from(&chain, side_hash);
+        assert_eq!(loc[0], side_hash);
+        assert_eq!(loc[1], fork);
+        assert_eq!(*loc.last().unwrap(), chain.chain_id());
+        let served = blocks_after(&chain, &loc, 100).unwrap();
+        assert_eq!(served.len(), 20 - 15);
+    }
+
+    #[test]
+    fn blocks_after_serves_from_the_fork_point_and_refuses_unknown_locators() {
+        let mut chain = ChainState::new(testkit::params());
+        testkit::extend(&mut chain, 10, Address([1; 32]));
+        let loc = vec![BlockHash([9; 32]), chain.hash_at(4).unwrap()];
+        let served = blocks_after(&chain, &loc, 3).unwrap();
+        assert_eq!(served.len(), 3);
+        assert_eq!(
+            crate::chain::Block::decode(&served[0].0, 1 << 20, 10)
+                .unwrap()
+                .header
+                .height,
+            5
+        );
+        assert!(blocks_after(&chain, &[BlockHash([9; 32])], 3).is_none());
+    }
+}
