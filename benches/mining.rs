@@ -1,0 +1,375 @@
+//! Mining benchmark: `cargo bench --bench mining`.
+//!
+//! Prints, in one run and side by side:
+//! 1. the single-thread hash rate of `Midstate::search` (one SHA-256 compression per nonce)
+//!    against hashing the whole encoded 96-byte header per nonce with `sha2::Sha256::digest`;
+//! 2. the multi-thread rate, 1 thread against 2, measured two ways: `Midstate::search` on plain
+//!    std threads over a fixed number of nonces per thread, and `miner::solve` itself at a
+//!    moderate difficulty, counting the `hashes` it reports over every solve in a time budget;
+//! 3. how long a cancelled `miner::solve` takes to return once the flag is set.
+//!
+//! The machine may be shared and noisy, so each measurement is repeated in interleaved rounds
+//! (A, B, A, B, ...) and the median is reported, with the min and max beside it.
+
+use gossipchain::chain::ChainParams;
+use gossipchain::chain::block::Header;
+use gossipchain::chain::pow::Midstate;
+use gossipchain::miner::{self, Mined};
+use sha2::{Digest, Sha256};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+/// Difficulty no search can meet in the time a benchmark runs.
+const IMPOSSIBLE_BITS: u32 = 90;
+/// Interleaved rounds per comparison.
+const ROUNDS: usize = 5;
+/// Nonces per single-thread measurement.
+const SINGLE_NONCES: u64 = 1 << 24;
+/// Nonces per thread in the std-thread scaling measurement.
+const PER_THREAD_NONCES: u64 = 1 << 24;
+/// Difficulty of the `miner::solve` scaling measurement: 2^22 = 4.2 M hashes a solve on average.
+const SOLVE_BITS: u32 = 22;
+/// Time budget of one `miner::solve` measurement (whole solves only, so slightly more).
+const SOLVE_BUDGET: Duration = Duration::from_millis(2500);
+/// Rounds of the `miner::solve` scaling comparison.
+const SOLVE_ROUNDS: usize = 3;
+/// Cancellation runs.
+const CANCEL_RUNS: usize = 20;
+
+fn header(bits: u32, salt: u64) -> Header {
+    let mut h = ChainParams::with_bits(bits).genesis().header;
+    h.height = 1;
+    h.prev_hash = ChainParams::default().chain_id();
+    h.timestamp += 1000 + salt;
+    h
+}
+
+/// CPU seconds this process has used so far (all threads, finished ones included), from
+/// `/proc/self/stat` (Linux reports it in USER_HZ = 100 ticks a second); `None` elsewhere.
+fn process_cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the ")" closing the command name: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// The 1-minute load average, to judge how busy the machine was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// A statistic over repeated measurements.
+struct Stats(Vec<f64>);
+
+impl Stats {
+    fn sorted(&self) -> Vec<f64> {
+        let mut v = self.0.clone();
+        v.sort_by(f64::total_cmp);
+        v
+    }
+    fn median(&self) -> f64 {
+        let v = self.sorted();
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    }
+    fn min(&self) -> f64 {
+        self.sorted()[0]
+    }
+    fn max(&self) -> f64 {
+        *self.sorted().last().expect("non-empty")
+    }
+    fn quantile(&self, q: f64) -> f64 {
+        let v = self.sorted();
+        let i = ((v.len() - 1) as f64 * q).round() as usize;
+        v[i]
+    }
+}
+
+fn leading_zero_bits(hash: &[u8]) -> u32 {
+    let mut n = 0;
+    for b in hash {
+        if *b != 0 {
+            return n + b.leading_zeros();
+        }
+        n += 8;
+    }
+    n
+}
+
+/// M hashes/s of `Midstate::search` over `count` nonces on this thread.
+fn midstate_rate(h: &Header, count: u64) -> f64 {
+    let mid = Midstate::new(h);
+    let start = Instant::now();
+    let r = mid.search(black_box(IMPOSSIBLE_BITS), black_box(0), 1, count);
+    let secs = start.elapsed().as_secs_f64();
+    assert!(black_box(r).is_none());
+    count as f64 / secs / 1e6
+}
+
+/// M hashes/s of encoding the header and hashing all 96 bytes per nonce.
+fn full_header_rate(h: &Header, count: u64) -> f64 {
+    let mut h = *h;
+    let mut found = None;
+    let start = Instant::now();
+    for nonce in 0..count {
+        h.nonce = nonce;
+        let digest = Sha256::digest(h.encode());
+        if leading_zero_bits(&digest) >= black_box(IMPOSSIBLE_BITS) {
+            found = Some(nonce);
+            break;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    assert!(black_box(found).is_none());
+    count as f64 / secs / 1e6
+}
+
+/// Total M hashes/s of `threads` std threads, each running `Midstate::search` over `per_thread`
+/// nonces of its own slice; timed from a common start barrier until the last thread is done.
+/// Also returns the CPU time the process got per wall second (how many cores it really had).
+fn threaded_midstate_rate(h: &Header, threads: usize, per_thread: u64) -> (f64, f64) {
+    let mid = Midstate::new(h);
+    let cpu0 = process_cpu_secs();
+    let barrier = Barrier::new(threads + 1);
+    let elapsed = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads as u64)
+            .map(|i| {
+                let (mid, barrier) = (&mid, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    mid.search(IMPOSSIBLE_BITS, i << 60, 1, per_thread)
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        for handle in handles {
+            assert!(handle.join().expect("no panic").is_none());
+        }
+        start.elapsed()
+    });
+    let secs = elapsed.as_secs_f64();
+    let cores = match (cpu0, process_cpu_secs()) {
+        (Some(a), Some(b)) => (b - a) / secs,
+        _ => f64::NAN,
+    };
+    ((threads as u64 * per_thread) as f64 / secs / 1e6, cores)
+}
+
+/// M hashes/s of `miner::solve` on `threads` threads: whole solves at [`SOLVE_BITS`] until the
+/// budget is spent, summing the `hashes` each solve reports (every thread's work, the losers'
+/// included) over the total wall time (thread start-up and join included).
+fn solve_rate(threads: usize, salt: &mut u64) -> (f64, u32, f64) {
+    let never = AtomicBool::new(false);
+    let cpu0 = process_cpu_secs();
+    let mut hashes = 0u64;
+    let mut solves = 0;
+    let start = Instant::now();
+    while start.elapsed() < SOLVE_BUDGET {
+        *salt += 1;
+        match miner::solve(&header(SOLVE_BITS, *salt), threads, &never) {
+            Mined::Found { hashes: n, .. } => hashes += n,
+            Mined::Cancelled => unreachable!("never cancelled"),
+        }
+        solves += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let cores = match (cpu0, process_cpu_secs()) {
+        (Some(a), Some(b)) => (b - a) / secs,
+        _ => f64::NAN,
+    };
+    (hashes as f64 / secs / 1e6, solves, cores)
+}
+
+/// Time from setting the cancel flag to `miner::solve` returning, with `threads` threads.
+fn cancel_latency(threads: usize) -> Duration {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let c = cancel.clone();
+    let h = header(IMPOSSIBLE_BITS, 0);
+    let search = std::thread::spawn(move || {
+        let r = miner::solve(&h, threads, &c);
+        (r, Instant::now())
+    });
+    // Let every mining thread get well into its loop.
+    std::thread::sleep(Duration::from_millis(30));
+    let set_at = Instant::now();
+    cancel.store(true, Ordering::Relaxed);
+    let (r, returned_at) = search.join().expect("no panic");
+    assert_eq!(r, Mined::Cancelled);
+    returned_at.duration_since(set_at)
+}
+
+/// Hash rate per CPU-second the process actually got: if the 2-thread figure matches the
+/// 1-thread one, the threads do not slow each other and any shortfall of the wall-clock ratio
+/// is CPU time taken by other processes.
+fn print_per_cpu(one: &Stats, cpu1: &Stats, two: &Stats, cpu2: &Stats) {
+    let per = |r: &Stats, c: &Stats| Stats(r.0.iter().zip(&c.0).map(|(r, c)| r / c).collect());
+    let (p1, p2) = (per(one, cpu1), per(two, cpu2));
+    println!(
+        "  per CPU-second obtained: 1 thread {:.2}, 2 threads {:.2} M hashes (efficiency {:.0}%)",
+        p1.median(),
+        p2.median(),
+        100.0 * p2.median() / p1.median()
+    );
+}
+
+fn main() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    #[cfg(target_arch = "x86_64")]
+    let sha_ni = std::arch::is_x86_feature_detected!("sha");
+    #[cfg(not(target_arch = "x86_64"))]
+    let sha_ni = false;
+    println!("gossipchain mining benchmark");
+    println!(
+        "cores available: {cores}; x86 SHA extensions: {sha_ni}; rounds: {ROUNDS} (median [min..max]); load average at start: {}",
+        load_average()
+    );
+    println!();
+
+    // 1. Midstate against hashing the whole header, one thread.
+    let h = header(IMPOSSIBLE_BITS, 0);
+    // Warm up both paths (CPU frequency, caches, feature detection).
+    midstate_rate(&h, 1 << 20);
+    full_header_rate(&h, 1 << 20);
+    let (mut mid, mut full) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        mid.push(midstate_rate(&h, SINGLE_NONCES));
+        full.push(full_header_rate(&h, SINGLE_NONCES));
+    }
+    let (mid, full) = (Stats(mid), Stats(full));
+    println!("single thread, {SINGLE_NONCES} nonces per measurement:");
+    println!(
+        "  Midstate::search (1 compression/nonce)        {:7.2} M hashes/s  [{:.2}..{:.2}]",
+        mid.median(),
+        mid.min(),
+        mid.max()
+    );
+    println!(
+        "  Sha256::digest(header.encode()) per nonce     {:7.2} M hashes/s  [{:.2}..{:.2}]",
+        full.median(),
+        full.min(),
+        full.max()
+    );
+    let ratios = Stats(mid.0.iter().zip(&full.0).map(|(m, f)| m / f).collect());
+    println!(
+        "  midstate / full header                        {:7.2} x          [{:.2}..{:.2}]  (target >= 1.3x; midstate target >= 15 M/s)",
+        ratios.median(),
+        ratios.min(),
+        ratios.max()
+    );
+    println!();
+
+    // 2a. Scaling on std threads over a fixed amount of work per thread.
+    let (mut one, mut two) = (Vec::new(), Vec::new());
+    let (mut cpu1, mut cpu2) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let (r, c) = threaded_midstate_rate(&h, 1, PER_THREAD_NONCES);
+        one.push(r);
+        cpu1.push(c);
+        let (r, c) = threaded_midstate_rate(&h, 2, PER_THREAD_NONCES);
+        two.push(r);
+        cpu2.push(c);
+    }
+    let (one, two, cpu1, cpu2) = (Stats(one), Stats(two), Stats(cpu1), Stats(cpu2));
+    let ratios = Stats(one.0.iter().zip(&two.0).map(|(a, b)| b / a).collect());
+    println!("Midstate::search on std threads, {PER_THREAD_NONCES} nonces per thread:");
+    println!(
+        "  1 thread                                      {:7.2} M hashes/s  [{:.2}..{:.2}]  (CPU obtained: {:.2} cores)",
+        one.median(),
+        one.min(),
+        one.max(),
+        cpu1.median()
+    );
+    println!(
+        "  2 threads (total)                             {:7.2} M hashes/s  [{:.2}..{:.2}]  (CPU obtained: {:.2} cores)",
+        two.median(),
+        two.min(),
+        two.max(),
+        cpu2.median()
+    );
+    println!(
+        "  2 threads / 1 thread                          {:7.2} x          [{:.2}..{:.2}]  (target >= 1.8x)",
+        ratios.median(),
+        ratios.min(),
+        ratios.max()
+    );
+    print_per_cpu(&one, &cpu1, &two, &cpu2);
+    println!();
+
+    // 2b. Scaling of miner::solve itself, from the hashes it reports.
+    let (mut one, mut two) = (Vec::new(), Vec::new());
+    let (mut cpu1, mut cpu2) = (Vec::new(), Vec::new());
+    let (mut solves1, mut solves2) = (0, 0);
+    let mut salt = 0;
+    for _ in 0..SOLVE_ROUNDS {
+        let (r, n, c) = solve_rate(1, &mut salt);
+        one.push(r);
+        solves1 += n;
+        cpu1.push(c);
+        let (r, n, c) = solve_rate(2, &mut salt);
+        two.push(r);
+        solves2 += n;
+        cpu2.push(c);
+    }
+    let (one, two, cpu1, cpu2) = (Stats(one), Stats(two), Stats(cpu1), Stats(cpu2));
+    let ratios = Stats(one.0.iter().zip(&two.0).map(|(a, b)| b / a).collect());
+    println!(
+        "miner::solve at {SOLVE_BITS} bits, reported hashes / wall time, {SOLVE_ROUNDS} rounds of {:.1} s:",
+        SOLVE_BUDGET.as_secs_f64()
+    );
+    println!(
+        "  1 thread                                      {:7.2} M hashes/s  [{:.2}..{:.2}]  ({solves1} solves; CPU obtained: {:.2} cores)",
+        one.median(),
+        one.min(),
+        one.max(),
+        cpu1.median()
+    );
+    println!(
+        "  2 threads (total)                             {:7.2} M hashes/s  [{:.2}..{:.2}]  ({solves2} solves; CPU obtained: {:.2} cores)",
+        two.median(),
+        two.min(),
+        two.max(),
+        cpu2.median()
+    );
+    println!(
+        "  2 threads / 1 thread                          {:7.2} x          [{:.2}..{:.2}]  (target >= 1.8x)",
+        ratios.median(),
+        ratios.min(),
+        ratios.max()
+    );
+    print_per_cpu(&one, &cpu1, &two, &cpu2);
+    println!();
+
+    // 3. Cancellation latency.
+    println!(
+        "miner::solve cancellation at {IMPOSSIBLE_BITS} bits: flag set -> solve returned, {CANCEL_RUNS} runs each (CHUNK = {} nonces):",
+        miner::CHUNK
+    );
+    for threads in [1, 2] {
+        let lat = Stats(
+            (0..CANCEL_RUNS)
+                .map(|_| cancel_latency(threads).as_secs_f64() * 1e3)
+                .collect(),
+        );
+        println!(
+            "  {threads} thread{}                                     p50 {:6.3} ms  p90 {:6.3} ms  max {:6.3} ms",
+            if threads == 1 { " " } else { "s" },
+            lat.median(),
+            lat.quantile(0.9),
+            lat.max()
+        );
+    }
+    println!();
+    println!("load average at end: {}", load_average());
+}

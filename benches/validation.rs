@@ -1,0 +1,422 @@
+//! Validation benchmark: `cargo bench --bench validation`.
+//!
+//! Prints, in one run and side by side:
+//! 1. full block validation (`ChainState::process_block`: header, body, context, signatures,
+//!    ledger, tree bookkeeping) for blocks of 1, 100 and 1000 transfers from distinct funded
+//!    senders, in blocks/s and transfers/s, with the time split by rule group;
+//! 2. ed25519-dalek on the very messages of the 1000-transfer block: `verify_strict` (the
+//!    consensus rule) and `verify` on pre-decompressed keys, `Transfer::verify` (key
+//!    decompression + signing bytes + `verify_strict`, what validation calls), and
+//!    `verify_batch` over batches of 1000 and of 100;
+//! 3. the ratio of signature throughput inside validation to raw `verify_strict`, and the gain
+//!    batch verification would bring.
+//!
+//! `ChainState` is not `Clone`, so each timed `process_block` runs on a state rebuilt (untimed)
+//! from the same two funding blocks with `load_trusted`. Every measurement is repeated in
+//! interleaved rounds and the median reported, with the min and max beside it.
+
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use gossipchain::chain::validate::{check_body, check_header, check_signatures};
+use gossipchain::chain::{Address, Block, ChainParams, ChainState, Transfer};
+use gossipchain::testkit::{NOW, extend, key, next_block};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Interleaved rounds.
+const ROUNDS: usize = 5;
+/// Wall time (setup included) of one measurement; at least [`MIN_ITERS`] iterations run.
+const BUDGET: Duration = Duration::from_millis(400);
+/// Fewest iterations of one measurement.
+const MIN_ITERS: u32 = 5;
+/// Block sizes measured, in transfers (plus the coinbase).
+const SIZES: [usize; 3] = [1, 100, 1000];
+/// Most transfers in a measured block: the number of funded senders.
+const SENDERS: usize = 1000;
+
+/// A statistic over repeated measurements.
+struct Stats(Vec<f64>);
+
+impl Stats {
+    fn sorted(&self) -> Vec<f64> {
+        let mut v = self.0.clone();
+        v.sort_by(f64::total_cmp);
+        v
+    }
+    fn median(&self) -> f64 {
+        let v = self.sorted();
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    }
+    fn min(&self) -> f64 {
+        self.sorted()[0]
+    }
+    fn max(&self) -> f64 {
+        *self.sorted().last().expect("non-empty")
+    }
+}
+
+/// The 1-minute load average, to judge how busy the machine was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Runs `setup` (untimed) then `timed` on its output until the budget is spent; returns the
+/// mean seconds per timed call.
+fn measure<S, T>(mut setup: impl FnMut() -> S, mut timed: impl FnMut(&mut S) -> T) -> f64 {
+    let wall = Instant::now();
+    let mut spent = Duration::ZERO;
+    let mut iters = 0u32;
+    while iters < MIN_ITERS || wall.elapsed() < BUDGET {
+        let mut input = setup();
+        let start = Instant::now();
+        let out = timed(&mut input);
+        spent += start.elapsed();
+        black_box(out);
+        drop(input);
+        iters += 1;
+    }
+    spent.as_secs_f64() / f64::from(iters)
+}
+
+/// A chain whose block 1 pays a rich key and whose block 2 gives each of [`SENDERS`] keys
+/// coins, then one block per size on top of block 2 with transfers from distinct senders.
+struct Setup {
+    params: ChainParams,
+    /// Blocks 1 and 2, replayed into every fresh state.
+    base: Vec<Arc<Block>>,
+    /// Height-3 blocks of `SIZES[i]` transfers.
+    blocks: Vec<Arc<Block>>,
+}
+
+impl Setup {
+    fn new() -> Self {
+        // Difficulty 8 keeps building cheap; checking the proof of work is one hash at any
+        // difficulty. A big reward funds every sender from one coinbase.
+        let params = ChainParams {
+            block_reward: 1 << 40,
+            ..ChainParams::with_bits(8)
+        };
+        let miner = Address::of(&key(u64::MAX));
+        let rich = key(0);
+        let mut chain = ChainState::new(params.clone());
+        extend(&mut chain, 1, Address::of(&rich));
+        let chain_id = chain.chain_id();
+        let funding: Vec<Transfer> = (1..=SENDERS as u64)
+            .map(|i| Transfer::sign(&rich, &chain_id, Address::of(&key(i)), 1_000_000, 1, i - 1))
+            .collect();
+        let block2 = next_block(&chain, &funding, miner);
+        chain
+            .process_block(Arc::new(block2), NOW)
+            .expect("funding block is valid");
+        let base = vec![
+            chain.block_at(1).expect("block 1").clone(),
+            chain.block_at(2).expect("block 2").clone(),
+        ];
+        let blocks = SIZES
+            .iter()
+            .map(|&n| {
+                let transfers: Vec<Transfer> = (1..=n as u64)
+                    .map(|i| {
+                        let to = Address::of(&key(100_000 + i));
+                        Transfer::sign(&key(i), &chain_id, to, 1000 + i, 2, 0)
+                    })
+                    .collect();
+                Arc::new(next_block(&chain, &transfers, miner))
+            })
+            .collect();
+        Self {
+            params,
+            base,
+            blocks,
+        }
+    }
+
+    /// A state at block 2, ready to take any measured block.
+    fn fresh(&self) -> ChainState {
+        let mut state = ChainState::new(self.params.clone());
+        for b in &self.base {
+            state
+                .load_trusted(b.clone())
+                .expect("base blocks are valid");
+        }
+        state
+    }
+}
+
+/// Seconds per call of each piece of validation for one block.
+struct Pieces {
+    total: f64,
+    header: f64,
+    body: f64,
+    signatures: f64,
+    ledger: f64,
+    /// `load_trusted`: every rule but the signatures, and the same bookkeeping.
+    trusted: f64,
+}
+
+fn validate_once(setup: &Setup, block: &Arc<Block>) -> Pieces {
+    let total = measure(
+        || setup.fresh(),
+        |state| {
+            let r = state
+                .process_block(block.clone(), NOW)
+                .expect("measured block is valid");
+            assert!(r.tip_change.is_some(), "the block extends the tip");
+            r
+        },
+    );
+    let trusted = measure(
+        || setup.fresh(),
+        |state| {
+            let r = state
+                .load_trusted(block.clone())
+                .expect("measured block is valid");
+            assert!(r.tip_change.is_some(), "the block extends the tip");
+            r
+        },
+    );
+    let state = setup.fresh();
+    let chain_id = state.chain_id();
+    let params = &setup.params;
+    let txids = check_body(block, params).expect("valid body");
+    let header = measure(
+        || (),
+        |_| check_header(&block.header, params).expect("valid"),
+    );
+    let body = measure(|| (), |_| check_body(block, params).expect("valid"));
+    let signatures = measure(
+        || (),
+        |_| check_signatures(block, &txids, &chain_id).expect("valid"),
+    );
+    let ledger = measure(
+        || state.ledger().clone(),
+        |ledger| ledger.apply_block(block, &txids, params).expect("valid"),
+    );
+    Pieces {
+        total,
+        header,
+        body,
+        signatures,
+        ledger,
+        trusted,
+    }
+}
+
+/// The raw material of the signature benchmarks: one message, key and signature per transfer.
+struct Sigs {
+    transfers: Vec<Transfer>,
+    messages: Vec<Vec<u8>>,
+    keys: Vec<VerifyingKey>,
+    signatures: Vec<Signature>,
+}
+
+impl Sigs {
+    fn of(block: &Block, chain_id: &gossipchain::chain::ChainId) -> Self {
+        let transfers: Vec<Transfer> = block
+            .txs
+            .iter()
+            .filter_map(|t| t.as_transfer().copied())
+            .collect();
+        Self {
+            messages: transfers
+                .iter()
+                .map(|t| t.signing_bytes(chain_id).to_vec())
+                .collect(),
+            keys: transfers
+                .iter()
+                .map(|t| VerifyingKey::from_bytes(&t.from.0).expect("valid key"))
+                .collect(),
+            signatures: transfers
+                .iter()
+                .map(|t| Signature::from_bytes(&t.signature))
+                .collect(),
+            transfers,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.transfers.len()
+    }
+}
+
+/// Signatures/s of one signature-checking method over all of `sigs`.
+fn sig_rate(sigs: &Sigs, mut check_all: impl FnMut(&Sigs)) -> f64 {
+    let secs = measure(|| (), |_| check_all(sigs));
+    sigs.len() as f64 / secs
+}
+
+fn main() {
+    println!("gossipchain validation benchmark");
+    println!(
+        "single thread; rounds: {ROUNDS} of ~{} ms per measurement (median [min..max]); load average at start: {}",
+        BUDGET.as_millis(),
+        load_average()
+    );
+    let built = Instant::now();
+    let setup = Setup::new();
+    let chain_id = setup.fresh().chain_id();
+    let big = setup.blocks.last().expect("sizes");
+    let sigs = Sigs::of(big, &chain_id);
+    println!(
+        "setup: {SENDERS} funded senders, measured blocks of {:?} transfers ({:?} bytes), built in {:.1} s",
+        SIZES,
+        setup
+            .blocks
+            .iter()
+            .map(|b| b.encoded_len())
+            .collect::<Vec<_>>(),
+        built.elapsed().as_secs_f64()
+    );
+    println!();
+
+    let mut pieces: Vec<Vec<Pieces>> = SIZES.iter().map(|_| Vec::new()).collect();
+    let (mut strict, mut plain, mut transfer_verify) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut batch1000, mut batch100) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        for (i, block) in setup.blocks.iter().enumerate() {
+            pieces[i].push(validate_once(&setup, block));
+        }
+        strict.push(sig_rate(&sigs, |s| {
+            for ((m, k), sig) in s.messages.iter().zip(&s.keys).zip(&s.signatures) {
+                k.verify_strict(m, sig).expect("valid");
+            }
+        }));
+        plain.push(sig_rate(&sigs, |s| {
+            for ((m, k), sig) in s.messages.iter().zip(&s.keys).zip(&s.signatures) {
+                k.verify(m, sig).expect("valid");
+            }
+        }));
+        transfer_verify.push(sig_rate(&sigs, |s| {
+            for t in &s.transfers {
+                t.verify(&chain_id).expect("valid");
+            }
+        }));
+        batch1000.push(sig_rate(&sigs, |s| {
+            let msgs: Vec<&[u8]> = s.messages.iter().map(Vec::as_slice).collect();
+            ed25519_dalek::verify_batch(&msgs, &s.signatures, &s.keys).expect("valid");
+        }));
+        batch100.push(sig_rate(&sigs, |s| {
+            let msgs: Vec<&[u8]> = s.messages.iter().map(Vec::as_slice).collect();
+            for start in (0..s.len()).step_by(100) {
+                let end = (start + 100).min(s.len());
+                ed25519_dalek::verify_batch(
+                    &msgs[start..end],
+                    &s.signatures[start..end],
+                    &s.keys[start..end],
+                )
+                .expect("valid");
+            }
+        }));
+    }
+
+    println!("block validation, ChainState::process_block on a fresh state at height 2:");
+    println!(
+        "  {:>9}  {:>22}  {:>26}  {:>10}  {:>8}  {:>8}  {:>10}  {:>8}  {:>11}",
+        "transfers",
+        "blocks/s",
+        "transfers/s",
+        "ms/block",
+        "header",
+        "body",
+        "signatures",
+        "ledger",
+        "all-but-sig"
+    );
+    let mut validation_tps = Stats(Vec::new());
+    let mut signature_tps = Stats(Vec::new());
+    for (i, &n) in SIZES.iter().enumerate() {
+        let p = &pieces[i];
+        let bps = Stats(p.iter().map(|x| 1.0 / x.total).collect());
+        let tps = Stats(p.iter().map(|x| n as f64 / x.total).collect());
+        let ms = Stats(p.iter().map(|x| x.total * 1e3).collect());
+        let share = |f: &dyn Fn(&Pieces) -> f64| {
+            Stats(p.iter().map(|x| 100.0 * f(x) / x.total).collect()).median()
+        };
+        println!(
+            "  {:>9}  {:>9.0} [{:>5.0}..{:>5.0}]  {:>10.0} [{:>6.0}..{:>6.0}]  {:>10.3}  {:>7.1}%  {:>7.1}%  {:>9.1}%  {:>7.1}%  {:>10.1}%",
+            n,
+            bps.median(),
+            bps.min(),
+            bps.max(),
+            tps.median(),
+            tps.min(),
+            tps.max(),
+            ms.median(),
+            share(&|x| x.header),
+            share(&|x| x.body),
+            share(&|x| x.signatures),
+            share(&|x| x.ledger),
+            share(&|x| x.trusted),
+        );
+        if n == SENDERS {
+            validation_tps = tps;
+            signature_tps = Stats(p.iter().map(|x| n as f64 / x.signatures).collect());
+        }
+    }
+    println!(
+        "  (shares of ms/block: check_header, check_body, check_signatures and Ledger::apply_block timed alone;\n   all-but-sig: the same block through ChainState::load_trusted, i.e. every rule and the bookkeeping but signatures)"
+    );
+    println!();
+
+    let (strict, plain, transfer_verify) = (Stats(strict), Stats(plain), Stats(transfer_verify));
+    let (batch1000, batch100) = (Stats(batch1000), Stats(batch100));
+    println!(
+        "ed25519-dalek on the {} messages of the {SENDERS}-transfer block, one core:",
+        sigs.len()
+    );
+    let line = |name: &str, s: &Stats| {
+        println!(
+            "  {name:<52} {:>8.0} sig/s  [{:.0}..{:.0}]",
+            s.median(),
+            s.min(),
+            s.max()
+        );
+    };
+    line(
+        "VerifyingKey::verify_strict (keys pre-decompressed)",
+        &strict,
+    );
+    line("VerifyingKey::verify (keys pre-decompressed)", &plain);
+    line(
+        "Transfer::verify (decompress + signing bytes + strict)",
+        &transfer_verify,
+    );
+    line("verify_batch, one batch of 1000", &batch1000);
+    line("verify_batch, 10 batches of 100", &batch100);
+    line(
+        "check_signatures inside validation (1000-transfer block)",
+        &signature_tps,
+    );
+    line(
+        "full process_block (1000-transfer block), transfers/s",
+        &validation_tps,
+    );
+    println!();
+    let sm = strict.median();
+    println!(
+        "  full validation / raw verify_strict:        {:5.1} %   (target >= 80%)",
+        100.0 * validation_tps.median() / sm
+    );
+    println!(
+        "  check_signatures / raw verify_strict:       {:5.1} %",
+        100.0 * signature_tps.median() / sm
+    );
+    println!(
+        "  verify / verify_strict:                     {:5.2} x",
+        plain.median() / sm
+    );
+    println!(
+        "  batch gain over verify_strict, batch 1000:  {:5.2} x   (batch 100: {:.2} x)",
+        batch1000.median() / sm,
+        batch100.median() / sm
+    );
+    println!();
+    println!("load average at end: {}", load_average());
+}
