@@ -46,3 +46,110 @@ async fn four_nodes_share_transactions_and_blocks() {
     }
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_syncs_2000_blocks_then_follows_gossip() {
+    let dir = tempfile::tempdir().unwrap();
+    preload(&dir, 2000, gossipchain::chain::Address([7; 32]));
+    let c = config(&dir, &[]);
+    let mut old = start_with(dir, c).await;
+    assert_eq!(old.status().height, 2000);
+
+    let mut late = start(std::slice::from_ref(&old.addr)).await;
+    let tip = old.status().tip;
+    late.wait("sync to 2000", |s| s.tip == tip).await;
+
+    let next = old.handle.mine_one().await.unwrap().unwrap();
+    late.wait("the gossiped block", |s| s.tip == next.hash)
+        .await;
+    late.stop().await;
+    old.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_groups_converge_on_the_most_work_chain_and_lose_no_transaction() {
+    use gossipchain::chain::{Address, Transaction, Transfer};
+    use gossipchain::testkit::key;
+    // A common history paying key(1) and key(2), in every node's store.
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    for d in &dirs {
+        let blocks = preload(d, 2, Address::of(&key(1)));
+        assert_eq!(blocks.len(), 2);
+    }
+    let mut nodes = Vec::new();
+    let mut first_a = None;
+    let mut first_b = None;
+    for (i, d) in dirs.into_iter().enumerate() {
+        let peers: Vec<_> = match i {
+            1 => vec![first_a.clone().unwrap()],
+            3 => vec![first_b.clone().unwrap()],
+            _ => vec![],
+        };
+        let c = config(&d, &peers);
+        let n = start_with(d, c).await;
+        if i == 0 {
+            first_a = Some(n.addr.clone());
+        }
+        if i == 2 {
+            first_b = Some(n.addr.clone());
+        }
+        nodes.push(n);
+    }
+    let chain_id = common::params().chain_id();
+    let sink = Address::of(&key(9));
+    // Group A spends from key(1) with nonce 0; group B spends key(1) with another amount at
+    // nonce 0 too (a conflict), and pays from a coinbase it mined itself.
+    let tx_a = Transfer::sign(&key(1), &chain_id, sink, 5, 1, 0);
+    let tx_a_id = Transaction::Transfer(tx_a).compute_txid();
+    nodes[0].handle.submit(tx_a).await.unwrap().unwrap();
+    nodes[1].wait("tx_a in group A", |s| s.mempool == 1).await;
+    let a_block = nodes[0].handle.mine_one().await.unwrap().unwrap();
+    nodes[1]
+        .wait("group A's block", |s| s.tip == a_block.hash)
+        .await;
+
+    let tx_a2 = Transfer::sign(&key(1), &chain_id, sink, 7, 1, 1);
+    let tx_a2_id = Transaction::Transfer(tx_a2).compute_txid();
+    nodes[1].handle.submit(tx_a2).await.unwrap().unwrap();
+    nodes[0].wait("tx_a2 in group A", |s| s.mempool == 1).await;
+    let a_block2 = nodes[1].handle.mine_one().await.unwrap().unwrap();
+    nodes[0]
+        .wait("group A's 2nd block", |s| s.tip == a_block2.hash)
+        .await;
+
+    let mut b_tip = None;
+    for _ in 0..3 {
+        b_tip = Some(nodes[2].handle.mine_one().await.unwrap().unwrap().hash);
+    }
+    let b_tip = b_tip.unwrap();
+    nodes[3].wait("group B's chain", |s| s.tip == b_tip).await;
+    assert_eq!(nodes[0].status().height, 4);
+    assert_eq!(nodes[3].status().height, 5);
+
+    // Heal: group B's longer chain wins everywhere; group A's transfers are back in its pools.
+    nodes[0].handle.dial(nodes[2].addr.clone()).await.unwrap();
+    for n in &nodes {
+        n.wait("convergence on group B's tip", |s| s.tip == b_tip)
+            .await;
+    }
+    // Relayed again by group A, they reach group B's pools too.
+    for n in &nodes {
+        n.wait("the losing branch's transfers back", |s| s.mempool == 2)
+            .await;
+    }
+    // Mined later, nothing is lost: both transfers are in the chain every node holds.
+    let last = nodes[3].handle.mine_one().await.unwrap().unwrap();
+    let ids: Vec<_> = last.block.compute_txids();
+    for n in &nodes {
+        n.wait("the block with the returned transfers", |s| {
+            s.tip == last.hash
+        })
+        .await;
+    }
+    assert!(ids.contains(&tx_a_id) && ids.contains(&tx_a2_id), "{ids:?}");
+    let (acct, _) = nodes[0].handle.balance(sink).await.unwrap();
+    assert_eq!(acct.balance, 12);
+    for n in nodes.iter_mut() {
+        n.stop().await;
+    }
+}

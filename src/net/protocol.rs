@@ -16,8 +16,11 @@ pub const IDENTIFY_PROTOCOL: &str = "/gossipchain/id/1";
 pub const MAX_LOCATOR: usize = 64;
 /// Most blocks in one `Blocks` response.
 pub const MAX_BLOCKS_PER_RESPONSE: u32 = 512;
-/// Largest encoded request: a locator of [`MAX_LOCATOR`] hashes plus framing.
-pub const MAX_REQUEST_BYTES: u64 = 4 * 1024;
+/// Most transfers in one `Transactions` request or response.
+pub const MAX_TXS_PER_MESSAGE: usize = 2000;
+/// Largest encoded request: [`MAX_TXS_PER_MESSAGE`] transfers plus framing (a locator is far
+/// smaller).
+pub const MAX_REQUEST_BYTES: u64 = 512 * 1024;
 /// Budget of block bytes in one response; the largest single block always fits.
 pub const RESPONSE_BLOCK_BYTES: usize = 4 << 20;
 /// Largest encoded response accepted: the block budget plus one maximal block and framing.
@@ -118,6 +121,12 @@ pub enum Request {
         /// Most blocks wanted; the responder caps it at [`MAX_BLOCKS_PER_RESPONSE`].
         max: u32,
     },
+    /// "Send me your pending transfers" (asked of a newly connected peer).
+    GetMempool,
+    /// "Here are transfers you may lack": sent after a reorganisation returned transfers to our
+    /// mempool, which gossip cannot repeat (its duplicate cache remembers them). At most
+    /// [`MAX_TXS_PER_MESSAGE`], each in consensus encoding.
+    Transactions(Vec<Bytes>),
 }
 
 /// A sync response.
@@ -128,6 +137,11 @@ pub enum Response {
     /// Consecutive blocks of the responder's best chain, oldest first, each in its consensus
     /// encoding; empty when the responder has nothing after the locator.
     Blocks(Vec<Bytes>),
+    /// Pending transfers, highest fee first, at most [`MAX_TXS_PER_MESSAGE`], each in
+    /// consensus encoding (the answer to `GetMempool`).
+    Transactions(Vec<Bytes>),
+    /// Receipt of a `Transactions` request: how many were new and valid.
+    Accepted(u32),
     /// The request was refused (another chain, malformed locator, rate limit).
     Refused(String),
 }

@@ -605,6 +605,9 @@ impl Node {
                     "mempool re-checked"
                 );
             }
+            if !resync.returned_txs.is_empty() {
+                self.push_to_peers(&resync.returned_txs);
+            }
             self.restart_mining();
         }
         Ok(processed)
@@ -620,6 +623,8 @@ impl Node {
                 let tag = self.sync.start(peer, Pending::Status);
                 self.net
                     .request(peer, Request::Status(self.our_status()), tag);
+                let tag = self.sync.start(peer, Pending::Mempool);
+                self.net.request(peer, Request::GetMempool, tag);
                 if found_by == Discovery::Inbound {
                     tracing::debug!(%peer, "inbound peer");
                 }
@@ -739,6 +744,68 @@ impl Node {
                     None => Response::Refused("no locator hash is on our best chain".into()),
                 }
             }
+            Request::GetMempool => Response::Transactions(
+                self.mempool
+                    .by_fee()
+                    .into_iter()
+                    .take(protocol::MAX_TXS_PER_MESSAGE)
+                    .map(|(_, t)| protocol::Bytes(Transaction::Transfer(t).encode()))
+                    .collect(),
+            ),
+            Request::Transactions(txs) => match self.admit_from_peer(peer, txs) {
+                Some(n) => Response::Accepted(n),
+                None => Response::Refused("malformed or forged transactions".into()),
+            },
+        }
+    }
+
+    /// Admits transfers a peer sent over sync and gossips the new ones onwards. `None` (and a
+    /// ban) if the message is over the limit or holds a malformed or forged transfer.
+    fn admit_from_peer(&mut self, peer: PeerId, txs: Vec<protocol::Bytes>) -> Option<u32> {
+        if txs.len() > protocol::MAX_TXS_PER_MESSAGE {
+            self.net
+                .ban(peer, "sent too many transactions in one message");
+            return None;
+        }
+        let mut accepted = 0;
+        for bytes in txs {
+            let tx = match Transaction::decode(&bytes.0) {
+                Ok(Transaction::Transfer(t)) => t,
+                Ok(Transaction::Coinbase(_)) | Err(_) => {
+                    self.net.ban(peer, "sent a malformed transaction");
+                    return None;
+                }
+            };
+            match self.mempool.add(tx, self.chain.ledger()) {
+                Ok(_) => {
+                    accepted += 1;
+                    self.net
+                        .publish(Topic::Txs, Transaction::Transfer(tx).encode());
+                }
+                Err(MempoolError::BadSignature(_)) => {
+                    self.net
+                        .ban(peer, "sent a transaction with a forged signature");
+                    return None;
+                }
+                Err(_) => {}
+            }
+        }
+        Some(accepted)
+    }
+
+    /// Sends transfers to every connected peer over sync (see [`Request::Transactions`]).
+    fn push_to_peers(&mut self, txs: &[Transfer]) {
+        let peers: Vec<PeerId> = self.sync.peers().copied().collect();
+        for chunk in txs.chunks(protocol::MAX_TXS_PER_MESSAGE) {
+            let encoded: Vec<_> = chunk
+                .iter()
+                .map(|t| protocol::Bytes(Transaction::Transfer(*t).encode()))
+                .collect();
+            for peer in &peers {
+                let tag = self.sync.start(*peer, Pending::Push);
+                self.net
+                    .request(*peer, Request::Transactions(encoded.clone()), tag);
+            }
         }
     }
 
@@ -814,6 +881,10 @@ impl Node {
             (Pending::Blocks { locator }, Response::Blocks(blocks)) => {
                 self.on_blocks(peer, &locator, blocks)
             }
+            (Pending::Mempool, Response::Transactions(txs)) => {
+                self.admit_from_peer(peer, txs);
+            }
+            (Pending::Push, Response::Accepted(_)) => {}
             (_, Response::Refused(reason)) => {
                 tracing::debug!(%peer, %reason, "request refused");
                 if self.sync.active == Some(peer) {

@@ -17,6 +17,10 @@ pub enum Pending {
         /// The locator sent.
         locator: Vec<BlockHash>,
     },
+    /// We asked for the peer's mempool.
+    Mempool,
+    /// We pushed transfers.
+    Push,
 }
 
 /// The sync state of the node.

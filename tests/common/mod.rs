@@ -80,3 +80,26 @@ pub async fn start(peers: &[Multiaddr]) -> TestNode {
     let c = config(&dir, peers);
     start_with(dir, c).await
 }
+
+/// Builds `n` blocks on genesis with testkit, each paying `miner`, and writes them into the
+/// store of `dir` (one transaction), so a node started there begins at height `n`.
+pub fn preload(
+    dir: &TempDir,
+    n: usize,
+    miner: gossipchain::chain::Address,
+) -> Vec<std::sync::Arc<gossipchain::chain::Block>> {
+    use gossipchain::chain::ChainState;
+    use gossipchain::store::Store;
+    let p = params();
+    let mut chain = ChainState::new(p.clone());
+    gossipchain::testkit::extend(&mut chain, n, miner);
+    let blocks: Vec<_> = (1..=n as u64)
+        .map(|h| {
+            let b = chain.block_at(h).unwrap().clone();
+            (b.compute_hash(), b)
+        })
+        .collect();
+    let store = Store::open(&dir.path().join("blocks.redb"), p.chain_id()).unwrap();
+    store.commit(&blocks, &[], chain.tip()).unwrap();
+    blocks.into_iter().map(|(_, b)| b).collect()
+}
