@@ -9,9 +9,11 @@
 //! - [`testkit`]: builders of valid blocks at low difficulty, for tests, benches and fuzzing.
 
 pub mod chain;
+pub mod cli;
 pub mod miner;
 pub mod net;
 pub mod node;
+pub mod repl;
 pub mod store;
 pub mod testkit;
 pub mod wallet;

@@ -61,7 +61,10 @@ fn invalid_blocks(chain: &ChainState) -> Vec<(&'static str, Block)> {
     let pay = Transfer::sign(&key(1), &chain.chain_id(), miner, 1, 0, 0);
     let mut bad_sig = pay;
     bad_sig.signature[0] ^= 1;
-    out.push(("bad signature", testkit::next_block(chain, &[bad_sig], miner)));
+    out.push((
+        "bad signature",
+        testkit::next_block(chain, &[bad_sig], miner),
+    ));
 
     let over = Transfer::sign(&key(1), &chain.chain_id(), miner, 1_000_000, 0, 0);
     out.push(("overspend", testkit::next_block(chain, &[over], miner)));
@@ -106,7 +109,10 @@ async fn invalid_blocks_are_rejected_not_forwarded_and_their_sender_banned() {
             if let Ok(Some(Event::PeerDisconnected { .. })) = got {
                 break;
             }
-            assert!(Instant::now() < deadline, "{what}: the liar was never banned");
+            assert!(
+                Instant::now() < deadline,
+                "{what}: the liar was never banned"
+            );
             variant.header.timestamp += 1;
             if what != "bad proof of work" {
                 testkit::mine_header(&mut variant.header);
@@ -123,7 +129,11 @@ async fn invalid_blocks_are_rejected_not_forwarded_and_their_sender_banned() {
             })
             .await;
         }
-        assert_eq!(honest.status().peers, peer_count, "{what}: the banned peer is not back");
+        assert_eq!(
+            honest.status().peers,
+            peer_count,
+            "{what}: the banned peer is not back"
+        );
         assert_eq!(honest.status().height, 2, "{what}: not adopted");
         assert_eq!(other.status().height, 2, "{what}: not forwarded to peers");
         drop(liar);
@@ -131,7 +141,13 @@ async fn invalid_blocks_are_rejected_not_forwarded_and_their_sender_banned() {
     // The watcher never received any of them.
     while let Ok(event) = watcher.events.try_recv() {
         assert!(
-            !matches!(event, Event::Gossip { topic: Topic::Blocks, .. }),
+            !matches!(
+                event,
+                Event::Gossip {
+                    topic: Topic::Blocks,
+                    ..
+                }
+            ),
             "an invalid block was forwarded"
         );
     }
@@ -141,7 +157,13 @@ async fn invalid_blocks_are_rejected_not_forwarded_and_their_sender_banned() {
     other.wait("the honest block", |s| s.tip == good.hash).await;
     let seen = watcher
         .next_matching("the honest block gossiped to the watcher", |e| {
-            matches!(e, Event::Gossip { topic: Topic::Blocks, .. })
+            matches!(
+                e,
+                Event::Gossip {
+                    topic: Topic::Blocks,
+                    ..
+                }
+            )
         })
         .await;
     if let Event::Gossip { data, .. } = seen {

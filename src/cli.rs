@@ -1,0 +1,272 @@
+//! Command-line definitions (clap) and what each subcommand does. `gossipchain` alone runs a
+//! node, as `gossipchain node` does.
+
+use crate::chain::{Address, ChainParams};
+use crate::node::{self, NodeConfig};
+use crate::store::Store;
+use crate::wallet::Wallet;
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use libp2p::Multiaddr;
+use std::path::PathBuf;
+
+/// A peer-to-peer blockchain node: nodes find each other on the LAN by mDNS, gossip
+/// transactions and blocks, sync what they lack, and keep the chain with the most work.
+#[derive(Parser, Debug)]
+#[command(version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do (default: run a node).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Node options, when no subcommand is given.
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a node and read interactive commands on stdin (type `help`).
+    Node(NodeArgs),
+    /// Manage wallet key files without a running node.
+    Wallet {
+        /// The wallet command.
+        #[command(subcommand)]
+        command: WalletCommand,
+    },
+}
+
+/// Where the data lives and which chain, shared by every subcommand.
+#[derive(Args, Debug, Clone)]
+pub struct ChainArgs {
+    /// Data directory: block store, wallet.key, node.key. Two nodes on one machine need two.
+    /// [default: $XDG_DATA_HOME/gossipchain or ~/.local/share/gossipchain]
+    #[arg(long, env = "GOSSIPCHAIN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Difficulty in leading zero bits of the block hash; another value is another chain.
+    #[arg(long, env = "GOSSIPCHAIN_DIFFICULTY", default_value_t = crate::chain::params::DEFAULT_BITS)]
+    pub difficulty: u32,
+}
+
+impl ChainArgs {
+    /// The data directory, defaulting to the per-user data directory.
+    pub fn data_dir(&self) -> anyhow::Result<PathBuf> {
+        if let Some(d) = &self.data_dir {
+            return Ok(d.clone());
+        }
+        if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+            return Ok(PathBuf::from(x).join("gossipchain"));
+        }
+        match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+            Some(h) => Ok(PathBuf::from(h).join(".local/share/gossipchain")),
+            None => bail!("no home directory: pass --data-dir"),
+        }
+    }
+
+    /// The chain parameters.
+    pub fn params(&self) -> anyhow::Result<ChainParams> {
+        let p = ChainParams::with_bits(self.difficulty);
+        p.check()?;
+        Ok(p)
+    }
+}
+
+/// Options of a running node.
+#[derive(Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// Data directory and chain.
+    #[command(flatten)]
+    pub chain: ChainArgs,
+    /// Address to listen on (repeatable).
+    #[arg(
+        long,
+        env = "GOSSIPCHAIN_LISTEN",
+        value_delimiter = ',',
+        default_value = "/ip4/0.0.0.0/tcp/0"
+    )]
+    pub listen: Vec<Multiaddr>,
+    /// A peer to dial and keep connected, e.g. /ip4/10.0.0.7/tcp/4001 with or without
+    /// /p2p/<peer id> (repeatable; for peers mDNS cannot reach).
+    #[arg(long = "peer", env = "GOSSIPCHAIN_PEERS", value_delimiter = ',')]
+    pub peers: Vec<Multiaddr>,
+    /// Do not discover peers by mDNS.
+    #[arg(long, env = "GOSSIPCHAIN_NO_MDNS")]
+    pub no_mdns: bool,
+    /// Mine continuously from the start.
+    #[arg(long, env = "GOSSIPCHAIN_MINE")]
+    pub mine: bool,
+    /// Mining threads [default: all cores].
+    #[arg(long, env = "GOSSIPCHAIN_THREADS")]
+    pub threads: Option<usize>,
+    /// Ignore stdin (run as a service; stop with SIGTERM).
+    #[arg(long, env = "GOSSIPCHAIN_NO_REPL")]
+    pub no_repl: bool,
+}
+
+/// Wallet subcommands.
+#[derive(Subcommand, Debug)]
+pub enum WalletCommand {
+    /// Create a new key file (refuses to overwrite one) and print its address.
+    New {
+        /// Data directory and chain.
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// Key file [default: <data dir>/wallet.key].
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Print a key file's address (and its secret with --secret).
+    Show {
+        /// Data directory and chain.
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// Key file [default: <data dir>/wallet.key].
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Also print the secret key. Anyone who sees it can spend the coins.
+        #[arg(long)]
+        secret: bool,
+    },
+    /// Print the balance of an address (default: the wallet) from the data dir's block store.
+    /// The node must be stopped; in a running node type `balance` instead.
+    Balance {
+        /// Data directory and chain.
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// Key file [default: <data dir>/wallet.key].
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// The address (64 hex digits) [default: the wallet's].
+        address: Option<Address>,
+    },
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        None => run_node(cli.node).await,
+        Some(Command::Node(args)) => run_node(args).await,
+        Some(Command::Wallet { command }) => run_wallet(command),
+    }
+}
+
+async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
+    let params = args.chain.params()?;
+    let mut config = NodeConfig::new(args.chain.data_dir()?, params);
+    config.net.listen = args.listen;
+    config.net.bootstrap = args.peers;
+    config.net.behaviour.mdns = !args.no_mdns;
+    config.mine = args.mine;
+    if let Some(t) = args.threads {
+        config.threads = t.max(1);
+    }
+    let data_dir = config.data_dir.clone();
+    let (handle, task) = node::start(config)
+        .await
+        .with_context(|| format!("cannot start the node in {}", data_dir.display()))?;
+    let repl = async {
+        if args.no_repl {
+            std::future::pending::<()>().await;
+        } else if let Err(e) = crate::repl::run(handle.clone()).await {
+            tracing::error!("cannot read stdin: {e}");
+        }
+    };
+    tokio::select! {
+        _ = repl => {}
+        _ = shutdown_signal() => tracing::info!("signal received: shutting down"),
+    }
+    handle.shutdown().await;
+    task.await.context("node task failed")?;
+    Ok(())
+}
+
+/// SIGTERM or Ctrl-C (SIGINT) when not at a line-editing prompt.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => std::future::pending().await,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn key_file(chain: &ChainArgs, file: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    Ok(match file {
+        Some(f) => f,
+        None => chain.data_dir()?.join("wallet.key"),
+    })
+}
+
+fn run_wallet(command: WalletCommand) -> anyhow::Result<()> {
+    match command {
+        WalletCommand::New { chain, file } => {
+            let path = key_file(&chain, file)?;
+            if path.exists() {
+                bail!(
+                    "{} already exists; refusing to overwrite a key (choose another --file)",
+                    path.display()
+                );
+            }
+            let (w, _) = Wallet::load_or_create(&path)?;
+            println!("{}", w.address());
+            eprintln!("new wallet written to {} (mode 0600)", path.display());
+        }
+        WalletCommand::Show {
+            chain,
+            file,
+            secret,
+        } => {
+            let path = key_file(&chain, file)?;
+            let w = Wallet::load(&path)?;
+            println!("address {}", w.address());
+            if secret {
+                println!("secret  {}", w.secret_hex());
+            }
+        }
+        WalletCommand::Balance {
+            chain,
+            file,
+            address,
+        } => {
+            let address = match address {
+                Some(a) => a,
+                None => Wallet::load(&key_file(&chain, file)?)?.address(),
+            };
+            let params = chain.params()?;
+            let dir = chain.data_dir()?;
+            let store_path = dir.join("blocks.redb");
+            if !store_path.exists() {
+                bail!(
+                    "no block store in {}: run a node there first",
+                    dir.display()
+                );
+            }
+            let store = Store::open(&store_path, params.chain_id()).with_context(|| {
+                "cannot open the block store (is a node running on this data dir? type `balance` at its prompt)"
+            })?;
+            let chain_state = store.load_chain(&params, Default::default())?;
+            let account = chain_state.ledger().account(&address);
+            println!(
+                "{address}\nbalance    {}\nnonce      {}\nheight     {}",
+                account.balance,
+                account.nonce,
+                chain_state.height()
+            );
+        }
+    }
+    Ok(())
+}
