@@ -1,0 +1,26 @@
+# syntax=docker/dockerfile:1
+# Multi-stage build: dependencies are compiled in a layer of their own, cached until Cargo.toml
+# or Cargo.lock change; the runtime image holds only the binary and runs as a non-root user.
+
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+# Stub sources with the manifest's targets, to build (and cache) the dependencies alone.
+RUN mkdir -p src benches \
+ && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+ && for b in mining validation propagation sync; do echo 'fn main() {}' > "benches/$b.rs"; done \
+ && cargo build --release --locked --bin gossipchain \
+ && rm -rf src benches
+COPY src src
+COPY benches benches
+RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin gossipchain
+
+FROM debian:bookworm-slim
+RUN useradd --create-home --uid 10001 gossip && mkdir /data && chown gossip:gossip /data
+COPY --from=build /src/target/release/gossipchain /usr/local/bin/gossipchain
+USER gossip
+ENV GOSSIPCHAIN_DATA_DIR=/data
+VOLUME /data
+EXPOSE 4001
+ENTRYPOINT ["gossipchain"]
+CMD ["node", "--listen", "/ip4/0.0.0.0/tcp/4001"]
