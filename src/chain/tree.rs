@@ -148,6 +148,24 @@ impl OrphanPool {
     }
 }
 
+/// Whether `error` condemns the block that `block`'s hash names. The hash commits to the body
+/// only through `tx_root`: a body error in a body that does not match the header's root says
+/// nothing about the real block (anyone can relay a valid header with altered transactions),
+/// so remembering that hash as invalid would make the node refuse the real block and every
+/// block built on it.
+fn condemns_hash(block: &Block, error: &ValidationError) -> bool {
+    match error {
+        ValidationError::TooManyTransactions { .. }
+        | ValidationError::BlockTooLarge { .. }
+        | ValidationError::MissingCoinbase
+        | ValidationError::CoinbaseHeight { .. }
+        | ValidationError::ExtraCoinbase { .. }
+        | ValidationError::DuplicateTxid(_)
+        | ValidationError::TxRootMismatch { .. } => block.compute_tx_root() == block.header.tx_root,
+        _ => true,
+    }
+}
+
 /// What a call has changed so far; turned into [`Processed`] at the end.
 struct Changes {
     accepted: Vec<(BlockHash, Arc<Block>)>,
@@ -438,7 +456,9 @@ impl ChainState {
                 return Ok(Outcome::Orphan { missing_parent });
             }
             Err(e) => {
-                self.remember_invalid(hash, &e);
+                if condemns_hash(&block, &e) {
+                    self.remember_invalid(hash, &e);
+                }
                 return Err(e);
             }
         };
