@@ -8,6 +8,7 @@ use crate::chain::tree::TreeLimits;
 use crate::chain::{Block, BlockHash, ChainId, ChainParams, ChainState};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -54,8 +55,8 @@ pub enum StoreError {
 
 /// An open block store.
 pub struct Store {
-    /// The database.
-    db: Database,
+    /// The database; `None` only while being dropped.
+    db: Option<Database>,
     /// Its file, for error messages.
     path: PathBuf,
 }
@@ -63,12 +64,16 @@ pub struct Store {
 impl Store {
     /// Opens or creates the store at `path` for `chain_id`.
     pub fn open(path: &Path, chain_id: ChainId) -> Result<Self, StoreError> {
+        catch_panic(path, || Self::open_inner(path, chain_id))
+    }
+
+    fn open_inner(path: &Path, chain_id: ChainId) -> Result<Self, StoreError> {
         let db = Database::create(path).map_err(|e| Self::db_err(path, e))?;
         let store = Self {
-            db,
+            db: Some(db),
             path: path.to_path_buf(),
         };
-        let tx = store.db.begin_write().map_err(|e| store.err(e))?;
+        let tx = store.db().begin_write().map_err(|e| store.err(e))?;
         {
             let mut meta = tx.open_table(META).map_err(|e| store.err(e))?;
             let existing = meta
@@ -89,11 +94,19 @@ impl Store {
                         .map_err(|e| store.err(e))?;
                 }
             }
-            tx.open_table(BLOCKS).map_err(|e| store.err(e))?;
-            tx.open_table(BY_HEIGHT).map_err(|e| store.err(e))?;
         }
+        // Opened after `meta` is closed: a write table still open while redb unwinds from a
+        // panic (on a damaged file) panics again in its destructor, which aborts the process.
+        tx.open_table(BLOCKS).map_err(|e| store.err(e))?;
+        tx.open_table(BY_HEIGHT).map_err(|e| store.err(e))?;
         tx.commit().map_err(|e| store.err(e))?;
         Ok(store)
+    }
+
+    fn db(&self) -> &Database {
+        self.db
+            .as_ref()
+            .expect("the database is open until the store is dropped")
     }
 
     fn db_err(path: &Path, e: impl Into<redb::Error>) -> StoreError {
@@ -122,7 +135,16 @@ impl Store {
         rejected: &[BlockHash],
         tip: BlockHash,
     ) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        catch_panic(&self.path, || self.commit_inner(accepted, rejected, tip))
+    }
+
+    fn commit_inner(
+        &self,
+        accepted: &[(BlockHash, Arc<Block>)],
+        rejected: &[BlockHash],
+        tip: BlockHash,
+    ) -> Result<(), StoreError> {
+        let tx = self.db().begin_write().map_err(|e| self.err(e))?;
         {
             let mut blocks = tx.open_table(BLOCKS).map_err(|e| self.err(e))?;
             let mut by_height = tx.open_table(BY_HEIGHT).map_err(|e| self.err(e))?;
@@ -156,7 +178,11 @@ impl Store {
 
     /// The recorded best tip, if any block was ever committed.
     pub fn tip(&self) -> Result<Option<BlockHash>, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        catch_panic(&self.path, || self.tip_inner())
+    }
+
+    fn tip_inner(&self) -> Result<Option<BlockHash>, StoreError> {
+        let tx = self.db().begin_read().map_err(|e| self.err(e))?;
         let meta = tx.open_table(META).map_err(|e| self.err(e))?;
         let Some(v) = meta.get("tip").map_err(|e| self.err(e))? else {
             return Ok(None);
@@ -170,14 +196,22 @@ impl Store {
 
     /// Number of blocks stored.
     pub fn block_count(&self) -> Result<u64, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        catch_panic(&self.path, || self.block_count_inner())
+    }
+
+    fn block_count_inner(&self) -> Result<u64, StoreError> {
+        let tx = self.db().begin_read().map_err(|e| self.err(e))?;
         let blocks = tx.open_table(BLOCKS).map_err(|e| self.err(e))?;
         blocks.len().map_err(|e| self.err(e))
     }
 
     /// Every stored block with its hash, in height order.
     pub fn blocks(&self, params: &ChainParams) -> Result<Vec<(BlockHash, Block)>, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        catch_panic(&self.path, || self.blocks_inner(params))
+    }
+
+    fn blocks_inner(&self, params: &ChainParams) -> Result<Vec<(BlockHash, Block)>, StoreError> {
+        let tx = self.db().begin_read().map_err(|e| self.err(e))?;
         let blocks = tx.open_table(BLOCKS).map_err(|e| self.err(e))?;
         let by_height = tx.open_table(BY_HEIGHT).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
@@ -242,4 +276,30 @@ impl Store {
         }
         Ok(chain)
     }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Closing commits redb's allocator state, which can panic on a damaged file too.
+        if let Some(db) = self.db.take() {
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(db)));
+        }
+    }
+}
+
+/// Runs a database operation, turning a panic into [`StoreError::Corrupt`]: redb 4 panics
+/// (`unreachable!`, slice indices out of range) on some damaged files instead of returning an
+/// error. The store should not be used after such an error.
+fn catch_panic<T>(path: &Path, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            what: format!("the database file is damaged (redb panicked: {why})"),
+        })
+    })
 }
