@@ -3,7 +3,7 @@
 
 use crate::chain::{Address, ChainParams};
 use crate::node::{self, NodeConfig};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::wallet::Wallet;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
@@ -151,6 +151,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
+    // Listening from the start: a signal during start-up then stops the node cleanly once it
+    // runs, instead of killing the process with the default action.
+    let signal = shutdown_signal();
     let params = args.chain.params()?;
     let mut config = NodeConfig::new(args.chain.data_dir()?, params);
     config.net.listen = args.listen;
@@ -173,34 +176,40 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     };
     tokio::select! {
         _ = repl => {}
-        _ = shutdown_signal() => tracing::info!("signal received: shutting down"),
+        _ = signal => tracing::info!("signal received: shutting down"),
     }
     handle.shutdown().await;
     task.await.context("node task failed")?;
     Ok(())
 }
 
-/// SIGTERM or Ctrl-C (SIGINT) when not at a line-editing prompt.
-async fn shutdown_signal() {
+/// SIGTERM or Ctrl-C (SIGINT) when not at a line-editing prompt. The handlers are installed
+/// when this is called, not when the future is first polled.
+fn shutdown_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match (
+        let signals = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
+        );
+        async move {
+            match signals {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
+                _ => std::future::pending().await,
             }
-            _ => std::future::pending().await,
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -255,8 +264,12 @@ fn run_wallet(command: WalletCommand) -> anyhow::Result<()> {
                     dir.display()
                 );
             }
-            let store = Store::open(&store_path, params.chain_id()).with_context(|| {
-                "cannot open the block store (is a node running on this data dir? type `balance` at its prompt)"
+            let store = Store::open(&store_path, params.chain_id()).map_err(|e| match e {
+                // Only a database error can mean a running node holds the lock.
+                e @ StoreError::Db { .. } => anyhow::Error::new(e).context(
+                    "cannot open the block store (is a node running on this data dir? type `balance` at its prompt)",
+                ),
+                e => anyhow::Error::new(e).context("cannot open the block store"),
             })?;
             let chain_state = store.load_chain(&params, Default::default())?;
             let account = chain_state.ledger().account(&address);

@@ -121,7 +121,7 @@ fn parse_amount(what: &str, s: &str, min: u64) -> Result<u64, String> {
         Err(_) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
             Err(format!("{what} '{s}' is too large (at most {})", u64::MAX))
         }
-        Err(_) => Err(format!("{what} must be a whole number of coins, got '{s}'")),
+        Err(_) => Err(format!("{what} must be a whole number, got '{s}'")),
     }
 }
 
@@ -313,6 +313,9 @@ pub async fn execute(cmd: Cmd, node: &NodeHandle) -> Result<Output, Stopped> {
             out
         }
         Cmd::Status => {
+            // The snapshot is published after each step of the node; a round trip first makes
+            // it include every command before this one (blocks just mined, `mine off`).
+            node.chain(0).await?;
             let s = node.status();
             let listen: Vec<String> = s.listen.iter().map(|a| a.to_string()).collect();
             format!(
@@ -418,6 +421,8 @@ pub async fn execute(cmd: Cmd, node: &NodeHandle) -> Result<Output, Stopped> {
         }
         Cmd::MineSwitch(on) => {
             node.set_mining(on).await?;
+            // Queued without a reply: a round trip confirms that the node has applied it.
+            node.chain(0).await?;
             format!("mining {}", if on { "on" } else { "off" })
         }
         Cmd::Dial(addr) => match node.dial(addr.clone()).await {

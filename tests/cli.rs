@@ -1,0 +1,1192 @@
+//! End-to-end tests of the real `gossipchain` binary, driven through pipes: interactive
+//! commands on stdin, their answers on stdout, the log on stderr (RUST_LOG=info).
+//!
+//! Every node here runs with `--no-mdns`, listens on 127.0.0.1 only, uses a temporary data
+//! directory and difficulty 8 (a block in a few hundred hashes). No fixed sleep stands in for
+//! synchronisation: each wait is for a line on a pipe, or polls a condition, with a deadline.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gossipchain");
+const DIFFICULTY: &str = "8";
+const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
+/// Deadline of a single answer or exit.
+const WAIT: Duration = Duration::from_secs(20);
+/// Deadline of anything that crosses the network.
+const NET_WAIT: Duration = Duration::from_secs(40);
+/// Pause between two polls of a condition.
+const POLL: Duration = Duration::from_millis(25);
+
+/// The binary with a clean environment for its options and an info-level log.
+fn base_command() -> Command {
+    let mut c = Command::new(BIN);
+    for var in [
+        "GOSSIPCHAIN_DATA_DIR",
+        "GOSSIPCHAIN_DIFFICULTY",
+        "GOSSIPCHAIN_LISTEN",
+        "GOSSIPCHAIN_PEERS",
+        "GOSSIPCHAIN_NO_MDNS",
+        "GOSSIPCHAIN_MINE",
+        "GOSSIPCHAIN_THREADS",
+        "GOSSIPCHAIN_NO_REPL",
+    ] {
+        c.env_remove(var);
+    }
+    c.env("RUST_LOG", "info");
+    c
+}
+
+/// Runs the binary to completion with no input.
+fn run_cli<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    base_command()
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout_of(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr_of(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Node arguments: the safe network flags always, then `extra`. `subcommand` selects between
+/// `gossipchain node ...` and the default form `gossipchain ...`.
+fn node_args(dir: &Path, subcommand: bool, extra: &[&str]) -> Vec<OsString> {
+    let mut args: Vec<OsString> = Vec::new();
+    if subcommand {
+        args.push("node".into());
+    }
+    args.push("--data-dir".into());
+    args.push(dir.into());
+    for a in [
+        "--no-mdns",
+        "--listen",
+        LOOPBACK,
+        "--difficulty",
+        DIFFICULTY,
+        "--threads",
+        "1",
+    ] {
+        args.push(a.into());
+    }
+    args.extend(extra.iter().map(OsString::from));
+    args
+}
+
+fn is_hex64(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A fresh, valid address: the output of `wallet new` in a throwaway directory.
+fn fresh_address() -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_cli(&[
+        OsString::from("wallet"),
+        "new".into(),
+        "--data-dir".into(),
+        dir.path().into(),
+    ]);
+    assert!(out.status.success(), "wallet new: {}", stderr_of(&out));
+    let address = stdout_of(&out).trim().to_string();
+    assert!(is_hex64(&address), "{address}");
+    address
+}
+
+/// Lines of one output stream of the child, read on their own thread.
+struct Stream {
+    rx: Receiver<String>,
+    /// Every line received so far.
+    seen: Vec<String>,
+}
+
+enum Next {
+    Line(String),
+    Timeout,
+    Closed,
+}
+
+impl Stream {
+    fn new(r: impl Read + Send + 'static, name: &str) -> Self {
+        let (tx, rx) = channel();
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                for line in BufReader::new(r).lines() {
+                    let Ok(line) = line else { return };
+                    if tx.send(line).is_err() {
+                        return;
+                    }
+                }
+            })
+            .expect("spawn a reader thread");
+        Self {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    fn next(&mut self, deadline: Instant) -> Next {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.rx.recv_timeout(left) {
+            Ok(line) => {
+                self.seen.push(line.clone());
+                Next::Line(line)
+            }
+            Err(RecvTimeoutError::Timeout) => Next::Timeout,
+            Err(RecvTimeoutError::Disconnected) => Next::Closed,
+        }
+    }
+
+    /// Takes in whatever has arrived, without waiting.
+    fn drain(&mut self) {
+        while let Ok(line) = self.rx.try_recv() {
+            self.seen.push(line);
+        }
+    }
+
+    fn tail(&self, n: usize) -> String {
+        self.seen[self.seen.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+/// A running `gossipchain` node. Dropping it kills and reaps the process, so a failing test
+/// leaves nothing behind.
+struct Node {
+    name: &'static str,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    out: Stream,
+    err: Stream,
+    marks: u64,
+}
+
+type Status = HashMap<String, String>;
+
+impl Node {
+    fn start(name: &'static str, args: Vec<OsString>) -> Self {
+        let mut child = base_command()
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the binary");
+        let stdin = child.stdin.take();
+        let out = Stream::new(child.stdout.take().unwrap(), &format!("{name}-stdout"));
+        let err = Stream::new(child.stderr.take().unwrap(), &format!("{name}-stderr"));
+        Self {
+            name,
+            child,
+            stdin,
+            out,
+            err,
+            marks: 0,
+        }
+    }
+
+    /// Panics with what was awaited and the end of both streams.
+    #[track_caller]
+    fn fail(&mut self, what: &str) -> ! {
+        self.err.drain();
+        self.out.drain();
+        panic!(
+            "node {}: {what}\n--- stdout (last lines) ---\n{}\n--- stderr (last lines) ---\n{}",
+            self.name,
+            self.out.tail(40),
+            self.err.tail(40)
+        );
+    }
+
+    #[track_caller]
+    fn send_line(&mut self, line: &str) {
+        let Some(stdin) = self.stdin.as_mut() else {
+            self.fail("stdin is already closed")
+        };
+        if let Err(e) = writeln!(stdin, "{line}").and_then(|()| stdin.flush()) {
+            self.fail(&format!("cannot write '{line}' to stdin: {e}"));
+        }
+    }
+
+    /// Reads stdout until a line satisfies `pred` (earlier lines are skipped); returns it.
+    #[track_caller]
+    fn expect_line(
+        &mut self,
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.out.next(deadline) {
+                Next::Line(l) if pred(&l) => return l,
+                Next::Line(_) => {}
+                Next::Timeout => self.fail(&format!("timed out waiting for {what} on stdout")),
+                Next::Closed => self.fail(&format!("stdout closed while waiting for {what}")),
+            }
+        }
+    }
+
+    /// Finds a log line (stderr, already seen or still to come) satisfying `pred`.
+    #[track_caller]
+    fn expect_log(&mut self, what: &str, pred: impl Fn(&str) -> bool, timeout: Duration) -> String {
+        self.err.drain();
+        if let Some(l) = self.err.seen.iter().find(|l| pred(l)) {
+            return l.clone();
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.err.next(deadline) {
+                Next::Line(l) if pred(&l) => return l,
+                Next::Line(_) => {}
+                Next::Timeout => self.fail(&format!("timed out waiting for the log of {what}")),
+                Next::Closed => self.fail(&format!("stderr closed while waiting for {what}")),
+            }
+        }
+    }
+
+    /// Runs one command and returns every line it printed. The end of its output is found
+    /// by a marker: an unknown command typed right after, whose error line comes only once
+    /// the command before it was handled (the node handles one line at a time).
+    #[track_caller]
+    fn run(&mut self, cmd: &str) -> Vec<String> {
+        self.marks += 1;
+        let mark = format!("end-of-output-{}", self.marks);
+        self.send_line(cmd);
+        self.send_line(&mark);
+        let end = format!("error: unknown command '{mark}'");
+        let deadline = Instant::now() + WAIT;
+        let mut lines = Vec::new();
+        loop {
+            match self.out.next(deadline) {
+                Next::Line(l) if l == end => break,
+                Next::Line(l) => lines.push(l),
+                Next::Timeout => self.fail(&format!("timed out waiting for the output of '{cmd}'")),
+                Next::Closed => self.fail(&format!("stdout closed while running '{cmd}'")),
+            }
+        }
+        self.expect_line("the usage line of the marker", |l| l == "usage: help", WAIT);
+        lines
+    }
+
+    /// Runs a command that prints exactly one line.
+    #[track_caller]
+    fn run1(&mut self, cmd: &str) -> String {
+        let lines = self.run(cmd);
+        if lines.len() != 1 {
+            self.fail(&format!("'{cmd}' printed {lines:?}, not one line"));
+        }
+        lines.into_iter().next().unwrap()
+    }
+
+    /// `status`, as field name → value.
+    #[track_caller]
+    fn status(&mut self) -> Status {
+        let lines = self.run("status");
+        let mut s = Status::new();
+        for l in &lines {
+            let (k, v) = l.split_once("  ").unwrap_or((l.as_str(), ""));
+            s.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        for key in [
+            "peer id",
+            "chain id",
+            "height",
+            "tip",
+            "work",
+            "peers",
+            "mempool",
+            "mining",
+            "syncing",
+            "address",
+            "listening",
+        ] {
+            if !s.contains_key(key) {
+                self.fail(&format!("status has no '{key}' line: {lines:?}"));
+            }
+        }
+        s
+    }
+
+    /// Polls `status` until `pred` holds.
+    #[track_caller]
+    fn wait_status(
+        &mut self,
+        what: &str,
+        pred: impl Fn(&Status) -> bool,
+        timeout: Duration,
+    ) -> Status {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.status();
+            if pred(&s) {
+                return s;
+            }
+            if Instant::now() >= deadline {
+                self.fail(&format!("timed out waiting for {what}; last status {s:?}"));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Polls a command until its output satisfies `pred`.
+    #[track_caller]
+    fn wait_output(
+        &mut self,
+        what: &str,
+        cmd: &str,
+        pred: impl Fn(&[String]) -> bool,
+        timeout: Duration,
+    ) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let lines = self.run(cmd);
+            if pred(&lines) {
+                return lines;
+            }
+            if Instant::now() >= deadline {
+                self.fail(&format!(
+                    "timed out waiting for {what}; last '{cmd}': {lines:?}"
+                ));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// The TCP address the node listens on, from its log, with `/p2p/<peer id>` appended.
+    #[track_caller]
+    fn dial_address(&mut self, peer_id: &str) -> String {
+        let line = self.expect_log(
+            "the listening address",
+            |l| l.contains("listening address=/ip4/127.0.0.1/tcp/"),
+            WAIT,
+        );
+        let addr = line
+            .split("address=")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap()
+            .to_string();
+        format!("{addr}/p2p/{peer_id}")
+    }
+
+    fn close_stdin(&mut self) {
+        self.stdin.take();
+    }
+
+    #[track_caller]
+    fn sigterm(&mut self) {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .map(|s| s.success());
+        if !matches!(ok, Ok(true)) {
+            self.fail(&format!("kill -TERM {pid} failed: {ok:?}"));
+        }
+    }
+
+    /// Waits for the process to exit (polling with a deadline) and returns its status.
+    #[track_caller]
+    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    self.err.drain();
+                    self.out.drain();
+                    return status;
+                }
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(POLL),
+                Ok(None) => self.fail("the process did not exit in time"),
+                Err(e) => self.fail(&format!("cannot wait for the process: {e}")),
+            }
+        }
+    }
+
+    /// Waits for a clean exit: code 0 and the node's own "node stopped" log line.
+    #[track_caller]
+    fn expect_clean_exit(&mut self) {
+        let status = self.wait_exit(WAIT);
+        if status.code() != Some(0) {
+            self.fail(&format!("exited with {status}, not 0"));
+        }
+        self.expect_log("the node stopping", |l| l.contains("node stopped"), WAIT);
+    }
+
+    #[track_caller]
+    fn quit(&mut self) {
+        self.send_line("quit");
+        self.expect_line("bye", |l| l == "bye", WAIT);
+        self.expect_clean_exit();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stdin.take();
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Splits a `chain` or `mined` line into (height, hash, tx count).
+fn block_line(line: &str) -> (u64, String, usize) {
+    let line = line.strip_prefix("mined ").unwrap_or(line);
+    let w: Vec<&str> = line.split_whitespace().collect();
+    assert!(w.len() >= 4 && w[3] == "txs", "not a block line: {line}");
+    let height = w[0].strip_prefix('#').unwrap().parse().unwrap();
+    assert!(is_hex64(w[1]), "not a block line: {line}");
+    (height, w[1].to_string(), w[2].parse().unwrap())
+}
+
+fn balance_lines(address: &str, balance: u64, nonce: u64, pending: u64) -> Vec<String> {
+    vec![
+        address.to_string(),
+        format!("balance    {balance}"),
+        format!("nonce      {nonce}"),
+        format!("pending    {pending} (spent by transactions in the mempool)"),
+    ]
+}
+
+#[test]
+fn every_command_answers_with_its_output() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = Node::start("A", node_args(dir_a.path(), true, &[]));
+    let mut b = Node::start("B", node_args(dir_b.path(), true, &[]));
+
+    // help
+    let help = a.run("help");
+    assert_eq!(help[0], "commands:");
+    let usages = [
+        "help",
+        "status",
+        "peers",
+        "chain [n]",
+        "block <height|hash>",
+        "address",
+        "balance [address]",
+        "send <address> <amount> [fee]",
+        "mempool",
+        "mine [n]",
+        "mine on|off",
+        "dial <multiaddr>",
+        "sync",
+        "quit",
+    ];
+    assert_eq!(help.len(), usages.len() + 1, "{help:?}");
+    for (line, usage) in help[1..].iter().zip(usages) {
+        assert!(line.trim_start().starts_with(usage), "{line:?} vs {usage}");
+        assert!(
+            line.trim().len() > usage.len() + 5,
+            "no description: {line:?}"
+        );
+    }
+
+    // status
+    let s = a.status();
+    assert!(s["peer id"].starts_with("12D3KooW"), "{s:?}");
+    assert!(is_hex64(&s["chain id"]), "{s:?}");
+    let genesis = s["chain id"].clone();
+    assert_eq!(s["tip"], genesis, "the tip of an empty chain is genesis");
+    assert_eq!(s["height"], "0");
+    assert_eq!(s["mining"], "off");
+    assert_eq!(s["peers"], "0");
+    assert_eq!(s["mempool"], "0");
+    assert_eq!(s["syncing"], "no");
+
+    // address
+    let address = a.run1("address");
+    assert!(is_hex64(&address), "{address}");
+    assert_eq!(address, s["address"]);
+
+    // mine 2
+    let mined = a.run("mine 2");
+    assert_eq!(mined.len(), 2, "{mined:?}");
+    assert!(mined[0].starts_with("mined #1 "), "{mined:?}");
+    assert!(mined[1].starts_with("mined #2 "), "{mined:?}");
+    let (_, h1, txs) = block_line(&mined[0]);
+    assert_eq!(txs, 1);
+    let (_, h2, _) = block_line(&mined[1]);
+    assert!(h1.starts_with("00") && h2.starts_with("00"), "difficulty 8");
+
+    // chain
+    let chain: Vec<_> = a.run("chain").iter().map(|l| block_line(l)).collect();
+    assert_eq!(
+        chain,
+        vec![
+            (2, h2.clone(), 1),
+            (1, h1.clone(), 1),
+            (0, genesis.clone(), 1)
+        ]
+    );
+    let last = a.run1("chain 1");
+    assert_eq!(block_line(&last), (2, h2.clone(), 1));
+
+    // block <height> and block <hash>
+    let by_height = a.run("block 1");
+    let by_hash = a.run(&format!("block {h1}"));
+    assert_eq!(by_height, by_hash);
+    for expected in [
+        format!("hash       {h1}"),
+        "height     1".into(),
+        format!("parent     {genesis}"),
+        "bits       8".into(),
+        "txs        1".into(),
+    ] {
+        assert!(
+            by_height.contains(&expected),
+            "no {expected:?} in {by_height:?}"
+        );
+    }
+    for field in ["time", "tx_root", "nonce", "size"] {
+        assert!(
+            by_height.iter().any(|l| l.starts_with(field)),
+            "no {field} in {by_height:?}"
+        );
+    }
+    let coinbase = by_height.last().unwrap();
+    assert!(
+        coinbase.ends_with(&format!("coinbase 50 to {address}")),
+        "{coinbase}"
+    );
+
+    // balance after two blocks at reward 50
+    assert_eq!(a.run("balance"), balance_lines(&address, 100, 0, 0));
+
+    // send to another wallet, see it pending
+    let other = b.run1("address");
+    assert_ne!(other, address);
+    let sent = a.run1(&format!("send {other} 10 2"));
+    let txid = sent.strip_prefix("sent ").expect("sent <txid>").to_string();
+    assert!(is_hex64(&txid), "{sent}");
+    let mempool = a.run1("mempool");
+    assert!(mempool.starts_with(&format!("{txid}  ")), "{mempool}");
+    assert!(
+        mempool.ends_with(&format!(
+            "{} -> {}  amount 10 fee 2 nonce 0",
+            &address[..16],
+            &other[..16]
+        )),
+        "{mempool}"
+    );
+    assert_eq!(a.run("balance"), balance_lines(&address, 100, 0, 12));
+    assert_eq!(a.status()["mempool"], "1");
+
+    // the next block includes it; the coinbase earns the fee
+    let mined = a.run1("mine");
+    let (height, h3, txs) = block_line(&mined);
+    assert_eq!((height, txs), (3, 2), "{mined}");
+    let block = a.run(&format!("block {h3}"));
+    assert!(block.contains(&"txs        2".to_string()), "{block:?}");
+    assert!(
+        block.contains(&format!(
+            "  {txid}  {address} -> {other}  amount 10 fee 2 nonce 0"
+        )),
+        "{block:?}"
+    );
+    assert!(
+        block
+            .iter()
+            .any(|l| l.ends_with(&format!("coinbase 52 to {address}"))),
+        "{block:?}"
+    );
+    assert_eq!(a.run1("mempool"), "mempool is empty");
+    assert_eq!(
+        a.run("balance"),
+        balance_lines(&address, 100 - 12 + 52, 1, 0)
+    );
+    assert_eq!(
+        a.run(&format!("balance {other}")),
+        balance_lines(&other, 10, 0, 0)
+    );
+
+    // continuous mining on, then off
+    assert_eq!(a.run1("mine on"), "mining on");
+    a.wait_status(
+        "continuous mining to add blocks",
+        |s| s["mining"] == "on" && s["height"].parse::<u64>().unwrap() > 3,
+        WAIT,
+    );
+    assert_eq!(a.run1("mine off"), "mining off");
+    assert_eq!(a.status()["mining"], "off");
+
+    // no peers yet
+    assert_eq!(a.run1("sync"), "asked 0 peers for their chain");
+    assert_eq!(a.run1("peers"), "no peers");
+
+    // dial the second node
+    let b_id = b.status()["peer id"].clone();
+    let b_addr = b.dial_address(&b_id);
+    assert_eq!(
+        a.run1(&format!("dial {b_addr}")),
+        format!("connected to {b_id}")
+    );
+    let tcp = b_addr.split("/p2p/").next().unwrap().to_string();
+    let peers = a.wait_output(
+        "B in A's peers",
+        "peers",
+        |p| p.len() == 1 && p[0].starts_with(&b_id),
+        WAIT,
+    );
+    assert!(peers[0].contains("found by dial"), "{peers:?}");
+    assert!(peers[0].contains(&tcp), "{peers:?}");
+    a.wait_status("A to count B as a peer", |s| s["peers"] == "1", WAIT);
+    assert_eq!(a.run1("sync"), "asked 1 peers for their chain");
+    let a_id = a.status()["peer id"].clone();
+    let peers = b.wait_output(
+        "A in B's peers",
+        "peers",
+        |p| p.len() == 1 && p[0].starts_with(&a_id),
+        WAIT,
+    );
+    assert!(peers[0].contains("found by inbound"), "{peers:?}");
+
+    // B catches up with A's chain after the connection
+    let a_tip = a.status()["tip"].clone();
+    b.wait_status("B to sync A's chain", |s| s["tip"] == a_tip, NET_WAIT);
+
+    // quit
+    a.quit();
+    b.close_stdin();
+    b.expect_clean_exit();
+}
+
+#[test]
+fn bad_input_is_answered_with_an_error_and_the_node_keeps_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = fresh_address();
+    let mut a = Node::start("A", node_args(dir.path(), true, &[]));
+    assert!(a.run1("mine").starts_with("mined #1 "));
+    let own = a.run1("address");
+    let send = "send <address> <amount> [fee]";
+    let huge = "99999999999999999999";
+    let unknown_hash = "ab".repeat(32);
+    // (command, a fragment of the error, the usage line printed after it if any)
+    let cases: Vec<(String, &str, Option<&str>)> = vec![
+        (
+            "frobnicate".into(),
+            "unknown command 'frobnicate'",
+            Some("help"),
+        ),
+        ("send".into(), "missing argument", Some(send)),
+        (
+            "block".into(),
+            "missing argument",
+            Some("block <height|hash>"),
+        ),
+        ("dial".into(), "missing argument", Some("dial <multiaddr>")),
+        (
+            "status now".into(),
+            "unexpected argument 'now'",
+            Some("status"),
+        ),
+        ("quit now".into(), "unexpected argument 'now'", Some("quit")),
+        (format!("send {other}"), "missing argument", Some(send)),
+        ("send abc 1".into(), "bad address 'abc'", Some(send)),
+        (
+            format!("send {} 1", "0".repeat(63) + "1"),
+            "not a valid Ed25519 public key",
+            Some(send),
+        ),
+        (
+            format!("send {}z 1", &other[..63]),
+            "bad address",
+            Some(send),
+        ),
+        (
+            "balance 12345".into(),
+            "bad address '12345'",
+            Some("balance [address]"),
+        ),
+        (
+            "dial foo".into(),
+            "bad multiaddr 'foo'",
+            Some("dial <multiaddr>"),
+        ),
+        (
+            "dial /ip4/127.0.0.1/tcp/1".into(),
+            "cannot dial /ip4/127.0.0.1/tcp/1",
+            None,
+        ),
+        (format!("send {other} 1000"), "insufficient balance", None),
+        (format!("send {other} 50"), "insufficient balance", None),
+        (
+            format!("send {other} -5"),
+            "amount cannot be negative: '-5'",
+            Some(send),
+        ),
+        (format!("send {other} {huge}"), "is too large", Some(send)),
+        (
+            format!("send {other} 0"),
+            "amount must be at least 1",
+            Some(send),
+        ),
+        (format!("send {other} 1.5"), "whole number", Some(send)),
+        (
+            format!("send {other} 1 -1"),
+            "fee cannot be negative",
+            Some(send),
+        ),
+        (format!("send {other} 1 {huge}"), "is too large", Some(send)),
+        (
+            format!("send {other} 18446744073709551615 1"),
+            "amount + fee overflows",
+            None,
+        ),
+        (
+            format!("send {other} 1 2 3"),
+            "unexpected argument '3'",
+            Some(send),
+        ),
+        (format!("send {own} 5"), "this node's own address", None),
+        ("block 999".into(), "no such block", None),
+        (format!("block {unknown_hash}"), "no such block", None),
+        (
+            "block xyz".into(),
+            "neither a height nor a block hash",
+            Some("block <height|hash>"),
+        ),
+        (
+            format!("block {}", "z".repeat(64)),
+            "is not a block hash",
+            Some("block <height|hash>"),
+        ),
+        ("chain x".into(), "whole number", Some("chain [n]")),
+        ("chain 0".into(), "n must be at least 1", Some("chain [n]")),
+        ("chain -1".into(), "cannot be negative", Some("chain [n]")),
+        ("mine 0".into(), "n must be at least 1", Some("mine [n]")),
+        ("mine x".into(), "whole number", Some("mine [n]")),
+    ];
+    for (cmd, fragment, usage) in &cases {
+        let out = a.run(cmd);
+        assert!(
+            out[0].starts_with("error: ") && out[0].contains(fragment),
+            "'{cmd}' printed {out:?}, expected an error with {fragment:?}"
+        );
+        match usage {
+            Some(u) => assert_eq!(out[1..], [format!("usage: {u}")], "'{cmd}': {out:?}"),
+            None => assert_eq!(out.len(), 1, "'{cmd}': {out:?}"),
+        }
+        let s = a.status();
+        assert_eq!(s["height"], "1", "after '{cmd}'");
+    }
+    // `block 999` is exactly this, and so is an unknown hash.
+    assert_eq!(a.run("block 999"), ["error: no such block"]);
+    assert_eq!(
+        a.run(&format!("block {unknown_hash}")),
+        ["error: no such block"]
+    );
+    // A blank line prints nothing.
+    assert!(a.run("   ").is_empty());
+    // Nothing was sent or mined by the errors, and a valid command still works.
+    assert_eq!(a.run1("mempool"), "mempool is empty");
+    assert_eq!(a.run("balance"), balance_lines(&own, 50, 0, 0));
+    assert!(a.run1(&format!("send {other} 5")).starts_with("sent "));
+    assert_eq!(a.run("balance"), balance_lines(&own, 50, 0, 6));
+    a.quit();
+}
+
+#[test]
+fn shutdown_by_sigterm_eof_or_quit_exits_0_and_a_restart_keeps_chain_wallet_and_identity() {
+    let dir = tempfile::tempdir().unwrap();
+
+    // Run 1, in the default form (no subcommand): mine 3, stop with SIGTERM.
+    let mut n = Node::start("run1", node_args(dir.path(), false, &[]));
+    assert_eq!(n.run("mine 3").len(), 3);
+    let s1 = n.status();
+    assert_eq!(s1["height"], "3");
+    n.sigterm();
+    n.expect_clean_exit();
+    n.expect_log(
+        "the signal",
+        |l| l.contains("signal received: shutting down"),
+        WAIT,
+    );
+    n.expect_log(
+        "the final height",
+        |l| l.contains("node stopped height=3"),
+        WAIT,
+    );
+    assert!(dir.path().join("wallet.key").exists());
+    assert!(dir.path().join("node.key").exists());
+    drop(n);
+
+    // Run 2: the same chain, wallet and identity; mine 1, stop by closing stdin.
+    let mut n = Node::start("run2", node_args(dir.path(), true, &[]));
+    let s2 = n.status();
+    for key in ["peer id", "address", "chain id", "height", "tip", "work"] {
+        assert_eq!(s2[key], s1[key], "{key} after a restart");
+    }
+    assert_eq!(block_line(&n.run1("chain 1")).1, s1["tip"]);
+    assert!(
+        n.run("block 3")
+            .contains(&format!("hash       {}", s1["tip"]))
+    );
+    assert!(n.run1("mine").starts_with("mined #4 "));
+    let s2 = n.status();
+    n.close_stdin();
+    n.expect_clean_exit();
+    n.expect_log(
+        "the final height",
+        |l| l.contains("node stopped height=4"),
+        WAIT,
+    );
+    drop(n);
+
+    // Run 3, as a service (--no-repl): closed stdin does not stop it; SIGTERM does.
+    let mut n = Node::start("run3", node_args(dir.path(), true, &["--no-repl"]));
+    n.close_stdin();
+    let started = n.expect_log("the start", |l| l.contains("node started"), WAIT);
+    assert!(
+        started.contains(&format!("peer_id={}", s2["peer id"])),
+        "{started}"
+    );
+    assert!(started.contains("height=4"), "{started}");
+    assert!(
+        started.contains(&format!("tip={}", &s2["tip"][..16])),
+        "{started}"
+    );
+    n.expect_log("listening", |l| l.contains("listening address="), WAIT);
+    n.sigterm();
+    n.expect_clean_exit();
+    n.expect_log(
+        "the signal",
+        |l| l.contains("signal received: shutting down"),
+        WAIT,
+    );
+    drop(n);
+
+    // Run 4: still the same; `quit` stops it.
+    let mut n = Node::start("run4", node_args(dir.path(), true, &[]));
+    let s4 = n.status();
+    for key in ["peer id", "address", "chain id", "height", "tip", "work"] {
+        assert_eq!(s4[key], s2[key], "{key} after a restart");
+    }
+    assert_eq!(n.run("balance"), balance_lines(&s4["address"], 200, 0, 0));
+    n.quit();
+}
+
+#[test]
+fn a_node_started_with_peer_receives_blocks_and_transactions() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = Node::start("A", node_args(dir_a.path(), true, &[]));
+    let a_id = a.status()["peer id"].clone();
+    let a_addr = a.dial_address(&a_id);
+    let mut b = Node::start("B", node_args(dir_b.path(), true, &["--peer", &a_addr]));
+    let b_id = b.status()["peer id"].clone();
+
+    b.wait_status("B to connect to A", |s| s["peers"] == "1", NET_WAIT);
+    a.wait_status("A to see B", |s| s["peers"] == "1", NET_WAIT);
+    let peers = b.run1("peers");
+    assert!(
+        peers.starts_with(&a_id) && peers.contains("found by --peer"),
+        "{peers}"
+    );
+    let peers = a.run1("peers");
+    assert!(
+        peers.starts_with(&b_id) && peers.contains("found by inbound"),
+        "{peers}"
+    );
+
+    // A block mined on A reaches B.
+    let (_, h1, _) = block_line(&a.run1("mine"));
+    b.wait_status("A's block on B", |s| s["tip"] == h1, NET_WAIT);
+    assert_eq!(b.status()["height"], "1");
+    assert_eq!(b.run("block 1"), a.run("block 1"));
+
+    // A transfer sent on A reaches B's mempool.
+    let a_address = a.run1("address");
+    let b_address = b.run1("address");
+    let sent = a.run1(&format!("send {b_address} 5 1"));
+    let txid = sent.strip_prefix("sent ").expect("sent <txid>").to_string();
+    b.wait_output(
+        "A's transfer in B's mempool",
+        "mempool",
+        |m| m.len() == 1 && m[0].starts_with(&txid),
+        NET_WAIT,
+    );
+
+    // B mines it, and A learns the block.
+    let (height, h2, txs) = block_line(&b.run1("mine"));
+    assert_eq!((height, txs), (2, 2));
+    a.wait_status("B's block on A", |s| s["tip"] == h2, NET_WAIT);
+    assert_eq!(a.run1("mempool"), "mempool is empty");
+    assert_eq!(a.run("balance"), balance_lines(&a_address, 44, 1, 0));
+    assert_eq!(
+        a.run(&format!("balance {b_address}")),
+        balance_lines(&b_address, 56, 0, 0)
+    );
+
+    a.quit();
+    b.quit();
+}
+
+#[test]
+fn wallet_subcommands_help_and_bad_command_lines() {
+    let d = tempfile::tempdir().unwrap();
+    let dp = d.path().as_os_str().to_owned();
+    let key = d.path().join("wallet.key");
+    let w = |args: &[&str]| {
+        let mut v: Vec<OsString> = vec!["wallet".into()];
+        v.extend(args.iter().map(OsString::from));
+        v.push("--data-dir".into());
+        v.push(dp.clone());
+        run_cli(&v)
+    };
+
+    // new: prints an address, writes a 0600 key file.
+    let out = w(&["new"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let address = stdout_of(&out).trim().to_string();
+    assert!(is_hex64(&address), "{address}");
+    assert!(
+        stderr_of(&out).contains("new wallet written to"),
+        "{}",
+        stderr_of(&out)
+    );
+    let secret = std::fs::read_to_string(&key).unwrap();
+    assert!(is_hex64(secret.trim()));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+    }
+
+    // new again: refuses, the key is unchanged.
+    let out = w(&["new"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("already exists; refusing to overwrite"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), secret);
+
+    // show: the address, no secret; --secret adds it.
+    let out = w(&["show"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(stdout_of(&out), format!("address {address}\n"));
+    assert!(!stderr_of(&out).contains(secret.trim()));
+    let out = w(&["show", "--secret"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(
+        stdout_of(&out),
+        format!("address {address}\nsecret  {}\n", secret.trim())
+    );
+
+    // --file: another key file anywhere.
+    let other_key = d.path().join("keys/other.key");
+    let out = w(&["new", "--file", other_key.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let other = stdout_of(&out).trim().to_string();
+    assert_ne!(other, address);
+    let out = w(&["show", "--file", other_key.to_str().unwrap()]);
+    assert_eq!(stdout_of(&out), format!("address {other}\n"));
+
+    // balance before any node ran there: a clear error.
+    let out = w(&["balance", "--difficulty", DIFFICULTY]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("no block store"),
+        "{}",
+        stderr_of(&out)
+    );
+
+    // A node on this data dir uses the wallet; while it runs, the store is locked.
+    let mut n = Node::start("wallet-node", node_args(d.path(), true, &[]));
+    assert_eq!(n.run1("address"), address);
+    assert_eq!(n.run("mine 2").len(), 2);
+    let tip = n.status()["tip"].clone();
+    let out = w(&["balance", "--difficulty", DIFFICULTY]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("is a node running on this data dir?"),
+        "{}",
+        stderr_of(&out)
+    );
+    n.quit();
+    drop(n);
+
+    // Stopped: the balance from the store.
+    let out = w(&["balance", "--difficulty", DIFFICULTY]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(
+        stdout_of(&out),
+        format!("{address}\nbalance    100\nnonce      0\nheight     2\n")
+    );
+    let out = w(&["balance", "--difficulty", DIFFICULTY, &other]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(
+        stdout_of(&out),
+        format!("{other}\nbalance    0\nnonce      0\nheight     2\n")
+    );
+    // Another difficulty is another chain: refused, and the store is left as it was.
+    let out = w(&["balance", "--difficulty", "9"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(err.contains("belongs to chain"), "{err}");
+    assert!(!err.contains("is a node running"), "misleading hint: {err}");
+    let mut n = Node::start("wallet-node-2", node_args(d.path(), true, &[]));
+    assert_eq!(n.status()["tip"], tip);
+    n.quit();
+    drop(n);
+    let out = w(&["balance", "--difficulty", DIFFICULTY, "nothex"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("invalid value 'nothex'"),
+        "{}",
+        stderr_of(&out)
+    );
+
+    // A malformed wallet.key: a clear error everywhere, never replaced.
+    let m = tempfile::tempdir().unwrap();
+    let bad_key = m.path().join("wallet.key");
+    std::fs::write(&bad_key, "not a key\n").unwrap();
+    let in_m = |args: &[&str]| {
+        let mut v: Vec<OsString> = args.iter().map(OsString::from).collect();
+        v.push("--data-dir".into());
+        v.push(m.path().into());
+        run_cli(&v)
+    };
+    let out = in_m(&["wallet", "show"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("is not 64 hex digits; refusing to replace it"),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = in_m(&["wallet", "new"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("already exists"),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = in_m(&[
+        "node",
+        "--no-mdns",
+        "--listen",
+        LOOPBACK,
+        "--difficulty",
+        DIFFICULTY,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(err.contains("cannot start the node in"), "{err}");
+    assert!(err.contains("is not 64 hex digits"), "{err}");
+    assert_eq!(std::fs::read_to_string(&bad_key).unwrap(), "not a key\n");
+
+    // --help and --version exit 0.
+    for args in [
+        &["--help"][..],
+        &["node", "--help"],
+        &["wallet", "--help"],
+        &["wallet", "new", "--help"],
+        &["wallet", "show", "--help"],
+        &["wallet", "balance", "--help"],
+    ] {
+        let out = run_cli(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr_of(&out));
+        assert!(stdout_of(&out).contains("Usage: gossipchain"), "{args:?}");
+    }
+    let help = stdout_of(&run_cli(&["node", "--help"]));
+    for flag in [
+        "--data-dir",
+        "--listen",
+        "--peer",
+        "--no-mdns",
+        "--mine",
+        "--threads",
+        "--difficulty",
+        "--no-repl",
+    ] {
+        assert!(help.contains(flag), "node --help lacks {flag}");
+    }
+    let help = stdout_of(&run_cli(&["wallet", "--help"]));
+    for sub in ["new", "show", "balance"] {
+        assert!(help.contains(sub), "wallet --help lacks {sub}");
+    }
+    let out = run_cli(&["--version"]);
+    assert!(out.status.success());
+    assert!(
+        stdout_of(&out).starts_with("gossipchain "),
+        "{}",
+        stdout_of(&out)
+    );
+
+    // Bad command lines exit non-zero with a clear message and start nothing.
+    let e = tempfile::tempdir().unwrap();
+    let ep = e.path().to_str().unwrap().to_string();
+    for (args, code, message) in [
+        (vec!["--bogus"], 2, "unexpected argument '--bogus'"),
+        (vec!["node", "--bogus"], 2, "unexpected argument '--bogus'"),
+        (vec!["wallet", "frob"], 2, "unrecognized subcommand 'frob'"),
+        (vec!["wallet"], 2, "Usage: gossipchain wallet"),
+        (
+            vec!["node", "--no-mdns", "--listen", "nowhere"],
+            2,
+            "invalid value 'nowhere' for '--listen",
+        ),
+        (
+            vec![
+                "node",
+                "--no-mdns",
+                "--listen",
+                LOOPBACK,
+                "--difficulty",
+                "x",
+            ],
+            2,
+            "invalid value 'x' for '--difficulty",
+        ),
+        (
+            vec!["node", "--no-mdns", "--listen", LOOPBACK, "--threads", "-1"],
+            2,
+            "unexpected argument '-1'",
+        ),
+        (
+            vec![
+                "node",
+                "--no-mdns",
+                "--listen",
+                LOOPBACK,
+                "--difficulty",
+                "200",
+                "--data-dir",
+                &ep,
+            ],
+            1,
+            "difficulty must be 0..=96 bits, got 200",
+        ),
+    ] {
+        let out = run_cli(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            stderr_of(&out)
+        );
+        assert!(
+            stderr_of(&out).contains(message),
+            "{args:?}: {}",
+            stderr_of(&out)
+        );
+    }
+    assert!(
+        std::fs::read_dir(e.path()).unwrap().next().is_none(),
+        "a refused start wrote nothing"
+    );
+}
