@@ -67,22 +67,67 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Runs `setup` (untimed) then `timed` on its output until the budget is spent; returns the
-/// mean seconds per timed call.
-fn measure<S, T>(mut setup: impl FnMut() -> S, mut timed: impl FnMut(&mut S) -> T) -> f64 {
+/// Seconds of CPU the calling thread has used (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`, Linux),
+/// `None` elsewhere: std has no CPU clock.
+fn thread_cpu_secs() -> Option<f64> {
+    #[cfg(target_os = "linux")]
+    {
+        #[repr(C)]
+        struct Timespec {
+            tv_sec: i64,
+            tv_nsec: i64,
+        }
+        unsafe extern "C" {
+            fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+        }
+        const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+        let mut ts = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec (64-bit time_t and long on the 64-bit
+        // Linux targets this builds for), and clock_gettime writes nothing else.
+        let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        (rc == 0 && cfg!(target_pointer_width = "64"))
+            .then_some(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
+
+/// Mean seconds per timed call: wall clock, and CPU time of this thread (which excludes the
+/// time other processes took the core away; NaN without a CPU clock).
+#[derive(Clone, Copy)]
+struct Timing {
+    wall: f64,
+    cpu: f64,
+}
+
+/// Runs `setup` (untimed) then `timed` on its output until the budget is spent.
+fn measure<S, T>(mut setup: impl FnMut() -> S, mut timed: impl FnMut(&mut S) -> T) -> Timing {
     let wall = Instant::now();
-    let mut spent = Duration::ZERO;
+    let (mut spent, mut cpu) = (Duration::ZERO, 0.0);
     let mut iters = 0u32;
     while iters < MIN_ITERS || wall.elapsed() < BUDGET {
         let mut input = setup();
+        let cpu0 = thread_cpu_secs();
         let start = Instant::now();
         let out = timed(&mut input);
         spent += start.elapsed();
+        cpu += match (cpu0, thread_cpu_secs()) {
+            (Some(a), Some(b)) => b - a,
+            _ => f64::NAN,
+        };
         black_box(out);
         drop(input);
         iters += 1;
     }
-    spent.as_secs_f64() / f64::from(iters)
+    Timing {
+        wall: spent.as_secs_f64() / f64::from(iters),
+        cpu: cpu / f64::from(iters),
+    }
 }
 
 /// A chain whose block 1 pays a rich key and whose block 2 gives each of [`SENDERS`] keys
@@ -150,15 +195,15 @@ impl Setup {
     }
 }
 
-/// Seconds per call of each piece of validation for one block.
+/// Time per call of each piece of validation for one block.
 struct Pieces {
-    total: f64,
-    header: f64,
-    body: f64,
-    signatures: f64,
-    ledger: f64,
+    total: Timing,
+    header: Timing,
+    body: Timing,
+    signatures: Timing,
+    ledger: Timing,
     /// `load_trusted`: every rule but the signatures, and the same bookkeeping.
-    trusted: f64,
+    trusted: Timing,
 }
 
 fn validate_once(setup: &Setup, block: &Arc<Block>) -> Pieces {
@@ -246,10 +291,25 @@ impl Sigs {
     }
 }
 
-/// Signatures/s of one signature-checking method over all of `sigs`.
-fn sig_rate(sigs: &Sigs, mut check_all: impl FnMut(&Sigs)) -> f64 {
-    let secs = measure(|| (), |_| check_all(sigs));
-    sigs.len() as f64 / secs
+/// Signatures/s of one signature-checking method over all of `sigs`: per wall second, per CPU
+/// second.
+fn sig_rate(sigs: &Sigs, mut check_all: impl FnMut(&Sigs)) -> (f64, f64) {
+    let t = measure(|| (), |_| check_all(sigs));
+    (sigs.len() as f64 / t.wall, sigs.len() as f64 / t.cpu)
+}
+
+/// Wall and CPU series of one measurement.
+#[derive(Default)]
+struct Series {
+    wall: Vec<f64>,
+    cpu: Vec<f64>,
+}
+
+impl Series {
+    fn push(&mut self, (wall, cpu): (f64, f64)) {
+        self.wall.push(wall);
+        self.cpu.push(cpu);
+    }
 }
 
 fn main() {
@@ -277,8 +337,9 @@ fn main() {
     println!();
 
     let mut pieces: Vec<Vec<Pieces>> = SIZES.iter().map(|_| Vec::new()).collect();
-    let (mut strict, mut plain, mut transfer_verify) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut batch1000, mut batch100) = (Vec::new(), Vec::new());
+    let (mut strict, mut plain, mut transfer_verify) =
+        (Series::default(), Series::default(), Series::default());
+    let (mut batch1000, mut batch100) = (Series::default(), Series::default());
     for _ in 0..ROUNDS {
         for (i, block) in setup.blocks.iter().enumerate() {
             pieces[i].push(validate_once(&setup, block));
@@ -318,9 +379,10 @@ fn main() {
 
     println!("block validation, ChainState::process_block on a fresh state at height 2:");
     println!(
-        "  {:>9}  {:>22}  {:>26}  {:>10}  {:>8}  {:>8}  {:>10}  {:>8}  {:>11}",
+        "  {:>9}  {:>22}  {:>26}  {:>11}  {:>9}  {:>6}  {:>6}  {:>10}  {:>6}  {:>11}",
         "transfers",
         "blocks/s",
+        "transfers/s",
         "transfers/s",
         "ms/block",
         "header",
@@ -329,18 +391,23 @@ fn main() {
         "ledger",
         "all-but-sig"
     );
-    let mut validation_tps = Stats(Vec::new());
-    let mut signature_tps = Stats(Vec::new());
+    println!(
+        "  {:>9}  {:>22}  {:>26}  {:>11}  {:>9}  {:>52}",
+        "", "(wall)", "(wall)", "(CPU)", "(CPU)", "(shares of CPU ms/block)"
+    );
+    let mut validation = Series::default();
+    let mut in_validation = Series::default();
     for (i, &n) in SIZES.iter().enumerate() {
         let p = &pieces[i];
-        let bps = Stats(p.iter().map(|x| 1.0 / x.total).collect());
-        let tps = Stats(p.iter().map(|x| n as f64 / x.total).collect());
-        let ms = Stats(p.iter().map(|x| x.total * 1e3).collect());
+        let bps = Stats(p.iter().map(|x| 1.0 / x.total.wall).collect());
+        let tps = Stats(p.iter().map(|x| n as f64 / x.total.wall).collect());
+        let tps_cpu = Stats(p.iter().map(|x| n as f64 / x.total.cpu).collect());
+        let ms = Stats(p.iter().map(|x| x.total.cpu * 1e3).collect());
         let share = |f: &dyn Fn(&Pieces) -> f64| {
-            Stats(p.iter().map(|x| 100.0 * f(x) / x.total).collect()).median()
+            Stats(p.iter().map(|x| 100.0 * f(x) / x.total.cpu).collect()).median()
         };
         println!(
-            "  {:>9}  {:>9.0} [{:>5.0}..{:>5.0}]  {:>10.0} [{:>6.0}..{:>6.0}]  {:>10.3}  {:>7.1}%  {:>7.1}%  {:>9.1}%  {:>7.1}%  {:>10.1}%",
+            "  {:>9}  {:>9.0} [{:>5.0}..{:>5.0}]  {:>10.0} [{:>6.0}..{:>6.0}]  {:>11.0}  {:>9.3}  {:>5.1}%  {:>5.1}%  {:>9.1}%  {:>5.1}%  {:>10.1}%",
             n,
             bps.median(),
             bps.min(),
@@ -348,35 +415,42 @@ fn main() {
             tps.median(),
             tps.min(),
             tps.max(),
+            tps_cpu.median(),
             ms.median(),
-            share(&|x| x.header),
-            share(&|x| x.body),
-            share(&|x| x.signatures),
-            share(&|x| x.ledger),
-            share(&|x| x.trusted),
+            share(&|x| x.header.cpu),
+            share(&|x| x.body.cpu),
+            share(&|x| x.signatures.cpu),
+            share(&|x| x.ledger.cpu),
+            share(&|x| x.trusted.cpu),
         );
         if n == SENDERS {
-            validation_tps = tps;
-            signature_tps = Stats(p.iter().map(|x| n as f64 / x.signatures).collect());
+            for x in p {
+                validation.push((n as f64 / x.total.wall, n as f64 / x.total.cpu));
+                in_validation.push((n as f64 / x.signatures.wall, n as f64 / x.signatures.cpu));
+            }
         }
     }
     println!(
-        "  (shares of ms/block: check_header, check_body, check_signatures and Ledger::apply_block timed alone;\n   all-but-sig: the same block through ChainState::load_trusted, i.e. every rule and the bookkeeping but signatures)"
+        "  (header, body, signatures, ledger: check_header, check_body, check_signatures and\n   Ledger::apply_block timed alone; all-but-sig: the same block through\n   ChainState::load_trusted, i.e. every rule and the bookkeeping but signatures)"
     );
     println!();
 
-    let (strict, plain, transfer_verify) = (Stats(strict), Stats(plain), Stats(transfer_verify));
-    let (batch1000, batch100) = (Stats(batch1000), Stats(batch100));
     println!(
         "ed25519-dalek on the {} messages of the {SENDERS}-transfer block, one core:",
         sigs.len()
     );
-    let line = |name: &str, s: &Stats| {
+    println!(
+        "  {:<58} {:>25}  {:>10}",
+        "", "sig/s (wall) [min..max]", "sig/s (CPU)"
+    );
+    let line = |name: &str, s: &Series| {
+        let (w, c) = (Stats(s.wall.clone()), Stats(s.cpu.clone()));
         println!(
-            "  {name:<52} {:>8.0} sig/s  [{:.0}..{:.0}]",
-            s.median(),
-            s.min(),
-            s.max()
+            "  {name:<58} {:>7.0} [{:>7.0}..{:>7.0}]  {:>10.0}",
+            w.median(),
+            w.min(),
+            w.max(),
+            c.median()
         );
     };
     line(
@@ -392,30 +466,56 @@ fn main() {
     line("verify_batch, 10 batches of 100", &batch100);
     line(
         "check_signatures inside validation (1000-transfer block)",
-        &signature_tps,
+        &in_validation,
     );
     line(
         "full process_block (1000-transfer block), transfers/s",
-        &validation_tps,
+        &validation,
     );
     println!();
-    let sm = strict.median();
-    println!(
-        "  full validation / raw verify_strict:        {:5.1} %   (target >= 80%)",
-        100.0 * validation_tps.median() / sm
+    let med = |v: &Vec<f64>| Stats(v.clone()).median();
+    let ratio = |name: &str, a: &Series, b: &Series, pct: bool, note: &str| {
+        let (w, c) = (med(&a.wall) / med(&b.wall), med(&a.cpu) / med(&b.cpu));
+        if pct {
+            let text = format!(
+                "  {name:<44} wall {:6.1} %   CPU {:6.1} %  {note}",
+                100.0 * w,
+                100.0 * c
+            );
+            println!("{}", text.trim_end());
+        } else {
+            let text = format!("  {name:<44} wall {:6.2} x   CPU {:6.2} x  {note}", w, c);
+            println!("{}", text.trim_end());
+        }
+    };
+    ratio(
+        "full validation / raw verify_strict:",
+        &validation,
+        &strict,
+        true,
+        "(target >= 80%)",
     );
-    println!(
-        "  check_signatures / raw verify_strict:       {:5.1} %",
-        100.0 * signature_tps.median() / sm
+    ratio(
+        "check_signatures / raw verify_strict:",
+        &in_validation,
+        &strict,
+        true,
+        "",
     );
-    println!(
-        "  verify / verify_strict:                     {:5.2} x",
-        plain.median() / sm
+    ratio("verify / verify_strict:", &plain, &strict, false, "");
+    ratio(
+        "batch of 1000 / verify_strict:",
+        &batch1000,
+        &strict,
+        false,
+        "(batch gain)",
     );
-    println!(
-        "  batch gain over verify_strict, batch 1000:  {:5.2} x   (batch 100: {:.2} x)",
-        batch1000.median() / sm,
-        batch100.median() / sm
+    ratio(
+        "10 batches of 100 / verify_strict:",
+        &batch100,
+        &strict,
+        false,
+        "(batch gain)",
     );
     println!();
     println!("load average at end: {}", load_average());
