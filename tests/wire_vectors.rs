@@ -16,8 +16,11 @@ fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, String> {
     cbor4ii::serde::from_slice(b).map_err(|e| e.to_string())
 }
 
+/// Messages by vector name.
+type Named<T> = Vec<(&'static str, T)>;
+
 /// The messages, by vector name.
-fn messages() -> (Vec<(&'static str, Request)>, Vec<(&'static str, Response)>) {
+fn messages() -> (Named<Request>, Named<Response>) {
     let params = ChainParams::default();
     let chain_id = params.chain_id();
     let genesis = params.genesis();
