@@ -226,6 +226,9 @@ pub struct ChainState {
     limits: TreeLimits,
     /// Next arrival number.
     next_seq: u64,
+    /// Valid blocks later dropped as invalid (their branch broke a ledger rule), for the
+    /// caller to delete from its store; see [`ChainState::take_dropped`].
+    dropped: Vec<BlockHash>,
 }
 
 impl ChainState {
@@ -260,6 +263,7 @@ impl ChainState {
             orphans: OrphanPool::default(),
             limits,
             next_seq: 1,
+            dropped: Vec::new(),
         }
     }
 
@@ -329,6 +333,13 @@ impl ChainState {
     /// Why a block was found invalid, if it is remembered.
     pub fn invalid_reason(&self, hash: &BlockHash) -> Option<&ValidationError> {
         self.invalid.get(hash)
+    }
+
+    /// The blocks accepted as valid earlier and dropped since the last call, because their
+    /// branch broke a ledger rule in a reorganisation. Reported whether or not the call that
+    /// dropped them succeeded, so a store can delete every one.
+    pub fn take_dropped(&mut self) -> Vec<BlockHash> {
+        std::mem::take(&mut self.dropped)
     }
 
     /// Whether a block waits in the orphan pool.
@@ -593,6 +604,7 @@ impl ChainState {
         let mut stack = vec![(bad, error)];
         while let Some((hash, error)) = stack.pop() {
             if let Some(entry) = self.entries.remove(&hash) {
+                self.dropped.push(hash);
                 for child in entry.children {
                     stack.push((child, ValidationError::InvalidAncestor(bad)));
                 }
@@ -731,9 +743,18 @@ mod tests {
         let b1 = block_on(&chain, fork, &[over], addr(3));
         let b1h = b1.compute_hash();
         chain.process_block(Arc::new(b1), NOW).unwrap();
+        assert!(chain.take_dropped().is_empty());
         let b2 = block_on(&chain, b1h, &[], addr(3));
+        let b2h = b2.compute_hash();
         let err = chain.process_block(Arc::new(b2), NOW).unwrap_err();
         assert_eq!(err, ValidationError::InvalidAncestor(b1h));
+        // b1 was stored as a valid side block by the earlier call: the caller learns to
+        // delete it even though this call failed.
+        let mut dropped = chain.take_dropped();
+        dropped.sort();
+        let mut want = vec![b1h, b2h];
+        want.sort();
+        assert_eq!(dropped, want);
         assert_eq!(chain.tip(), tip);
         assert!(matches!(
             chain.invalid_reason(&b1h),

@@ -6,6 +6,7 @@
 //! can always hand the node its next event. No lock is shared with other tasks: state changes
 //! happen inside the actor, and readers see a [`NodeStatus`] snapshot through a `watch`.
 
+mod persist;
 pub mod sync;
 
 use crate::chain::mempool::MempoolLimits;
@@ -21,6 +22,7 @@ use crate::store::{Store, StoreError};
 use crate::wallet::{self, KeyFileError, Wallet};
 use libp2p::gossipsub::MessageAcceptance;
 use libp2p::{Multiaddr, PeerId, identity};
+use persist::{Batch, Persister};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -359,7 +361,8 @@ struct Node {
     config: NodeConfig,
     chain: ChainState,
     mempool: Mempool,
-    store: Store,
+    /// Writes accepted blocks on its own thread.
+    persister: Persister,
     wallet: Wallet,
     net: net::Client,
     sync: SyncState,
@@ -395,6 +398,10 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
     let chain_id = config.params.chain_id();
     let store = Store::open(&dir.join("blocks.redb"), chain_id)?;
     let chain = store.load_chain(&config.params, config.tree.clone())?;
+    let persister = Persister::spawn(store).map_err(|source| NodeError::DataDir {
+        path: dir.clone(),
+        source,
+    })?;
     let (wallet, created) = Wallet::load_or_create(&dir.join("wallet.key"))?;
     if created {
         tracing::info!(address = %wallet.address(), "created a new wallet");
@@ -435,7 +442,7 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
         mining: config.mine,
         config,
         chain,
-        store,
+        persister,
         wallet,
         net: client.clone(),
         sync: SyncState::default(),
@@ -484,8 +491,8 @@ impl Node {
                 Some(result) = mined.recv() => self.on_mined(result),
                 _ = tick.tick() => self.ask_statuses(),
             }
-            self.flush();
             self.publish_status();
+            self.flush();
         }
         if let Some(job) = self.job.take() {
             job.cancel.store(true, Ordering::Relaxed);
@@ -497,26 +504,22 @@ impl Node {
         self.net.shutdown();
         drop(events);
         let _ = net_task.await;
+        let persister = self.persister;
+        let _ = tokio::task::spawn_blocking(move || persister.close()).await;
         tracing::info!(height = self.chain.height(), "node stopped");
     }
 
-    /// Commits accepted blocks and the tip in one durable transaction.
+    /// Hands accepted blocks and the tip to the store writer (one transaction per batch).
     fn flush(&mut self) {
         if self.unsaved.is_empty() && self.unsaved_rejected.is_empty() && !self.tip_dirty {
             return;
         }
-        match self
-            .store
-            .commit(&self.unsaved, &self.unsaved_rejected, self.chain.tip())
-        {
-            Ok(()) => {
-                self.unsaved.clear();
-                self.unsaved_rejected.clear();
-                self.tip_dirty = false;
-            }
-            // Kept in memory and retried at the next flush: nothing is lost while we run.
-            Err(e) => tracing::error!("cannot write the block store (will retry): {e}"),
-        }
+        self.persister.submit(Batch {
+            accepted: std::mem::take(&mut self.unsaved),
+            rejected: std::mem::take(&mut self.unsaved_rejected),
+            tip: self.chain.tip(),
+        });
+        self.tip_dirty = false;
     }
 
     fn our_status(&self) -> Status {
@@ -559,6 +562,9 @@ impl Node {
     ) -> Result<Processed, ValidationError> {
         let hash = block.compute_hash();
         let result = self.chain.process_block(block, now_ms());
+        // Blocks stored earlier that this call found invalid (a branch failing the ledger
+        // rules), whether or not the submitted block itself is valid.
+        self.unsaved_rejected.extend(self.chain.take_dropped());
         let processed = match result {
             Ok(p) => p,
             Err(e) => {
@@ -573,7 +579,6 @@ impl Node {
         };
         for (h, e) in &processed.rejected {
             tracing::warn!(block = %h.short(), "block rejected: {e}");
-            self.unsaved_rejected.push(*h);
         }
         for (h, b) in &processed.accepted {
             match from {

@@ -1,0 +1,108 @@
+//! Writes accepted blocks to the store on a thread of its own, so that waiting for the disk
+//! never stalls the node or the network tasks that share its runtime (a block is relayed and
+//! shown as the tip as soon as it is validated). Batches queued while a commit runs are merged
+//! into the next one. A crash can lose only the batches not yet committed: blocks the node
+//! re-downloads from its peers; what was committed is never lost.
+
+use crate::chain::{Block, BlockHash};
+use crate::store::Store;
+use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// One change of the store: blocks to add, blocks to delete, the new best tip.
+pub struct Batch {
+    /// Blocks accepted as valid, parents first.
+    pub accepted: Vec<(BlockHash, Arc<Block>)>,
+    /// Stored blocks found invalid.
+    pub rejected: Vec<BlockHash>,
+    /// The best tip after the change.
+    pub tip: BlockHash,
+}
+
+impl Batch {
+    /// Appends a later batch (its deletions and tip win).
+    fn merge(&mut self, later: Batch) {
+        self.accepted.extend(later.accepted);
+        self.rejected.extend(later.rejected);
+        self.tip = later.tip;
+    }
+}
+
+/// Batches queued before [`Persister::submit`] waits for the writer.
+const QUEUE: usize = 64;
+
+/// The writer thread and the queue to it.
+pub struct Persister {
+    /// `None` once closed.
+    tx: Option<mpsc::SyncSender<Batch>>,
+    /// The thread, joined on close.
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Persister {
+    /// Starts the writer thread, which owns `store` from now on.
+    pub fn spawn(store: Store) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::sync_channel::<Batch>(QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || write_loop(&store, &rx))?;
+        Ok(Self {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues a batch; waits only if [`QUEUE`] batches are already waiting.
+    pub fn submit(&self, batch: Batch) {
+        if let Some(tx) = &self.tx
+            && tx.send(batch).is_err()
+        {
+            tracing::error!("the store writer has stopped; blocks are kept in memory only");
+        }
+    }
+
+    /// Writes everything queued and stops the thread (blocking).
+    pub fn close(mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn write_loop(store: &Store, rx: &mpsc::Receiver<Batch>) {
+    let mut open = true;
+    while open {
+        let mut batch = match rx.recv() {
+            Ok(b) => b,
+            Err(_) => return,
+        };
+        loop {
+            while let Ok(more) = rx.try_recv() {
+                batch.merge(more);
+            }
+            match store.commit(&batch.accepted, &batch.rejected, batch.tip) {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::error!("cannot write the block store (retrying in 1 s): {e}");
+                    // Waits for the disk to recover, gathering what arrives meanwhile; once
+                    // the node has closed the queue, one more attempt is made, then no more.
+                    match rx.recv_timeout(Duration::from_secs(1)) {
+                        Ok(more) => batch.merge(more),
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) if open => open = false,
+                        Err(RecvTimeoutError::Disconnected) => {
+                            tracing::error!(
+                                blocks = batch.accepted.len(),
+                                "giving up writing the block store; these blocks will be downloaded again from peers"
+                            );
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
