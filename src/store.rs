@@ -23,13 +23,12 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database itself failed (I/O, or a file that is not a redb database).
-    #[error("block store {path}: {source}")]
+    #[error("block store {path}: {cause}")]
     Db {
         /// The database file.
         path: PathBuf,
         /// The database error.
-        #[source]
-        source: Box<redb::Error>,
+        cause: Box<redb::Error>,
     },
     /// The store belongs to another chain (other parameters).
     #[error(
@@ -112,7 +111,7 @@ impl Store {
     fn db_err(path: &Path, e: impl Into<redb::Error>) -> StoreError {
         StoreError::Db {
             path: path.to_path_buf(),
-            source: Box::new(e.into()),
+            cause: Box::new(e.into()),
         }
     }
 
@@ -253,6 +252,9 @@ impl Store {
         }
         let mut order = Vec::with_capacity(blocks.len());
         if let Some(tip) = self.tip()? {
+            if tip != chain.chain_id() && !by_hash.contains_key(&tip) {
+                return Err(self.corrupt(format!("the recorded tip {tip} is not stored")));
+            }
             let mut hash = tip;
             while let Some(&i) = by_hash.get(&hash) {
                 order.push(i);
@@ -273,6 +275,9 @@ impl Store {
             chain
                 .load_trusted(Arc::new(block))
                 .map_err(|e| self.corrupt(format!("stored block {hash} is invalid: {e}")))?;
+            if chain.is_orphan(&hash) {
+                return Err(self.corrupt(format!("stored block {hash} has no stored parent")));
+            }
         }
         Ok(chain)
     }

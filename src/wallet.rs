@@ -11,13 +11,12 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
     /// Reading or writing failed.
-    #[error("key file {path}: {source}")]
+    #[error("key file {path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file does not hold 64 hex digits.
     #[error(
@@ -31,9 +30,9 @@ pub enum KeyFileError {
 
 /// Reads the 32-byte secret in `path`.
 pub fn read_secret(path: &Path) -> Result<[u8; 32], KeyFileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Io {
+    let text = std::fs::read_to_string(path).map_err(|cause| KeyFileError::Io {
         path: path.into(),
-        source,
+        cause,
     })?;
     let mut out = [0u8; 32];
     hex::decode_to_slice(text.trim(), &mut out)
@@ -48,9 +47,9 @@ pub fn load_or_create_secret(path: &Path) -> Result<([u8; 32], bool), KeyFileErr
         return read_secret(path).map(|s| (s, false));
     }
     let secret: [u8; 32] = rand::random();
-    let io = |source| KeyFileError::Io {
+    let io = |cause| KeyFileError::Io {
         path: path.into(),
-        source,
+        cause,
     };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;

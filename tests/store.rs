@@ -754,3 +754,38 @@ fn side_branches_and_the_tie_rule_survive_a_restart() {
     }
     panic!("no attempt ordered 3a before 3b");
 }
+
+#[test]
+fn a_missing_parent_or_a_missing_tip_is_reported_as_corruption() {
+    use gossipchain::chain::{Address, BlockHash, ChainState};
+    use gossipchain::store::{Store, StoreError};
+    use gossipchain::testkit;
+    let params = testkit::params();
+    let mut chain = ChainState::new(params.clone());
+    testkit::extend(&mut chain, 3, Address([1; 32]));
+    let third = chain.block_at(3).unwrap().clone();
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("a.redb"), params.chain_id()).unwrap();
+    store
+        .commit(
+            &[(third.compute_hash(), third.clone())],
+            &[],
+            third.compute_hash(),
+        )
+        .unwrap();
+    let err = store
+        .load_chain(&params, Default::default())
+        .err()
+        .expect("corrupt");
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("has no stored parent"), "{err}");
+
+    let store = Store::open(&dir.path().join("b.redb"), params.chain_id()).unwrap();
+    store.commit(&[], &[], BlockHash([9; 32])).unwrap();
+    let err = store
+        .load_chain(&params, Default::default())
+        .err()
+        .expect("corrupt");
+    assert!(err.to_string().contains("is not stored"), "{err}");
+}

@@ -77,13 +77,12 @@ pub enum NodeError {
     #[error("invalid chain parameters: {0}")]
     Params(#[from] crate::chain::params::ParamsError),
     /// The data directory could not be created.
-    #[error("data directory {path}: {source}")]
+    #[error("data directory {path}: {cause}")]
     DataDir {
         /// The directory.
         path: PathBuf,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The block store failed.
     #[error(transparent)]
@@ -391,16 +390,16 @@ fn now_ms() -> u64 {
 pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>), NodeError> {
     config.params.check()?;
     let dir = config.data_dir.clone();
-    std::fs::create_dir_all(&dir).map_err(|source| NodeError::DataDir {
+    std::fs::create_dir_all(&dir).map_err(|cause| NodeError::DataDir {
         path: dir.clone(),
-        source,
+        cause,
     })?;
     let chain_id = config.params.chain_id();
     let store = Store::open(&dir.join("blocks.redb"), chain_id)?;
     let chain = store.load_chain(&config.params, config.tree.clone())?;
-    let persister = Persister::spawn(store).map_err(|source| NodeError::DataDir {
+    let persister = Persister::spawn(store).map_err(|cause| NodeError::DataDir {
         path: dir.clone(),
-        source,
+        cause,
     })?;
     let (wallet, created) = Wallet::load_or_create(&dir.join("wallet.key"))?;
     if created {
