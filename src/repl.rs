@@ -4,7 +4,7 @@
 //! terminal, plain lines when it is a pipe (scripts, `docker attach`).
 
 use crate::chain::{Address, Block, Transaction};
-use crate::node::{BlockId, BlockInfo, NodeHandle, Stopped};
+use crate::node::{BlockId, BlockInfo, BlockState, NodeHandle, Stopped};
 use libp2p::Multiaddr;
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
@@ -319,7 +319,7 @@ pub async fn execute(cmd: Cmd, node: &NodeHandle) -> Result<Output, Stopped> {
             let s = node.status();
             let listen: Vec<String> = s.listen.iter().map(|a| a.to_string()).collect();
             format!(
-                "peer id    {}\nchain id   {}\nheight     {}\ntip        {}\nwork       {}\npeers      {}\nmempool    {}\nmining     {}\nsyncing    {}\naddress    {}\nlistening  {}",
+                "peer id    {}\nchain id   {}\nheight     {}\ntip        {}\nwork       {}\npeers      {}\nmempool    {}\norphans    {}\nmining     {}\nsyncing    {}\naddress    {}\nlistening  {}",
                 s.peer_id,
                 s.chain_id,
                 s.height,
@@ -327,6 +327,7 @@ pub async fn execute(cmd: Cmd, node: &NodeHandle) -> Result<Output, Stopped> {
                 s.work,
                 s.peers,
                 s.mempool,
+                s.orphans,
                 if s.mining { "on" } else { "off" },
                 if s.syncing { "yes" } else { "no" },
                 s.address,
@@ -365,9 +366,14 @@ pub async fn execute(cmd: Cmd, node: &NodeHandle) -> Result<Output, Stopped> {
             .map(block_line)
             .collect::<Vec<_>>()
             .join("\n"),
-        Cmd::Block(id) => match node.block(id).await? {
-            Some(info) => block_detail(&info),
-            None => "error: no such block".into(),
+        Cmd::Block(id) => match (node.block(id).await?, id) {
+            (Some(info), _) => block_detail(&info),
+            (None, BlockId::Hash(hash)) => match node.block_state(hash).await? {
+                BlockState::Orphan => format!("block {hash} is waiting for its parent"),
+                BlockState::Invalid(e) => format!("error: block {hash} was rejected: {e}"),
+                _ => "error: no such block".into(),
+            },
+            (None, BlockId::Height(_)) => "error: no such block".into(),
         },
         Cmd::Address => node.status().address.to_string(),
         Cmd::Balance(address) => {

@@ -112,6 +112,8 @@ pub struct NodeStatus {
     pub peers: usize,
     /// Pending transfers.
     pub mempool: usize,
+    /// Blocks held waiting for their parent.
+    pub orphans: usize,
     /// Continuous mining on.
     pub mining: bool,
     /// Whether a block download is in progress.
@@ -157,6 +159,22 @@ pub struct BlockInfo {
     pub on_best_chain: bool,
 }
 
+/// What the node knows of a block hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlockState {
+    /// Stored as valid.
+    Valid {
+        /// On the best chain (else a side branch).
+        on_best_chain: bool,
+    },
+    /// Held in the orphan pool, waiting for its parent.
+    Orphan,
+    /// Rejected, with the rule it broke (remembered for the most recent invalid blocks).
+    Invalid(ValidationError),
+    /// Never seen, or forgotten.
+    Unknown,
+}
+
 /// Why the node could not send coins.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
@@ -179,6 +197,10 @@ enum Command {
     Block {
         id: BlockId,
         reply: oneshot::Sender<Option<BlockInfo>>,
+    },
+    BlockState {
+        hash: BlockHash,
+        reply: oneshot::Sender<BlockState>,
     },
     Balance {
         address: Address,
@@ -263,6 +285,11 @@ impl NodeHandle {
     /// A block by height or hash.
     pub async fn block(&self, id: BlockId) -> Result<Option<BlockInfo>, Stopped> {
         self.ask(|reply| Command::Block { id, reply }).await
+    }
+
+    /// What the node knows of a block hash: valid, waiting for its parent, rejected and why.
+    pub async fn block_state(&self, hash: BlockHash) -> Result<BlockState, Stopped> {
+        self.ask(|reply| Command::BlockState { hash, reply }).await
     }
 
     /// An account on the best chain, and what its pending transfers spend.
@@ -421,6 +448,7 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
         work: chain.tip_work(),
         peers: 0,
         mempool: 0,
+        orphans: chain.orphan_count(),
         mining: config.mine,
         syncing: false,
         address: wallet.address(),
@@ -534,11 +562,13 @@ impl Node {
         let (tip, height, work) = (self.chain.tip(), self.chain.height(), self.chain.tip_work());
         let peers = self.sync.peers().count();
         let mempool = self.mempool.len();
+        let orphans = self.chain.orphan_count();
         let (mining, syncing) = (self.mining, self.sync.active.is_some());
         self.status.send_if_modified(|s| {
             let changed = s.tip != tip
                 || s.peers != peers
                 || s.mempool != mempool
+                || s.orphans != orphans
                 || s.mining != mining
                 || s.syncing != syncing;
             s.tip = tip;
@@ -546,6 +576,7 @@ impl Node {
             s.work = work;
             s.peers = peers;
             s.mempool = mempool;
+            s.orphans = orphans;
             s.mining = mining;
             s.syncing = syncing;
             changed
@@ -1001,6 +1032,20 @@ impl Node {
                     }
                 });
                 let _ = reply.send(info);
+            }
+            Command::BlockState { hash, reply } => {
+                let state = if self.chain.contains(&hash) {
+                    BlockState::Valid {
+                        on_best_chain: self.chain.is_active(&hash),
+                    }
+                } else if self.chain.is_orphan(&hash) {
+                    BlockState::Orphan
+                } else if let Some(e) = self.chain.invalid_reason(&hash) {
+                    BlockState::Invalid(e.clone())
+                } else {
+                    BlockState::Unknown
+                };
+                let _ = reply.send(state);
             }
             Command::Balance { address, reply } => {
                 let account = self.chain.ledger().account(&address);
