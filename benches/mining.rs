@@ -27,14 +27,15 @@ const IMPOSSIBLE_BITS: u32 = 90;
 const ROUNDS: usize = 5;
 /// Nonces per single-thread measurement.
 const SINGLE_NONCES: u64 = 1 << 24;
+/// Rounds of the thread-scaling comparisons: many short ones, so some fall between the bursts
+/// of other work on a shared machine.
+const SCALING_ROUNDS: usize = 9;
 /// Nonces per thread in the std-thread scaling measurement.
-const PER_THREAD_NONCES: u64 = 1 << 24;
+const PER_THREAD_NONCES: u64 = 1 << 23;
 /// Difficulty of the `miner::solve` scaling measurement: 2^22 = 4.2 M hashes a solve on average.
 const SOLVE_BITS: u32 = 22;
 /// Time budget of one `miner::solve` measurement (whole solves only, so slightly more).
-const SOLVE_BUDGET: Duration = Duration::from_millis(2500);
-/// Rounds of the `miner::solve` scaling comparison.
-const SOLVE_ROUNDS: usize = 3;
+const SOLVE_BUDGET: Duration = Duration::from_millis(1000);
 /// Cancellation runs.
 const CANCEL_RUNS: usize = 20;
 
@@ -247,7 +248,8 @@ fn cancel_latency(threads: usize) -> Duration {
 
 /// Hash rate per CPU-second the process actually got: if the 2-thread figure matches the
 /// 1-thread one, the threads do not slow each other and any shortfall of the wall-clock ratio
-/// is CPU time taken by other processes.
+/// is CPU time taken by other processes. ("best rounds" above is the fastest 2-thread round
+/// over the fastest 1-thread round: other load only ever slows a round down.)
 fn print_per_cpu(one: &Stats, cpu1: &Stats, two: &Stats, cpu2: &Stats) {
     let per = |r: &Stats, c: &Stats| Stats(r.0.iter().zip(&c.0).map(|(r, c)| r / c).collect());
     let (p1, p2) = (per(one, cpu1), per(two, cpu2));
@@ -326,7 +328,7 @@ fn main() {
     // 2a. Scaling on std threads over a fixed amount of work per thread.
     let (mut one, mut two) = (Vec::new(), Vec::new());
     let (mut cpu1, mut cpu2) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
+    for _ in 0..SCALING_ROUNDS {
         let (r, c) = threaded_midstate_rate(&h, 1, PER_THREAD_NONCES);
         one.push(r);
         cpu1.push(c);
@@ -336,7 +338,9 @@ fn main() {
     }
     let (one, two, cpu1, cpu2) = (Stats(one), Stats(two), Stats(cpu1), Stats(cpu2));
     let ratios = Stats(one.0.iter().zip(&two.0).map(|(a, b)| b / a).collect());
-    println!("Midstate::search on std threads, {PER_THREAD_NONCES} nonces per thread:");
+    println!(
+        "Midstate::search on std threads, {PER_THREAD_NONCES} nonces per thread, {SCALING_ROUNDS} rounds:"
+    );
     println!(
         "  1 thread                                      {:7.2} M hashes/s  [{:.2}..{:.2}]  (CPU obtained: {:.2} cores)",
         one.median(),
@@ -352,10 +356,11 @@ fn main() {
         cpu2.median()
     );
     println!(
-        "  2 threads / 1 thread                          {:7.2} x          [{:.2}..{:.2}]  (target >= 1.8x)",
+        "  2 threads / 1 thread                          {:7.2} x          [{:.2}..{:.2}]  best rounds: {:.2} x  (target >= 1.8x)",
         ratios.median(),
         ratios.min(),
-        ratios.max()
+        ratios.max(),
+        two.max() / one.max()
     );
     print_per_cpu(&one, &cpu1, &two, &cpu2);
     println!();
@@ -365,7 +370,7 @@ fn main() {
     let (mut cpu1, mut cpu2) = (Vec::new(), Vec::new());
     let (mut solves1, mut solves2) = (0, 0);
     let mut salt = 0;
-    for _ in 0..SOLVE_ROUNDS {
+    for _ in 0..SCALING_ROUNDS {
         let (r, n, c) = solve_rate(1, &mut salt);
         one.push(r);
         solves1 += n;
@@ -378,7 +383,7 @@ fn main() {
     let (one, two, cpu1, cpu2) = (Stats(one), Stats(two), Stats(cpu1), Stats(cpu2));
     let ratios = Stats(one.0.iter().zip(&two.0).map(|(a, b)| b / a).collect());
     println!(
-        "miner::solve at {SOLVE_BITS} bits, reported hashes / wall time, {SOLVE_ROUNDS} rounds of {:.1} s:",
+        "miner::solve at {SOLVE_BITS} bits, reported hashes / wall time, {SCALING_ROUNDS} rounds of {:.1} s:",
         SOLVE_BUDGET.as_secs_f64()
     );
     println!(
@@ -396,10 +401,11 @@ fn main() {
         cpu2.median()
     );
     println!(
-        "  2 threads / 1 thread                          {:7.2} x          [{:.2}..{:.2}]  (target >= 1.8x)",
+        "  2 threads / 1 thread                          {:7.2} x          [{:.2}..{:.2}]  best rounds: {:.2} x  (target >= 1.8x)",
         ratios.median(),
         ratios.min(),
-        ratios.max()
+        ratios.max(),
+        two.max() / one.max()
     );
     print_per_cpu(&one, &cpu1, &two, &cpu2);
     println!();
