@@ -11,7 +11,7 @@ use super::tx::{Address, Coinbase, Transaction};
 pub const MAX_BITS: u32 = 96;
 
 /// Default difficulty: about 2^27 = 134 M hashes a block, a few seconds for a LAN of laptops
-/// that hash at 15-30 M/s per core (see the benchmark figures in the README).
+/// mining on all cores at about 23 M hashes/s per core (the README's benchmark figures).
 pub const DEFAULT_BITS: u32 = 27;
 
 /// The consensus parameters of a chain.

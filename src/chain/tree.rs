@@ -357,7 +357,8 @@ impl ChainState {
         self.entries.len()
     }
 
-    /// Median timestamp of `parent` and up to `median_time_span - 1` of its ancestors.
+    /// Median timestamp of `parent` and up to `median_time_span - 1` of its ancestors (0 if
+    /// `parent` is unknown).
     pub fn median_time_past(&self, parent: &BlockHash) -> u64 {
         let mut times = Vec::with_capacity(self.params.median_time_span as usize);
         let mut hash = *parent;

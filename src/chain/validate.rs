@@ -284,8 +284,9 @@ pub fn check_signatures(
     Ok(())
 }
 
-/// Median of a non-empty list of timestamps (the upper middle for an even count, as Bitcoin).
+/// Median of a list of timestamps (the upper middle for an even count, as Bitcoin); 0 for
+/// an empty list.
 pub fn median(timestamps: &mut [u64]) -> u64 {
     timestamps.sort_unstable();
-    timestamps[timestamps.len() / 2]
+    timestamps.get(timestamps.len() / 2).copied().unwrap_or(0)
 }
