@@ -17,7 +17,7 @@ use crate::chain::{
 };
 use crate::miner::{self, Mined};
 use crate::net::protocol::{self, Request, Response, Status};
-use crate::net::{self, Discovery, Event, NetConfig, Topic};
+use crate::net::{self, Event, NetConfig, Topic};
 use crate::store::{Store, StoreError};
 use crate::wallet::{self, KeyFileError, Wallet};
 use libp2p::gossipsub::MessageAcceptance;
@@ -406,6 +406,11 @@ struct Node {
     mined_tx: mpsc::Sender<MinedResult>,
 }
 
+/// Who a block came from, for logs.
+fn origin(from: Option<PeerId>) -> String {
+    from.map_or_else(|| "this node".into(), |p| p.to_string())
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -598,12 +603,7 @@ impl Node {
         let processed = match result {
             Ok(p) => p,
             Err(e) => {
-                match from {
-                    Some(peer) => {
-                        tracing::warn!(block = %hash.short(), %peer, "block rejected: {e}")
-                    }
-                    None => tracing::warn!(block = %hash.short(), "block rejected: {e}"),
-                }
+                tracing::warn!(block = %hash.short(), from = %origin(from), "block rejected: {e}");
                 return Err(e);
             }
         };
@@ -611,14 +611,13 @@ impl Node {
             tracing::warn!(block = %h.short(), "block rejected: {e}");
         }
         for (h, b) in &processed.accepted {
-            match from {
-                Some(peer) => {
-                    tracing::info!(height = b.header.height, block = %h.short(), %peer, txs = b.txs.len(), "block accepted")
-                }
-                None => {
-                    tracing::info!(height = b.header.height, block = %h.short(), txs = b.txs.len(), "block accepted")
-                }
-            }
+            tracing::info!(
+                height = b.header.height,
+                block = %h.short(),
+                from = %origin(from),
+                txs = b.txs.len(),
+                "block accepted"
+            );
         }
         self.unsaved.extend(processed.accepted.iter().cloned());
         if let Some(change) = &processed.tip_change {
@@ -653,16 +652,13 @@ impl Node {
             Event::Listening(addr) => {
                 self.status.send_modify(|s| s.listen.push(addr));
             }
-            Event::PeerConnected { peer, found_by } => {
+            Event::PeerConnected { peer, .. } => {
                 self.sync.add_peer(peer);
                 let tag = self.sync.start(peer, Pending::Status);
                 self.net
                     .request(peer, Request::Status(self.our_status()), tag);
                 let tag = self.sync.start(peer, Pending::Mempool);
                 self.net.request(peer, Request::GetMempool, tag);
-                if found_by == Discovery::Inbound {
-                    tracing::debug!(%peer, "inbound peer");
-                }
             }
             Event::PeerDisconnected { peer } => {
                 let was_active = self.sync.active == Some(peer);
