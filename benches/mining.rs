@@ -11,6 +11,9 @@
 //! The machine may be shared and noisy, so each measurement is repeated in interleaved rounds
 //! (A, B, A, B, ...) and the median is reported, with the min and max beside it.
 
+mod common;
+
+use common::{Stats, cpu_delta, load_average, process_cpu_secs, thread_cpu_secs};
 use gossipchain::chain::ChainParams;
 use gossipchain::chain::block::Header;
 use gossipchain::chain::pow::Midstate;
@@ -45,92 +48,6 @@ fn header(bits: u32, salt: u64) -> Header {
     h.prev_hash = ChainParams::default().chain_id();
     h.timestamp += 1000 + salt;
     h
-}
-
-/// A CPU-time clock of `clock_gettime` (Linux): seconds of CPU this process (all threads,
-/// finished ones included) or this thread has used; `None` elsewhere. std has no CPU clock.
-fn cpu_clock(clock: i32) -> Option<f64> {
-    #[cfg(target_os = "linux")]
-    {
-        #[repr(C)]
-        struct Timespec {
-            tv_sec: i64,
-            tv_nsec: i64,
-        }
-        unsafe extern "C" {
-            fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
-        }
-        let mut ts = Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a valid, writable timespec (64-bit time_t and long on the 64-bit
-        // Linux targets this builds for), and clock_gettime writes nothing else.
-        let rc = unsafe { clock_gettime(clock, &mut ts) };
-        (rc == 0 && cfg!(target_pointer_width = "64"))
-            .then_some(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = clock;
-        None
-    }
-}
-
-/// CPU seconds used by the whole process (CLOCK_PROCESS_CPUTIME_ID).
-fn process_cpu_secs() -> Option<f64> {
-    cpu_clock(2)
-}
-
-/// CPU seconds used by the calling thread (CLOCK_THREAD_CPUTIME_ID).
-fn thread_cpu_secs() -> Option<f64> {
-    cpu_clock(3)
-}
-
-/// Seconds between two CPU clock readings, NaN if the clock is missing.
-fn cpu_delta(a: Option<f64>, b: Option<f64>) -> f64 {
-    match (a, b) {
-        (Some(a), Some(b)) => b - a,
-        _ => f64::NAN,
-    }
-}
-
-/// The 1-minute load average, to judge how busy the machine was.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-/// A statistic over repeated measurements.
-struct Stats(Vec<f64>);
-
-impl Stats {
-    fn sorted(&self) -> Vec<f64> {
-        let mut v = self.0.clone();
-        v.sort_by(f64::total_cmp);
-        v
-    }
-    fn median(&self) -> f64 {
-        let v = self.sorted();
-        let n = v.len();
-        if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            (v[n / 2 - 1] + v[n / 2]) / 2.0
-        }
-    }
-    fn min(&self) -> f64 {
-        self.sorted()[0]
-    }
-    fn max(&self) -> f64 {
-        *self.sorted().last().expect("non-empty")
-    }
-    fn quantile(&self, q: f64) -> f64 {
-        let v = self.sorted();
-        let i = ((v.len() - 1) as f64 * q).round() as usize;
-        v[i]
-    }
 }
 
 fn leading_zero_bits(hash: &[u8]) -> u32 {
@@ -246,11 +163,35 @@ fn cancel_latency(threads: usize) -> Duration {
     returned_at.duration_since(set_at)
 }
 
-/// Hash rate per CPU-second the process actually got: if the 2-thread figure matches the
-/// 1-thread one, the threads do not slow each other and any shortfall of the wall-clock ratio
-/// is CPU time taken by other processes. ("best rounds" above is the fastest 2-thread round
-/// over the fastest 1-thread round: other load only ever slows a round down.)
-fn print_per_cpu(one: &Stats, cpu1: &Stats, two: &Stats, cpu2: &Stats) {
+/// Prints a 1-thread against 2-thread comparison: each rate with the CPU the process obtained
+/// (`notes` go before that figure), the ratio of the rates, and the rate per CPU-second.
+///
+/// The rate per CPU-second is the hash rate per CPU-second the process actually got: if the
+/// 2-thread figure matches the 1-thread one, the threads do not slow each other and any
+/// shortfall of the wall-clock ratio is CPU time taken by other processes. ("best rounds" is
+/// the fastest 2-thread round over the fastest 1-thread round: other load only ever slows a
+/// round down.)
+fn print_scaling(one: &Stats, cpu1: &Stats, two: &Stats, cpu2: &Stats, notes: [&str; 2]) {
+    for (name, rate, cpu, note) in [
+        ("1 thread", one, cpu1, notes[0]),
+        ("2 threads (total)", two, cpu2, notes[1]),
+    ] {
+        println!(
+            "  {name:<46}{:7.2} M hashes/s  [{:.2}..{:.2}]  ({note}CPU obtained: {:.2} cores)",
+            rate.median(),
+            rate.min(),
+            rate.max(),
+            cpu.median()
+        );
+    }
+    let ratios = Stats(one.0.iter().zip(&two.0).map(|(a, b)| b / a).collect());
+    println!(
+        "  2 threads / 1 thread                          {:7.2} x          [{:.2}..{:.2}]  best rounds: {:.2} x  (target >= 1.8x)",
+        ratios.median(),
+        ratios.min(),
+        ratios.max(),
+        two.max() / one.max()
+    );
     let per = |r: &Stats, c: &Stats| Stats(r.0.iter().zip(&c.0).map(|(r, c)| r / c).collect());
     let (p1, p2) = (per(one, cpu1), per(two, cpu2));
     println!(
@@ -337,32 +278,10 @@ fn main() {
         cpu2.push(c);
     }
     let (one, two, cpu1, cpu2) = (Stats(one), Stats(two), Stats(cpu1), Stats(cpu2));
-    let ratios = Stats(one.0.iter().zip(&two.0).map(|(a, b)| b / a).collect());
     println!(
         "Midstate::search on std threads, {PER_THREAD_NONCES} nonces per thread, {SCALING_ROUNDS} rounds:"
     );
-    println!(
-        "  1 thread                                      {:7.2} M hashes/s  [{:.2}..{:.2}]  (CPU obtained: {:.2} cores)",
-        one.median(),
-        one.min(),
-        one.max(),
-        cpu1.median()
-    );
-    println!(
-        "  2 threads (total)                             {:7.2} M hashes/s  [{:.2}..{:.2}]  (CPU obtained: {:.2} cores)",
-        two.median(),
-        two.min(),
-        two.max(),
-        cpu2.median()
-    );
-    println!(
-        "  2 threads / 1 thread                          {:7.2} x          [{:.2}..{:.2}]  best rounds: {:.2} x  (target >= 1.8x)",
-        ratios.median(),
-        ratios.min(),
-        ratios.max(),
-        two.max() / one.max()
-    );
-    print_per_cpu(&one, &cpu1, &two, &cpu2);
+    print_scaling(&one, &cpu1, &two, &cpu2, ["", ""]);
     println!();
 
     // 2b. Scaling of miner::solve itself, from the hashes it reports.
@@ -381,33 +300,20 @@ fn main() {
         cpu2.push(c);
     }
     let (one, two, cpu1, cpu2) = (Stats(one), Stats(two), Stats(cpu1), Stats(cpu2));
-    let ratios = Stats(one.0.iter().zip(&two.0).map(|(a, b)| b / a).collect());
     println!(
         "miner::solve at {SOLVE_BITS} bits, reported hashes / wall time, {SCALING_ROUNDS} rounds of {:.1} s:",
         SOLVE_BUDGET.as_secs_f64()
     );
-    println!(
-        "  1 thread                                      {:7.2} M hashes/s  [{:.2}..{:.2}]  ({solves1} solves; CPU obtained: {:.2} cores)",
-        one.median(),
-        one.min(),
-        one.max(),
-        cpu1.median()
+    print_scaling(
+        &one,
+        &cpu1,
+        &two,
+        &cpu2,
+        [
+            &format!("{solves1} solves; "),
+            &format!("{solves2} solves; "),
+        ],
     );
-    println!(
-        "  2 threads (total)                             {:7.2} M hashes/s  [{:.2}..{:.2}]  ({solves2} solves; CPU obtained: {:.2} cores)",
-        two.median(),
-        two.min(),
-        two.max(),
-        cpu2.median()
-    );
-    println!(
-        "  2 threads / 1 thread                          {:7.2} x          [{:.2}..{:.2}]  best rounds: {:.2} x  (target >= 1.8x)",
-        ratios.median(),
-        ratios.min(),
-        ratios.max(),
-        two.max() / one.max()
-    );
-    print_per_cpu(&one, &cpu1, &two, &cpu2);
     println!();
 
     // 3. Cancellation latency.

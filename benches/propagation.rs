@@ -7,8 +7,8 @@
 //!    from `mine_one` returning on the miner (the block is accepted there and its publication
 //!    queued) until the last of the 9 other nodes has validated, stored and adopted it (its
 //!    status tip is the block's hash), p50 and p99;
-//! 2. a bare gossipsub network of the same shape: 10 libp2p swarms running only gossipsub, with
-//!    the settings of `src/net/behaviour.rs` (heartbeat, Strict signing, max transmit size,
+//! 2. a bare gossipsub network of the same shape: 10 libp2p swarms running only gossipsub, built
+//!    by the node's own `behaviour::new_gossipsub` (heartbeat, Strict signing, max transmit size,
 //!    SHA-256 message ids, peer scoring) but without validation or any processing, carrying
 //!    the very bytes of the same blocks: the time from publishing until the last of the 9 other
 //!    swarms receives the message, p50 and p99;
@@ -19,17 +19,19 @@
 //! event-driven (the node status `watch`, swarm events); nothing polls with sleeps while
 //! measuring.
 
+mod common;
+
+use common::{Node, load_average};
 use futures::StreamExt;
-use gossipchain::chain::ChainParams;
+use gossipchain::net::behaviour::{self, BehaviourConfig};
 use gossipchain::net::protocol;
-use gossipchain::node::{self, NodeConfig, NodeHandle, NodeStatus};
+use gossipchain::node::{NodeConfig, NodeStatus};
 use gossipchain::testkit;
 use libp2p::gossipsub::{self, IdentTopic, MessageId};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, SwarmBuilder, noise, tcp, yamux};
 use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
-use tempfile::TempDir;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -53,13 +55,6 @@ fn links() -> Vec<(usize, usize)> {
 /// Peers of node `i` in [`links`].
 fn degree(i: usize) -> usize {
     links().iter().filter(|(a, b)| *a == i || *b == i).count()
-}
-
-/// The 1-minute load average, to judge how busy the machine was.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// Sorted latencies in seconds.
@@ -94,33 +89,6 @@ impl Latencies {
 
 // ---------------------------------------------------------------------------------------------
 // Our network.
-
-struct Node {
-    handle: NodeHandle,
-    task: JoinHandle<()>,
-    addr: Multiaddr,
-    _dir: TempDir,
-}
-
-async fn start_node(params: &ChainParams) -> Node {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut c = NodeConfig::new(dir.path().to_path_buf(), params.clone());
-    c.net.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")];
-    c.net.behaviour.mdns = false;
-    c.threads = 1;
-    let (handle, task) = node::start(c).await.expect("node starts");
-    let (s, ok) = handle.wait_for(DEADLINE, |s| !s.listen.is_empty()).await;
-    assert!(ok, "node never listened");
-    let addr = s.listen[0]
-        .clone()
-        .with(libp2p::multiaddr::Protocol::P2p(s.peer_id));
-    Node {
-        handle,
-        task,
-        addr,
-        _dir: dir,
-    }
-}
 
 async fn wait(node: &Node, what: &str, pred: impl FnMut(&NodeStatus) -> bool) -> NodeStatus {
     let (s, ok) = node.handle.wait_for(DEADLINE, pred).await;
@@ -185,40 +153,14 @@ struct Bare {
     task: JoinHandle<()>,
 }
 
-/// A copy of the peer scoring of `src/net/behaviour.rs`.
-fn score_params(topic: gossipsub::TopicHash) -> gossipsub::PeerScoreParams {
-    let mut params = gossipsub::PeerScoreParams {
-        ip_colocation_factor_weight: 0.0,
-        ..Default::default()
-    };
-    let t = gossipsub::TopicScoreParams {
-        topic_weight: 1.0,
-        time_in_mesh_weight: 0.01,
-        time_in_mesh_quantum: Duration::from_secs(1),
-        time_in_mesh_cap: 3600.0,
-        first_message_deliveries_weight: 0.1,
-        first_message_deliveries_cap: 100.0,
-        mesh_message_deliveries_weight: 0.0,
-        mesh_failure_penalty_weight: 0.0,
-        invalid_message_deliveries_weight: -100.0,
-        invalid_message_deliveries_decay: 0.9,
-        ..Default::default()
-    };
-    params.topics.insert(topic, t);
-    params
-}
-
 /// Starts a swarm with gossipsub alone, subscribed to the blocks topic; every message received
 /// is reported on `received` with the time it arrived.
 async fn start_bare(
     index: usize,
-    params: &ChainParams,
-    heartbeat: Duration,
+    config: &BehaviourConfig,
     received: mpsc::UnboundedSender<(usize, MessageId, Instant)>,
 ) -> Bare {
-    let topic = IdentTopic::new(protocol::blocks_topic(&params.chain_id()));
-    let max_transmit = protocol::max_transmit_size(params.max_block_bytes);
-    let score_topic = topic.hash();
+    let topic = IdentTopic::new(protocol::blocks_topic(&config.chain_id));
     let mut swarm = SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(
@@ -227,23 +169,7 @@ async fn start_bare(
             yamux::Config::default,
         )
         .expect("tcp transport")
-        .with_behaviour(|key| {
-            let config = gossipsub::ConfigBuilder::default()
-                .validation_mode(gossipsub::ValidationMode::Strict)
-                .message_id_fn(|m: &gossipsub::Message| MessageId::new(&Sha256::digest(&m.data)))
-                .max_transmit_size(max_transmit)
-                .heartbeat_interval(heartbeat)
-                .build()?;
-            let mut g: gossipsub::Behaviour = gossipsub::Behaviour::new(
-                gossipsub::MessageAuthenticity::Signed(key.clone()),
-                config,
-            )?;
-            g.with_peer_score(
-                score_params(score_topic),
-                gossipsub::PeerScoreThresholds::default(),
-            )?;
-            Ok(g)
-        })
+        .with_behaviour(|key| behaviour::new_gossipsub(key, config, false))
         .expect("gossipsub behaviour")
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build();
@@ -320,10 +246,11 @@ async fn propagate_bare(
 
 async fn run() {
     let params = testkit::params();
-    let heartbeat = NodeConfig::new("unused".into(), params.clone())
+    // The node's own gossipsub settings, for the bare network.
+    let config = NodeConfig::new("unused".into(), params.clone())
         .net
-        .behaviour
-        .heartbeat;
+        .behaviour;
+    let heartbeat = config.heartbeat;
     println!("gossipchain block propagation benchmark");
     println!(
         "{NODES} nodes per network on 127.0.0.1, ring + {} chords (3 peers each, diameter 3); \
@@ -338,12 +265,13 @@ async fn run() {
 
     let mut nodes = Vec::new();
     for _ in 0..NODES {
-        nodes.push(start_node(&params).await);
+        let dir = tempfile::tempdir().expect("temp dir");
+        nodes.push(Node::start(dir, &params, DEADLINE).await);
     }
     let (received_tx, mut received) = mpsc::unbounded_channel();
     let mut bare = Vec::new();
     for i in 0..NODES {
-        bare.push(start_bare(i, &params, heartbeat, received_tx.clone()).await);
+        bare.push(start_bare(i, &config, received_tx.clone()).await);
     }
     drop(received_tx);
     for (a, b) in links() {
@@ -439,9 +367,5 @@ async fn run() {
 }
 
 fn main() {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-        .block_on(run());
+    common::block_on(run());
 }

@@ -18,16 +18,16 @@
 //!
 //! Nodes run in this process on 127.0.0.1 with mDNS off and the test difficulty (8 bits).
 
+mod common;
+
+use common::{Node, Stats, load_average};
 use gossipchain::chain::{Address, Block, BlockHash, ChainParams, ChainState, Transfer};
-use gossipchain::node::{self, NodeConfig, NodeHandle};
 use gossipchain::store::Store;
 use gossipchain::testkit::{self, NOW, key, next_block};
-use libp2p::Multiaddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
-use tokio::task::JoinHandle;
 
 /// Blocks of the chain with transactions.
 const TX_BLOCKS: usize = 10_000;
@@ -48,24 +48,6 @@ const ROUNDS_B: usize = 9;
 const DEADLINE: Duration = Duration::from_secs(180);
 /// Blocks per store transaction when preloading.
 const BATCH: usize = 5_000;
-
-/// The 1-minute load average, to judge how busy the machine was.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
 
 /// The best chain of `chain` from height 1 to its tip.
 fn best_chain(chain: &ChainState) -> Vec<Arc<Block>> {
@@ -119,41 +101,7 @@ fn preload(dir: &Path, params: &ChainParams, blocks: &[Arc<Block>]) {
     }
 }
 
-/// A node running in this process.
-struct Node {
-    handle: NodeHandle,
-    task: JoinHandle<()>,
-    addr: Multiaddr,
-    _dir: TempDir,
-}
-
 impl Node {
-    /// Starts a node on `dir` (mDNS off, no peers, listening on 127.0.0.1) and waits until it
-    /// listens.
-    async fn start(dir: TempDir, params: &ChainParams) -> Node {
-        let mut c = NodeConfig::new(dir.path().to_path_buf(), params.clone());
-        c.net.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")];
-        c.net.behaviour.mdns = false;
-        c.threads = 1;
-        let (handle, task) = node::start(c).await.expect("node starts");
-        let (s, ok) = handle.wait_for(DEADLINE, |s| !s.listen.is_empty()).await;
-        assert!(ok, "node never listened");
-        let addr = s.listen[0]
-            .clone()
-            .with(libp2p::multiaddr::Protocol::P2p(s.peer_id));
-        Node {
-            handle,
-            task,
-            addr,
-            _dir: dir,
-        }
-    }
-
-    async fn stop(self) {
-        self.handle.shutdown().await;
-        self.task.await.expect("node task does not panic");
-    }
-
     /// Dials `server` and returns the seconds until this node's tip is `tip`.
     async fn catch_up(&self, server: &Node, tip: BlockHash) -> f64 {
         let t0 = Instant::now();
@@ -173,7 +121,7 @@ async fn start_copy(template: &Path, params: &ChainParams) -> Node {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::copy(template.join("blocks.redb"), dir.path().join("blocks.redb"))
         .expect("copy the store");
-    Node::start(dir, params).await
+    Node::start(dir, params, DEADLINE).await
 }
 
 /// Seconds to validate `blocks` in order on a fresh chain state, signatures verified.
@@ -224,7 +172,7 @@ async fn part_a(params: &ChainParams) {
         blocks.iter().map(|b| b.txs.len() - 1).sum::<usize>(),
         read_secs
     );
-    let server = Node::start(server_dir, params).await;
+    let server = Node::start(server_dir, params, DEADLINE).await;
     let tip = server.handle.status().tip;
     assert_eq!(server.handle.status().height, TX_BLOCKS as u64);
 
@@ -238,7 +186,7 @@ async fn part_a(params: &ChainParams) {
             TX_BLOCKS as f64 / secs,
             secs
         );
-        let fresh = Node::start(tempfile::tempdir().expect("temp dir"), params).await;
+        let fresh = Node::start(tempfile::tempdir().expect("temp dir"), params, DEADLINE).await;
         let secs = fresh.catch_up(&server, tip).await;
         network.push(secs);
         println!(
@@ -291,22 +239,13 @@ async fn part_b(params: &ChainParams) {
         "    chains built and stored in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    let serve = |dir: &TempDir| {
-        let copy = tempfile::tempdir().expect("temp dir");
-        std::fs::copy(
-            dir.path().join("blocks.redb"),
-            copy.path().join("blocks.redb"),
-        )
-        .expect("copy the store");
-        copy
-    };
     let t = Instant::now();
-    let long = Node::start(serve(long_server), params).await;
+    let long = start_copy(long_server.path(), params).await;
     println!(
         "    the {LONG}-block server started in {:.2} s (loading its store)",
         t.elapsed().as_secs_f64()
     );
-    let short = Node::start(serve(short_server), params).await;
+    let short = start_copy(short_server.path(), params).await;
     let long_tip = long.handle.status().tip;
     let short_tip = short.handle.status().tip;
     assert_eq!(long.handle.status().height, LONG as u64);
@@ -348,7 +287,10 @@ async fn part_b(params: &ChainParams) {
     }
     long.stop().await;
     short.stop().await;
-    let (l, s) = (median(&long_times), median(&short_times));
+    let (l, s) = (
+        Stats(long_times.clone()).median(),
+        Stats(short_times.clone()).median(),
+    );
     let ratio = l / s;
     let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
     println!(
@@ -384,9 +326,5 @@ async fn run() {
 }
 
 fn main() {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-        .block_on(run());
+    common::block_on(run());
 }

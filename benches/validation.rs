@@ -15,6 +15,9 @@
 //! from the same two funding blocks with `load_trusted`. Every measurement is repeated in
 //! interleaved rounds and the median reported, with the min and max beside it.
 
+mod common;
+
+use common::{Stats, cpu_delta, load_average, thread_cpu_secs};
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use gossipchain::chain::validate::{check_body, check_header, check_signatures};
 use gossipchain::chain::{Address, Block, ChainParams, ChainState, Transfer};
@@ -33,69 +36,6 @@ const MIN_ITERS: u32 = 5;
 const SIZES: [usize; 3] = [1, 100, 1000];
 /// Most transfers in a measured block: the number of funded senders.
 const SENDERS: usize = 1000;
-
-/// A statistic over repeated measurements.
-struct Stats(Vec<f64>);
-
-impl Stats {
-    fn sorted(&self) -> Vec<f64> {
-        let mut v = self.0.clone();
-        v.sort_by(f64::total_cmp);
-        v
-    }
-    fn median(&self) -> f64 {
-        let v = self.sorted();
-        let n = v.len();
-        if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            (v[n / 2 - 1] + v[n / 2]) / 2.0
-        }
-    }
-    fn min(&self) -> f64 {
-        self.sorted()[0]
-    }
-    fn max(&self) -> f64 {
-        *self.sorted().last().expect("non-empty")
-    }
-}
-
-/// The 1-minute load average, to judge how busy the machine was.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-/// Seconds of CPU the calling thread has used (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`, Linux),
-/// `None` elsewhere: std has no CPU clock.
-fn thread_cpu_secs() -> Option<f64> {
-    #[cfg(target_os = "linux")]
-    {
-        #[repr(C)]
-        struct Timespec {
-            tv_sec: i64,
-            tv_nsec: i64,
-        }
-        unsafe extern "C" {
-            fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
-        }
-        const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-        let mut ts = Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a valid, writable timespec (64-bit time_t and long on the 64-bit
-        // Linux targets this builds for), and clock_gettime writes nothing else.
-        let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-        (rc == 0 && cfg!(target_pointer_width = "64"))
-            .then_some(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        None
-    }
-}
 
 /// Mean seconds per timed call: wall clock, and CPU time of this thread (which excludes the
 /// time other processes took the core away; NaN without a CPU clock).
@@ -116,10 +56,7 @@ fn measure<S, T>(mut setup: impl FnMut() -> S, mut timed: impl FnMut(&mut S) -> 
         let start = Instant::now();
         let out = timed(&mut input);
         spent += start.elapsed();
-        cpu += match (cpu0, thread_cpu_secs()) {
-            (Some(a), Some(b)) => b - a,
-            _ => f64::NAN,
-        };
+        cpu += cpu_delta(cpu0, thread_cpu_secs());
         black_box(out);
         drop(input);
         iters += 1;

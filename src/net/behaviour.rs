@@ -84,6 +84,42 @@ fn score_params(topics: &[gossipsub::TopicHash]) -> gossipsub::PeerScoreParams {
     params
 }
 
+/// Builds the gossipsub behaviour of a node for `key`: Strict signing, SHA-256 message ids, the
+/// message size limit and heartbeat of `config`, and peer scoring on the chain's blocks and
+/// transactions topics.
+///
+/// With `validate_messages`, a received message is forwarded only once the application has
+/// reported it valid (what a node does); without it, at once. Both the node and the propagation
+/// benchmark's bare gossipsub network build theirs here, so they cannot drift apart.
+pub fn new_gossipsub(
+    key: &identity::Keypair,
+    config: &BehaviourConfig,
+    validate_messages: bool,
+) -> Result<gossipsub::Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+    let mut builder = gossipsub::ConfigBuilder::default();
+    builder
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .message_id_fn(message_id)
+        .max_transmit_size(protocol::max_transmit_size(config.max_block_bytes))
+        .heartbeat_interval(config.heartbeat);
+    if validate_messages {
+        builder.validate_messages();
+    }
+    let mut gossipsub = gossipsub::Behaviour::new(
+        gossipsub::MessageAuthenticity::Signed(key.clone()),
+        builder.build()?,
+    )?;
+    let topics = [
+        gossipsub::IdentTopic::new(protocol::blocks_topic(&config.chain_id)).hash(),
+        gossipsub::IdentTopic::new(protocol::txs_topic(&config.chain_id)).hash(),
+    ];
+    gossipsub.with_peer_score(
+        score_params(&topics),
+        gossipsub::PeerScoreThresholds::default(),
+    )?;
+    Ok(gossipsub)
+}
+
 impl Behaviour {
     /// Builds every behaviour for `key`.
     pub fn new(
@@ -91,25 +127,7 @@ impl Behaviour {
         config: &BehaviourConfig,
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let peer_id = key.public().to_peer_id();
-        let gossip_config = gossipsub::ConfigBuilder::default()
-            .validation_mode(gossipsub::ValidationMode::Strict)
-            .validate_messages()
-            .message_id_fn(message_id)
-            .max_transmit_size(protocol::max_transmit_size(config.max_block_bytes))
-            .heartbeat_interval(config.heartbeat)
-            .build()?;
-        let mut gossipsub = gossipsub::Behaviour::new(
-            gossipsub::MessageAuthenticity::Signed(key.clone()),
-            gossip_config,
-        )?;
-        let topics = [
-            gossipsub::IdentTopic::new(protocol::blocks_topic(&config.chain_id)).hash(),
-            gossipsub::IdentTopic::new(protocol::txs_topic(&config.chain_id)).hash(),
-        ];
-        gossipsub.with_peer_score(
-            score_params(&topics),
-            gossipsub::PeerScoreThresholds::default(),
-        )?;
+        let gossipsub = new_gossipsub(key, config, true)?;
 
         let codec = request_response::cbor::codec::Codec::default()
             .set_request_size_maximum(protocol::MAX_REQUEST_BYTES)
