@@ -51,12 +51,34 @@ fn run_cli<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
         .expect("the binary runs")
 }
 
+/// Runs the binary to completion with `args`, then `--data-dir dir`.
+fn run_in(dir: &Path, args: &[&str]) -> Output {
+    let mut v: Vec<OsString> = args.iter().map(OsString::from).collect();
+    v.push("--data-dir".into());
+    v.push(dir.into());
+    run_cli(&v)
+}
+
 fn stdout_of(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 fn stderr_of(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The stdout of a run that must have succeeded.
+#[track_caller]
+fn stdout_ok(out: &Output) -> String {
+    assert!(out.status.success(), "{}", stderr_of(out));
+    stdout_of(out)
+}
+
+/// Expects a run to have exited with `code`, saying `message` on stderr.
+#[track_caller]
+fn assert_exit(out: &Output, code: i32, message: &str) {
+    assert_eq!(out.status.code(), Some(code), "{}", stderr_of(out));
+    assert!(stderr_of(out).contains(message), "{}", stderr_of(out));
 }
 
 /// Node arguments: the safe network flags always, then `extra`. `subcommand` selects between
@@ -83,6 +105,13 @@ fn node_args(dir: &Path, subcommand: bool, extra: &[&str]) -> Vec<OsString> {
     args
 }
 
+/// `node --no-mdns --listen <loopback>`, then `extra`: a command line that stays off the LAN.
+fn loopback_node<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["node", "--no-mdns", "--listen", LOOPBACK];
+    args.extend(extra);
+    args
+}
+
 fn is_hex64(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -90,14 +119,9 @@ fn is_hex64(s: &str) -> bool {
 /// A fresh, valid address: the output of `wallet new` in a throwaway directory.
 fn fresh_address() -> String {
     let dir = tempfile::tempdir().unwrap();
-    let out = run_cli(&[
-        OsString::from("wallet"),
-        "new".into(),
-        "--data-dir".into(),
-        dir.path().into(),
-    ]);
-    assert!(out.status.success(), "wallet new: {}", stderr_of(&out));
-    let address = stdout_of(&out).trim().to_string();
+    let address = stdout_ok(&run_in(dir.path(), &["wallet", "new"]))
+        .trim()
+        .to_string();
     assert!(is_hex64(&address), "{address}");
     address
 }
@@ -144,6 +168,24 @@ impl Stream {
             }
             Err(RecvTimeoutError::Timeout) => Next::Timeout,
             Err(RecvTimeoutError::Disconnected) => Next::Closed,
+        }
+    }
+
+    /// Reads lines until one satisfies `pred` (earlier lines are skipped) and returns it; or,
+    /// if the timeout passes or the stream ends first, why not.
+    fn find(
+        &mut self,
+        timeout: Duration,
+        mut pred: impl FnMut(&str) -> bool,
+    ) -> Result<String, &'static str> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.next(deadline) {
+                Next::Line(l) if pred(&l) => return Ok(l),
+                Next::Line(_) => {}
+                Next::Timeout => return Err("timed out"),
+                Next::Closed => return Err("closed"),
+            }
         }
     }
 
@@ -225,32 +267,22 @@ impl Node {
         pred: impl Fn(&str) -> bool,
         timeout: Duration,
     ) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.out.next(deadline) {
-                Next::Line(l) if pred(&l) => return l,
-                Next::Line(_) => {}
-                Next::Timeout => self.fail(&format!("timed out waiting for {what} on stdout")),
-                Next::Closed => self.fail(&format!("stdout closed while waiting for {what}")),
-            }
+        match self.out.find(timeout, pred) {
+            Ok(line) => line,
+            Err(why) => self.fail(&format!("stdout {why} while waiting for {what}")),
         }
     }
 
-    /// Finds a log line (stderr, already seen or still to come) satisfying `pred`.
+    /// Finds a log line (stderr, already seen or still to come) containing `fragment`.
     #[track_caller]
-    fn expect_log(&mut self, what: &str, pred: impl Fn(&str) -> bool, timeout: Duration) -> String {
+    fn expect_log(&mut self, what: &str, fragment: &str) -> String {
         self.err.drain();
-        if let Some(l) = self.err.seen.iter().find(|l| pred(l)) {
+        if let Some(l) = self.err.seen.iter().find(|l| l.contains(fragment)) {
             return l.clone();
         }
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.err.next(deadline) {
-                Next::Line(l) if pred(&l) => return l,
-                Next::Line(_) => {}
-                Next::Timeout => self.fail(&format!("timed out waiting for the log of {what}")),
-                Next::Closed => self.fail(&format!("stderr closed while waiting for {what}")),
-            }
+        match self.err.find(WAIT, |l| l.contains(fragment)) {
+            Ok(line) => line,
+            Err(why) => self.fail(&format!("stderr {why} while waiting for the log of {what}")),
         }
     }
 
@@ -264,15 +296,16 @@ impl Node {
         self.send_line(cmd);
         self.send_line(&mark);
         let end = format!("error: unknown command '{mark}'");
-        let deadline = Instant::now() + WAIT;
         let mut lines = Vec::new();
-        loop {
-            match self.out.next(deadline) {
-                Next::Line(l) if l == end => break,
-                Next::Line(l) => lines.push(l),
-                Next::Timeout => self.fail(&format!("timed out waiting for the output of '{cmd}'")),
-                Next::Closed => self.fail(&format!("stdout closed while running '{cmd}'")),
+        let found = self.out.find(WAIT, |l| {
+            let done = l == end;
+            if !done {
+                lines.push(l.to_string());
             }
+            done
+        });
+        if let Err(why) = found {
+            self.fail(&format!("stdout {why} while running '{cmd}'"));
         }
         self.expect_line("the usage line of the marker", |l| l == "usage: help", WAIT);
         lines
@@ -317,6 +350,30 @@ impl Node {
         s
     }
 
+    /// Runs `cmd` every [`POLL`] until `pred` holds for what it returns, which is returned.
+    /// Past `timeout`, fails naming `what` and describing the last answer with `show`.
+    #[track_caller]
+    fn poll<T>(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut cmd: impl FnMut(&mut Self) -> T,
+        pred: impl Fn(&T) -> bool,
+        show: impl Fn(&T) -> String,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let answer = cmd(self);
+            if pred(&answer) {
+                return answer;
+            }
+            if Instant::now() >= deadline {
+                self.fail(&format!("timed out waiting for {what}; {}", show(&answer)));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
     /// Polls `status` until `pred` holds.
     #[track_caller]
     fn wait_status(
@@ -325,17 +382,8 @@ impl Node {
         pred: impl Fn(&Status) -> bool,
         timeout: Duration,
     ) -> Status {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let s = self.status();
-            if pred(&s) {
-                return s;
-            }
-            if Instant::now() >= deadline {
-                self.fail(&format!("timed out waiting for {what}; last status {s:?}"));
-            }
-            std::thread::sleep(POLL);
-        }
+        let show = |s: &Status| format!("last status {s:?}");
+        self.poll(what, timeout, Self::status, pred, show)
     }
 
     /// Polls a command until its output satisfies `pred`.
@@ -347,19 +395,16 @@ impl Node {
         pred: impl Fn(&[String]) -> bool,
         timeout: Duration,
     ) -> Vec<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let lines = self.run(cmd);
-            if pred(&lines) {
-                return lines;
-            }
-            if Instant::now() >= deadline {
-                self.fail(&format!(
-                    "timed out waiting for {what}; last '{cmd}': {lines:?}"
-                ));
-            }
-            std::thread::sleep(POLL);
-        }
+        let show = |lines: &Vec<String>| format!("last '{cmd}': {lines:?}");
+        self.poll(what, timeout, |n| n.run(cmd), |l| pred(l), show)
+    }
+
+    /// Polls `peers` until it lists `peer_id` alone; returns that line.
+    #[track_caller]
+    fn wait_only_peer(&mut self, what: &str, peer_id: &str) -> String {
+        let only = |p: &[String]| p.len() == 1 && p[0].starts_with(peer_id);
+        let mut peers = self.wait_output(what, "peers", only, WAIT);
+        peers.remove(0)
     }
 
     /// The TCP address the node listens on, from its log, with `/p2p/<peer id>` appended.
@@ -367,8 +412,7 @@ impl Node {
     fn dial_address(&mut self, peer_id: &str) -> String {
         let line = self.expect_log(
             "the listening address",
-            |l| l.contains("listening address=/ip4/127.0.0.1/tcp/"),
-            WAIT,
+            "listening address=/ip4/127.0.0.1/tcp/",
         );
         let addr = line
             .split("address=")
@@ -381,6 +425,14 @@ impl Node {
 
     fn close_stdin(&mut self) {
         self.stdin.take();
+    }
+
+    /// Sends SIGTERM and expects a clean exit that logs the signal.
+    #[track_caller]
+    fn stop_by_sigterm(&mut self) {
+        self.sigterm();
+        self.expect_clean_exit();
+        self.expect_log("the signal", "signal received: shutting down");
     }
 
     #[track_caller]
@@ -420,7 +472,7 @@ impl Node {
         if status.code() != Some(0) {
             self.fail(&format!("exited with {status}, not 0"));
         }
-        self.expect_log("the node stopping", |l| l.contains("node stopped"), WAIT);
+        self.expect_log("the node stopping", "node stopped");
     }
 
     #[track_caller]
@@ -449,6 +501,15 @@ fn block_line(line: &str) -> (u64, String, usize) {
     let height = w[0].strip_prefix('#').unwrap().parse().unwrap();
     assert!(is_hex64(w[1]), "not a block line: {line}");
     (height, w[1].to_string(), w[2].parse().unwrap())
+}
+
+/// Expects the statuses of one data directory before and after a restart to show the same
+/// identity, wallet and chain.
+#[track_caller]
+fn assert_kept_across_restart(before: &Status, after: &Status) {
+    for key in ["peer id", "address", "chain id", "height", "tip", "work"] {
+        assert_eq!(after[key], before[key], "{key} after a restart");
+    }
 }
 
 fn balance_lines(address: &str, balance: u64, nonce: u64, pending: u64) -> Vec<String> {
@@ -634,24 +695,14 @@ fn every_command_answers_with_its_output() {
         format!("connected to {b_id}")
     );
     let tcp = b_addr.split("/p2p/").next().unwrap().to_string();
-    let peers = a.wait_output(
-        "B in A's peers",
-        "peers",
-        |p| p.len() == 1 && p[0].starts_with(&b_id),
-        WAIT,
-    );
-    assert!(peers[0].contains("found by dial"), "{peers:?}");
-    assert!(peers[0].contains(&tcp), "{peers:?}");
+    let peer = a.wait_only_peer("B in A's peers", &b_id);
+    assert!(peer.contains("found by dial"), "{peer}");
+    assert!(peer.contains(&tcp), "{peer}");
     a.wait_status("A to count B as a peer", |s| s["peers"] == "1", WAIT);
     assert_eq!(a.run1("sync"), "asked 1 peers for their chain");
     let a_id = a.status()["peer id"].clone();
-    let peers = b.wait_output(
-        "A in B's peers",
-        "peers",
-        |p| p.len() == 1 && p[0].starts_with(&a_id),
-        WAIT,
-    );
-    assert!(peers[0].contains("found by inbound"), "{peers:?}");
+    let peer = b.wait_only_peer("A in B's peers", &a_id);
+    assert!(peer.contains("found by inbound"), "{peer}");
 
     // B catches up with A's chain after the connection
     let a_tip = a.status()["tip"].clone();
@@ -807,18 +858,8 @@ fn shutdown_by_sigterm_eof_or_quit_exits_0_and_a_restart_keeps_chain_wallet_and_
     assert_eq!(n.run("mine 3").len(), 3);
     let s1 = n.status();
     assert_eq!(s1["height"], "3");
-    n.sigterm();
-    n.expect_clean_exit();
-    n.expect_log(
-        "the signal",
-        |l| l.contains("signal received: shutting down"),
-        WAIT,
-    );
-    n.expect_log(
-        "the final height",
-        |l| l.contains("node stopped height=3"),
-        WAIT,
-    );
+    n.stop_by_sigterm();
+    n.expect_log("the final height", "node stopped height=3");
     assert!(dir.path().join("wallet.key").exists());
     assert!(dir.path().join("node.key").exists());
     drop(n);
@@ -826,9 +867,7 @@ fn shutdown_by_sigterm_eof_or_quit_exits_0_and_a_restart_keeps_chain_wallet_and_
     // Run 2: the same chain, wallet and identity; mine 1, stop by closing stdin.
     let mut n = Node::start("run2", node_args(dir.path(), true, &[]));
     let s2 = n.status();
-    for key in ["peer id", "address", "chain id", "height", "tip", "work"] {
-        assert_eq!(s2[key], s1[key], "{key} after a restart");
-    }
+    assert_kept_across_restart(&s1, &s2);
     assert_eq!(block_line(&n.run1("chain 1")).1, s1["tip"]);
     assert!(
         n.run("block 3")
@@ -838,17 +877,13 @@ fn shutdown_by_sigterm_eof_or_quit_exits_0_and_a_restart_keeps_chain_wallet_and_
     let s2 = n.status();
     n.close_stdin();
     n.expect_clean_exit();
-    n.expect_log(
-        "the final height",
-        |l| l.contains("node stopped height=4"),
-        WAIT,
-    );
+    n.expect_log("the final height", "node stopped height=4");
     drop(n);
 
     // Run 3, as a service (--no-repl): closed stdin does not stop it; SIGTERM does.
     let mut n = Node::start("run3", node_args(dir.path(), true, &["--no-repl"]));
     n.close_stdin();
-    let started = n.expect_log("the start", |l| l.contains("node started"), WAIT);
+    let started = n.expect_log("the start", "node started");
     assert!(
         started.contains(&format!("peer_id={}", s2["peer id"])),
         "{started}"
@@ -858,22 +893,14 @@ fn shutdown_by_sigterm_eof_or_quit_exits_0_and_a_restart_keeps_chain_wallet_and_
         started.contains(&format!("tip={}", &s2["tip"][..16])),
         "{started}"
     );
-    n.expect_log("listening", |l| l.contains("listening address="), WAIT);
-    n.sigterm();
-    n.expect_clean_exit();
-    n.expect_log(
-        "the signal",
-        |l| l.contains("signal received: shutting down"),
-        WAIT,
-    );
+    n.expect_log("listening", "listening address=");
+    n.stop_by_sigterm();
     drop(n);
 
     // Run 4: still the same; `quit` stops it.
     let mut n = Node::start("run4", node_args(dir.path(), true, &[]));
     let s4 = n.status();
-    for key in ["peer id", "address", "chain id", "height", "tip", "work"] {
-        assert_eq!(s4[key], s2[key], "{key} after a restart");
-    }
+    assert_kept_across_restart(&s2, &s4);
     assert_eq!(n.run("balance"), balance_lines(&s4["address"], 200, 0, 0));
     n.quit();
 }
@@ -936,26 +963,14 @@ fn a_node_started_with_peer_receives_blocks_and_transactions() {
 #[test]
 fn wallet_subcommands_help_and_bad_command_lines() {
     let d = tempfile::tempdir().unwrap();
-    let dp = d.path().as_os_str().to_owned();
     let key = d.path().join("wallet.key");
-    let w = |args: &[&str]| {
-        let mut v: Vec<OsString> = vec!["wallet".into()];
-        v.extend(args.iter().map(OsString::from));
-        v.push("--data-dir".into());
-        v.push(dp.clone());
-        run_cli(&v)
-    };
+    let w = |args: &[&str]| run_in(d.path(), &[&["wallet"], args].concat());
 
     // new: prints an address, writes a 0600 key file.
     let out = w(&["new"]);
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    let address = stdout_of(&out).trim().to_string();
+    let address = stdout_ok(&out).trim().to_string();
     assert!(is_hex64(&address), "{address}");
-    assert!(
-        stderr_of(&out).contains("new wallet written to"),
-        "{}",
-        stderr_of(&out)
-    );
+    assert_exit(&out, 0, "new wallet written to");
     let secret = std::fs::read_to_string(&key).unwrap();
     assert!(is_hex64(secret.trim()));
     #[cfg(unix)]
@@ -967,43 +982,29 @@ fn wallet_subcommands_help_and_bad_command_lines() {
 
     // new again: refuses, the key is unchanged.
     let out = w(&["new"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr_of(&out).contains("already exists; refusing to overwrite"),
-        "{}",
-        stderr_of(&out)
-    );
+    assert_exit(&out, 1, "already exists; refusing to overwrite");
     assert_eq!(std::fs::read_to_string(&key).unwrap(), secret);
 
     // show: the address, no secret; --secret adds it.
     let out = w(&["show"]);
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    assert_eq!(stdout_of(&out), format!("address {address}\n"));
+    assert_eq!(stdout_ok(&out), format!("address {address}\n"));
     assert!(!stderr_of(&out).contains(secret.trim()));
-    let out = w(&["show", "--secret"]);
-    assert!(out.status.success(), "{}", stderr_of(&out));
     assert_eq!(
-        stdout_of(&out),
+        stdout_ok(&w(&["show", "--secret"])),
         format!("address {address}\nsecret  {}\n", secret.trim())
     );
 
     // --file: another key file anywhere.
     let other_key = d.path().join("keys/other.key");
     let out = w(&["new", "--file", other_key.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    let other = stdout_of(&out).trim().to_string();
+    let other = stdout_ok(&out).trim().to_string();
     assert_ne!(other, address);
     let out = w(&["show", "--file", other_key.to_str().unwrap()]);
     assert_eq!(stdout_of(&out), format!("address {other}\n"));
 
     // balance before any node ran there: a clear error.
     let out = w(&["balance", "--difficulty", DIFFICULTY]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr_of(&out).contains("no block store"),
-        "{}",
-        stderr_of(&out)
-    );
+    assert_exit(&out, 1, "no block store");
 
     // A node on this data dir uses the wallet; while it runs, the store is locked.
     let mut n = Node::start("wallet-node", node_args(d.path(), true, &[]));
@@ -1011,81 +1012,43 @@ fn wallet_subcommands_help_and_bad_command_lines() {
     assert_eq!(n.run("mine 2").len(), 2);
     let tip = n.status()["tip"].clone();
     let out = w(&["balance", "--difficulty", DIFFICULTY]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr_of(&out).contains("is a node running on this data dir?"),
-        "{}",
-        stderr_of(&out)
-    );
+    assert_exit(&out, 1, "is a node running on this data dir?");
     n.quit();
     drop(n);
 
     // Stopped: the balance from the store.
-    let out = w(&["balance", "--difficulty", DIFFICULTY]);
-    assert!(out.status.success(), "{}", stderr_of(&out));
     assert_eq!(
-        stdout_of(&out),
+        stdout_ok(&w(&["balance", "--difficulty", DIFFICULTY])),
         format!("{address}\nbalance    100\nnonce      0\nheight     2\n")
     );
-    let out = w(&["balance", "--difficulty", DIFFICULTY, &other]);
-    assert!(out.status.success(), "{}", stderr_of(&out));
     assert_eq!(
-        stdout_of(&out),
+        stdout_ok(&w(&["balance", "--difficulty", DIFFICULTY, &other])),
         format!("{other}\nbalance    0\nnonce      0\nheight     2\n")
     );
     // Another difficulty is another chain: refused, and the store is left as it was.
     let out = w(&["balance", "--difficulty", "9"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit(&out, 1, "belongs to chain");
     let err = stderr_of(&out);
-    assert!(err.contains("belongs to chain"), "{err}");
     assert!(!err.contains("is a node running"), "misleading hint: {err}");
     let mut n = Node::start("wallet-node-2", node_args(d.path(), true, &[]));
     assert_eq!(n.status()["tip"], tip);
     n.quit();
     drop(n);
     let out = w(&["balance", "--difficulty", DIFFICULTY, "nothex"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr_of(&out).contains("invalid value 'nothex'"),
-        "{}",
-        stderr_of(&out)
-    );
+    assert_exit(&out, 2, "invalid value 'nothex'");
 
     // A malformed wallet.key: a clear error everywhere, never replaced.
     let m = tempfile::tempdir().unwrap();
     let bad_key = m.path().join("wallet.key");
     std::fs::write(&bad_key, "not a key\n").unwrap();
-    let in_m = |args: &[&str]| {
-        let mut v: Vec<OsString> = args.iter().map(OsString::from).collect();
-        v.push("--data-dir".into());
-        v.push(m.path().into());
-        run_cli(&v)
-    };
+    let in_m = |args: &[&str]| run_in(m.path(), args);
     let out = in_m(&["wallet", "show"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr_of(&out).contains("is not 64 hex digits; refusing to replace it"),
-        "{}",
-        stderr_of(&out)
-    );
+    assert_exit(&out, 1, "is not 64 hex digits; refusing to replace it");
     let out = in_m(&["wallet", "new"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr_of(&out).contains("already exists"),
-        "{}",
-        stderr_of(&out)
-    );
-    let out = in_m(&[
-        "node",
-        "--no-mdns",
-        "--listen",
-        LOOPBACK,
-        "--difficulty",
-        DIFFICULTY,
-    ]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit(&out, 1, "already exists");
+    let out = in_m(&loopback_node(&["--difficulty", DIFFICULTY]));
+    assert_exit(&out, 1, "cannot start the node in");
     let err = stderr_of(&out);
-    assert!(err.contains("cannot start the node in"), "{err}");
     assert!(err.contains("is not 64 hex digits"), "{err}");
     assert_eq!(std::fs::read_to_string(&bad_key).unwrap(), "not a key\n");
 
@@ -1119,13 +1082,8 @@ fn wallet_subcommands_help_and_bad_command_lines() {
     for sub in ["new", "show", "balance"] {
         assert!(help.contains(sub), "wallet --help lacks {sub}");
     }
-    let out = run_cli(&["--version"]);
-    assert!(out.status.success());
-    assert!(
-        stdout_of(&out).starts_with("gossipchain "),
-        "{}",
-        stdout_of(&out)
-    );
+    let version = stdout_ok(&run_cli(&["--version"]));
+    assert!(version.starts_with("gossipchain "), "{version}");
 
     // Bad command lines exit non-zero with a clear message and start nothing.
     let e = tempfile::tempdir().unwrap();
@@ -1141,33 +1099,17 @@ fn wallet_subcommands_help_and_bad_command_lines() {
             "invalid value 'nowhere' for '--listen",
         ),
         (
-            vec![
-                "node",
-                "--no-mdns",
-                "--listen",
-                LOOPBACK,
-                "--difficulty",
-                "x",
-            ],
+            loopback_node(&["--difficulty", "x"]),
             2,
             "invalid value 'x' for '--difficulty",
         ),
         (
-            vec!["node", "--no-mdns", "--listen", LOOPBACK, "--threads", "-1"],
+            loopback_node(&["--threads", "-1"]),
             2,
             "unexpected argument '-1'",
         ),
         (
-            vec![
-                "node",
-                "--no-mdns",
-                "--listen",
-                LOOPBACK,
-                "--difficulty",
-                "200",
-                "--data-dir",
-                &ep,
-            ],
+            loopback_node(&["--difficulty", "200", "--data-dir", &ep]),
             1,
             "difficulty must be 0..=96 bits, got 200",
         ),

@@ -1,26 +1,22 @@
 //! The mempool: per-sender nonce order, fee priority, replacement, bounds and eviction, the
 //! admission checks, resync after a new best block, and block templates that a chain accepts.
 
+mod chain_util;
+
+use chain_util::{G, REWARD, addr, not_a_key, txid};
 use gossipchain::chain::mempool::Resync;
 use gossipchain::chain::tx::{SignatureError, TRANSFER_LEN};
 use gossipchain::chain::{
     Address, ChainParams, ChainState, Ledger, Mempool, MempoolError, MempoolLimits, Outcome,
-    Transaction, Transfer, Txid,
+    Transfer,
 };
 use gossipchain::testkit::{self, NOW, key, mine_header, next_block};
 use proptest::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-const REWARD: u64 = 50;
-
-fn addr(seed: u64) -> Address {
-    Address::of(&key(seed))
-}
-
-fn txid(t: &Transfer) -> Txid {
-    Transaction::Transfer(*t).compute_txid()
-}
+/// A clock an hour after the test chain's genesis: ahead of every block here.
+const HOUR_AFTER_GENESIS: u64 = G + 3_600_000;
 
 /// A chain where each of `senders` mined two blocks (100 coins each).
 fn funded(senders: impl IntoIterator<Item = u64>) -> ChainState {
@@ -285,10 +281,7 @@ fn a_bad_signature_is_refused() {
         Err(MempoolError::BadSignature(SignatureError::BadSignature))
     );
     let mut t = pay(&chain, 1, 10, 1, 0);
-    t.from = (0u8..=255)
-        .map(|i| Address([i; 32]))
-        .find(|a| a.to_string().parse::<Address>().is_err())
-        .unwrap();
+    t.from = not_a_key();
     assert_eq!(
         pool.add(t, chain.ledger()),
         Err(MempoolError::BadSignature(SignatureError::BadPublicKey))
@@ -480,7 +473,7 @@ fn transfers_included_in_a_new_best_block_leave_after_resync() {
 #[test]
 fn a_template_from_the_pool_is_accepted() {
     let mut chain = funded(1..=4);
-    let now = 1_767_225_600_000 + 3_600_000;
+    let now = HOUR_AFTER_GENESIS;
     let mut pool = pool_for(&chain);
     let mut fees = 0;
     for s in 1..=4 {
@@ -520,8 +513,7 @@ fn a_template_respects_the_block_limits_and_takes_the_highest_fees() {
         pool.add(pay(&chain, s, 1, s * 2, 0), chain.ledger())
             .unwrap();
     }
-    let now = 1_767_225_600_000 + 3_600_000;
-    let (block, stats) = mine_template(&mut chain, &mut pool, addr(20), now);
+    let (block, stats) = mine_template(&mut chain, &mut pool, addr(20), HOUR_AFTER_GENESIS);
     let fees: Vec<_> = block.txs.iter().skip(1).map(|t| t.fee()).collect();
     assert_eq!(fees, vec![12, 10, 8]);
     assert_eq!(stats.included, 3);
@@ -603,8 +595,7 @@ proptest! {
             }
         }
         let before = pool.len();
-        let now = 1_767_225_600_000 + 3_600_000;
-        let (block, stats) = mine_template(&mut chain, &mut pool, addr(20), now);
+        let (block, stats) = mine_template(&mut chain, &mut pool, addr(20), HOUR_AFTER_GENESIS);
         prop_assert_eq!(stats.included, block.txs.len() - 1);
         prop_assert_eq!(stats.returned, 0);
         prop_assert_eq!(pool.len() + stats.included + stats.dropped, before);

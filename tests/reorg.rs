@@ -2,53 +2,19 @@
 //! reorganisation equal to a replay of the new best chain, transfers of disconnected blocks
 //! returning to the mempool, branches failing a ledger rule, orphans, and the orphan bound.
 
-use gossipchain::chain::block::{BLOCK_VERSION, Block, Header};
+mod chain_util;
+
+use chain_util::{REWARD, addr, child_of, txid};
+use gossipchain::chain::block::Block;
 use gossipchain::chain::tree::TreeLimits;
 use gossipchain::chain::{
-    Address, BlockHash, ChainParams, ChainState, Coinbase, Mempool, MempoolLimits, Outcome,
-    TipChange, Transaction, Transfer, TxRoot, Txid, ValidationError,
+    Address, BlockHash, ChainState, Mempool, MempoolLimits, Outcome, TipChange, Transaction,
+    Transfer, Txid, ValidationError,
 };
-use gossipchain::testkit::{self, NOW, key, seal};
+use gossipchain::testkit::{self, NOW, key};
 use proptest::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-
-const REWARD: u64 = 50;
-
-fn addr(seed: u64) -> Address {
-    Address::of(&key(seed))
-}
-
-fn txid(t: &Transfer) -> Txid {
-    Transaction::Transfer(*t).compute_txid()
-}
-
-/// A sealed block on `parent` (in no chain necessarily), one second after it, paying the
-/// reward and fees to `miner`.
-fn child_of(parent: &Block, transfers: &[Transfer], miner: Address) -> Arc<Block> {
-    let height = parent.header.height + 1;
-    let fees: u64 = transfers.iter().map(|t| t.fee).sum();
-    let mut txs = vec![Transaction::Coinbase(Coinbase {
-        height,
-        to: miner,
-        amount: REWARD + fees,
-    })];
-    txs.extend(transfers.iter().copied().map(Transaction::Transfer));
-    let mut block = Block {
-        header: Header {
-            version: BLOCK_VERSION,
-            height,
-            prev_hash: parent.compute_hash(),
-            tx_root: TxRoot::default(),
-            timestamp: parent.header.timestamp + 1000,
-            bits: parent.header.bits,
-            nonce: 0,
-        },
-        txs,
-    };
-    seal(&mut block);
-    Arc::new(block)
-}
 
 /// A branch of `n` blocks on `parent` paying `miner`, with `transfers[i]` in its i-th block.
 fn branch(
@@ -70,6 +36,11 @@ fn hash(b: &Block) -> BlockHash {
     b.compute_hash()
 }
 
+/// The hashes of `blocks`, in order.
+fn hashes<'a>(blocks: impl IntoIterator<Item = &'a Arc<Block>>) -> Vec<BlockHash> {
+    blocks.into_iter().map(|b| hash(b)).collect()
+}
+
 /// Processes a block that must be valid; returns the tip change.
 fn feed(chain: &mut ChainState, block: &Arc<Block>) -> Option<TipChange> {
     let r = chain
@@ -78,6 +49,13 @@ fn feed(chain: &mut ChainState, block: &Arc<Block>) -> Option<TipChange> {
     assert_eq!(r.outcome, Outcome::Accepted);
     assert!(r.rejected.is_empty());
     r.tip_change
+}
+
+/// Feeds `blocks` in order; each must be valid.
+fn feed_all<'a>(chain: &mut ChainState, blocks: impl IntoIterator<Item = &'a Arc<Block>>) {
+    for b in blocks {
+        feed(chain, b);
+    }
 }
 
 /// A fresh chain that loads the best chain of `chain` from genesis, both trusted (as from the
@@ -114,8 +92,8 @@ fn active_transfers(chain: &ChainState) -> HashSet<Txid> {
 
 /// The genesis block and three blocks paying addr(1), addr(2), addr(3) (50 each), then one
 /// more paying addr(1) (100 in all).
-fn common_prefix(params: &ChainParams) -> Vec<Arc<Block>> {
-    let genesis = params.genesis();
+fn common_prefix() -> Vec<Arc<Block>> {
+    let genesis = testkit::params().genesis();
     let mut out = vec![Arc::new(genesis)];
     for miner in [1, 2, 3, 1] {
         let b = child_of(out.last().unwrap(), &[], addr(miner));
@@ -124,24 +102,43 @@ fn common_prefix(params: &ChainParams) -> Vec<Arc<Block>> {
     out
 }
 
+/// A chain holding `blocks` (genesis first).
 fn chain_with(blocks: &[Arc<Block>]) -> ChainState {
     let mut chain = ChainState::new(testkit::params());
-    for b in &blocks[1..] {
-        feed(&mut chain, b);
-    }
+    feed_all(&mut chain, &blocks[1..]);
     chain
+}
+
+/// A chain holding the common prefix, and the prefix's last block, where the branches of a
+/// test fork.
+fn on_prefix() -> (ChainState, Arc<Block>) {
+    let prefix = common_prefix();
+    let fork = prefix.last().unwrap().clone();
+    (chain_with(&prefix), fork)
+}
+
+/// [`on_prefix`] with a main branch of three blocks mined by addr(10) fed on the fork point:
+/// the chain, the fork point and the main branch.
+fn on_main_branch() -> (ChainState, Arc<Block>, Vec<Arc<Block>>) {
+    let (mut chain, fork) = on_prefix();
+    let main = branch(&fork, 3, addr(10), &[]);
+    feed_all(&mut chain, &main);
+    (chain, fork, main)
+}
+
+/// A transfer of 51 coins from addr(`seed`), which holds 50 after the common prefix: signed
+/// correctly for `chain`, but breaking the balance rule.
+fn overspend(chain: &ChainState, seed: u64) -> Transfer {
+    Transfer::sign(&key(seed), &chain.chain_id(), addr(7), 51, 0, 0)
 }
 
 #[test]
 fn a_one_block_longer_fork_overtakes() {
-    let params = testkit::params();
-    let prefix = common_prefix(&params);
-    let mut chain = chain_with(&prefix);
-    let fork = prefix.last().unwrap();
+    let (mut chain, fork) = on_prefix();
     let id = chain.chain_id();
     let pay = Transfer::sign(&key(1), &id, addr(7), 40, 1, 0);
-    let a = branch(fork, 1, addr(10), &[vec![pay]]);
-    let b = branch(fork, 2, addr(20), &[]);
+    let a = branch(&fork, 1, addr(10), &[vec![pay]]);
+    let b = branch(&fork, 2, addr(20), &[]);
     assert!(feed(&mut chain, &a[0]).is_some());
     assert_eq!(chain.ledger().account(&addr(7)).balance, 40);
     assert!(
@@ -163,11 +160,8 @@ fn a_one_block_longer_fork_overtakes() {
 
 #[test]
 fn a_deep_reorg_with_transfers_on_both_branches_restores_ledger_and_mempool() {
-    let params = testkit::params();
-    let prefix = common_prefix(&params);
-    let mut chain = chain_with(&prefix);
+    let (mut chain, fork) = on_prefix();
     let id = chain.chain_id();
-    let fork = prefix.last().unwrap().clone();
     let t = |seed, to, amount, fee, nonce| {
         Transfer::sign(&key(seed), &id, addr(to), amount, fee, nonce)
     };
@@ -217,11 +211,12 @@ fn a_deep_reorg_with_transfers_on_both_branches_restores_ledger_and_mempool() {
     let change = feed(&mut chain, &b[5]).expect("B overtakes");
     assert_eq!(change.old_tip, hash(&a[4]));
     assert_eq!(change.new_tip, hash(&b[5]));
-    let disconnected: Vec<_> = change.disconnected.iter().map(|b| hash(b)).collect();
-    let expected: Vec<_> = a.iter().rev().map(|b| hash(b)).collect();
-    assert_eq!(disconnected, expected, "from the old tip down");
-    let connected: Vec<_> = change.connected.iter().map(|b| hash(b)).collect();
-    assert_eq!(connected, b.iter().map(|b| hash(b)).collect::<Vec<_>>());
+    assert_eq!(
+        hashes(&change.disconnected),
+        hashes(a.iter().rev()),
+        "from the old tip down"
+    );
+    assert_eq!(hashes(&change.connected), hashes(&b));
     assert_ledger_is_replay(&chain);
     for blk in &a {
         assert!(chain.contains(&hash(blk)) && !chain.is_active(&hash(blk)));
@@ -261,16 +256,13 @@ fn a_deep_reorg_with_transfers_on_both_branches_restores_ledger_and_mempool() {
 
 #[test]
 fn a_tie_keeps_the_first_seen_tip() {
-    let params = testkit::params();
-    let prefix = common_prefix(&params);
+    let prefix = common_prefix();
     let fork = prefix.last().unwrap().clone();
     let x = branch(&fork, 3, addr(10), &[]);
     let y = branch(&fork, 3, addr(20), &[]);
     for (first, second) in [(&x, &y), (&y, &x)] {
         let mut chain = chain_with(&prefix);
-        for blk in first.iter() {
-            feed(&mut chain, blk);
-        }
+        feed_all(&mut chain, first.iter());
         let ledger = chain.ledger().clone();
         for blk in second.iter() {
             assert!(feed(&mut chain, blk).is_none());
@@ -295,12 +287,9 @@ fn a_tie_keeps_the_first_seen_tip() {
 
 #[test]
 fn a_tie_completed_by_orphans_keeps_the_first_seen_tip() {
-    let params = testkit::params();
-    let prefix = common_prefix(&params);
-    let fork = prefix.last().unwrap().clone();
+    let (mut chain, fork) = on_prefix();
     let x = branch(&fork, 2, addr(10), &[]);
     let y = branch(&fork, 2, addr(20), &[]);
-    let mut chain = chain_with(&prefix);
     // y[1] waits as an orphan; x arrives; then y[0] connects y[1] at equal work.
     let r = chain.process_block(y[1].clone(), NOW).unwrap();
     assert_eq!(
@@ -309,9 +298,7 @@ fn a_tie_completed_by_orphans_keeps_the_first_seen_tip() {
             missing_parent: hash(&y[0])
         }
     );
-    for blk in &x {
-        feed(&mut chain, blk);
-    }
+    feed_all(&mut chain, &x);
     let r = chain.process_block(y[0].clone(), NOW).unwrap();
     assert_eq!(r.accepted.len(), 2);
     assert!(r.tip_change.is_none());
@@ -320,11 +307,8 @@ fn a_tie_completed_by_orphans_keeps_the_first_seen_tip() {
 
 #[test]
 fn reorg_back_and_forth() {
-    let params = testkit::params();
-    let prefix = common_prefix(&params);
-    let mut chain = chain_with(&prefix);
+    let (mut chain, fork) = on_prefix();
     let id = chain.chain_id();
-    let fork = prefix.last().unwrap().clone();
     // Each branch pays from addr(1) and addr(2) with different recipients.
     let on_a = [
         Transfer::sign(&key(1), &id, addr(40), 10, 1, 0),
@@ -390,21 +374,17 @@ fn reorg_back_and_forth() {
 
 #[test]
 fn a_branch_failing_a_ledger_rule_midway_is_dropped_and_the_old_tip_restored() {
-    let params = testkit::params();
-    let prefix = common_prefix(&params);
-    let mut chain = chain_with(&prefix);
-    let id = chain.chain_id();
-    let fork = prefix.last().unwrap().clone();
-    let main = branch(&fork, 3, addr(10), &[]);
-    for blk in &main {
-        feed(&mut chain, blk);
-    }
-    let tip = chain.tip();
-    let ledger = chain.ledger().clone();
+    let (mut chain, fork, main) = on_main_branch();
+    let (tip, ledger) = (chain.tip(), chain.ledger().clone());
     // f[0] is valid; f[1] overspends addr(2) (50) with valid signatures; f[2..] build on it.
-    let ok = Transfer::sign(&key(1), &id, addr(7), 10, 0, 0);
-    let over = Transfer::sign(&key(2), &id, addr(7), 51, 0, 0);
+    let ok = Transfer::sign(&key(1), &chain.chain_id(), addr(7), 10, 0, 0);
+    let over = overspend(&chain, 2);
     let f = branch(&fork, 5, addr(20), &[vec![ok], vec![over]]);
+    let overspent = ValidationError::InsufficientBalance {
+        txid: txid(&over),
+        balance: 50,
+        needed: 51,
+    };
     for blk in &f[..3] {
         // Less or equal work: stored without the ledger rules.
         assert!(feed(&mut chain, blk).is_none());
@@ -415,21 +395,11 @@ fn a_branch_failing_a_ledger_rule_midway_is_dropped_and_the_old_tip_restored() {
     assert_eq!(err, ValidationError::InvalidAncestor(hash(&f[1])));
     assert_eq!(chain.tip(), tip);
     assert_eq!(chain.ledger(), &ledger);
-    assert_eq!(
-        active(&chain)[5..],
-        main.iter().map(|b| hash(b)).collect::<Vec<_>>()
-    );
+    assert_eq!(active(&chain)[5..], hashes(&main));
     assert_ledger_is_replay(&chain);
     assert!(chain.contains(&hash(&f[0])), "the valid part stays");
     assert!(!chain.is_active(&hash(&f[0])));
-    assert_eq!(
-        chain.invalid_reason(&hash(&f[1])),
-        Some(&ValidationError::InsufficientBalance {
-            txid: txid(&over),
-            balance: 50,
-            needed: 51
-        })
-    );
+    assert_eq!(chain.invalid_reason(&hash(&f[1])), Some(&overspent));
     for blk in &f[1..4] {
         assert!(!chain.contains(&hash(blk)));
     }
@@ -444,11 +414,7 @@ fn a_branch_failing_a_ledger_rule_midway_is_dropped_and_the_old_tip_restored() {
     );
     assert_eq!(
         chain.process_block(f[1].clone(), NOW).unwrap_err(),
-        ValidationError::InsufficientBalance {
-            txid: txid(&over),
-            balance: 50,
-            needed: 51
-        }
+        overspent
     );
     // The main chain still grows.
     let next = child_of(main.last().unwrap(), &[], addr(10));
@@ -458,19 +424,12 @@ fn a_branch_failing_a_ledger_rule_midway_is_dropped_and_the_old_tip_restored() {
 
 #[test]
 fn a_failed_reorg_restores_the_first_seen_of_equal_tips() {
-    let params = testkit::params();
-    let prefix = common_prefix(&params);
-    let mut chain = chain_with(&prefix);
-    let id = chain.chain_id();
-    let fork = prefix.last().unwrap().clone();
+    let (mut chain, fork) = on_prefix();
     // The tip m[1], then an equal side branch s, then a longer branch f that fails at f[0].
     let m = branch(&fork, 2, addr(10), &[]);
     let s = branch(&fork, 2, addr(20), &[]);
-    let over = Transfer::sign(&key(3), &id, addr(7), 51, 0, 0);
-    let f = branch(&fork, 3, addr(30), &[vec![over]]);
-    for blk in m.iter().chain(&s) {
-        feed(&mut chain, blk);
-    }
+    let f = branch(&fork, 3, addr(30), &[vec![overspend(&chain, 3)]]);
+    feed_all(&mut chain, m.iter().chain(&s));
     let ledger = chain.ledger().clone();
     for blk in &f[..2] {
         assert!(feed(&mut chain, blk).is_none());
@@ -487,19 +446,9 @@ fn a_failed_reorg_restores_the_first_seen_of_equal_tips() {
 
 #[test]
 fn a_ledger_invalid_branch_arriving_as_orphans_is_dropped_in_one_call() {
-    let params = testkit::params();
-    let prefix = common_prefix(&params);
-    let mut chain = chain_with(&prefix);
-    let id = chain.chain_id();
-    let fork = prefix.last().unwrap().clone();
-    let main = branch(&fork, 3, addr(10), &[]);
-    for blk in &main {
-        feed(&mut chain, blk);
-    }
-    let tip = chain.tip();
-    let ledger = chain.ledger().clone();
-    let over = Transfer::sign(&key(2), &id, addr(7), 51, 0, 0);
-    let f = branch(&fork, 4, addr(20), &[vec![], vec![over]]);
+    let (mut chain, fork, _) = on_main_branch();
+    let (tip, ledger) = (chain.tip(), chain.ledger().clone());
+    let f = branch(&fork, 4, addr(20), &[vec![], vec![overspend(&chain, 2)]]);
     for blk in f[1..].iter().rev() {
         let r = chain.process_block(blk.clone(), NOW).unwrap();
         assert!(matches!(r.outcome, Outcome::Orphan { .. }));
@@ -529,17 +478,14 @@ fn a_ledger_invalid_branch_arriving_as_orphans_is_dropped_in_one_call() {
 
 #[test]
 fn orphans_arriving_in_reverse_order_connect() {
-    let params = testkit::params();
-    let prefix = common_prefix(&params);
-    let id = params.chain_id();
+    let prefix = common_prefix();
+    let id = testkit::params().chain_id();
     let pays: Vec<Vec<Transfer>> = (0..8)
         .map(|n| vec![Transfer::sign(&key(1), &id, addr(60 + n), 2, 1, n)])
         .collect();
     let blocks = branch(prefix.last().unwrap(), 8, addr(10), &pays);
     let mut source = chain_with(&prefix);
-    for b in &blocks {
-        feed(&mut source, b);
-    }
+    feed_all(&mut source, &blocks);
     let mut chain = chain_with(&prefix);
     let tip = chain.tip();
     for (i, b) in blocks.iter().enumerate().skip(1).rev() {
@@ -563,7 +509,7 @@ fn orphans_arriving_in_reverse_order_connect() {
     let r = chain.process_block(blocks[0].clone(), NOW).unwrap();
     assert_eq!(r.outcome, Outcome::Accepted);
     let accepted: Vec<_> = r.accepted.iter().map(|(h, _)| *h).collect();
-    assert_eq!(accepted, blocks.iter().map(|b| hash(b)).collect::<Vec<_>>());
+    assert_eq!(accepted, hashes(&blocks));
     let change = r.tip_change.unwrap();
     assert_eq!(change.old_tip, tip);
     assert_eq!(change.connected, blocks);
@@ -576,16 +522,11 @@ fn orphans_arriving_in_reverse_order_connect() {
 
 #[test]
 fn a_fork_arriving_as_orphans_reorganises_in_one_call() {
-    let params = testkit::params();
-    let prefix = common_prefix(&params);
-    let mut chain = chain_with(&prefix);
+    let (mut chain, fork) = on_prefix();
     let id = chain.chain_id();
-    let fork = prefix.last().unwrap().clone();
     let pay = Transfer::sign(&key(3), &id, addr(8), 5, 5, 0);
     let a = branch(&fork, 5, addr(10), &[vec![pay]]);
-    for blk in &a {
-        feed(&mut chain, blk);
-    }
+    feed_all(&mut chain, &a);
     let b = branch(&fork, 6, addr(20), &[]);
     for blk in b[1..].iter().rev() {
         chain.process_block(blk.clone(), NOW).unwrap();
@@ -604,15 +545,13 @@ fn a_fork_arriving_as_orphans_reorganises_in_one_call() {
 #[test]
 fn the_orphan_pool_stays_bounded_under_a_flood() {
     let params = testkit::params();
-    let prefix = common_prefix(&params);
+    let prefix = common_prefix();
     let limits = TreeLimits {
         max_orphans: 5,
         ..TreeLimits::default()
     };
     let mut chain = ChainState::with_limits(params.clone(), limits);
-    for b in &prefix[1..] {
-        feed(&mut chain, b);
-    }
+    feed_all(&mut chain, &prefix[1..]);
     let tip = chain.tip();
     // Fifty orphans of a chain whose first block is held back, then fifty with unknown parents.
     let blocks = branch(prefix.last().unwrap(), 51, addr(10), &[]);
@@ -678,6 +617,47 @@ fn op() -> impl Strategy<Value = Op> {
         .prop_map(|(parent, pay)| Op { parent, pay })
 }
 
+/// The blocks of a random tree, genesis first: block i + 1 is mined by addr(1000 + i + 1) on the
+/// parent `ops[i]` picks, holding the payment it may ask of the parent's miner and, if it is
+/// marked invalid, a spend from an empty account. Returns the blocks and each one's parent
+/// index (genesis is its own).
+fn random_tree(ops: &[(Op, bool)]) -> (Vec<Arc<Block>>, Vec<usize>) {
+    let params = testkit::params();
+    let id = params.chain_id();
+    let mut blocks = vec![Arc::new(params.genesis())];
+    let mut parents = vec![0];
+    for (i, (op, invalid)) in ops.iter().enumerate() {
+        let p = op.parent.index(blocks.len());
+        let mut transfers = Vec::new();
+        if let Some((amount, fee, to)) = op.pay
+            && p > 0
+        {
+            let to = addr(1000 + to.index(blocks.len()) as u64);
+            transfers.push(Transfer::sign(
+                &key(1000 + p as u64),
+                &id,
+                to,
+                amount,
+                fee,
+                0,
+            ));
+        }
+        if *invalid {
+            transfers.push(Transfer::sign(&key(5000 + i as u64), &id, addr(1), 1, 0, 0));
+        }
+        blocks.push(child_of(&blocks[p], &transfers, addr(1000 + i as u64 + 1)));
+        parents.push(p);
+    }
+    (blocks, parents)
+}
+
+/// The indices of the `n` blocks but genesis, in the random order `order` gives them.
+fn delivery_order(n: usize, order: &[u32]) -> Vec<usize> {
+    let mut delivery: Vec<usize> = (1..n).collect();
+    delivery.sort_by_key(|i| (order[*i - 1], *i));
+    delivery
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(32))]
 
@@ -689,32 +669,16 @@ proptest! {
         ops in prop::collection::vec(op(), 1..16),
         order in prop::collection::vec(any::<u32>(), 16),
     ) {
-        let params = testkit::params();
-        let id = params.chain_id();
-        let genesis = Arc::new(params.genesis());
-        // blocks[i] is mined by addr(1000 + i); blocks[0] is genesis.
-        let mut blocks = vec![genesis.clone()];
-        for (i, op) in ops.iter().enumerate() {
-            let p = op.parent.index(blocks.len());
-            let parent = blocks[p].clone();
-            let mut transfers = Vec::new();
-            if let Some((amount, fee, to)) = op.pay
-                && p > 0
-            {
-                let to = addr(1000 + to.index(blocks.len()) as u64);
-                transfers.push(Transfer::sign(&key(1000 + p as u64), &id, to, amount, fee, 0));
-            }
-            blocks.push(child_of(&parent, &transfers, addr(1000 + i as u64 + 1)));
-        }
-        let mut delivery: Vec<usize> = (1..blocks.len()).collect();
-        delivery.sort_by_key(|i| (order[*i - 1], *i));
+        let ops: Vec<_> = ops.into_iter().map(|op| (op, false)).collect();
+        let (blocks, _) = random_tree(&ops);
+        let genesis = hash(&blocks[0]);
 
-        let mut chain = ChainState::new(params);
-        let mut accepted_order: Vec<BlockHash> = vec![genesis.compute_hash()];
+        let mut chain = ChainState::new(testkit::params());
+        let mut accepted_order: Vec<BlockHash> = vec![genesis];
         let height: HashMap<BlockHash, u64> =
             blocks.iter().map(|b| (hash(b), b.header.height)).collect();
-        let mut model_active = vec![genesis.compute_hash()];
-        for i in delivery {
+        let mut model_active = vec![genesis];
+        for i in delivery_order(blocks.len(), &order) {
             let r = chain.process_block(blocks[i].clone(), NOW).expect("valid");
             prop_assert!(r.rejected.is_empty());
             accepted_order.extend(r.accepted.iter().map(|(h, _)| *h));
@@ -757,35 +721,18 @@ proptest! {
         ops in prop::collection::vec((op(), prop::bool::weighted(0.2)), 1..16),
         order in prop::collection::vec(any::<u32>(), 16),
     ) {
-        let params = testkit::params();
-        let id = params.chain_id();
-        let genesis = Arc::new(params.genesis());
-        let mut blocks = vec![genesis.clone()];
+        let (blocks, parents) = random_tree(&ops);
+        // A block is bad if it spends from an empty account or descends from one that does.
         let mut bad = vec![false];
-        for (i, (op, invalid)) in ops.iter().enumerate() {
-            let p = op.parent.index(blocks.len());
-            let parent = blocks[p].clone();
-            let mut transfers = Vec::new();
-            if let Some((amount, fee, to)) = op.pay
-                && p > 0
-            {
-                let to = addr(1000 + to.index(blocks.len()) as u64);
-                transfers.push(Transfer::sign(&key(1000 + p as u64), &id, to, amount, fee, 0));
-            }
-            if *invalid {
-                transfers.push(Transfer::sign(&key(5000 + i as u64), &id, addr(1), 1, 0, 0));
-            }
-            blocks.push(child_of(&parent, &transfers, addr(1000 + i as u64 + 1)));
-            bad.push(*invalid || bad[p]);
+        for (i, (_, invalid)) in ops.iter().enumerate() {
+            bad.push(*invalid || bad[parents[i + 1]]);
         }
-        let mut delivery: Vec<usize> = (1..blocks.len()).collect();
-        delivery.sort_by_key(|i| (order[*i - 1], *i));
         let index: HashMap<BlockHash, usize> =
             blocks.iter().enumerate().map(|(i, b)| (hash(b), i)).collect();
 
-        let mut chain = ChainState::new(params);
+        let mut chain = ChainState::new(testkit::params());
         let mut accepted_order = vec![0usize];
-        for i in delivery {
+        for i in delivery_order(blocks.len(), &order) {
             match chain.process_block(blocks[i].clone(), NOW) {
                 Ok(r) => {
                     accepted_order.extend(r.accepted.iter().map(|(h, _)| index[h]));

@@ -3,7 +3,10 @@
 //! work itself, and must be refused by `ChainState::process_block` with the rule's own
 //! `ValidationError` variant, leave the chain untouched, and be refused again when resent.
 
-use gossipchain::chain::block::{BLOCK_VERSION, Block, Header};
+mod chain_util;
+
+use chain_util::{G, REWARD, addr, child_with_reward, not_a_key, txid};
+use gossipchain::chain::block::{Block, Header};
 use gossipchain::chain::pow::meets_target;
 use gossipchain::chain::tx::{SignatureError, TRANSFER_LEN};
 use gossipchain::chain::{
@@ -14,14 +17,6 @@ use gossipchain::testkit::{self, NOW, key, mine_header, next_block, seal};
 use proptest::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
-
-const REWARD: u64 = 50;
-/// Genesis timestamp of the test chain; testkit blocks are one second apart from it.
-const G: u64 = 1_767_225_600_000;
-
-fn addr(seed: u64) -> Address {
-    Address::of(&key(seed))
-}
 
 /// What an invalid block must not change.
 #[derive(Debug, PartialEq, Eq)]
@@ -89,10 +84,6 @@ fn assert_accepted(chain: &mut ChainState, block: Block) {
     assert_accepted_at(chain, block, NOW);
 }
 
-fn txid(t: &Transfer) -> gossipchain::chain::Txid {
-    Transaction::Transfer(*t).compute_txid()
-}
-
 /// A chain of three blocks (heights 1 and 2 pay addr(1), height 3 pays addr(2): balances 100
 /// and 50), and a valid block at height 4 on its tip holding `t0` (1 -> 3, 30 + fee 2, nonce 0)
 /// and `t1` (2 -> 4, 10 + fee 1, nonce 0), paying addr(9).
@@ -125,31 +116,28 @@ fn fixture() -> Fixture {
     fixture_with(testkit::params())
 }
 
-/// A sealed block on `parent` (which need not be in any chain), with wrapping fee arithmetic so
-/// that blocks meant to overflow can be built.
-fn child_of(parent: &Block, transfers: &[Transfer], miner: Address, reward: u64) -> Block {
-    let height = parent.header.height + 1;
-    let fees = transfers.iter().fold(0u64, |a, t| a.wrapping_add(t.fee));
-    let mut txs = vec![Transaction::Coinbase(Coinbase {
-        height,
-        to: miner,
-        amount: reward.wrapping_add(fees),
-    })];
-    txs.extend(transfers.iter().copied().map(Transaction::Transfer));
-    let mut block = Block {
-        header: Header {
-            version: BLOCK_VERSION,
-            height,
-            prev_hash: parent.compute_hash(),
-            tx_root: TxRoot::default(),
-            timestamp: parent.header.timestamp + 1000,
-            bits: parent.header.bits,
-            nonce: 0,
-        },
-        txs,
-    };
-    seal(&mut block);
-    block
+impl Fixture {
+    /// The base block with one more transfer (addr(1)'s next, fee 0 so the coinbase amount
+    /// stays right), re-sealed.
+    fn with_extra_transfer(&self) -> Block {
+        let extra = Transfer::sign(&key(1), &self.chain.chain_id(), addr(5), 1, 0, 1);
+        resealed(&self.base, |b| b.txs.push(Transaction::Transfer(extra)))
+    }
+
+    /// Expects `bad` refused with `expected` (see [`assert_rejected`]), then the base block
+    /// accepted: the refusal condemned nothing but `bad`.
+    fn reject_then_accept_base(mut self, bad: Block, expected: &ValidationError) {
+        assert_rejected(&mut self.chain, bad, expected);
+        assert_accepted(&mut self.chain, self.base);
+    }
+}
+
+/// A copy of `block` changed by `change`, then re-sealed (Merkle root and proof of work).
+fn resealed(block: &Block, change: impl FnOnce(&mut Block)) -> Block {
+    let mut b = block.clone();
+    change(&mut b);
+    seal(&mut b);
+    b
 }
 
 fn coinbase_mut(block: &mut Block) -> &mut Coinbase {
@@ -164,14 +152,6 @@ fn transfer_mut(block: &mut Block, i: usize) -> &mut Transfer {
         Transaction::Transfer(t) => t,
         Transaction::Coinbase(_) => panic!("transaction {i} is a transfer"),
     }
-}
-
-/// 32 bytes that are not an Ed25519 public key.
-fn not_a_key() -> Address {
-    (0u8..=255)
-        .map(|i| Address([i; 32]))
-        .find(|a| a.to_string().parse::<Address>().is_err())
-        .expect("some repeated byte is not a curve point")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -273,18 +253,10 @@ fn bad_version() {
         let Fixture {
             mut chain, base, ..
         } = fixture();
-        let mut bad = base.clone();
-        bad.header.version = version;
-        seal(&mut bad);
-        assert_rejected(
-            &mut chain,
-            bad.clone(),
-            &ValidationError::BadVersion(version),
-        );
-        assert_eq!(
-            chain.invalid_reason(&bad.compute_hash()),
-            Some(&ValidationError::BadVersion(version))
-        );
+        let bad = resealed(&base, |b| b.header.version = version);
+        let expected = ValidationError::BadVersion(version);
+        assert_rejected(&mut chain, bad.clone(), &expected);
+        assert_eq!(chain.invalid_reason(&bad.compute_hash()), Some(&expected));
         assert_accepted(&mut chain, base);
     }
 }
@@ -292,21 +264,13 @@ fn bad_version() {
 #[test]
 fn wrong_bits() {
     for bits in [0, 7, 9, 12] {
-        let Fixture {
-            mut chain, base, ..
-        } = fixture();
-        let mut bad = base.clone();
-        bad.header.bits = bits;
-        seal(&mut bad);
-        assert_rejected(
-            &mut chain,
-            bad,
-            &ValidationError::WrongBits {
-                expected: 8,
-                got: bits,
-            },
-        );
-        assert_accepted(&mut chain, base);
+        let f = fixture();
+        let bad = resealed(&f.base, |b| b.header.bits = bits);
+        let expected = ValidationError::WrongBits {
+            expected: 8,
+            got: bits,
+        };
+        f.reject_then_accept_base(bad, &expected);
     }
 }
 
@@ -322,17 +286,14 @@ fn failing_nonce(header: &Header, from: u64) -> Header {
 
 #[test]
 fn insufficient_work() {
-    let Fixture {
-        mut chain, base, ..
-    } = fixture();
-    let mut bad = base.clone();
-    bad.header = failing_nonce(&base.header, base.header.nonce.wrapping_add(1));
+    let f = fixture();
+    let mut bad = f.base.clone();
+    bad.header = failing_nonce(&f.base.header, f.base.header.nonce.wrapping_add(1));
     let expected = ValidationError::InsufficientWork {
         hash: bad.compute_hash(),
         bits: 8,
     };
-    assert_rejected(&mut chain, bad, &expected);
-    assert_accepted(&mut chain, base);
+    f.reject_then_accept_base(bad, &expected);
 }
 
 #[test]
@@ -357,28 +318,25 @@ proptest! {
 
     #[test]
     fn any_nonce_that_misses_the_target_is_insufficient_work(start in any::<u64>()) {
-        let Fixture { mut chain, base, .. } = fixture();
-        let mut bad = base.clone();
-        bad.header = failing_nonce(&base.header, start);
+        let f = fixture();
+        let mut bad = f.base.clone();
+        bad.header = failing_nonce(&f.base.header, start);
         let expected = ValidationError::InsufficientWork { hash: bad.compute_hash(), bits: 8 };
-        assert_rejected(&mut chain, bad, &expected);
-        assert_accepted(&mut chain, base);
+        f.reject_then_accept_base(bad, &expected);
     }
 
     #[test]
     fn any_version_but_one_is_refused(version in any::<u32>().prop_filter("not 1", |v| *v != 1)) {
         let Fixture { mut chain, base, .. } = fixture();
-        let mut bad = base;
-        bad.header.version = version;
-        seal(&mut bad);
+        let bad = resealed(&base, |b| b.header.version = version);
         assert_rejected(&mut chain, bad, &ValidationError::BadVersion(version));
     }
 
     /// Which header field is changed decides the rule that refuses the block.
     #[test]
     fn each_header_field_is_guarded_by_its_rule(field in 0usize..7, r in any::<u64>()) {
-        let Fixture { mut chain, base, .. } = fixture();
-        let mut bad = base.clone();
+        let f = fixture();
+        let mut bad = f.base.clone();
         let h = &mut bad.header;
         let expected = match field {
             0 => {
@@ -395,7 +353,7 @@ proptest! {
             2 => {
                 // Another known block as parent: the height no longer follows it.
                 let parent_height = r % 3;
-                h.prev_hash = chain.hash_at(parent_height).unwrap();
+                h.prev_hash = f.chain.hash_at(parent_height).unwrap();
                 seal(&mut bad);
                 ValidationError::BadHeight { expected: parent_height + 1, got: 4 }
             }
@@ -403,7 +361,7 @@ proptest! {
                 h.tx_root = TxRoot([r as u8 | 1; 32]);
                 mine_header(h);
                 ValidationError::TxRootMismatch {
-                    expected: base.compute_tx_root(),
+                    expected: f.base.compute_tx_root(),
                     got: bad.header.tx_root,
                 }
             }
@@ -426,8 +384,7 @@ proptest! {
                 ValidationError::InsufficientWork { hash: bad.compute_hash(), bits: 8 }
             }
         };
-        assert_rejected(&mut chain, bad, &expected);
-        assert_accepted(&mut chain, base);
+        f.reject_then_accept_base(bad, &expected);
     }
 }
 
@@ -451,26 +408,19 @@ fn block_too_large() {
         ..tight_params()
     };
     let max = params.max_block_bytes;
-    let Fixture {
-        mut chain, base, ..
-    } = fixture_with(params);
+    let f = fixture_with(params);
     assert_eq!(
-        base.encoded_len(),
+        f.base.encoded_len(),
         max as usize,
         "the base block is at the limit"
     );
-    // One more transfer, fee 0 so the coinbase amount stays right.
-    let extra = Transfer::sign(&key(1), &chain.chain_id(), addr(5), 1, 0, 1);
-    let mut bad = base.clone();
-    bad.txs.push(Transaction::Transfer(extra));
-    seal(&mut bad);
+    let bad = f.with_extra_transfer();
     let expected = ValidationError::BlockTooLarge {
         size: bad.encoded_len(),
         max,
     };
     assert_eq!(bad.encoded_len(), max as usize + TRANSFER_LEN);
-    assert_rejected(&mut chain, bad, &expected);
-    assert_accepted(&mut chain, base);
+    f.reject_then_accept_base(bad, &expected);
 }
 
 #[test]
@@ -479,19 +429,12 @@ fn too_many_transactions() {
         max_block_bytes: 1_000_000,
         ..tight_params()
     };
-    let Fixture {
-        mut chain, base, ..
-    } = fixture_with(params);
-    let extra = Transfer::sign(&key(1), &chain.chain_id(), addr(5), 1, 0, 1);
-    let mut bad = base.clone();
-    bad.txs.push(Transaction::Transfer(extra));
-    seal(&mut bad);
-    assert_rejected(
-        &mut chain,
+    let f = fixture_with(params);
+    let bad = f.with_extra_transfer();
+    f.reject_then_accept_base(
         bad,
         &ValidationError::TooManyTransactions { count: 4, max: 3 },
     );
-    assert_accepted(&mut chain, base);
 }
 
 #[test]
@@ -504,89 +447,61 @@ fn missing_coinbase() {
         |b| b.txs.swap(0, 2),
     ];
     for change in changes {
-        let Fixture {
-            mut chain, base, ..
-        } = fixture();
-        let mut bad = base.clone();
-        change(&mut bad);
-        seal(&mut bad);
-        assert_rejected(&mut chain, bad, &ValidationError::MissingCoinbase);
-        assert_accepted(&mut chain, base);
+        let f = fixture();
+        let bad = resealed(&f.base, change);
+        f.reject_then_accept_base(bad, &ValidationError::MissingCoinbase);
     }
 }
 
 #[test]
 fn extra_coinbase() {
     for position in [1, 2, 3] {
-        let Fixture {
-            mut chain, base, ..
-        } = fixture();
+        let f = fixture();
         let second = Transaction::Coinbase(Coinbase {
             height: 4,
             to: addr(8),
             amount: 0,
         });
-        let mut bad = base.clone();
-        bad.txs.insert(position, second);
-        seal(&mut bad);
+        let bad = resealed(&f.base, |b| b.txs.insert(position, second));
         let expected = ValidationError::ExtraCoinbase {
             txid: second.compute_txid(),
         };
-        assert_rejected(&mut chain, bad, &expected);
-        assert_accepted(&mut chain, base);
+        f.reject_then_accept_base(bad, &expected);
     }
 }
 
 #[test]
 fn coinbase_height() {
     for got in [0, 3, 5, u64::MAX] {
-        let Fixture {
-            mut chain, base, ..
-        } = fixture();
-        let mut bad = base.clone();
-        coinbase_mut(&mut bad).height = got;
-        seal(&mut bad);
-        assert_rejected(
-            &mut chain,
-            bad,
-            &ValidationError::CoinbaseHeight { expected: 4, got },
-        );
-        assert_accepted(&mut chain, base);
+        let f = fixture();
+        let bad = resealed(&f.base, |b| coinbase_mut(b).height = got);
+        f.reject_then_accept_base(bad, &ValidationError::CoinbaseHeight { expected: 4, got });
     }
 }
 
 #[test]
 fn duplicate_txid() {
     for (which, position) in [(0, 3), (1, 1), (1, 3)] {
-        let Fixture {
-            mut chain,
-            base,
-            t0,
-            t1,
-        } = fixture();
-        let dup = [t0, t1][which];
-        let mut bad = base.clone();
-        bad.txs.insert(position, Transaction::Transfer(dup));
-        seal(&mut bad);
-        assert_rejected(&mut chain, bad, &ValidationError::DuplicateTxid(txid(&dup)));
-        assert_accepted(&mut chain, base);
+        let f = fixture();
+        let dup = [f.t0, f.t1][which];
+        let bad = resealed(&f.base, |b| {
+            b.txs.insert(position, Transaction::Transfer(dup))
+        });
+        f.reject_then_accept_base(bad, &ValidationError::DuplicateTxid(txid(&dup)));
     }
 }
 
 #[test]
 fn tx_root_mismatch_in_the_header() {
-    let Fixture {
-        mut chain, base, ..
-    } = fixture();
-    let mut bad = base.clone();
+    let f = fixture();
+    let mut bad = f.base.clone();
     bad.header.tx_root = TxRoot([7; 32]);
     mine_header(&mut bad.header);
     let expected = ValidationError::TxRootMismatch {
-        expected: base.compute_tx_root(),
+        expected: f.base.compute_tx_root(),
         got: TxRoot([7; 32]),
     };
-    assert_rejected(&mut chain, bad, &expected);
-    assert_accepted(&mut chain, base);
+    f.reject_then_accept_base(bad, &expected);
 }
 
 #[test]
@@ -712,24 +627,17 @@ fn invalid_ancestor() {
     } = fixture();
     // `bad`: the base block paying one coin too many (a ledger rule, found when it would
     // become the tip), remembered as invalid.
-    let mut bad = base.clone();
-    coinbase_mut(&mut bad).amount += 1;
-    seal(&mut bad);
+    let bad = resealed(&base, |b| coinbase_mut(b).amount += 1);
     let bad_hash = bad.compute_hash();
-    assert_rejected(
-        &mut chain,
-        bad.clone(),
-        &ValidationError::CoinbaseAmount {
-            expected: REWARD + 3,
-            got: REWARD + 4,
-        },
-    );
+    let expected = ValidationError::CoinbaseAmount {
+        expected: REWARD + 3,
+        got: REWARD + 4,
+    };
+    assert_rejected(&mut chain, bad, &expected);
     // A valid block at height 5 on the valid base, moved onto the invalid one.
-    assert_accepted(&mut chain, base.clone());
+    assert_accepted(&mut chain, base);
     let valid_child = next_block(&chain, &[], addr(7));
-    let mut child = valid_child.clone();
-    child.header.prev_hash = bad_hash;
-    seal(&mut child);
+    let child = resealed(&valid_child, |b| b.header.prev_hash = bad_hash);
     let child_hash = child.compute_hash();
     assert_rejected(
         &mut chain,
@@ -741,7 +649,7 @@ fn invalid_ancestor() {
         Some(&ValidationError::InvalidAncestor(bad_hash))
     );
     // Its own child is refused in turn, naming its parent.
-    let grandchild = child_of(&child, &[], addr(7), REWARD);
+    let grandchild = child_with_reward(&child, &[], addr(7), REWARD);
     assert_rejected(
         &mut chain,
         grandchild,
@@ -753,20 +661,13 @@ fn invalid_ancestor() {
 #[test]
 fn bad_height() {
     for got in [0, 3, 5, 1000] {
-        let Fixture {
-            mut chain, base, ..
-        } = fixture();
+        let f = fixture();
         // The block claims another height; its coinbase agrees, so only the context is wrong.
-        let mut bad = base.clone();
-        bad.header.height = got;
-        coinbase_mut(&mut bad).height = got;
-        seal(&mut bad);
-        assert_rejected(
-            &mut chain,
-            bad,
-            &ValidationError::BadHeight { expected: 4, got },
-        );
-        assert_accepted(&mut chain, base);
+        let bad = resealed(&f.base, |b| {
+            b.header.height = got;
+            coinbase_mut(b).height = got;
+        });
+        f.reject_then_accept_base(bad, &ValidationError::BadHeight { expected: 4, got });
     }
 }
 
@@ -778,22 +679,15 @@ fn timestamp_too_old_with_few_ancestors() {
     } = fixture();
     assert_eq!(chain.median_time_past(&chain.tip()), G + 2000);
     for ts in [G + 2000, G + 1999, G, 0] {
-        let mut bad = base.clone();
-        bad.header.timestamp = ts;
-        seal(&mut bad);
-        assert_rejected(
-            &mut chain,
-            bad,
-            &ValidationError::TimestampTooOld {
-                timestamp: ts,
-                median: G + 2000,
-            },
-        );
+        let bad = resealed(&base, |b| b.header.timestamp = ts);
+        let expected = ValidationError::TimestampTooOld {
+            timestamp: ts,
+            median: G + 2000,
+        };
+        assert_rejected(&mut chain, bad, &expected);
     }
     // One millisecond after the median is enough, though before the parent's own timestamp.
-    let mut ok = base;
-    ok.header.timestamp = G + 2001;
-    seal(&mut ok);
+    let ok = resealed(&base, |b| b.header.timestamp = G + 2001);
     assert_accepted(&mut chain, ok);
 }
 
@@ -804,20 +698,13 @@ fn timestamp_too_old_uses_the_previous_eleven_blocks() {
     // Heights 3..=13 (G+3000..G+13000): median G+8000. All 14 blocks would give G+7000.
     assert_eq!(chain.median_time_past(&chain.tip()), G + 8000);
     let base = next_block(&chain, &[], addr(2));
-    let mut bad = base.clone();
-    bad.header.timestamp = G + 8000;
-    seal(&mut bad);
-    assert_rejected(
-        &mut chain,
-        bad,
-        &ValidationError::TimestampTooOld {
-            timestamp: G + 8000,
-            median: G + 8000,
-        },
-    );
-    let mut ok = base;
-    ok.header.timestamp = G + 8001;
-    seal(&mut ok);
+    let bad = resealed(&base, |b| b.header.timestamp = G + 8000);
+    let expected = ValidationError::TimestampTooOld {
+        timestamp: G + 8000,
+        median: G + 8000,
+    };
+    assert_rejected(&mut chain, bad, &expected);
+    let ok = resealed(&base, |b| b.header.timestamp = G + 8001);
     assert_accepted(&mut chain, ok);
 }
 
@@ -865,17 +752,15 @@ proptest! {
         for step in steps {
             let mtp = model_mtp(&times);
             let ts = (*times.last().unwrap() as i64 + step).max(mtp as i64 + 1) as u64;
-            let mut b = next_block(&chain, &[], addr(1));
-            b.header.timestamp = ts;
-            seal(&mut b);
+            let b = resealed(&next_block(&chain, &[], addr(1)), |b| b.header.timestamp = ts);
             assert_accepted(&mut chain, b);
             times.push(ts);
         }
         let mtp = model_mtp(&times);
         prop_assert_eq!(chain.median_time_past(&chain.tip()), mtp);
-        let mut b = next_block(&chain, &[], addr(2));
-        b.header.timestamp = (mtp as i64 + offset) as u64;
-        seal(&mut b);
+        let b = resealed(&next_block(&chain, &[], addr(2)), |b| {
+            b.header.timestamp = (mtp as i64 + offset) as u64;
+        });
         if offset <= 0 {
             let expected = ValidationError::TimestampTooOld {
                 timestamp: b.header.timestamp,
@@ -904,10 +789,10 @@ proptest! {
     #[test]
     fn any_wrong_height_is_refused(got in any::<u64>().prop_filter("not 4", |h| *h != 4)) {
         let Fixture { mut chain, base, .. } = fixture();
-        let mut bad = base;
-        bad.header.height = got;
-        coinbase_mut(&mut bad).height = got;
-        seal(&mut bad);
+        let bad = resealed(&base, |b| {
+            b.header.height = got;
+            coinbase_mut(b).height = got;
+        });
         assert_rejected(&mut chain, bad, &ValidationError::BadHeight { expected: 4, got });
     }
 }
@@ -915,76 +800,55 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 // Signatures.
 
+/// The refusal of `block` for its transaction `i`, whose signature does not verify.
+fn bad_signature(block: &Block, i: usize) -> ValidationError {
+    ValidationError::BadSignature {
+        txid: block.txs[i].compute_txid(),
+        reason: SignatureError::BadSignature,
+    }
+}
+
 #[test]
 fn bad_signature_flipped_bit() {
-    let Fixture {
-        mut chain, base, ..
-    } = fixture();
-    let mut bad = base.clone();
-    transfer_mut(&mut bad, 2).signature[10] ^= 0x01;
-    seal(&mut bad);
-    let expected = ValidationError::BadSignature {
-        txid: bad.txs[2].compute_txid(),
-        reason: SignatureError::BadSignature,
-    };
-    assert_rejected(&mut chain, bad, &expected);
-    assert_accepted(&mut chain, base);
+    let f = fixture();
+    let bad = resealed(&f.base, |b| transfer_mut(b, 2).signature[10] ^= 0x01);
+    let expected = bad_signature(&bad, 2);
+    f.reject_then_accept_base(bad, &expected);
 }
 
 #[test]
 fn bad_signature_changed_amount() {
-    let Fixture {
-        mut chain, base, ..
-    } = fixture();
+    let f = fixture();
     // 30 -> 29 (still affordable, fee unchanged so the coinbase is right): only the signature
     // is wrong.
-    let mut bad = base.clone();
-    transfer_mut(&mut bad, 1).amount = 29;
-    seal(&mut bad);
-    let expected = ValidationError::BadSignature {
-        txid: bad.txs[1].compute_txid(),
-        reason: SignatureError::BadSignature,
-    };
-    assert_rejected(&mut chain, bad, &expected);
-    assert_accepted(&mut chain, base);
+    let bad = resealed(&f.base, |b| transfer_mut(b, 1).amount = 29);
+    let expected = bad_signature(&bad, 1);
+    f.reject_then_accept_base(bad, &expected);
 }
 
 #[test]
 fn bad_signature_sender_not_a_key() {
-    let Fixture {
-        mut chain, base, ..
-    } = fixture();
-    let mut bad = base.clone();
-    transfer_mut(&mut bad, 1).from = not_a_key();
-    seal(&mut bad);
+    let f = fixture();
+    let bad = resealed(&f.base, |b| transfer_mut(b, 1).from = not_a_key());
     let expected = ValidationError::BadSignature {
         txid: bad.txs[1].compute_txid(),
         reason: SignatureError::BadPublicKey,
     };
-    assert_rejected(&mut chain, bad, &expected);
-    assert_accepted(&mut chain, base);
+    f.reject_then_accept_base(bad, &expected);
 }
 
 #[test]
 fn bad_signature_for_another_chain() {
-    let Fixture {
-        mut chain, base, ..
-    } = fixture();
+    let f = fixture();
     let other = ChainParams {
         genesis_message: "another chain".into(),
         ..testkit::params()
     };
-    assert_ne!(other.chain_id(), chain.chain_id());
+    assert_ne!(other.chain_id(), f.chain.chain_id());
     let foreign = Transfer::sign(&key(1), &other.chain_id(), addr(3), 30, 2, 0);
-    let mut bad = base.clone();
-    bad.txs[1] = Transaction::Transfer(foreign);
-    seal(&mut bad);
-    let expected = ValidationError::BadSignature {
-        txid: txid(&foreign),
-        reason: SignatureError::BadSignature,
-    };
-    assert_rejected(&mut chain, bad, &expected);
-    assert_accepted(&mut chain, base);
+    let bad = resealed(&f.base, |b| b.txs[1] = Transaction::Transfer(foreign));
+    let expected = bad_signature(&bad, 1);
+    f.reject_then_accept_base(bad, &expected);
 }
 
 proptest! {
@@ -992,37 +856,29 @@ proptest! {
 
     #[test]
     fn any_flipped_signature_bit_is_refused(which in 1usize..=2, bit in 0usize..512) {
-        let Fixture { mut chain, base, .. } = fixture();
-        let mut bad = base.clone();
-        transfer_mut(&mut bad, which).signature[bit / 8] ^= 1 << (bit % 8);
-        seal(&mut bad);
-        let expected = ValidationError::BadSignature {
-            txid: bad.txs[which].compute_txid(),
-            reason: SignatureError::BadSignature,
-        };
-        assert_rejected(&mut chain, bad, &expected);
-        assert_accepted(&mut chain, base);
+        let f = fixture();
+        let bad = resealed(&f.base, |b| {
+            transfer_mut(b, which).signature[bit / 8] ^= 1 << (bit % 8);
+        });
+        let expected = bad_signature(&bad, which);
+        f.reject_then_accept_base(bad, &expected);
     }
 
     /// Changing any signed field of a transfer after signing breaks its signature.
     #[test]
     fn any_changed_transfer_field_is_refused(field in 0usize..4, delta in 1u64..1000) {
-        let Fixture { mut chain, base, .. } = fixture();
-        let mut bad = base.clone();
-        let t = transfer_mut(&mut bad, 2);
-        match field {
-            0 => t.to = addr(100 + delta),
-            1 => t.amount = t.amount.wrapping_add(delta),
-            2 => t.fee = t.fee.wrapping_add(delta),
-            _ => t.nonce = t.nonce.wrapping_add(delta),
-        }
-        seal(&mut bad);
-        let expected = ValidationError::BadSignature {
-            txid: bad.txs[2].compute_txid(),
-            reason: SignatureError::BadSignature,
-        };
-        assert_rejected(&mut chain, bad, &expected);
-        assert_accepted(&mut chain, base);
+        let f = fixture();
+        let bad = resealed(&f.base, |b| {
+            let t = transfer_mut(b, 2);
+            match field {
+                0 => t.to = addr(100 + delta),
+                1 => t.amount = t.amount.wrapping_add(delta),
+                2 => t.fee = t.fee.wrapping_add(delta),
+                _ => t.nonce = t.nonce.wrapping_add(delta),
+            }
+        });
+        let expected = bad_signature(&bad, 2);
+        f.reject_then_accept_base(bad, &expected);
     }
 }
 
@@ -1035,9 +891,7 @@ fn coinbase_amount_over_and_under() {
         let Fixture {
             mut chain, base, ..
         } = fixture();
-        let mut bad = base.clone();
-        coinbase_mut(&mut bad).amount = got;
-        seal(&mut bad);
+        let bad = resealed(&base, |b| coinbase_mut(b).amount = got);
         let expected = ValidationError::CoinbaseAmount {
             expected: REWARD + 3,
             got,
@@ -1060,9 +914,7 @@ fn bad_nonce_replay_of_a_mined_transfer() {
     // The next block, valid with a fresh transfer of addr(1) (nonce 1), replays t0 instead.
     let fresh = Transfer::sign(&key(1), &chain.chain_id(), addr(3), 30, 2, 1);
     let valid = next_block(&chain, &[fresh], addr(9));
-    let mut bad = valid.clone();
-    bad.txs[1] = Transaction::Transfer(t0);
-    seal(&mut bad);
+    let bad = resealed(&valid, |b| b.txs[1] = Transaction::Transfer(t0));
     let expected = ValidationError::BadNonce {
         txid: txid(&t0),
         expected: 1,
@@ -1080,36 +932,24 @@ fn bad_nonce_future_and_out_of_order() {
     let id = chain.chain_id();
     // A future nonce in place of t0.
     let future = Transfer::sign(&key(1), &id, addr(3), 30, 2, 1);
-    let mut bad = base.clone();
-    bad.txs[1] = Transaction::Transfer(future);
-    seal(&mut bad);
-    assert_rejected(
-        &mut chain,
-        bad,
-        &ValidationError::BadNonce {
-            txid: txid(&future),
-            expected: 0,
-            got: 1,
-        },
-    );
+    let bad = resealed(&base, |b| b.txs[1] = Transaction::Transfer(future));
+    let expected = ValidationError::BadNonce {
+        txid: txid(&future),
+        expected: 0,
+        got: 1,
+    };
+    assert_rejected(&mut chain, bad, &expected);
     // Nonces 1 then 0 from the same sender: the first is early.
     let second = Transfer::sign(&key(1), &id, addr(3), 1, 0, 1);
-    let mut bad = base.clone();
-    bad.txs.insert(1, Transaction::Transfer(second));
-    seal(&mut bad);
-    assert_rejected(
-        &mut chain,
-        bad,
-        &ValidationError::BadNonce {
-            txid: txid(&second),
-            expected: 0,
-            got: 1,
-        },
-    );
+    let bad = resealed(&base, |b| b.txs.insert(1, Transaction::Transfer(second)));
+    let expected = ValidationError::BadNonce {
+        txid: txid(&second),
+        expected: 0,
+        got: 1,
+    };
+    assert_rejected(&mut chain, bad, &expected);
     // In order, the same two transfers are fine.
-    let mut good = base;
-    good.txs.insert(2, Transaction::Transfer(second));
-    seal(&mut good);
+    let good = resealed(&base, |b| b.txs.insert(2, Transaction::Transfer(second)));
     assert_accepted(&mut chain, good);
     assert_eq!(chain.ledger().account(&addr(1)).nonce, 2);
 }
@@ -1122,37 +962,25 @@ fn insufficient_balance_single_and_cumulative() {
     let id = chain.chain_id();
     // addr(1) holds 100: 99 + fee 2 is one too many (fee 2 as in t0, so the coinbase is right).
     let over = Transfer::sign(&key(1), &id, addr(3), 99, 2, 0);
-    let mut bad = base.clone();
-    bad.txs[1] = Transaction::Transfer(over);
-    seal(&mut bad);
-    assert_rejected(
-        &mut chain,
-        bad,
-        &ValidationError::InsufficientBalance {
-            txid: txid(&over),
-            balance: 100,
-            needed: 101,
-        },
-    );
+    let bad = resealed(&base, |b| b.txs[1] = Transaction::Transfer(over));
+    let expected = ValidationError::InsufficientBalance {
+        txid: txid(&over),
+        balance: 100,
+        needed: 101,
+    };
+    assert_rejected(&mut chain, bad, &expected);
     // t0 (32) then a second transfer of 69: 100 - 32 = 68 left.
     let second = Transfer::sign(&key(1), &id, addr(5), 69, 0, 1);
-    let mut bad = base.clone();
-    bad.txs.push(Transaction::Transfer(second));
-    seal(&mut bad);
-    assert_rejected(
-        &mut chain,
-        bad,
-        &ValidationError::InsufficientBalance {
-            txid: txid(&second),
-            balance: 68,
-            needed: 69,
-        },
-    );
+    let bad = resealed(&base, |b| b.txs.push(Transaction::Transfer(second)));
+    let expected = ValidationError::InsufficientBalance {
+        txid: txid(&second),
+        balance: 68,
+        needed: 69,
+    };
+    assert_rejected(&mut chain, bad, &expected);
     // 68 is exactly the rest.
     let rest = Transfer::sign(&key(1), &id, addr(5), 68, 0, 1);
-    let mut good = base;
-    good.txs.push(Transaction::Transfer(rest));
-    seal(&mut good);
+    let good = resealed(&base, |b| b.txs.push(Transaction::Transfer(rest)));
     assert_accepted(&mut chain, good);
     assert_eq!(chain.ledger().account(&addr(1)).balance, 0);
 }
@@ -1165,23 +993,16 @@ fn funds_received_earlier_in_a_block_are_spendable_but_its_coinbase_is_not() {
     let id = chain.chain_id();
     // addr(3) receives 30 from t0 and passes 25 + fee 5 on in the same block.
     let onward = Transfer::sign(&key(3), &id, addr(5), 25, 0, 0);
-    let mut good = base.clone();
-    good.txs.push(Transaction::Transfer(onward));
-    seal(&mut good);
+    let good = resealed(&base, |b| b.txs.push(Transaction::Transfer(onward)));
     // The miner addr(9) cannot spend the coinbase of the block that pays it.
     let from_coinbase = Transfer::sign(&key(9), &id, addr(5), 1, 0, 0);
-    let mut bad = base.clone();
-    bad.txs.push(Transaction::Transfer(from_coinbase));
-    seal(&mut bad);
-    assert_rejected(
-        &mut chain,
-        bad,
-        &ValidationError::InsufficientBalance {
-            txid: txid(&from_coinbase),
-            balance: 0,
-            needed: 1,
-        },
-    );
+    let bad = resealed(&base, |b| b.txs.push(Transaction::Transfer(from_coinbase)));
+    let expected = ValidationError::InsufficientBalance {
+        txid: txid(&from_coinbase),
+        balance: 0,
+        needed: 1,
+    };
+    assert_rejected(&mut chain, bad, &expected);
     assert_accepted(&mut chain, good);
     assert_eq!(chain.ledger().account(&addr(3)).balance, 5);
     assert_eq!(chain.ledger().account(&addr(5)).balance, 25);
@@ -1189,20 +1010,11 @@ fn funds_received_earlier_in_a_block_are_spendable_but_its_coinbase_is_not() {
 
 #[test]
 fn amount_plus_fee_overflow() {
-    let Fixture {
-        mut chain, base, ..
-    } = fixture();
+    let f = fixture();
     // Fee 2 as t0, so the coinbase stays right; amount + fee overflows.
-    let huge = Transfer::sign(&key(1), &chain.chain_id(), addr(3), u64::MAX - 1, 2, 0);
-    let mut bad = base.clone();
-    bad.txs[1] = Transaction::Transfer(huge);
-    seal(&mut bad);
-    assert_rejected(
-        &mut chain,
-        bad,
-        &ValidationError::AmountOverflow { txid: txid(&huge) },
-    );
-    assert_accepted(&mut chain, base);
+    let huge = Transfer::sign(&key(1), &f.chain.chain_id(), addr(3), u64::MAX - 1, 2, 0);
+    let bad = resealed(&f.base, |b| b.txs[1] = Transaction::Transfer(huge));
+    f.reject_then_accept_base(bad, &ValidationError::AmountOverflow { txid: txid(&huge) });
 }
 
 /// A chain whose reward is half of u64's range: addr(1) and addr(2) each mined one block.
@@ -1227,17 +1039,12 @@ fn recipient_balance_overflow() {
     let fits = Transfer::sign(&key(1), &id, addr(2), reward - 1, 0, 0);
     let overflows = Transfer::sign(&key(1), &id, addr(2), reward, 0, 0);
     let tip = chain.block(&chain.tip()).unwrap().clone();
-    let good = child_of(&tip, &[fits], addr(3), reward);
-    let mut bad = good.clone();
-    bad.txs[1] = Transaction::Transfer(overflows);
-    seal(&mut bad);
-    assert_rejected(
-        &mut chain,
-        bad,
-        &ValidationError::AmountOverflow {
-            txid: txid(&overflows),
-        },
-    );
+    let good = child_with_reward(&tip, &[fits], addr(3), reward);
+    let bad = resealed(&good, |b| b.txs[1] = Transaction::Transfer(overflows));
+    let expected = ValidationError::AmountOverflow {
+        txid: txid(&overflows),
+    };
+    assert_rejected(&mut chain, bad, &expected);
     assert_accepted(&mut chain, good);
     assert_eq!(chain.ledger().account(&addr(2)).balance, u64::MAX);
 }
@@ -1251,7 +1058,7 @@ fn fee_sum_and_coinbase_overflow() {
     // txid is named.
     let a = Transfer::sign(&key(1), &id, addr(3), 0, 1 << 62, 0);
     let b = Transfer::sign(&key(2), &id, addr(3), 0, 1 << 62, 0);
-    let bad = child_of(&tip, &[a, b], addr(3), reward);
+    let bad = child_with_reward(&tip, &[a, b], addr(3), reward);
     let expected = ValidationError::AmountOverflow {
         txid: bad.txs[0].compute_txid(),
     };
@@ -1259,19 +1066,19 @@ fn fee_sum_and_coinbase_overflow() {
     // Two fees of 2^63 overflow the fee sum itself, at the second transfer.
     let a = Transfer::sign(&key(1), &id, addr(3), 0, 1 << 63, 0);
     let b = Transfer::sign(&key(2), &id, addr(3), 0, 1 << 63, 0);
-    let bad = child_of(&tip, &[a, b], addr(3), reward);
+    let bad = child_with_reward(&tip, &[a, b], addr(3), reward);
     assert_rejected(
         &mut chain,
         bad,
         &ValidationError::AmountOverflow { txid: txid(&b) },
     );
     // A miner already holding 2^63 cannot be paid another 2^63.
-    let bad = child_of(&tip, &[], addr(1), reward);
+    let bad = child_with_reward(&tip, &[], addr(1), reward);
     let expected = ValidationError::AmountOverflow {
         txid: bad.txs[0].compute_txid(),
     };
     assert_rejected(&mut chain, bad, &expected);
-    let good = child_of(&tip, &[], addr(3), reward);
+    let good = child_with_reward(&tip, &[], addr(3), reward);
     assert_accepted(&mut chain, good);
 }
 
@@ -1280,13 +1087,10 @@ proptest! {
 
     #[test]
     fn any_wrong_coinbase_amount_is_refused(got in any::<u64>().prop_filter("not 53", |g| *g != 53)) {
-        let Fixture { mut chain, base, .. } = fixture();
-        let mut bad = base.clone();
-        coinbase_mut(&mut bad).amount = got;
-        seal(&mut bad);
+        let f = fixture();
+        let bad = resealed(&f.base, |b| coinbase_mut(b).amount = got);
         let expected = ValidationError::CoinbaseAmount { expected: REWARD + 3, got };
-        assert_rejected(&mut chain, bad, &expected);
-        assert_accepted(&mut chain, base);
+        f.reject_then_accept_base(bad, &expected);
     }
 
     /// A transfer of amount + fee from a 100-coin account: accepted exactly when affordable.
@@ -1294,10 +1098,10 @@ proptest! {
     fn spending_is_accepted_exactly_up_to_the_balance(amount in 0u64..=120, fee in 0u64..=20) {
         let Fixture { mut chain, base, .. } = fixture();
         let t = Transfer::sign(&key(1), &chain.chain_id(), addr(3), amount, fee, 0);
-        let mut block = base;
-        block.txs[1] = Transaction::Transfer(t);
-        coinbase_mut(&mut block).amount = REWARD + fee + 1;
-        seal(&mut block);
+        let block = resealed(&base, |b| {
+            b.txs[1] = Transaction::Transfer(t);
+            coinbase_mut(b).amount = REWARD + fee + 1;
+        });
         if amount + fee > 100 {
             let expected = ValidationError::InsufficientBalance {
                 txid: txid(&t),
@@ -1314,14 +1118,11 @@ proptest! {
 
     #[test]
     fn any_nonce_but_the_next_is_refused(nonce in any::<u64>().prop_filter("not 0", |n| *n != 0)) {
-        let Fixture { mut chain, base, .. } = fixture();
-        let t = Transfer::sign(&key(1), &chain.chain_id(), addr(3), 30, 2, nonce);
-        let mut bad = base.clone();
-        bad.txs[1] = Transaction::Transfer(t);
-        seal(&mut bad);
+        let f = fixture();
+        let t = Transfer::sign(&key(1), &f.chain.chain_id(), addr(3), 30, 2, nonce);
+        let bad = resealed(&f.base, |b| b.txs[1] = Transaction::Transfer(t));
         let expected = ValidationError::BadNonce { txid: txid(&t), expected: 0, got: nonce };
-        assert_rejected(&mut chain, bad, &expected);
-        assert_accepted(&mut chain, base);
+        f.reject_then_accept_base(bad, &expected);
     }
 
     #[test]
@@ -1330,10 +1131,10 @@ proptest! {
         // amount in (u64::MAX - fee, u64::MAX]
         let amount = u64::MAX - (k % fee);
         let t = Transfer::sign(&key(1), &chain.chain_id(), addr(3), amount, fee, 0);
-        let mut bad = base;
-        bad.txs[1] = Transaction::Transfer(t);
-        coinbase_mut(&mut bad).amount = REWARD.wrapping_add(fee).wrapping_add(1);
-        seal(&mut bad);
+        let bad = resealed(&base, |b| {
+            b.txs[1] = Transaction::Transfer(t);
+            coinbase_mut(b).amount = REWARD.wrapping_add(fee).wrapping_add(1);
+        });
         assert_rejected(&mut chain, bad, &ValidationError::AmountOverflow { txid: txid(&t) });
     }
 }
@@ -1392,17 +1193,9 @@ fn blocks_of_a_chain_with_other_parameters_do_not_enter() {
         assert_eq!(chain.ledger().account(&addr(1)).balance, 100);
         // A transfer signed for it fails the signature check here.
         let foreign = Transfer::sign(&key(1), &foreign_chain.chain_id(), addr(3), 30, 2, 0);
-        let mut bad = base.clone();
-        bad.txs[1] = Transaction::Transfer(foreign);
-        seal(&mut bad);
-        assert_rejected(
-            &mut chain,
-            bad,
-            &ValidationError::BadSignature {
-                txid: txid(&foreign),
-                reason: SignatureError::BadSignature,
-            },
-        );
+        let bad = resealed(&base, |b| b.txs[1] = Transaction::Transfer(foreign));
+        let expected = bad_signature(&bad, 1);
+        assert_rejected(&mut chain, bad, &expected);
         assert_accepted(&mut chain, base);
     }
 }
@@ -1421,16 +1214,11 @@ fn a_chain_with_other_difficulty_refuses_our_blocks_outright() {
     );
     assert_eq!(other.height(), 0);
     // And a block mined for our tip with the other chain's bits is refused here.
-    let mut hard = base;
-    hard.header.bits = 9;
-    seal(&mut hard);
+    let hard = resealed(&base, |b| b.header.bits = 9);
     let mut chain = chain;
-    assert_rejected(
-        &mut chain,
-        hard,
-        &ValidationError::WrongBits {
-            expected: 8,
-            got: 9,
-        },
-    );
+    let expected = ValidationError::WrongBits {
+        expected: 8,
+        got: 9,
+    };
+    assert_rejected(&mut chain, hard, &expected);
 }
