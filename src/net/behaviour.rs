@@ -143,8 +143,15 @@ impl Behaviour {
                 .with_max_concurrent_streams(32),
         );
         let mdns = if config.mdns {
+            // Queries every 10 s instead of libp2p's 5 min. A node that starts while others
+            // exchange their first queries overhears their answers, which ends its start-up
+            // probing before its own first query goes out: the nodes that answered before it
+            // started learn of it only at the next query.
             Some(mdns::tokio::Behaviour::new(
-                mdns::Config::default(),
+                mdns::Config {
+                    query_interval: Duration::from_secs(10),
+                    ..Default::default()
+                },
                 peer_id,
             )?)
         } else {

@@ -478,9 +478,15 @@ impl EventLoop {
                         continue;
                     }
                     tracing::debug!(%peer, ?addrs, "mdns discovered");
+                    // A new local port, not the listening one: two nodes that discover each
+                    // other at once would otherwise dial port-to-port, and the crossing SYNs
+                    // make one TCP connection (simultaneous open) on which both Noise
+                    // handshakes fail; mDNS does not report the peer again, so they would
+                    // never connect.
                     let opts = DialOpts::peer_id(peer)
                         .addresses(addrs)
                         .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .allocate_new_port()
                         .build();
                     let id = opts.connection_id();
                     if self.swarm.dial(opts).is_ok() {
