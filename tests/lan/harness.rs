@@ -1,0 +1,1279 @@
+//! The LAN harness: a switch namespace holding a Linux bridge, one network namespace per host
+//! with a veth pair into the bridge, and the real `gossipchain` binary run in each host
+//! namespace (`ip netns exec`) with mDNS on, driven through stdin/stdout pipes.
+//!
+//! Nothing is created in the host's own network namespace: the bridge lives in a namespace of
+//! its own, each veth pair is created between a host namespace and the switch namespace, so
+//! mDNS multicast and every test packet stay on links this harness made. Namespace names start
+//! with `gclan<pid>-`, unique per run.
+//!
+//! Cleanup is by Drop guards, which run on success and on a failed assertion (unwinding):
+//! [`Node`] kills (SIGKILL) and reaps its process; [`Lan`] then kills by pid whatever still runs
+//! in its namespaces and deletes them (which deletes the veths and the bridge). When `setpriv`
+//! is installed, every node also gets `PR_SET_PDEATHSIG=SIGKILL`, so that it dies with the test
+//! thread that spawned it even if the test process itself is killed. Namespaces left by a test
+//! process that no longer exists (`gclan<pid>-` with no such pid) are deleted on the next run.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs::OpenOptions;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_gossipchain");
+/// Set to 1 to make a missing prerequisite (not root, no `ip netns`, no nft, no tc) a failure.
+pub const REQUIRE_LAN: &str = "GOSSIPCHAIN_REQUIRE_LAN";
+/// Set to 1 to behave as if not root (checks the skip and the REQUIRE paths).
+pub const PRETEND_NOT_ROOT: &str = "GOSSIPCHAIN_LAN_PRETEND_NOT_ROOT";
+/// A RUST_LOG for every node instead of `info` (compose services keep their own).
+pub const RUST_LOG_OVERRIDE: &str = "GOSSIPCHAIN_LAN_RUST_LOG";
+/// Where every node listens (all interfaces of its own namespace).
+pub const LISTEN: &str = "/ip4/0.0.0.0/tcp/4001";
+/// Deadline of one command's answer.
+pub const WAIT: Duration = Duration::from_secs(20);
+/// Pause between two polls of a condition.
+pub const POLL: Duration = Duration::from_millis(20);
+/// Deadline of a helper tool (ip, nft, tc, kill).
+const TOOL_WAIT: Duration = Duration::from_secs(30);
+/// Prefix of every namespace this harness creates.
+const PREFIX: &str = "gclan";
+
+fn env_flag(name: &str) -> bool {
+    matches!(std::env::var(name).as_deref(), Ok(v) if !v.is_empty() && v != "0")
+}
+
+/// `target/` (the parent of cargo's per-target temporary directory).
+pub fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("target"), Path::to_path_buf)
+}
+
+/// This run's prefix of names: `gclan<pid>`.
+pub fn run_tag() -> String {
+    format!("{PREFIX}{}", std::process::id())
+}
+
+/// The LAN scenarios share two cores: they run one at a time.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figures
+
+/// Prints a figure of a scenario and appends it to `target/lan-figures.txt`.
+pub fn figure(scenario: &str, text: &str) {
+    eprintln!("[lan figure] {scenario}: {text}");
+    append_figure_line(&format!("{scenario}: {text}"));
+}
+
+fn append_figure_line(line: &str) {
+    static HEADER: OnceLock<String> = OnceLock::new();
+    let header = HEADER.get_or_init(|| {
+        let date = tool(&["date", "-u", "+%Y-%m-%dT%H:%M:%SZ"])
+            .map(|d| d.trim().to_string())
+            .unwrap_or_else(|_| {
+                let secs = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                format!("unix time {secs}")
+            });
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|k| k.trim().to_string())
+            .unwrap_or_default();
+        format!(
+            "# LAN run {} at {date}, kernel {kernel}, {} cores",
+            run_tag(),
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        )
+    });
+    let path = target_dir().join("lan-figures.txt");
+    static WRITE: Mutex<bool> = Mutex::new(false);
+    let mut header_written = WRITE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(&path) {
+        if !*header_written {
+            let _ = writeln!(f, "{header}");
+            *header_written = true;
+        }
+        let _ = writeln!(f, "{} {line}", run_tag());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prerequisites and the skip
+
+fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// The executable `tool` on PATH, or in /usr/sbin, /sbin (not always on a user's PATH).
+fn tool_path(tool: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|d| d.join(tool))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// Whether `tool` is installed.
+pub fn tool_exists(tool: &str) -> bool {
+    tool_path(tool).is_some()
+}
+
+/// `tool`'s full path when found (else the bare name, for the error message).
+fn which(tool: &str) -> String {
+    tool_path(tool).map_or_else(|| tool.to_string(), |p| p.to_string_lossy().into_owned())
+}
+
+fn probe_netns() -> Result<(), String> {
+    if !tool_exists("ip") {
+        return Err("`ip` (iproute2) is not installed".into());
+    }
+    let name = format!("{}-probe", run_tag());
+    tool(&["ip", "netns", "add", &name]).map_err(|e| format!("`ip netns add` fails: {e}"))?;
+    tool(&["ip", "netns", "del", &name]).map_err(|e| format!("`ip netns del` fails: {e}"))?;
+    Ok(())
+}
+
+fn prerequisites(tools: &[&str]) -> Result<(), String> {
+    if env_flag(PRETEND_NOT_ROOT) {
+        return Err(format!(
+            "not root ({PRETEND_NOT_ROOT}=1 simulates an unprivileged run)"
+        ));
+    }
+    match effective_uid() {
+        Some(0) => {}
+        Some(uid) => return Err(format!("not root (effective uid {uid})")),
+        None => return Err("cannot read the effective uid from /proc/self/status".into()),
+    }
+    static NETNS: OnceLock<Result<(), String>> = OnceLock::new();
+    NETNS.get_or_init(probe_netns).clone()?;
+    for t in tools {
+        if !tool_exists(t) {
+            return Err(format!("`{t}` is not installed"));
+        }
+    }
+    Ok(())
+}
+
+/// True when the LAN test `test` can run (root, `ip netns`, and `tools`). Otherwise prints a
+/// loud notice straight to the process's stderr (past libtest's capture) and returns false, so
+/// that the test passes without testing anything; with GOSSIPCHAIN_REQUIRE_LAN=1 it panics.
+pub fn lan_or_skip(test: &str, tools: &[&str]) -> bool {
+    let Err(reason) = prerequisites(tools) else {
+        return true;
+    };
+    if env_flag(REQUIRE_LAN) {
+        append_figure_line(&format!("{test}: FAILED, cannot run: {reason}"));
+        panic!("LAN test {test} cannot run: {reason}; {REQUIRE_LAN}=1 requires it to run");
+    }
+    let bar = "!".repeat(96);
+    let msg = format!(
+        "\n{bar}\n!!! SKIPPED LAN TEST `{test}`: {reason}.\n!!! It needs root, `ip netns`, nft \
+         and tc (Debian: iproute2, nftables). NOTHING WAS TESTED.\n!!! Set {REQUIRE_LAN}=1 to \
+         make this a failure.\n{bar}\n"
+    );
+    // Written to the process's stderr directly: libtest captures only print!/eprint!.
+    let _ = std::io::stderr().write_all(msg.as_bytes());
+    append_figure_line(&format!("{test}: SKIPPED ({reason})"));
+    false
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helper tools
+
+/// Runs a command to completion (bounded by a deadline) with `input` on stdin; its stdout, or
+/// an error naming the command, its status and its stderr.
+pub fn tool_input(args: &[&str], input: &str) -> Result<String, String> {
+    let what = args.join(" ");
+    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    if args.len() > 4 && args[0] == "ip" && args[1] == "netns" && args[2] == "exec" {
+        args[4] = which(&args[4]);
+    }
+    let mut child = Command::new(which(&args[0]))
+        .args(&args[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("`{what}` does not start: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    let read = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_string(&mut s);
+            }
+            s
+        })
+    };
+    let out = read(
+        child
+            .stdout
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let err = read(
+        child
+            .stderr
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + TOOL_WAIT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("`{what}` did not finish within {TOOL_WAIT:?}"));
+            }
+        }
+    };
+    let (out, err) = (
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    );
+    if status.success() {
+        Ok(out)
+    } else {
+        Err(format!("`{what}` failed ({status}): {}", err.trim()))
+    }
+}
+
+/// [`tool_input`] with no input.
+pub fn tool(args: &[&str]) -> Result<String, String> {
+    tool_input(args, "")
+}
+
+/// [`tool`], panicking on failure.
+#[track_caller]
+pub fn must(args: &[&str]) -> String {
+    tool(args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn netns_list() -> Vec<String> {
+    tool(&["ip", "netns", "list"])
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+/// SIGKILLs, by pid, every process in namespace `ns` (all started by this harness), until none
+/// is left (bounded).
+fn kill_namespace_processes(ns: &str) {
+    for _ in 0..50 {
+        let pids: Vec<String> = tool(&["ip", "netns", "pids", ns])
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        if pids.is_empty() {
+            return;
+        }
+        for pid in &pids {
+            let _ = tool(&["kill", "-KILL", pid]);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("lan harness: processes still running in {ns} after SIGKILL");
+}
+
+/// Whether `name` (`gclan<pid>` or `gclan<pid>-...`) belongs to a run whose process is gone.
+fn dead_run(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(PREFIX) else {
+        return false;
+    };
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    let tail = &rest[digits.len()..];
+    !digits.is_empty()
+        && (tail.is_empty() || tail.starts_with('-'))
+        && !Path::new(&format!("/proc/{digits}")).exists()
+}
+
+/// How many runs' node logs to keep in `target/lan-logs`.
+const KEEP_LOGS: usize = 10;
+
+/// Cleans up after earlier runs whose test process is gone (killed before its guards ran):
+/// their namespaces, with whatever still runs in them, and their data directories; and keeps
+/// only the node logs of the last runs. Runs once per process.
+fn sweep_stale() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        for ns in netns_list() {
+            if dead_run(&ns) {
+                eprintln!("lan harness: deleting namespace {ns} left by a dead run");
+                kill_namespace_processes(&ns);
+                let _ = tool(&["ip", "netns", "del", &ns]);
+            }
+        }
+        let dirs = |d: PathBuf| -> Vec<(PathBuf, SystemTime)> {
+            std::fs::read_dir(d)
+                .map(|r| {
+                    r.filter_map(Result::ok)
+                        .filter(|e| dead_run(&e.file_name().to_string_lossy()))
+                        .map(|e| {
+                            let t = e.metadata().and_then(|m| m.modified());
+                            (e.path(), t.unwrap_or(UNIX_EPOCH))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        for (d, _) in dirs(target_dir().join("lan-data")) {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        let mut logs = dirs(target_dir().join("lan-logs"));
+        logs.sort_by_key(|(_, t)| std::cmp::Reverse(*t));
+        for (d, _) in logs.into_iter().skip(KEEP_LOGS) {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    });
+}
+
+/// A fresh data directory for a node, under `target/lan-data/gclan<pid>/` (deleted on drop,
+/// or by the next run's sweep if this run is killed).
+pub fn data_dir() -> tempfile::TempDir {
+    sweep_stale();
+    let parent = target_dir().join("lan-data").join(run_tag());
+    std::fs::create_dir_all(&parent).unwrap_or_else(|e| panic!("{}: {e}", parent.display()));
+    tempfile::Builder::new()
+        .prefix("node-")
+        .tempdir_in(&parent)
+        .unwrap_or_else(|e| panic!("a data dir in {}: {e}", parent.display()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The LAN
+
+/// A host of the LAN: a namespace with `eth0` on the bridge.
+#[derive(Clone, Debug)]
+pub struct Host {
+    /// Short name (`h1`, `node2`).
+    pub name: String,
+    /// Its network namespace.
+    pub ns: String,
+    /// Its IPv4 address.
+    pub ip: String,
+    /// Its interface on the bridge.
+    pub iface: String,
+    /// The bridge port its interface is paired with (in the switch namespace).
+    pub port: String,
+}
+
+/// One bridge in a switch namespace, and the host namespaces attached to it. Dropping it kills
+/// what still runs in them and deletes them all.
+pub struct Lan {
+    /// `gclan<pid>-<scenario>`: the prefix of every namespace of this LAN.
+    pub tag: String,
+    switch: String,
+    prefix_len: u8,
+    hosts: Vec<Host>,
+    /// Every namespace created, in order, for cleanup.
+    namespaces: Vec<String>,
+    /// nftables tables installed: (namespace, table).
+    tables: Vec<(String, String)>,
+}
+
+impl Lan {
+    /// A switch namespace with a bridge (`br0`, multicast snooping off: mDNS is flooded like
+    /// on a plain switch).
+    #[track_caller]
+    pub fn new(scenario: &str, prefix_len: u8) -> Self {
+        sweep_stale();
+        let tag = format!("{}-{scenario}", run_tag());
+        let switch = format!("{tag}-sw");
+        let mut lan = Self {
+            tag,
+            switch: switch.clone(),
+            prefix_len,
+            hosts: Vec::new(),
+            namespaces: Vec::new(),
+            tables: Vec::new(),
+        };
+        lan.add_namespace(&switch);
+        must(&["ip", "-n", &switch, "link", "set", "lo", "up"]);
+        must(&[
+            "ip",
+            "-n",
+            &switch,
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ]);
+        must(&["ip", "-n", &switch, "link", "set", "br0", "up"]);
+        lan
+    }
+
+    #[track_caller]
+    fn add_namespace(&mut self, ns: &str) {
+        if netns_list().iter().any(|n| n == ns) {
+            panic!("namespace {ns} already exists");
+        }
+        must(&["ip", "netns", "add", ns]);
+        self.namespaces.push(ns.to_string());
+    }
+
+    /// A new host namespace `name` at `ip`, its `eth0` paired with a port of the bridge.
+    #[track_caller]
+    pub fn add_host(&mut self, name: &str, ip: &str) -> Host {
+        let ns = format!("{}-{name}", self.tag);
+        self.add_namespace(&ns);
+        let port = format!("port{}", self.hosts.len() + 1);
+        let sw = self.switch.clone();
+        must(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+        must(&[
+            "ip", "-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns",
+            &sw,
+        ]);
+        must(&["ip", "-n", &sw, "link", "set", &port, "master", "br0"]);
+        must(&["ip", "-n", &sw, "link", "set", &port, "up"]);
+        let cidr = format!("{ip}/{}", self.prefix_len);
+        must(&["ip", "-n", &ns, "addr", "add", &cidr, "dev", "eth0"]);
+        must(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
+        let host = Host {
+            name: name.to_string(),
+            ns,
+            ip: ip.to_string(),
+            iface: "eth0".into(),
+            port,
+        };
+        self.hosts.push(host.clone());
+        host
+    }
+
+    /// Loads an nftables ruleset (one table) into a host's namespace.
+    #[track_caller]
+    fn nft_table(&mut self, host: &Host, table: &str, body: &str) {
+        let ruleset = format!("table inet {table} {{\n{body}\n}}\n");
+        tool_input(
+            &["ip", "netns", "exec", &host.ns, "nft", "-f", "-"],
+            &ruleset,
+        )
+        .unwrap_or_else(|e| panic!("{e}\nruleset:\n{ruleset}"));
+        self.tables.push((host.ns.clone(), table.to_string()));
+    }
+
+    #[track_caller]
+    fn drop_table(&mut self, ns: &str, table: &str) {
+        must(&[
+            "ip", "netns", "exec", ns, "nft", "delete", "table", "inet", table,
+        ]);
+        self.tables.retain(|(n, t)| !(n == ns && t == table));
+    }
+
+    /// Cuts `a` from `b`: in each host's namespace, nftables drops every packet from or to the
+    /// other group's addresses (TCP, mDNS, everything).
+    #[track_caller]
+    pub fn partition(&mut self, a: &[&Host], b: &[&Host]) {
+        for (side, other) in [(a, b), (b, a)] {
+            let ips: Vec<&str> = other.iter().map(|h| h.ip.as_str()).collect();
+            let set = ips.join(", ");
+            for h in side {
+                self.nft_table(
+                    h,
+                    "gcpart",
+                    &format!(
+                        "  chain in {{ type filter hook input priority 0; policy accept; ip saddr {{ {set} }} counter drop; }}\n  chain out {{ type filter hook output priority 0; policy accept; ip daddr {{ {set} }} counter drop; }}"
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Removes every partition rule.
+    #[track_caller]
+    pub fn heal(&mut self) {
+        let parts: Vec<(String, String)> = self
+            .tables
+            .iter()
+            .filter(|(_, t)| t == "gcpart")
+            .cloned()
+            .collect();
+        for (ns, t) in parts {
+            self.drop_table(&ns, &t);
+        }
+    }
+
+    /// Packets the partition rules dropped so far, summed over every host.
+    pub fn partition_drops(&self) -> u64 {
+        self.tables
+            .iter()
+            .filter(|(_, t)| t == "gcpart")
+            .map(|(ns, t)| nft_counters(ns, "inet", t).iter().sum::<u64>())
+            .sum()
+    }
+
+    /// A lossy, slow link for `host`, both ways. nftables on the bridge (this kernel has no
+    /// netem) drops `loss_percent` of the packets at random that come from the host's port and
+    /// that go to it: lost on the wire, as on a bad cable or radio link, so the sender sees no
+    /// error (a drop in the host's own output hook would fail its `send` with EPERM instead).
+    /// A token bucket (tbf) shapes the host's interface and its bridge port.
+    #[track_caller]
+    pub fn impair(
+        &mut self,
+        host: &Host,
+        loss_percent: u32,
+        rate: &str,
+        burst: &str,
+        latency: &str,
+    ) {
+        let ruleset = format!(
+            "table bridge gcloss {{\n  chain loss {{\n    type filter hook forward priority 0; policy accept;\n    iifname \"{port}\" numgen random mod 100 < {loss_percent} counter drop\n    oifname \"{port}\" numgen random mod 100 < {loss_percent} counter drop\n  }}\n}}\n",
+            port = host.port
+        );
+        let sw = self.switch.clone();
+        tool_input(&["ip", "netns", "exec", &sw, "nft", "-f", "-"], &ruleset)
+            .unwrap_or_else(|e| panic!("{e}\nruleset:\n{ruleset}"));
+        for (ns, dev) in [(&host.ns, &host.iface), (&sw, &host.port)] {
+            must(&[
+                "ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate",
+                rate, "burst", burst, "latency", latency,
+            ]);
+        }
+    }
+
+    /// What the impairment of `host` did: packets dropped by the loss rules (from the host, to
+    /// the host), and the shapers' statistics lines (out of the host, into it).
+    pub fn impairment_stats(&self, host: &Host) -> ((u64, u64), (String, String)) {
+        let counters = nft_counters(&self.switch, "bridge", "gcloss");
+        let (out, inn) = (
+            counters.first().copied().unwrap_or(0),
+            counters.get(1).copied().unwrap_or(0),
+        );
+        let tc = |ns: &str, dev: &str| {
+            let listing = tool(&[
+                "ip", "netns", "exec", ns, "tc", "-s", "qdisc", "show", "dev", dev,
+            ])
+            .unwrap_or_default();
+            listing
+                .lines()
+                .find(|l| l.trim_start().starts_with("Sent"))
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        };
+        (
+            (out, inn),
+            (tc(&host.ns, &host.iface), tc(&self.switch, &host.port)),
+        )
+    }
+}
+
+/// The packet counters of an nftables table, in rule order.
+fn nft_counters(ns: &str, family: &str, table: &str) -> Vec<u64> {
+    let listing = tool(&[
+        "ip", "netns", "exec", ns, "nft", "list", "table", family, table,
+    ])
+    .unwrap_or_default();
+    let words: Vec<&str> = listing.split_whitespace().collect();
+    words
+        .windows(3)
+        .filter(|w| w[0] == "counter" && w[1] == "packets")
+        .filter_map(|w| w[2].parse::<u64>().ok())
+        .collect()
+}
+
+impl Drop for Lan {
+    /// Kills by pid what still runs in the namespaces, deletes the links (each veth pair with
+    /// its host end, then the bridge), then the namespaces.
+    fn drop(&mut self) {
+        for ns in self.namespaces.iter().rev() {
+            kill_namespace_processes(ns);
+        }
+        for h in &self.hosts {
+            let _ = tool(&["ip", "-n", &h.ns, "link", "del", &h.iface]);
+        }
+        let _ = tool(&["ip", "-n", &self.switch, "link", "del", "br0"]);
+        for ns in self.namespaces.iter().rev() {
+            if let Err(e) = tool(&["ip", "netns", "del", ns]) {
+                eprintln!("lan harness: cannot delete namespace {ns}: {e}");
+            }
+        }
+        let left: Vec<String> = netns_list()
+            .into_iter()
+            .filter(|n| n.starts_with(&format!("{}-", self.tag)))
+            .collect();
+        if !left.is_empty() {
+            eprintln!("lan harness: namespaces left behind: {left:?}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nodes
+
+/// Lines of one output stream of a node, read on their own thread (and copied to a log file).
+struct Stream {
+    rx: Receiver<String>,
+    seen: Vec<String>,
+}
+
+enum Next {
+    Line(String),
+    Timeout,
+    Closed,
+}
+
+impl Stream {
+    fn new(r: impl Read + Send + 'static, thread: &str, log: Option<PathBuf>) -> Self {
+        let (tx, rx) = channel();
+        std::thread::Builder::new()
+            .name(thread.into())
+            .spawn(move || {
+                let mut file =
+                    log.and_then(|p| OpenOptions::new().create(true).append(true).open(p).ok());
+                for line in BufReader::new(r).lines() {
+                    let Ok(line) = line else { return };
+                    if let Some(f) = file.as_mut() {
+                        let _ = writeln!(f, "{line}");
+                    }
+                    if tx.send(line).is_err() {
+                        return;
+                    }
+                }
+            })
+            .expect("spawn a reader thread");
+        Self {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    fn next(&mut self, deadline: Instant) -> Next {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.rx.recv_timeout(left) {
+            Ok(line) => {
+                self.seen.push(line.clone());
+                Next::Line(line)
+            }
+            Err(RecvTimeoutError::Timeout) => Next::Timeout,
+            Err(RecvTimeoutError::Disconnected) => Next::Closed,
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Ok(line) = self.rx.try_recv() {
+            self.seen.push(line);
+        }
+    }
+
+    fn tail(&self, n: usize) -> String {
+        self.seen[self.seen.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+/// `status` as field → value.
+pub type Status = HashMap<String, String>;
+
+/// One line of `peers`.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    /// Peer id.
+    pub id: String,
+    /// Remote addresses of its connections.
+    pub addrs: String,
+    /// How it was found: mdns, --peer, dial, inbound.
+    pub found_by: String,
+    /// Last ping round trip, as printed.
+    pub rtt: Option<String>,
+}
+
+/// One line of `chain` or `mine`: height, hash, transaction count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockLine {
+    pub height: u64,
+    pub hash: String,
+    pub txs: usize,
+}
+
+/// Parses `#12  <hash>  2 txs  <time>` (with or without a leading `mined `).
+pub fn block_line(line: &str) -> Option<BlockLine> {
+    let line = line.strip_prefix("mined ").unwrap_or(line);
+    let w: Vec<&str> = line.split_whitespace().collect();
+    if w.len() < 4 || w[3] != "txs" || !is_hex64(w[1]) {
+        return None;
+    }
+    Some(BlockLine {
+        height: w[0].strip_prefix('#')?.parse().ok()?,
+        hash: w[1].to_string(),
+        txs: w[2].parse().ok()?,
+    })
+}
+
+pub fn is_hex64(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The value of `key=` in a log line.
+pub fn log_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let pat = format!(" {key}=");
+    let start = line.find(&pat)? + pat.len();
+    line[start..].split_whitespace().next()
+}
+
+/// Seconds since midnight UTC of a log line's timestamp (`2026-11-21T06:13:51.081907Z ...`).
+pub fn log_time(line: &str) -> Option<f64> {
+    let ts = line.split_whitespace().next()?;
+    let time = ts.split('T').nth(1)?.trim_end_matches('Z');
+    let mut parts = time.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+/// The standard arguments of a LAN node: its data dir, the fixed port on every interface of
+/// its namespace, the chain's difficulty, one mining thread; mDNS on, no `--peer`.
+pub fn lan_args(dir: &Path, difficulty: u32, extra: &[&str]) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["--data-dir".into(), dir.into()];
+    for a in [
+        "--listen",
+        LISTEN,
+        "--difficulty",
+        &difficulty.to_string(),
+        "--threads",
+        "1",
+    ] {
+        args.push(a.into());
+    }
+    args.extend(extra.iter().map(OsString::from));
+    args
+}
+
+/// A `gossipchain` process running in a host namespace. Dropping it kills and reaps it.
+pub struct Node {
+    /// Name in messages (`h1`, `node2`).
+    pub name: String,
+    /// Its host.
+    pub host: Host,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    out: Stream,
+    err: Stream,
+    marks: u64,
+    /// When the process was spawned.
+    pub spawned: Instant,
+    /// Its full log (stderr) on disk.
+    pub log_path: PathBuf,
+}
+
+impl Node {
+    /// Spawns the binary in `host`'s namespace with `args`, a clean GOSSIPCHAIN_* environment
+    /// plus `env`, and RUST_LOG=info (unless `env` sets it).
+    #[track_caller]
+    pub fn spawn(name: &str, host: &Host, args: &[OsString], env: &[(String, String)]) -> Self {
+        static COUNT: Mutex<u32> = Mutex::new(0);
+        let n = {
+            let mut c = COUNT.lock().unwrap_or_else(|e| e.into_inner());
+            *c += 1;
+            *c
+        };
+        let log_dir = target_dir().join("lan-logs").join(run_tag());
+        let _ = std::fs::create_dir_all(&log_dir);
+        let log_path = log_dir.join(format!("{n:03}-{}-{name}.log", host.ns));
+        let mut c = Command::new(which("ip"));
+        c.args(["netns", "exec", &host.ns]);
+        // `ip netns exec` and setpriv both exec: the child's pid is the node's.
+        if let Some(setpriv) = tool_path("setpriv") {
+            c.arg(setpriv).args(["--pdeathsig", "KILL", "--"]);
+        }
+        c.arg(BIN).args(args);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("GOSSIPCHAIN_") {
+                c.env_remove(k);
+            }
+        }
+        // GOSSIPCHAIN_LAN_RUST_LOG overrides the level, e.g. `info,libp2p_mdns=trace`.
+        let level = std::env::var(RUST_LOG_OVERRIDE).unwrap_or_else(|_| "info".into());
+        c.env("RUST_LOG", &level);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {name} in {}: {e}", host.ns));
+        let spawned = Instant::now();
+        let stdin = child.stdin.take();
+        let out = Stream::new(child.stdout.take().unwrap(), &format!("{name}-out"), None);
+        let err = Stream::new(
+            child.stderr.take().unwrap(),
+            &format!("{name}-err"),
+            Some(log_path.clone()),
+        );
+        Self {
+            name: name.to_string(),
+            host: host.clone(),
+            child,
+            stdin,
+            out,
+            err,
+            marks: 0,
+            spawned,
+            log_path,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process has ended (and was reaped).
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Panics with what was awaited and the end of both streams.
+    #[track_caller]
+    pub fn fail(&mut self, what: &str) -> ! {
+        self.err.drain();
+        self.out.drain();
+        panic!(
+            "node {} ({}): {what}\n--- stdout (last lines) ---\n{}\n--- stderr (last lines; all in {}) ---\n{}",
+            self.name,
+            self.host.ip,
+            self.out.tail(30),
+            self.log_path.display(),
+            self.err.tail(30)
+        );
+    }
+
+    #[track_caller]
+    fn send_line(&mut self, line: &str) {
+        let Some(stdin) = self.stdin.as_mut() else {
+            self.fail("stdin is closed")
+        };
+        if let Err(e) = writeln!(stdin, "{line}").and_then(|()| stdin.flush()) {
+            self.fail(&format!("cannot write '{line}' to stdin: {e}"));
+        }
+    }
+
+    /// Runs one command and returns the lines it printed, within `timeout`. The end of its
+    /// output is found by a marker: an unknown command typed right after it, whose error comes
+    /// only once the command before it was handled (the node handles one line at a time).
+    #[track_caller]
+    pub fn run_for(&mut self, cmd: &str, timeout: Duration) -> Vec<String> {
+        self.marks += 1;
+        let mark = format!("end-of-output-{}", self.marks);
+        self.send_line(cmd);
+        self.send_line(&mark);
+        let end = format!("error: unknown command '{mark}'");
+        let deadline = Instant::now() + timeout;
+        let mut lines = Vec::new();
+        loop {
+            match self.out.next(deadline) {
+                Next::Line(l) if l == end => break,
+                Next::Line(l) => lines.push(l),
+                Next::Timeout => self.fail(&format!("timed out waiting for the output of '{cmd}'")),
+                Next::Closed => self.fail(&format!("stdout closed while running '{cmd}'")),
+            }
+        }
+        match self.out.next(Instant::now() + WAIT) {
+            Next::Line(l) if l == "usage: help" => {}
+            _ => self.fail("no usage line after the marker"),
+        }
+        lines
+    }
+
+    /// [`Node::run_for`] with the standard deadline.
+    #[track_caller]
+    pub fn run(&mut self, cmd: &str) -> Vec<String> {
+        self.run_for(cmd, WAIT)
+    }
+
+    /// A command that prints one line.
+    #[track_caller]
+    pub fn run1(&mut self, cmd: &str) -> String {
+        let lines = self.run(cmd);
+        if lines.len() != 1 {
+            self.fail(&format!("'{cmd}' printed {lines:?}, not one line"));
+        }
+        lines.into_iter().next().unwrap()
+    }
+
+    /// `status`.
+    #[track_caller]
+    pub fn status(&mut self) -> Status {
+        let lines = self.run("status");
+        let mut s = Status::new();
+        for l in &lines {
+            let (k, v) = l.split_once("  ").unwrap_or((l.as_str(), ""));
+            s.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        for key in ["peer id", "height", "tip", "peers", "mempool", "address"] {
+            if !s.contains_key(key) {
+                self.fail(&format!("status has no '{key}' line: {lines:?}"));
+            }
+        }
+        s
+    }
+
+    #[track_caller]
+    pub fn height(&mut self) -> u64 {
+        let s = self.status();
+        s["height"]
+            .parse()
+            .unwrap_or_else(|_| self.fail("bad height"))
+    }
+
+    #[track_caller]
+    pub fn tip(&mut self) -> String {
+        self.status()["tip"].clone()
+    }
+
+    /// (height, tip) in one `status`.
+    #[track_caller]
+    pub fn head(&mut self) -> (u64, String) {
+        let s = self.status();
+        let h = s["height"]
+            .parse()
+            .unwrap_or_else(|_| self.fail("bad height"));
+        (h, s["tip"].clone())
+    }
+
+    #[track_caller]
+    pub fn peer_id(&mut self) -> String {
+        self.status()["peer id"].clone()
+    }
+
+    #[track_caller]
+    pub fn address(&mut self) -> String {
+        let a = self.run1("address");
+        if !is_hex64(&a) {
+            self.fail(&format!("bad address {a:?}"));
+        }
+        a
+    }
+
+    /// `peers`, parsed.
+    #[track_caller]
+    pub fn peers(&mut self) -> Vec<Peer> {
+        let lines = self.run("peers");
+        if lines == ["no peers"] {
+            return Vec::new();
+        }
+        let mut peers = Vec::new();
+        for l in &lines {
+            let parts: Vec<&str> = l.split("  ").collect();
+            let found_by = parts
+                .iter()
+                .find_map(|p| p.strip_prefix("found by "))
+                .map(str::to_string);
+            let Some(found_by) = found_by else {
+                self.fail(&format!("bad peers line {l:?}"))
+            };
+            peers.push(Peer {
+                id: parts[0].to_string(),
+                addrs: parts.get(1).map_or(String::new(), |s| s.to_string()),
+                found_by,
+                rtt: parts
+                    .iter()
+                    .find_map(|p| p.strip_prefix("rtt "))
+                    .map(str::to_string),
+            });
+        }
+        peers
+    }
+
+    /// Txids in `mempool`.
+    #[track_caller]
+    pub fn mempool(&mut self) -> Vec<String> {
+        let lines = self.run("mempool");
+        if lines == ["mempool is empty"] {
+            return Vec::new();
+        }
+        lines
+            .iter()
+            .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+            .collect()
+    }
+
+    /// (balance, nonce) of an address.
+    #[track_caller]
+    pub fn balance(&mut self, address: &str) -> (u64, u64) {
+        let lines = self.run(&format!("balance {address}"));
+        let field = |name: &str| {
+            lines
+                .iter()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        match (field("balance"), field("nonce")) {
+            (Some(b), Some(n)) => (b, n),
+            _ => self.fail(&format!("bad balance output {lines:?}")),
+        }
+    }
+
+    /// `mine n` (in commands of at most 1000 blocks, the most one `mine` does): the blocks
+    /// mined.
+    #[track_caller]
+    pub fn mine(&mut self, n: u64, timeout: Duration) -> Vec<BlockLine> {
+        let deadline = Instant::now() + timeout;
+        let mut blocks = Vec::new();
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(1000);
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let lines = self.run_for(&format!("mine {k}"), wait);
+            let mined: Vec<BlockLine> = lines.iter().filter_map(|l| block_line(l)).collect();
+            if mined.len() as u64 != k || mined.len() != lines.len() {
+                let first = lines.first().cloned().unwrap_or_default();
+                let last = lines.last().cloned().unwrap_or_default();
+                self.fail(&format!(
+                    "mine {k} printed {} lines ({} blocks), first {first:?}, last {last:?}",
+                    lines.len(),
+                    mined.len()
+                ));
+            }
+            blocks.extend(mined);
+            left -= k;
+        }
+        blocks
+    }
+
+    /// `send`: the txid.
+    #[track_caller]
+    pub fn send(&mut self, to: &str, amount: u64, fee: u64) -> String {
+        let line = self.run1(&format!("send {to} {amount} {fee}"));
+        match line.strip_prefix("sent ") {
+            Some(txid) if is_hex64(txid) => txid.to_string(),
+            _ => self.fail(&format!("send printed {line:?}")),
+        }
+    }
+
+    /// `block <hash>`: None if unknown, else (height, on the best chain, its lines).
+    #[track_caller]
+    pub fn block(&mut self, hash: &str) -> Option<(u64, bool, Vec<String>)> {
+        let lines = self.run(&format!("block {hash}"));
+        let height_line = lines.iter().find_map(|l| l.strip_prefix("height"))?;
+        let height = height_line.split_whitespace().next()?.parse().ok()?;
+        let best = !height_line.contains("side branch");
+        Some((height, best, lines))
+    }
+
+    /// Polls `status` until `pred` holds.
+    #[track_caller]
+    pub fn wait_status(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Status) -> bool,
+    ) -> Status {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.status();
+            if pred(&s) {
+                return s;
+            }
+            if Instant::now() >= deadline {
+                self.fail(&format!("timed out waiting for {what}; last status {s:?}"));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// The first log line (already seen or still to come) satisfying `pred`.
+    #[track_caller]
+    pub fn wait_log(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        self.err.drain();
+        if let Some(l) = self.err.seen.iter().find(|l| pred(l)) {
+            return l.clone();
+        }
+        self.next_log(what, timeout, pred)
+    }
+
+    /// The next log line, from now on, satisfying `pred`.
+    #[track_caller]
+    pub fn next_log(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.err.next(deadline) {
+                Next::Line(l) if pred(&l) => return l,
+                Next::Line(_) => {}
+                Next::Timeout => self.fail(&format!("timed out waiting for the log of {what}")),
+                Next::Closed => self.fail(&format!("stderr closed while waiting for {what}")),
+            }
+        }
+    }
+
+    /// Every log line so far satisfying `pred`.
+    pub fn logs(&mut self, pred: impl Fn(&str) -> bool) -> Vec<String> {
+        self.err.drain();
+        self.err.seen.iter().filter(|l| pred(l)).cloned().collect()
+    }
+
+    /// SIGKILL, and reap.
+    #[track_caller]
+    pub fn kill9(&mut self) -> ExitStatus {
+        if let Err(e) = self.child.kill() {
+            self.fail(&format!("cannot kill: {e}"));
+        }
+        let status = self.child.wait().unwrap_or_else(|e| panic!("wait: {e}"));
+        self.stdin.take();
+        // The streams end with the process.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while let Next::Line(_) = self.err.next(deadline) {}
+        self.out.drain();
+        status
+    }
+
+    /// `quit`, then a clean exit: code 0 and the node's own "node stopped" log line.
+    #[track_caller]
+    pub fn quit(&mut self) {
+        self.send_line("quit");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.out.next(deadline) {
+                Next::Line(l) if l == "bye" => break,
+                Next::Line(_) => {}
+                _ => self.fail("no 'bye' after quit"),
+            }
+        }
+        self.stdin.take();
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(s)) => break s,
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(POLL),
+                _ => self.fail("did not exit after quit"),
+            }
+        };
+        if status.code() != Some(0) {
+            self.fail(&format!("exited with {status} after quit"));
+        }
+        self.wait_log("node stopped", WAIT, |l| l.contains("node stopped"));
+        // Nothing went wrong unnoticed: no error and no panic in the whole log.
+        let bad = self.logs(|l| l.contains(" ERROR ") || l.contains("panicked"));
+        if !bad.is_empty() {
+            self.fail(&format!("errors in the log: {bad:?}"));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stdin.take();
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            self.err.drain();
+            eprintln!(
+                "--- node {} ({}) log tail; whole log in {} ---\n{}",
+                self.name,
+                self.host.ip,
+                self.log_path.display(),
+                self.err.tail(15)
+            );
+        }
+    }
+}
+
+/// Polls `check` until it returns Ok, or panics after `timeout` with `what` and the last
+/// error. Returns the time it took.
+#[track_caller]
+pub fn wait_until(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Result<(), String>,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        match check() {
+            Ok(()) => return start.elapsed(),
+            Err(last) if start.elapsed() >= timeout => {
+                panic!("timed out after {timeout:?} waiting for {what}: {last}")
+            }
+            Err(_) => std::thread::sleep(POLL),
+        }
+    }
+}
+
+/// Waits until every node's tip is `tip`; the time it took.
+#[track_caller]
+pub fn wait_tip(nodes: &mut [Node], tip: &str, what: &str, timeout: Duration) -> Duration {
+    wait_until(what, timeout, || {
+        let mut off = Vec::new();
+        for n in nodes.iter_mut() {
+            let (h, t) = n.head();
+            if t != tip {
+                off.push(format!("{} at #{h} {}", n.name, &t[..12]));
+            }
+        }
+        if off.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("want tip {}; {}", &tip[..12], off.join(", ")))
+        }
+    })
+}
+
+/// Waits until every node's peers are exactly the others (by peer id); the time it took.
+#[track_caller]
+pub fn wait_full_mesh(nodes: &mut [Node], ids: &[String], timeout: Duration) -> Duration {
+    wait_until("a full mesh", timeout, || {
+        let mut missing = Vec::new();
+        for (i, n) in nodes.iter_mut().enumerate() {
+            let mut got: Vec<String> = n.peers().into_iter().map(|p| p.id).collect();
+            got.sort();
+            let mut want: Vec<String> = ids
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, id)| id.clone())
+                .collect();
+            want.sort();
+            if got != want {
+                missing.push(format!(
+                    "{} has {} of {} peers",
+                    n.name,
+                    got.len(),
+                    want.len()
+                ));
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(missing.join(", "))
+        }
+    })
+}
