@@ -23,6 +23,8 @@ const REDIAL_MIN: Duration = Duration::from_secs(1);
 const REDIAL_MAX: Duration = Duration::from_secs(60);
 /// Requests over the rate limit a peer may send before it is banned for flooding.
 const FLOOD_STRIKES: u32 = 200;
+/// How often peers that mDNS still reports but that are not connected are dialled again.
+const MDNS_REDIAL: Duration = Duration::from_secs(5);
 
 /// What the loop knows of a connected peer.
 struct PeerState {
@@ -82,6 +84,8 @@ pub struct EventLoop {
     bans: HashMap<PeerId, Instant>,
     rates: HashMap<PeerId, RateLimit>,
     listen_addrs: Vec<Multiaddr>,
+    /// When to dial again the peers mDNS reports but that are not connected.
+    next_mdns_redial: Instant,
 }
 
 fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
@@ -158,6 +162,7 @@ impl EventLoop {
             bans: HashMap::new(),
             rates: HashMap::new(),
             listen_addrs: Vec::new(),
+            next_mdns_redial: now + MDNS_REDIAL,
         })
     }
 
@@ -201,6 +206,10 @@ impl EventLoop {
             self.swarm.behaviour_mut().blocked.unblock_peer(peer);
             tracing::info!(%peer, "ban expired");
         }
+        if now >= self.next_mdns_redial {
+            self.next_mdns_redial = now + MDNS_REDIAL;
+            self.redial_mdns_peers();
+        }
         for i in 0..self.bootstrap.len() {
             let b = &self.bootstrap[i];
             let connected = b.peer.is_some_and(|p| self.swarm.is_connected(&p));
@@ -228,6 +237,36 @@ impl EventLoop {
                     tracing::debug!(%addr, "dial not started: {e}");
                     self.retry_later(i);
                 }
+            }
+        }
+    }
+
+    /// Dials the peers that mDNS still reports but that are not connected. mDNS reports a peer
+    /// once, when it appears; without this, a connection lost later (a long partition, a
+    /// sleeping laptop, a failed dial) would not be made again while the peer keeps answering.
+    fn redial_mdns_peers(&mut self) {
+        let Some(mdns) = self.swarm.behaviour().mdns.as_ref() else {
+            return;
+        };
+        let local = *self.swarm.local_peer_id();
+        let peers: BTreeSet<PeerId> = mdns
+            .discovered_nodes()
+            .copied()
+            .filter(|p| *p != local && !self.bans.contains_key(p))
+            .collect();
+        for peer in peers {
+            if self.swarm.is_connected(&peer) {
+                continue;
+            }
+            // No address: the mDNS behaviour supplies the ones it knows.
+            let opts = DialOpts::peer_id(peer)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .allocate_new_port()
+                .build();
+            let id = opts.connection_id();
+            if self.swarm.dial(opts).is_ok() {
+                tracing::debug!(%peer, "redialling a peer mDNS reports");
+                self.dials.insert(id, DialPurpose::Mdns);
             }
         }
     }
