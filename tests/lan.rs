@@ -332,7 +332,8 @@ const PARTITION_HOLD: Duration = Duration::from_secs(20);
 
 /// Two groups cut apart by nftables mine separately, each with a transaction; after the heal
 /// every host is on the most-work chain, the losing branch's transaction is back in every
-/// mempool and is mined later; no transaction is lost.
+/// mempool and is mined later; no transaction is lost. The connections across the cut
+/// outlive it (TCP retransmits until the heal).
 #[test]
 fn lan_partition_and_heal_converge_on_most_work_and_lose_nothing() {
     const T: &str = "partition";
@@ -340,7 +341,40 @@ fn lan_partition_and_heal_converge_on_most_work_and_lose_nothing() {
         return;
     }
     let _serial = serial();
-    let mut s = Setup::new("part", 3, 5, DIFFICULTY);
+    partition_scenario(T, "part", 3, false);
+}
+
+/// The same with connections that do not outlive the cut: TCP gives up after 3 retransmissions
+/// (`net.ipv4.tcp_retries2=3` in every host namespace, as a long partition or a sleeping
+/// laptop would with the default), so the hosts must find each other again by mDNS.
+#[test]
+fn lan_long_partition_drops_connections_then_mdns_reconnects() {
+    const T: &str = "long partition";
+    if !lan_or_skip(T, &["nft"]) {
+        return;
+    }
+    let _serial = serial();
+    partition_scenario(T, "lpart", 7, true);
+}
+
+/// The partition scenarios; with `drop_connections`, TCP gives up on the connections across
+/// the cut and the test checks that they are gone before the heal.
+fn partition_scenario(t: &str, tag: &str, net: u8, drop_connections: bool) {
+    let mut s = Setup::new(tag, net, 5, DIFFICULTY);
+    if drop_connections {
+        for h in &s.hosts {
+            must(&[
+                "ip",
+                "netns",
+                "exec",
+                &h.ns,
+                "sysctl",
+                "-q",
+                "-w",
+                "net.ipv4.tcp_retries2=3",
+            ]);
+        }
+    }
     for i in 0..5 {
         s.start(i);
     }
@@ -378,6 +412,36 @@ fn lan_partition_and_heal_converge_on_most_work_and_lose_nothing() {
     wait_tip(&mut s.nodes[3..5], &tip_b, "group B's tip", NET_WAIT);
 
     // Hold the cut, then check that nothing crossed it.
+    let mut dropped_after = None;
+    if drop_connections {
+        // Each side's connections across the cut end (status traffic and the blocks mined
+        // keep TCP retransmitting).
+        let groups = [(a.as_slice(), b.as_slice()), (b.as_slice(), a.as_slice())];
+        dropped_after = Some(wait_until(
+            "the connections across the cut to end",
+            Duration::from_secs(90),
+            || {
+                let mut left = Vec::new();
+                for (side, other) in groups {
+                    for &i in side {
+                        let peers = s.nodes[i].peers();
+                        let across = peers
+                            .iter()
+                            .filter(|p| other.iter().any(|&j| ids[j] == p.id))
+                            .count();
+                        if across > 0 {
+                            left.push(format!("{}: {across}", s.nodes[i].name));
+                        }
+                    }
+                }
+                if left.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("still connected across: {}", left.join(", ")))
+                }
+            },
+        ));
+    }
     let left = PARTITION_HOLD.saturating_sub(t_cut.elapsed());
     std::thread::sleep(left);
     for &i in &a {
@@ -398,29 +462,45 @@ fn lan_partition_and_heal_converge_on_most_work_and_lose_nothing() {
     s.lan.heal();
     let t_heal = Instant::now();
     let mut tip_times = [None; 5];
+    let (mut reconnect, mut converged) = (None, None);
     wait_until(
         "convergence after the heal",
         Duration::from_secs(120),
         || {
             let mut off = Vec::new();
+            let mut mesh = true;
             for (i, n) in s.nodes.iter_mut().enumerate() {
-                let (h, tip) = n.head();
-                if tip == tip_a && tip_times[i].is_none() {
+                let st = n.status();
+                mesh &= st["peers"] == "4";
+                let tip = &st["tip"];
+                if *tip == tip_a && tip_times[i].is_none() {
                     tip_times[i] = Some(t_heal.elapsed());
                 }
                 let pool = n.mempool();
-                if tip != tip_a || pool != [tx_b.clone()] {
-                    off.push(format!("{} at #{h}, {} txs pending", n.name, pool.len()));
+                if *tip != tip_a || pool != [tx_b.clone()] {
+                    off.push(format!(
+                        "{} at #{}, {} txs pending",
+                        n.name,
+                        st["height"],
+                        pool.len()
+                    ));
                 }
             }
-            if off.is_empty() {
+            if mesh && reconnect.is_none() {
+                reconnect = Some(t_heal.elapsed());
+            }
+            if off.is_empty() && converged.is_none() {
+                converged = Some(t_heal.elapsed());
+            }
+            if converged.is_some() && reconnect.is_some() {
                 Ok(())
             } else {
-                Err(off.join(", "))
+                Err(format!("{}; full mesh: {mesh}", off.join(", ")))
             }
         },
     );
-    let converge = t_heal.elapsed();
+    let (reconnect, converge) = (reconnect.unwrap(), converged.unwrap());
+    wait_full_mesh(&mut s.nodes, &ids, NET_WAIT);
     for &i in &b {
         let line =
             s.nodes[i].wait_log("the reorganisation", WAIT, |l| l.contains("reorganisation"));
@@ -461,13 +541,25 @@ fn lan_partition_and_heal_converge_on_most_work_and_lose_nothing() {
         .enumerate()
         .map(|(i, t)| format!("h{}: {}", i + 1, t.map_or("?".into(), secs)))
         .collect();
+    let connections = match dropped_after {
+        Some(d) => format!(
+            "connections across the cut ended {} into it (tcp_retries2=3); after the heal \
+             full mesh again by mDNS in {}",
+            secs(d),
+            secs(reconnect)
+        ),
+        None => format!(
+            "connections across the cut outlived it (full mesh {} after the heal)",
+            secs(reconnect)
+        ),
+    };
     figure(
-        T,
+        t,
         &format!(
             "5 hosts cut 3|2 by nftables for {} ({drops} packets dropped); A mined 4 blocks \
-             with tx_a (work to #8), B 2 with tx_b (#6); after the heal all 5 on A's tip and \
-             tx_b back in all 5 mempools in {} (tip reached: {}); tx_b mined in the next \
-             block; both transfers on every best chain, balances agree",
+             with tx_a (work to #8), B 2 with tx_b (#6); {connections}; all 5 on A's tip and \
+             tx_b back in all 5 mempools {} after the heal (tip reached: {}); tx_b mined in \
+             the next block; both transfers on every best chain, balances agree",
             secs(held),
             secs(converge),
             per_node.join(", ")
