@@ -125,6 +125,19 @@ fn parse_amount(what: &str, s: &str, min: u64) -> Result<u64, String> {
     }
 }
 
+/// Most blocks `chain n` lists.
+const MAX_CHAIN: u64 = 10_000;
+/// Most blocks one `mine n` mines (the prompt waits for them; `mine on` has no limit).
+const MAX_MINE: u64 = 1000;
+
+/// A count from 1 to `max`.
+fn parse_count(s: &str, max: u64) -> Result<u64, String> {
+    match parse_amount("n", s, 1)? {
+        n if n > max => Err(format!("n must be at most {max}")),
+        n => Ok(n),
+    }
+}
+
 fn parse_address(s: &str) -> Result<Address, String> {
     s.parse().map_err(|e| format!("bad address '{s}': {e}"))
 }
@@ -165,7 +178,7 @@ pub fn parse(line: &str) -> Result<Option<Cmd>, ParseError> {
             arity(0, 1)?;
             match args.first() {
                 None => Cmd::Chain(10),
-                Some(n) => Cmd::Chain(parse_amount("n", n, 1).map_err(err)?.min(10_000) as usize),
+                Some(n) => Cmd::Chain(parse_count(n, MAX_CHAIN).map_err(err)? as usize),
             }
         }
         "block" => {
@@ -205,7 +218,7 @@ pub fn parse(line: &str) -> Result<Option<Cmd>, ParseError> {
                 None => Cmd::Mine(1),
                 Some("on") => Cmd::MineSwitch(true),
                 Some("off") => Cmd::MineSwitch(false),
-                Some(n) => Cmd::Mine(parse_amount("n", n, 1).map_err(err)?.min(1000)),
+                Some(n) => Cmd::Mine(parse_count(n, MAX_MINE).map_err(err)?),
             }
         }
         "dial" => {
@@ -512,6 +525,15 @@ mod tests {
         assert!(e.message.contains("neither a height nor a block hash"));
         let e = parse("dial nowhere").unwrap_err();
         assert!(e.message.starts_with("bad multiaddr"));
+        assert_eq!(
+            parse("mine 1001").unwrap_err().message,
+            "n must be at most 1000"
+        );
+        assert_eq!(parse("mine 1000").unwrap(), Some(Cmd::Mine(1000)));
+        assert_eq!(
+            parse("chain 10001").unwrap_err().message,
+            "n must be at most 10000"
+        );
         let e = parse("status now").unwrap_err();
         assert_eq!(e.message, "unexpected argument 'now'");
     }
