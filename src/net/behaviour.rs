@@ -4,6 +4,7 @@
 
 use super::protocol::{self, Request, Response};
 use crate::chain::ChainId;
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
@@ -11,6 +12,7 @@ use libp2p::{
     request_response,
 };
 use sha2::{Digest, Sha256};
+use std::io;
 use std::time::Duration;
 
 /// All behaviours of a node.
@@ -23,7 +25,7 @@ pub struct Behaviour {
     /// Block and transaction relay.
     pub gossipsub: gossipsub::Behaviour,
     /// Status and block download.
-    pub sync: request_response::cbor::Behaviour<Request, Response>,
+    pub sync: request_response::Behaviour<SyncCodec>,
     /// LAN discovery, when enabled.
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     /// Learns peers' listen addresses and agent versions.
@@ -54,6 +56,127 @@ pub struct BehaviourConfig {
 /// occupy the id (and the duplicate cache) of the real block with the same header.
 fn message_id(message: &gossipsub::Message) -> gossipsub::MessageId {
     gossipsub::MessageId::new(&Sha256::digest(&message.data))
+}
+
+/// A sync message over its size limit, or one that does not decode: the sender's fault, unlike
+/// a transport failure or a stream closed before the message was complete.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed sync message: {0}")]
+pub struct Malformed(String);
+
+impl Malformed {
+    /// Whether a failed sync read was the sender's fault.
+    pub fn is(error: &io::Error) -> bool {
+        error.get_ref().is_some_and(|e| e.is::<Malformed>())
+    }
+}
+
+/// A sync request as read from the wire.
+#[derive(Debug)]
+pub enum SyncRequest {
+    /// A well-formed request.
+    Valid(Request),
+    /// Bytes over the request limit, or that do not decode: the sender's fault. (A failed read
+    /// never reaches the behaviour's events, so it is delivered as a request of its own.)
+    Malformed(String),
+}
+
+/// The sync codec: libp2p's CBOR codec (the wire format is unchanged), except that a message
+/// over its limit or that does not decode is reported as the sender's fault: a request as
+/// [`SyncRequest::Malformed`], a response as a [`Malformed`] error. On its own the CBOR codec
+/// truncates a message at the limit and drops a request it cannot decode without a word, so a
+/// peer could send garbage forever, unpunished and outside the request rate limit.
+#[derive(Clone)]
+pub struct SyncCodec {
+    cbor: request_response::cbor::codec::Codec<Request, Response>,
+    max_request: u64,
+    max_response: u64,
+}
+
+/// Reads a whole message of at most `max` bytes; transport errors pass through.
+async fn read_whole<T: AsyncRead + Unpin + Send>(io: &mut T, max: u64) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    io.take(max + 1).read_to_end(&mut buf).await?;
+    if buf.len() as u64 > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            Malformed(format!("over the limit of {max} bytes")),
+        ));
+    }
+    Ok(buf)
+}
+
+/// A decoding failure is [`Malformed`], except an early end: an empty or cut-off message is what
+/// a peer that went away (or dropped our request) leaves behind.
+fn decode_error(e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        e
+    } else {
+        io::Error::new(io::ErrorKind::InvalidData, Malformed(e.to_string()))
+    }
+}
+
+impl request_response::Codec for SyncCodec {
+    type Protocol = StreamProtocol;
+    type Request = SyncRequest;
+    type Response = Response;
+
+    async fn read_request<T>(&mut self, p: &StreamProtocol, io: &mut T) -> io::Result<SyncRequest>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let read = match read_whole(io, self.max_request).await {
+            Ok(buf) => self
+                .cbor
+                .read_request(p, &mut buf.as_slice())
+                .await
+                .map_err(decode_error),
+            Err(e) => Err(e),
+        };
+        match read {
+            Ok(request) => Ok(SyncRequest::Valid(request)),
+            Err(e) if Malformed::is(&e) => Ok(SyncRequest::Malformed(e.to_string())),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn read_response<T>(&mut self, p: &StreamProtocol, io: &mut T) -> io::Result<Response>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let buf = read_whole(io, self.max_response).await?;
+        self.cbor
+            .read_response(p, &mut buf.as_slice())
+            .await
+            .map_err(decode_error)
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        p: &StreamProtocol,
+        io: &mut T,
+        req: SyncRequest,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        match req {
+            SyncRequest::Valid(req) => self.cbor.write_request(p, io, req).await,
+            SyncRequest::Malformed(_) => Err(io::Error::other("a malformed request is not sent")),
+        }
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        p: &StreamProtocol,
+        io: &mut T,
+        res: Response,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        self.cbor.write_response(p, io, res).await
+    }
 }
 
 /// Peer scoring: an invalid message costs far more than honest participation can earn, so one
@@ -129,9 +252,11 @@ impl Behaviour {
         let peer_id = key.public().to_peer_id();
         let gossipsub = new_gossipsub(key, config, true)?;
 
-        let codec = request_response::cbor::codec::Codec::default()
-            .set_request_size_maximum(protocol::MAX_REQUEST_BYTES)
-            .set_response_size_maximum(protocol::max_response_bytes(config.max_block_bytes));
+        let codec = SyncCodec {
+            cbor: Default::default(),
+            max_request: protocol::MAX_REQUEST_BYTES,
+            max_response: protocol::max_response_bytes(config.max_block_bytes),
+        };
         let sync = request_response::Behaviour::with_codec(
             codec,
             [(

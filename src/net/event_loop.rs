@@ -3,7 +3,7 @@
 //! how each peer was found, redialling `--peer` addresses with backoff, bans, and the inbound
 //! request rate limit.
 
-use super::behaviour::{Behaviour, BehaviourEvent};
+use super::behaviour::{Behaviour, BehaviourEvent, Malformed, SyncRequest};
 use super::protocol::{self, Response};
 use super::{Command, Discovery, Event, NetConfig, NetError, PeerInfo, Topic};
 use futures::StreamExt;
@@ -304,7 +304,11 @@ impl EventLoop {
                     .report_message_validation_result(&id, &source, acceptance);
             }
             Command::Request { peer, request, tag } => {
-                let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_request(&peer, SyncRequest::Valid(request));
                 self.pending.insert(id, tag);
             }
             Command::Respond { channel, response } => {
@@ -561,6 +565,17 @@ impl EventLoop {
                     request_response::Message::Request {
                         request, channel, ..
                     } => {
+                        let request = match request {
+                            SyncRequest::Valid(request) => request,
+                            SyncRequest::Malformed(reason) => {
+                                drop(channel);
+                                self.on_command(Command::Ban {
+                                    peer,
+                                    reason: format!("sent a {reason}"),
+                                });
+                                return true;
+                            }
+                        };
                         if !self.admit_request(peer) {
                             let _ = self
                                 .swarm
@@ -599,6 +614,14 @@ impl EventLoop {
                 error,
                 ..
             }) => {
+                if let request_response::OutboundFailure::Io(e) = &error
+                    && Malformed::is(e)
+                {
+                    self.on_command(Command::Ban {
+                        peer,
+                        reason: format!("answered with a {e}"),
+                    });
+                }
                 if let Some(tag) = self.pending.remove(&request_id) {
                     return self
                         .emit(Event::Response {

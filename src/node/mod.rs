@@ -902,6 +902,9 @@ impl Node {
                 tracing::debug!(%peer, "sync request failed: {e}");
                 if matches!(pending, Pending::Blocks { .. }) && self.sync.active == Some(peer) {
                     self.sync.active = None;
+                    // Do not pick it again before its next status: a peer claiming the most
+                    // work that never answers would otherwise hold the download forever.
+                    self.sync.forget_claim(&peer);
                     self.sync_from_best();
                 }
                 return;

@@ -61,6 +61,13 @@ impl SyncState {
         self.peers.insert(peer, Some(status));
     }
 
+    /// Forgets what a peer claimed until its next status (it failed to serve it).
+    pub fn forget_claim(&mut self, peer: &PeerId) {
+        if let Some(status) = self.peers.get_mut(peer) {
+            *status = None;
+        }
+    }
+
     /// A peer's last status.
     pub fn status(&self, peer: &PeerId) -> Option<Status> {
         self.peers.get(peer).copied().flatten()

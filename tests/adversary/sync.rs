@@ -1,0 +1,484 @@
+//! Attacks over the sync protocol: bytes that are not a message, messages over the size
+//! limits, statuses that lie, answers that do not connect or do not exist, a request flood.
+
+use crate::common::*;
+use crate::forge;
+use crate::peers::*;
+use gossipchain::chain::tx::SignatureError;
+use gossipchain::chain::{
+    Address, BlockHash, ChainState, Coinbase, Transaction, Transfer, ValidationError,
+};
+use gossipchain::net::protocol::{Bytes, Request, Response, Status};
+use gossipchain::node::BlockState;
+use gossipchain::testkit::{self, key};
+use libp2p::PeerId;
+use std::time::{Duration, Instant};
+
+/// A status on the test chain claiming far more work than anyone has.
+fn boastful(net: &Net) -> Status {
+    Status::new(
+        net.mirror.chain_id(),
+        BlockHash([0x77; 32]),
+        1_000_000,
+        u128::MAX / 2,
+    )
+}
+
+/// The tips of both honest nodes, to check that an attack moved neither.
+fn tips(net: &Net) -> (BlockHash, BlockHash) {
+    (net.honest.status().tip, net.other.status().tip)
+}
+
+/// After `liar` was disconnected: the honest node is left with its honest peers, refuses the
+/// liar's redial, adopted nothing, and keeps serving.
+async fn after_raw_peer_ban(
+    net: &mut Net,
+    liar: &mut RawPeer,
+    before: (BlockHash, BlockHash),
+    what: &str,
+) {
+    net.assert_only_honest_peers(what).await;
+    assert_redial_refused(net, liar, what).await;
+    assert_eq!(tips(net), before, "{what}: a tip moved");
+    net.assert_still_serving(what).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_that_are_not_a_sync_message_get_the_sender_banned() {
+    let mut net = Net::start().await;
+    let honest = net.honest.status().peer_id;
+    let genesis = net.mirror.chain_id();
+    // A locator of 20 000 hashes: 680 KB of well-formed CBOR, over the 512 KiB request limit.
+    // Were it read whole it would only be refused (too long a locator), so a ban can only
+    // come from its size.
+    let oversized = cbor(&Request::GetBlocks {
+        locator: vec![genesis; 20_000],
+        max: 1,
+    });
+    assert!(oversized.len() > 512 * 1024);
+    let requests: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "a request that is not CBOR",
+            vec![0xff, 0xfe, 0x00, 0x13, 0x37],
+        ),
+        ("a request naming no message", cbor(&"Gimme")),
+        (
+            "a request with a field of the wrong type",
+            cbor(&std::collections::BTreeMap::from([(
+                "GetBlocks",
+                "everything",
+            )])),
+        ),
+        ("a request over 512 KiB", oversized),
+    ];
+    for (what, bytes) in requests {
+        let before = tips(&net);
+        let mut liar = RawSync::connect(&net.honest.addr, raw_quiet()).await;
+        net.honest
+            .wait("the liar to connect", |s| s.peers == 3)
+            .await;
+        liar.request(honest, bytes);
+        liar.expect(&format!("{what}: the ban"), |n| {
+            matches!(n, SyncNote::Disconnected)
+        })
+        .await;
+        net.assert_only_honest_peers(what).await;
+        liar.assert_redial_refused(&net.honest.addr).await;
+        assert!(!net.honest_connected_to(liar.id).await, "{what}: back");
+        assert_eq!(tips(&net), before, "{what}: a tip moved");
+        drop(liar);
+        net.assert_still_serving(what).await;
+    }
+
+    // The same as answers to the node's own requests (it asks every new peer for its status
+    // and mempool).
+    let answers: Vec<(&str, Vec<u8>)> = vec![
+        ("an answer that is not CBOR", b"\xff\xff garbage".to_vec()),
+        ("an answer naming no message", cbor(&"Whatever")),
+        // Over the 4 MiB + max_block_bytes + 64 KiB response limit.
+        ("an answer over the response limit", vec![0x40; 6 << 20]),
+    ];
+    for (what, bytes) in answers {
+        let before = tips(&net);
+        let mut liar =
+            RawSync::connect(&net.honest.addr, Box::new(move |_| Some(bytes.clone()))).await;
+        liar.expect(&format!("{what}: the ban"), |n| {
+            matches!(n, SyncNote::Disconnected)
+        })
+        .await;
+        net.assert_only_honest_peers(what).await;
+        liar.assert_redial_refused(&net.honest.addr).await;
+        assert!(!net.honest_connected_to(liar.id).await, "{what}: back");
+        assert_eq!(tips(&net), before, "{what}: a tip moved");
+        drop(liar);
+        net.assert_still_serving(what).await;
+    }
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_that_lie_over_sync_are_banned() {
+    let mut net = Net::start().await;
+    let honest = net.honest.status().peer_id;
+    let foreign = forge::other_chain(8);
+    let foreign_status = genesis_status(foreign.chain_id());
+    let claim = boastful(&net);
+
+    // Another chain id, in a request of its own.
+    let what = "a Status request with another chain id";
+    let before = tips(&net);
+    let mut liar = RawPeer::connect(&net.honest.addr, RawOpts::new(quiet())).await;
+    liar.client
+        .request(honest, Request::Status(foreign_status), 1);
+    liar.expect(what, |n| matches!(n, Note::Disconnected)).await;
+    after_raw_peer_ban(&mut net, &mut liar, before, what).await;
+    drop(liar);
+
+    // Another chain id, in the answer to the node's status request.
+    let what = "a Status answer with another chain id";
+    let before = tips(&net);
+    let mut liar = RawPeer::connect(
+        &net.honest.addr,
+        RawOpts::new(claiming(foreign_status, || {
+            Answer::Respond(Response::Blocks(Vec::new()))
+        })),
+    )
+    .await;
+    liar.expect(what, |n| matches!(n, Note::Disconnected)).await;
+    after_raw_peer_ban(&mut net, &mut liar, before, what).await;
+    drop(liar);
+
+    // More work claimed than served: an empty answer to the download it started.
+    let what = "a Status claiming work it cannot serve";
+    let before = tips(&net);
+    let mut liar = RawPeer::connect(
+        &net.honest.addr,
+        RawOpts::new(claiming(claim, || {
+            Answer::Respond(Response::Blocks(Vec::new()))
+        })),
+    )
+    .await;
+    liar.expect("the download from the liar", |n| {
+        matches!(n, Note::Request(Request::GetBlocks { .. }))
+    })
+    .await;
+    liar.expect(what, |n| matches!(n, Note::Disconnected)).await;
+    after_raw_peer_ban(&mut net, &mut liar, before, what).await;
+    drop(liar);
+
+    // Blocks that do not connect to the locator: the chain of another network (valid blocks,
+    // but their parent is no block the node named).
+    let what = "blocks that do not connect to the locator";
+    let before = tips(&net);
+    let mut other_chain = forge::other_chain(8);
+    testkit::extend(&mut other_chain, 3, Address::of(&key(9)));
+    let served: Vec<_> = (1..=3)
+        .map(|h| other_chain.block_at(h).unwrap().clone())
+        .collect();
+    let bytes: Vec<Bytes> = served.iter().map(|b| Bytes(b.encode())).collect();
+    let mut liar = RawPeer::connect(
+        &net.honest.addr,
+        RawOpts::new(claiming(claim, move || {
+            Answer::Respond(Response::Blocks(bytes.clone()))
+        })),
+    )
+    .await;
+    liar.expect(what, |n| matches!(n, Note::Disconnected)).await;
+    for b in &served {
+        // Dropped whole: not even held as orphans.
+        assert_eq!(
+            net.state(b.compute_hash()).await,
+            BlockState::Unknown,
+            "{what}"
+        );
+    }
+    after_raw_peer_ban(&mut net, &mut liar, before, what).await;
+    drop(liar);
+
+    // An invalid block that does connect: rejected for its rule, the server banned.
+    let what = "an invalid block served by sync";
+    let before = tips(&net);
+    let chain_id = net.mirror.chain_id();
+    let payer = Address::of(&key(1));
+    let nonce = net.mirror.ledger().account(&payer).nonce;
+    let mut forged = Transfer::sign(&key(1), &chain_id, Address::of(&key(2)), 3, 0, nonce);
+    forged.signature[40] ^= 1;
+    let bad = testkit::next_block(&net.mirror, &[forged], Address::of(&key(8)));
+    let bad_hash = bad.compute_hash();
+    let bytes = vec![Bytes(bad.encode())];
+    let mut liar = RawPeer::connect(
+        &net.honest.addr,
+        RawOpts::new(claiming(claim, move || {
+            Answer::Respond(Response::Blocks(bytes.clone()))
+        })),
+    )
+    .await;
+    liar.expect(what, |n| matches!(n, Note::Disconnected)).await;
+    assert_eq!(
+        net.state(bad_hash).await,
+        BlockState::Invalid(ValidationError::BadSignature {
+            txid: Transaction::Transfer(forged).compute_txid(),
+            reason: SignatureError::BadSignature,
+        }),
+        "{what}"
+    );
+    assert_eq!(
+        net.other.handle.block_state(bad_hash).await.unwrap(),
+        BlockState::Unknown,
+        "{what}: forwarded"
+    );
+    net.watcher
+        .assert_never_saw(what, std::slice::from_ref(&bad.encode()));
+    after_raw_peer_ban(&mut net, &mut liar, before, what).await;
+    drop(liar);
+
+    // The wrong kind of answer to a block request.
+    let what = "the wrong kind of answer";
+    let before = tips(&net);
+    let mut liar = RawPeer::connect(
+        &net.honest.addr,
+        RawOpts::new(claiming(claim, || {
+            Answer::Respond(Response::Transactions(Vec::new()))
+        })),
+    )
+    .await;
+    liar.expect(what, |n| matches!(n, Note::Disconnected)).await;
+    after_raw_peer_ban(&mut net, &mut liar, before, what).await;
+    drop(liar);
+
+    // Transfers pushed by request: a forged one, or a coinbase.
+    let mut forged = Transfer::sign(&key(1), &chain_id, Address::of(&key(2)), 3, 0, nonce);
+    forged.signature[40] ^= 1;
+    let pushes: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "a forged transfer pushed by request",
+            Transaction::Transfer(forged).encode(),
+        ),
+        (
+            "a coinbase pushed by request",
+            Transaction::Coinbase(Coinbase {
+                height: 7,
+                to: payer,
+                amount: 1_000,
+            })
+            .encode(),
+        ),
+        (
+            "bytes that are not a transfer pushed by request",
+            vec![1, 2, 3],
+        ),
+    ];
+    for (what, tx) in pushes {
+        let before = tips(&net);
+        let mut liar = RawPeer::connect(&net.honest.addr, RawOpts::new(quiet())).await;
+        liar.client
+            .request(honest, Request::Transactions(vec![Bytes(tx)]), 1);
+        liar.expect(what, |n| matches!(n, Note::Disconnected)).await;
+        assert_eq!(net.honest.status().mempool, 0, "{what}: admitted");
+        after_raw_peer_ban(&mut net, &mut liar, before, what).await;
+        drop(liar);
+    }
+
+    // Another chain's node: refused as soon as statuses are exchanged.
+    let what = "a node of another chain";
+    let before = tips(&net);
+    let d = tempfile::tempdir().unwrap();
+    let mut c = config(&d, std::slice::from_ref(&net.honest.addr));
+    c.params = foreign.params().clone();
+    let mut stranger = start_with(d, c).await;
+    let stranger_id = stranger.status().peer_id;
+    // Each bans the other; the honest node is left with its own peers.
+    stranger
+        .wait("the stranger to drop the honest node", |s| s.peers == 0)
+        .await;
+    net.assert_only_honest_peers(what).await;
+    assert!(!net.honest_connected_to(stranger_id).await, "{what}");
+    assert_eq!(tips(&net), before, "{what}: a tip moved");
+    stranger.stop().await;
+    net.assert_still_serving(what).await;
+
+    // Well-formed requests the node refuses without punishing: an empty locator, one too
+    // long, one the node does not know; and a block request capped at what it has.
+    let mut asker = RawPeer::connect(&net.honest.addr, RawOpts::new(quiet())).await;
+    let refused: Vec<Vec<BlockHash>> =
+        vec![Vec::new(), vec![chain_id; 65], vec![BlockHash([0x42; 32])]];
+    for (tag, locator) in refused.into_iter().enumerate() {
+        asker
+            .client
+            .request(honest, Request::GetBlocks { locator, max: 10 }, tag as u64);
+        let n = asker
+            .expect(
+                "the answer",
+                |n| matches!(n, Note::Response(t, _) if *t == tag as u64),
+            )
+            .await;
+        assert!(
+            matches!(n, Note::Response(_, Ok(Response::Refused(_)))),
+            "{n:?}"
+        );
+    }
+    asker.client.request(
+        honest,
+        Request::GetBlocks {
+            locator: vec![chain_id],
+            max: u32::MAX,
+        },
+        9,
+    );
+    let n = asker
+        .expect("the blocks", |n| matches!(n, Note::Response(9, _)))
+        .await;
+    let Note::Response(_, Ok(Response::Blocks(blocks))) = n else {
+        panic!("{n:?}")
+    };
+    assert_eq!(blocks.len() as u64, net.honest.status().height);
+    assert!(
+        net.honest_connected_to(asker.id).await,
+        "refused, not banned"
+    );
+    drop(asker);
+    net.assert_only_honest_peers("after the refusals").await;
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_claims_work_and_never_answers_does_not_stall_sync() {
+    // The node under attack gives up on a request after 1 s (20 s by default).
+    let mut chain = ChainState::new(params());
+    testkit::extend(&mut chain, 3, Address::of(&key(1)));
+    let blocks: Vec<_> = (1..=3)
+        .map(|h| chain.block_at(h).unwrap().clone())
+        .collect();
+    let d = tempfile::tempdir().unwrap();
+    preload_blocks(&d, &blocks);
+    let mut c = config(&d, &[]);
+    c.net.behaviour.request_timeout = Duration::from_secs(1);
+    let mut node = start_with(d, c).await;
+
+    // The liar claims more work than anyone and holds every block request unanswered.
+    let claim = Status::new(
+        chain.chain_id(),
+        BlockHash([0x77; 32]),
+        1_000_000,
+        u128::MAX / 2,
+    );
+    let mut liar =
+        RawPeer::connect(&node.addr, RawOpts::new(claiming(claim, || Answer::Hold))).await;
+    liar.expect("the node to download from the liar", |n| {
+        matches!(n, Note::Request(Request::GetBlocks { .. }))
+    })
+    .await;
+
+    // An honest peer 5 blocks ahead joins: the node must get its chain despite the liar.
+    testkit::extend(&mut chain, 5, Address::of(&key(2)));
+    let ahead: Vec<_> = (1..=8)
+        .map(|h| chain.block_at(h).unwrap().clone())
+        .collect();
+    let d = tempfile::tempdir().unwrap();
+    preload_blocks(&d, &ahead);
+    let c = config(&d, std::slice::from_ref(&node.addr));
+    let mut honest = start_with(d, c).await;
+    let (s, ok) = node
+        .handle
+        .wait_for(Duration::from_secs(20), |s| s.tip == chain.tip())
+        .await;
+    assert!(ok, "the node never synced from the honest peer: {s:?}");
+    drop(liar);
+    honest.stop().await;
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_flood_is_refused_then_banned_while_honest_peers_are_served() {
+    let mut net = Net::start().await;
+    let honest: PeerId = net.honest.status().peer_id;
+    let genesis = net.mirror.chain_id();
+    let height = net.honest.status().height;
+    let mut asker = RawPeer::connect(&net.honest.addr, RawOpts::new(quiet())).await;
+    let mut liar = RawPeer::connect(&net.honest.addr, RawOpts::new(quiet())).await;
+    net.honest
+        .wait("the asker and the liar", |s| s.peers == 4)
+        .await;
+    let before = tips(&net);
+
+    // The liar sends up to 10 000 block requests as fast as the node takes them (32 streams
+    // in flight, the per-connection limit); an honest peer asks for blocks too, every 50
+    // requests of the flood.
+    let get = || Request::GetBlocks {
+        locator: vec![genesis],
+        max: 512,
+    };
+    let start = Instant::now();
+    let (mut sent, mut in_flight, mut served, mut refused) = (0u64, 0, 0u64, 0u64);
+    let mut asked = 0u64;
+    let banned_at = loop {
+        while in_flight < 32 && sent < 10_000 {
+            liar.client.request(honest, get(), sent);
+            sent += 1;
+            in_flight += 1;
+            if sent % 50 == 0 {
+                asker.client.request(honest, get(), asked);
+                asked += 1;
+            }
+        }
+        match liar.next_within(DEADLINE).await.expect("the flood goes on") {
+            Note::Response(_, r) => {
+                in_flight -= 1;
+                match r {
+                    Ok(Response::Blocks(b)) => {
+                        assert_eq!(b.len() as u64, height);
+                        served += 1
+                    }
+                    Ok(Response::Refused(reason)) => {
+                        assert!(reason.contains("rate"), "{reason}");
+                        refused += 1
+                    }
+                    Ok(other) => panic!("unexpected answer {other:?}"),
+                    Err(_) => {}
+                }
+            }
+            Note::Disconnected => break Instant::now(),
+            _ => {}
+        }
+        assert!(
+            sent < 10_000 || in_flight > 0,
+            "10 000 requests and never banned ({served} served, {refused} refused)"
+        );
+    };
+    let elapsed = banned_at - start;
+    println!(
+        "flood: {sent} sent, {served} served, {refused} refused, banned after {elapsed:?}; \
+         the honest peer asked {asked} times meanwhile"
+    );
+    // The burst of 200 is served, then little more than 50/s; 200 refusals in a row ban.
+    assert!(served >= 200, "only {served} served before the limit");
+    assert!(
+        (served as f64) <= 200.0 + 50.0 * elapsed.as_secs_f64() + 1.0,
+        "{served} served in {elapsed:?}"
+    );
+    assert!(refused >= 1, "never refused");
+    assert!(sent < 10_000, "banned only after all 10 000");
+
+    // The honest peer's requests sent during the flood are all answered in full.
+    assert!(asked >= 4);
+    for tag in 0..asked {
+        let n = asker
+            .expect(
+                "an answer to the honest peer",
+                |n| matches!(n, Note::Response(t, _) if *t == tag),
+            )
+            .await;
+        match n {
+            Note::Response(_, Ok(Response::Blocks(b))) => assert_eq!(b.len() as u64, height),
+            other => panic!("the honest peer got {other:?} during the flood"),
+        }
+    }
+    assert!(net.honest_connected_to(asker.id).await);
+    drop(asker);
+    assert_redial_refused(&net, &mut liar, "the flood").await;
+    drop(liar);
+    net.assert_only_honest_peers("after the flood").await;
+    assert_eq!(tips(&net), before);
+    net.assert_still_serving("after the flood").await;
+    net.stop().await;
+}
