@@ -93,10 +93,9 @@ struct Entry {
 pub struct Resync {
     /// Transfers that left because a new best block includes them.
     pub included: usize,
-    /// Transfers of disconnected blocks put back.
-    pub returned: usize,
-    /// Those transfers, to relay again: peers that only knew the losing branch never saw them.
-    pub returned_txs: Vec<Transfer>,
+    /// Transfers of disconnected blocks put back, to relay again: peers that only knew the
+    /// losing branch never saw them.
+    pub returned: Vec<Transfer>,
     /// Transfers dropped as no longer valid (spent nonce, balance).
     pub dropped: usize,
 }
@@ -383,10 +382,7 @@ impl Mempool {
         candidates.sort_by_key(|(t, _, _)| (t.from, t.nonce, Reverse(t.fee)));
         for (tx, txid, from_block) in candidates {
             match self.insert_verified(tx, txid, ledger) {
-                Ok(_) if from_block => {
-                    stats.returned += 1;
-                    stats.returned_txs.push(tx);
-                }
+                Ok(_) if from_block => stats.returned.push(tx),
                 Ok(_) => {}
                 Err(_) => stats.dropped += 1,
             }

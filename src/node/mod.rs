@@ -632,15 +632,15 @@ impl Node {
                 );
             }
             let resync = self.mempool.resync(change, self.chain.ledger());
-            if resync.returned > 0 || resync.dropped > 0 {
+            if !resync.returned.is_empty() || resync.dropped > 0 {
                 tracing::info!(
-                    returned = resync.returned,
+                    returned = resync.returned.len(),
                     dropped = resync.dropped,
                     "mempool re-checked"
                 );
             }
-            if !resync.returned_txs.is_empty() {
-                self.push_to_peers(&resync.returned_txs);
+            if !resync.returned.is_empty() {
+                self.push_to_peers(&resync.returned);
             }
             self.restart_mining();
         }
