@@ -6,7 +6,7 @@
 //! bounded orphan pool.
 
 use super::block::Block;
-use super::hash::{BlockHash, ChainId};
+use super::hash::{BlockHash, ChainId, Txid};
 use super::ledger::{Ledger, Undo};
 use super::mempool::Mempool;
 use super::merkle;
@@ -90,6 +90,9 @@ struct Entry {
     seq: u64,
     /// Known valid children, to drop descendants of a block found invalid.
     children: Vec<BlockHash>,
+    /// The txids, hashed once when the block was checked and reused when it is connected
+    /// (empty for genesis, which is never applied to the ledger).
+    txids: Vec<Txid>,
 }
 
 /// Blocks waiting for their parent.
@@ -249,6 +252,7 @@ impl ChainState {
                 work: block_work(params.bits),
                 seq: 0,
                 children: Vec::new(),
+                txids: Vec::new(),
             },
         );
         Self {
@@ -460,8 +464,8 @@ impl ChainState {
             return Err(e.clone());
         }
         let checked = self.check_block(&block, now_ms, verify_signatures);
-        let parent_work = match checked {
-            Ok(Some(work)) => work,
+        let (parent_work, txids) = match checked {
+            Ok(Some(checked)) => checked,
             Ok(None) => {
                 let missing_parent = block.header.prev_hash;
                 self.orphans.insert(hash, block, &self.limits);
@@ -483,6 +487,7 @@ impl ChainState {
                 work,
                 seq: self.next_seq,
                 children: Vec::new(),
+                txids,
             },
         );
         self.next_seq += 1;
@@ -505,13 +510,14 @@ impl ChainState {
     }
 
     /// Every rule but the ledger's. `Ok(None)`: the parent is unknown (the block is an orphan
-    /// that passed the checks that need no parent); otherwise the parent's cumulative work.
+    /// that passed the checks that need no parent); otherwise the parent's cumulative work and
+    /// the block's txids.
     fn check_block(
         &self,
         block: &Block,
         now_ms: u64,
         verify_signatures: bool,
-    ) -> Result<Option<u128>, ValidationError> {
+    ) -> Result<Option<(u128, Vec<Txid>)>, ValidationError> {
         validate::check_header(&block.header, &self.params)?;
         let txids = validate::check_body(block, &self.params)?;
         let prev = block.header.prev_hash;
@@ -532,7 +538,7 @@ impl ChainState {
         if verify_signatures {
             validate::check_signatures(block, &txids, &self.chain_id)?;
         }
-        Ok(Some(parent.work))
+        Ok(Some((parent.work, txids)))
     }
 
     /// The valid block with the most work, the earliest seen among equals.
@@ -582,11 +588,11 @@ impl ChainState {
             changes.disconnect(self.entries[&top].block.clone());
         }
         for hash in branch.into_iter().rev() {
-            let block = self.entries[&hash].block.clone();
-            let txids = block.compute_txids();
+            let entry = &self.entries[&hash];
+            let block = entry.block.clone();
             let undo = self
                 .ledger
-                .apply_block(&block, &txids, &self.params)
+                .apply_block(&block, &entry.txids, &self.params)
                 .map_err(|e| (hash, e))?;
             self.undos.insert(hash, undo);
             self.active.push(hash);
