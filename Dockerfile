@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Multi-stage build: dependencies are compiled in a layer of their own, cached until Cargo.toml
 # or Cargo.lock change; the runtime image holds only the binary and runs as a non-root user.
 

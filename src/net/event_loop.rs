@@ -114,6 +114,9 @@ impl EventLoop {
             .map_err(|e| build(&e))?;
         #[cfg(feature = "quic")]
         let builder = builder.with_quic();
+        // `/dns4`, `/dns6` and `/dns` addresses (`--peer /dns4/node1/tcp/4001`), resolved with
+        // the system's resolver configuration (/etc/resolv.conf) when dialled.
+        let builder = builder.with_dns().map_err(|e| build(&e))?;
         let mut swarm = builder
             .with_behaviour(|key| Behaviour::new(key, &behaviour_config))
             .map_err(|e| build(&e))?

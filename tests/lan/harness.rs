@@ -44,6 +44,8 @@ pub const POLL: Duration = Duration::from_millis(20);
 const TOOL_WAIT: Duration = Duration::from_secs(30);
 /// Prefix of every namespace this harness creates.
 const PREFIX: &str = "gclan";
+/// Where `ip netns exec` finds per-namespace files to bind over `/etc` (`/etc/netns/<ns>/`).
+const NETNS_ETC: &str = "/etc/netns";
 
 fn env_flag(name: &str) -> bool {
     matches!(std::env::var(name).as_deref(), Ok(v) if !v.is_empty() && v != "0")
@@ -338,7 +340,10 @@ fn sweep_stale() {
                 })
                 .unwrap_or_default()
         };
-        for (d, _) in dirs(target_dir().join("lan-data")) {
+        for (d, _) in dirs(target_dir().join("lan-data"))
+            .into_iter()
+            .chain(dirs(PathBuf::from(NETNS_ETC)))
+        {
             let _ = std::fs::remove_dir_all(d);
         }
         let mut logs = dirs(target_dir().join("lan-logs"));
@@ -434,6 +439,23 @@ impl Lan {
         }
         must(&["ip", "netns", "add", ns]);
         self.namespaces.push(ns.to_string());
+    }
+
+    /// Gives every host of this LAN the same `/etc/hosts`: `localhost` and `names` (name,
+    /// address), so that `/dns4/<name>/...` resolves as docker's embedded DNS resolves service
+    /// names. `ip netns exec` bind-mounts `/etc/netns/<ns>/hosts` over `/etc/hosts`; the files
+    /// go with the LAN.
+    pub fn write_hosts(&self, names: &[(String, String)]) {
+        let mut text = String::from("127.0.0.1 localhost\n");
+        for (name, ip) in names {
+            text.push_str(&format!("{ip} {name}\n"));
+        }
+        for h in &self.hosts {
+            let dir = Path::new(NETNS_ETC).join(&h.ns);
+            std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            std::fs::write(dir.join("hosts"), &text)
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        }
     }
 
     /// A new host namespace `name` at `ip`, its `eth0` paired with a port of the bridge.
@@ -607,6 +629,9 @@ impl Drop for Lan {
             let _ = tool(&["ip", "-n", &h.ns, "link", "del", &h.iface]);
         }
         let _ = tool(&["ip", "-n", &self.switch, "link", "del", "br0"]);
+        for ns in &self.namespaces {
+            let _ = std::fs::remove_dir_all(Path::new(NETNS_ETC).join(ns));
+        }
         for ns in self.namespaces.iter().rev() {
             if let Err(e) = tool(&["ip", "netns", "del", ns]) {
                 eprintln!("lan harness: cannot delete namespace {ns}: {e}");
