@@ -4,6 +4,7 @@
 //! request rate limit.
 
 use super::behaviour::{Behaviour, BehaviourEvent, Malformed, SyncRequest};
+use super::discovery::DiscoveryPolicy;
 use super::protocol::{self, Response};
 use super::{Command, Discovery, Event, NetConfig, NetError, PeerInfo, Topic};
 use futures::StreamExt;
@@ -13,7 +14,10 @@ use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, identify, identity, mdns, noise, ping, tcp, yamux};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, identify, identity, kad, mdns, noise, ping, tcp,
+    yamux,
+};
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -25,11 +29,14 @@ const REDIAL_MAX: Duration = Duration::from_secs(60);
 const FLOOD_STRIKES: u32 = 200;
 /// How often peers that mDNS still reports but that are not connected are dialled again.
 const MDNS_REDIAL: Duration = Duration::from_secs(5);
+/// How often the discovery policy is consulted.
+const DISCOVERY_EVERY: Duration = Duration::from_secs(1);
 
 /// What the loop knows of a connected peer.
 struct PeerState {
-    /// Remote addresses of open connections.
-    addresses: BTreeSet<Multiaddr>,
+    /// Remote address of each open connection, without a trailing `/p2p/<id>` (a dialled
+    /// address carries it, an accepted one does not: the same address either way).
+    addresses: HashMap<ConnectionId, Multiaddr>,
     /// How it was found (of its first connection).
     found_by: Discovery,
     /// Agent string from identify.
@@ -60,6 +67,8 @@ enum DialPurpose {
     Bootstrap(usize),
     /// A user's `dial`, with its reply.
     User(oneshot::Sender<Result<PeerId, String>>),
+    /// A peer of the Kademlia routing table, to top the connections up.
+    Kad,
 }
 
 /// Token bucket for one peer's inbound requests.
@@ -86,6 +95,12 @@ pub struct EventLoop {
     listen_addrs: Vec<Multiaddr>,
     /// When to dial again the peers mDNS reports but that are not connected.
     next_mdns_redial: Instant,
+    /// Which DHT peers to dial and when to walk the DHT.
+    discovery: DiscoveryPolicy,
+    /// When to consult it next.
+    next_discovery: Instant,
+    /// This chain's Kademlia protocol, to tell which peers speak it.
+    kad_protocol: StreamProtocol,
 }
 
 fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
@@ -139,7 +154,15 @@ impl EventLoop {
                     reason: e.to_string(),
                 })?;
         }
+        for addr in &config.external {
+            // Confirmed as given: Kademlia then runs in server mode and announces it.
+            swarm.add_external_address(addr.clone());
+        }
+        let kad_protocol =
+            StreamProtocol::try_from_owned(protocol::kad_protocol(&config.behaviour.chain_id))
+                .map_err(|e| build(&e))?;
         let now = Instant::now();
+        let discovery = DiscoveryPolicy::new(config.target_peers, now);
         let bootstrap = config
             .bootstrap
             .iter()
@@ -166,6 +189,9 @@ impl EventLoop {
             rates: HashMap::new(),
             listen_addrs: Vec::new(),
             next_mdns_redial: now + MDNS_REDIAL,
+            discovery,
+            next_discovery: now,
+            kad_protocol,
         })
     }
 
@@ -212,6 +238,10 @@ impl EventLoop {
         if now >= self.next_mdns_redial {
             self.next_mdns_redial = now + MDNS_REDIAL;
             self.redial_mdns_peers();
+        }
+        if now >= self.next_discovery {
+            self.next_discovery = now + DISCOVERY_EVERY;
+            self.discover(now);
         }
         for i in 0..self.bootstrap.len() {
             let b = &self.bootstrap[i];
@@ -274,6 +304,88 @@ impl EventLoop {
         }
     }
 
+    /// Tops the connections up with peers of the Kademlia routing table, and walks the DHT,
+    /// as the discovery policy says.
+    fn discover(&mut self, now: Instant) {
+        let local = *self.swarm.local_peer_id();
+        let connected = self.peers.len();
+        let dialing = self
+            .dials
+            .values()
+            .filter(|d| matches!(d, DialPurpose::Kad))
+            .count();
+        let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() else {
+            return;
+        };
+        let known: Vec<PeerId> = kad
+            .kbuckets()
+            .flat_map(|bucket| {
+                bucket
+                    .iter()
+                    .map(|entry| *entry.node.key.preimage())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let candidates: Vec<PeerId> = known
+            .into_iter()
+            .filter(|p| !self.peers.contains_key(p))
+            .collect();
+        let bans = &self.bans;
+        let plan = self
+            .discovery
+            .plan(now, connected, dialing, candidates, |p| {
+                *p == local || bans.contains_key(p)
+            });
+        if plan.walk
+            && let Some(kad) = self.swarm.behaviour_mut().kad.as_mut()
+        {
+            kad.get_closest_peers(PeerId::random());
+        }
+        for peer in plan.dial {
+            // No address: the routing table supplies the ones it knows.
+            let opts = DialOpts::peer_id(peer)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            let id = opts.connection_id();
+            if self.swarm.dial(opts).is_ok() {
+                tracing::debug!(%peer, "dialling a peer the DHT knows");
+                self.dials.insert(id, DialPurpose::Kad);
+            }
+        }
+    }
+
+    /// A peer reports the address it sees this node at. With no NAT between them that is one
+    /// of this node's own addresses, and the listen address on it is reachable from the peer's
+    /// network: confirm it, so that Kademlia serves and announces it. (Behind a NAT the peer
+    /// sees another address and nothing is confirmed; `--external-addr` says it instead.)
+    fn on_external_candidate(&mut self, observed: &Multiaddr) {
+        let ip_of = |a: &Multiaddr| {
+            a.iter().find_map(|p| match p {
+                Protocol::Ip4(ip) => Some(std::net::IpAddr::V4(ip)),
+                Protocol::Ip6(ip) => Some(std::net::IpAddr::V6(ip)),
+                _ => None,
+            })
+        };
+        let Some(ip) = ip_of(observed) else {
+            return;
+        };
+        if ip.is_loopback() || ip.is_unspecified() {
+            return;
+        }
+        let own: Vec<Multiaddr> = self
+            .listen_addrs
+            .iter()
+            .filter(|a| ip_of(a) == Some(ip))
+            .cloned()
+            .collect();
+        for addr in own {
+            if !self.swarm.external_addresses().any(|a| *a == addr) {
+                tracing::info!(%addr, "external address confirmed (a peer sees this node there)");
+                self.swarm.add_external_address(addr);
+            }
+        }
+    }
+
     fn retry_later(&mut self, i: usize) {
         let b = &mut self.bootstrap[i];
         b.dialing = None;
@@ -327,6 +439,9 @@ impl EventLoop {
                 self.bans
                     .insert(peer, Instant::now() + self.config.ban_duration);
                 self.swarm.behaviour_mut().blocked.block_peer(peer);
+                if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+                    kad.remove_peer(&peer);
+                }
             }
             Command::Dial { addr, reply } => self.dial_user(addr, reply),
             Command::Peers { reply } => {
@@ -336,7 +451,13 @@ impl EventLoop {
                     .iter()
                     .map(|(peer, s)| PeerInfo {
                         peer: *peer,
-                        addresses: s.addresses.iter().cloned().collect(),
+                        addresses: s
+                            .addresses
+                            .values()
+                            .cloned()
+                            .collect::<BTreeSet<_>>()
+                            .into_iter()
+                            .collect(),
                         found_by: s.found_by,
                         agent: s.agent.clone(),
                         rtt: s.rtt,
@@ -429,9 +550,12 @@ impl EventLoop {
                     Some(DialPurpose::Mdns) => Discovery::Mdns,
                     Some(DialPurpose::Bootstrap(_)) => Discovery::Bootstrap,
                     Some(DialPurpose::User(_)) => Discovery::Dial,
+                    Some(DialPurpose::Kad) => Discovery::Kad,
                     None if matches!(endpoint, ConnectedPoint::Listener { .. }) => {
                         Discovery::Inbound
                     }
+                    // Only Kademlia dials on its own (its lookups reach the peers they learn of).
+                    None if self.swarm.behaviour().kad.is_enabled() => Discovery::Kad,
                     None => Discovery::Dial,
                 };
                 match purpose {
@@ -447,14 +571,16 @@ impl EventLoop {
                     _ => {}
                 }
                 let state = self.peers.entry(peer_id).or_insert(PeerState {
-                    addresses: BTreeSet::new(),
+                    addresses: HashMap::new(),
                     found_by,
                     agent: None,
                     rtt: None,
                 });
-                state
-                    .addresses
-                    .insert(endpoint.get_remote_address().clone());
+                let mut addr = endpoint.get_remote_address().clone();
+                if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+                    addr.pop();
+                }
+                state.addresses.insert(connection_id, addr);
                 if num_established.get() == 1 {
                     tracing::info!(peer = %peer_id, addr = %endpoint.get_remote_address(), via = %found_by, "peer connected");
                     return self
@@ -467,12 +593,12 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                endpoint,
+                connection_id,
                 num_established,
                 ..
             } => {
                 if let Some(s) = self.peers.get_mut(&peer_id) {
-                    s.addresses.remove(endpoint.get_remote_address());
+                    s.addresses.remove(&connection_id);
                 }
                 if num_established == 0 {
                     self.peers.remove(&peer_id);
@@ -502,6 +628,9 @@ impl EventLoop {
                 }
                 _ => tracing::debug!("dial failed: {error}"),
             },
+            SwarmEvent::NewExternalAddrCandidate { address } => {
+                self.on_external_candidate(&address);
+            }
             SwarmEvent::Behaviour(event) => return self.on_behaviour_event(event).await,
             _ => {}
         }
@@ -642,6 +771,31 @@ impl EventLoop {
             }
             BehaviourEvent::Sync(_) => {}
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                // Kademlia learns a peer's listen addresses from identify, if it speaks this
+                // chain's DHT. Loopback addresses only from a peer on loopback itself.
+                let on_loopback = self.peers.get(&peer_id).is_some_and(|s| {
+                    s.addresses.values().any(|a| {
+                        a.iter().any(|p| match p {
+                            Protocol::Ip4(ip) => ip.is_loopback(),
+                            Protocol::Ip6(ip) => ip.is_loopback(),
+                            _ => false,
+                        })
+                    })
+                });
+                if info.protocols.contains(&self.kad_protocol)
+                    && let Some(kad) = self.swarm.behaviour_mut().kad.as_mut()
+                {
+                    for addr in info.listen_addrs {
+                        let loopback = addr.iter().any(|p| match p {
+                            Protocol::Ip4(ip) => ip.is_loopback(),
+                            Protocol::Ip6(ip) => ip.is_loopback(),
+                            _ => false,
+                        });
+                        if !loopback || on_loopback {
+                            kad.add_address(&peer_id, addr);
+                        }
+                    }
+                }
                 if let Some(s) = self.peers.get_mut(&peer_id) {
                     s.agent = Some(info.agent_version);
                 }
@@ -652,6 +806,10 @@ impl EventLoop {
                     s.rtt = Some(rtt);
                 }
             }
+            BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. }) => {
+                tracing::debug!(%peer, "DHT routing table updated");
+            }
+            BehaviourEvent::Kad(_) => {}
             BehaviourEvent::Blocked(_) | BehaviourEvent::Limits(_) => {}
         }
         true

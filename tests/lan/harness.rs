@@ -396,6 +396,12 @@ pub struct Lan {
     namespaces: Vec<String>,
     /// nftables tables installed: (namespace, table).
     tables: Vec<(String, String)>,
+    /// Bridges besides `br0`.
+    bridges: Vec<String>,
+    /// Router namespaces.
+    routers: Vec<String>,
+    /// Bridge ports made so far (for unique port names).
+    ports: usize,
 }
 
 impl Lan {
@@ -413,6 +419,9 @@ impl Lan {
             hosts: Vec::new(),
             namespaces: Vec::new(),
             tables: Vec::new(),
+            bridges: Vec::new(),
+            routers: Vec::new(),
+            ports: 0,
         };
         lan.add_namespace(&switch);
         must(&["ip", "-n", &switch, "link", "set", "lo", "up"]);
@@ -461,20 +470,55 @@ impl Lan {
     /// A new host namespace `name` at `ip`, its `eth0` paired with a port of the bridge.
     #[track_caller]
     pub fn add_host(&mut self, name: &str, ip: &str) -> Host {
-        let ns = format!("{}-{name}", self.tag);
-        self.add_namespace(&ns);
-        let port = format!("port{}", self.hosts.len() + 1);
+        self.add_host_on("br0", name, ip)
+    }
+
+    /// Another bridge (another subnet) in the switch namespace; hosts join it with
+    /// [`Lan::add_host_on`], and a router ([`Lan::add_router`]) joins the subnets.
+    #[track_caller]
+    pub fn add_bridge(&mut self, bridge: &str) {
         let sw = self.switch.clone();
-        must(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
         must(&[
-            "ip", "-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns",
+            "ip",
+            "-n",
+            &sw,
+            "link",
+            "add",
+            bridge,
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ]);
+        must(&["ip", "-n", &sw, "link", "set", bridge, "up"]);
+        self.bridges.push(bridge.to_string());
+    }
+
+    /// Pairs a new interface `iface` of namespace `ns` with a new port of `bridge`, at `ip`.
+    #[track_caller]
+    fn plug(&mut self, ns: &str, iface: &str, bridge: &str, ip: &str) -> String {
+        self.ports += 1;
+        let port = format!("port{}", self.ports);
+        let sw = self.switch.clone();
+        must(&[
+            "ip", "-n", ns, "link", "add", iface, "type", "veth", "peer", "name", &port, "netns",
             &sw,
         ]);
-        must(&["ip", "-n", &sw, "link", "set", &port, "master", "br0"]);
+        must(&["ip", "-n", &sw, "link", "set", &port, "master", bridge]);
         must(&["ip", "-n", &sw, "link", "set", &port, "up"]);
         let cidr = format!("{ip}/{}", self.prefix_len);
-        must(&["ip", "-n", &ns, "addr", "add", &cidr, "dev", "eth0"]);
-        must(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
+        must(&["ip", "-n", ns, "addr", "add", &cidr, "dev", iface]);
+        must(&["ip", "-n", ns, "link", "set", iface, "up"]);
+        port
+    }
+
+    /// A new host namespace `name` at `ip` on `bridge`.
+    #[track_caller]
+    pub fn add_host_on(&mut self, bridge: &str, name: &str, ip: &str) -> Host {
+        let ns = format!("{}-{name}", self.tag);
+        self.add_namespace(&ns);
+        must(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+        let port = self.plug(&ns, "eth0", bridge, ip);
         let host = Host {
             name: name.to_string(),
             ns,
@@ -484,6 +528,43 @@ impl Lan {
         };
         self.hosts.push(host.clone());
         host
+    }
+
+    /// A router namespace with one interface on each `(bridge, ip)`, forwarding IPv4 between
+    /// them (unicast only: like any router without a multicast daemon, it does not forward
+    /// mDNS). Hosts reach it with [`Lan::route_via`].
+    #[track_caller]
+    pub fn add_router(&mut self, name: &str, links: &[(&str, &str)]) {
+        let ns = format!("{}-{name}", self.tag);
+        self.add_namespace(&ns);
+        must(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+        for (i, (bridge, ip)) in links.iter().enumerate() {
+            self.plug(&ns, &format!("eth{i}"), bridge, ip);
+        }
+        must(&[
+            "ip",
+            "netns",
+            "exec",
+            &ns,
+            "sysctl",
+            "-q",
+            "-w",
+            "net.ipv4.ip_forward=1",
+        ]);
+        self.routers.push(ns);
+    }
+
+    /// The namespace of router `name`, for tools such as `tc` on its links.
+    pub fn router_ns(&self, name: &str) -> String {
+        format!("{}-{name}", self.tag)
+    }
+
+    /// Sends `host`'s traffic for other subnets through `gateway`.
+    #[track_caller]
+    pub fn route_via(&self, host: &Host, gateway: &str) {
+        must(&[
+            "ip", "-n", &host.ns, "route", "add", "default", "via", gateway,
+        ]);
     }
 
     /// Loads an nftables ruleset (one table) into a host's namespace.
@@ -628,7 +709,14 @@ impl Drop for Lan {
         for h in &self.hosts {
             let _ = tool(&["ip", "-n", &h.ns, "link", "del", &h.iface]);
         }
-        let _ = tool(&["ip", "-n", &self.switch, "link", "del", "br0"]);
+        for r in &self.routers {
+            for i in 0..8 {
+                let _ = tool(&["ip", "-n", r, "link", "del", &format!("eth{i}")]);
+            }
+        }
+        for bridge in self.bridges.iter().map(String::as_str).chain(["br0"]) {
+            let _ = tool(&["ip", "-n", &self.switch, "link", "del", bridge]);
+        }
         for ns in &self.namespaces {
             let _ = std::fs::remove_dir_all(Path::new(NETNS_ETC).join(ns));
         }
