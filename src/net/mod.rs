@@ -6,6 +6,7 @@
 pub mod behaviour;
 pub mod discovery;
 mod event_loop;
+pub mod peer_book;
 pub mod protocol;
 
 pub use event_loop::EventLoop;
