@@ -28,7 +28,7 @@ const PREFIX: &str = "gcengine";
 /// One command's answer.
 const WAIT: Duration = Duration::from_secs(30);
 /// `up --build` of a cold cache compiles every dependency inside the build container.
-const BUILD_WAIT: Duration = Duration::from_secs(40 * 60);
+const BUILD_WAIT: Duration = Duration::from_secs(60 * 60);
 const POLL: Duration = Duration::from_millis(100);
 
 fn env_flag(name: &str) -> bool {
