@@ -7,9 +7,12 @@
 //! - [`pow`]: proof of work and the midstate nonce search.
 //! - [`params`]: chain parameters and the genesis block.
 //! - [`validate`]: the rules, one error variant each; [`ledger`]: balances and nonces.
+//! - [`checked`]: a block with what its check computed (hash, txids, wire bytes).
 //! - [`tree`]: block tree, fork choice, reorganisation; [`mempool`]: pending transfers.
+//! - [`template`]: the block this node proposes to mine (mining policy).
 
 pub mod block;
+pub mod checked;
 pub mod encode;
 pub mod hash;
 pub mod ledger;
@@ -17,11 +20,13 @@ pub mod mempool;
 pub mod merkle;
 pub mod params;
 pub mod pow;
+pub mod template;
 pub mod tree;
 pub mod tx;
 pub mod validate;
 
 pub use block::{Block, Header};
+pub use checked::CheckedBlock;
 pub use hash::{BlockHash, ChainId, TxRoot, Txid};
 pub use ledger::{Account, Ledger};
 pub use mempool::{Mempool, MempoolError, MempoolLimits};
