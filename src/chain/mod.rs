@@ -6,6 +6,7 @@
 //! - [`block`], [`tx`], [`merkle`]: the data and its canonical encoding.
 //! - [`pow`]: proof of work and the midstate nonce search.
 //! - [`params`]: chain parameters and the genesis block.
+//! - [`sig`]: the signature rule (ZIP 215 Ed25519), single, batched and on every core.
 //! - [`validate`]: the rules, one error variant each; [`ledger`]: balances and nonces.
 //! - [`checked`]: a block with what its check computed (hash, txids, wire bytes).
 //! - [`tree`]: block tree, fork choice, reorganisation; [`mempool`]: pending transfers.
@@ -20,6 +21,7 @@ pub mod mempool;
 pub mod merkle;
 pub mod params;
 pub mod pow;
+pub mod sig;
 pub mod template;
 pub mod tree;
 pub mod tx;

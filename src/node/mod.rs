@@ -21,6 +21,7 @@ mod mining;
 mod persist;
 mod relay;
 pub mod sync;
+pub mod sync_machine;
 
 pub use handle::{
     BlockId, BlockInfo, BlockState, NodeConfig, NodeError, NodeHandle, NodeStatus, SendError,
