@@ -73,6 +73,36 @@ pub struct EventLoop {
     kad_protocol: StreamProtocol,
 }
 
+/// A failed dial in one line for the user: for each address tried, the innermost cause
+/// ("Connection refused (os error 111)"), not the transport layers' nested lists.
+fn dial_error_text(error: &libp2p::swarm::DialError) -> String {
+    match error {
+        libp2p::swarm::DialError::Transport(tries) => {
+            let causes: Vec<String> = tries
+                .iter()
+                .map(|(addr, e)| {
+                    let mut cause: &dyn std::error::Error = e;
+                    while let Some(inner) = cause.source() {
+                        cause = inner;
+                    }
+                    let text = cause.to_string();
+                    let text = text.lines().last().unwrap_or_default().trim();
+                    (addr, text.trim_start_matches("- ").to_string())
+                })
+                .map(|(addr, text)| {
+                    if tries.len() == 1 {
+                        text
+                    } else {
+                        format!("{addr}: {text}")
+                    }
+                })
+                .collect();
+            causes.join("; ")
+        }
+        other => other.to_string().lines().collect::<Vec<_>>().join(" "),
+    }
+}
+
 /// Whether an address is on a loopback interface.
 fn is_loopback(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| match p {
@@ -524,7 +554,7 @@ impl EventLoop {
                 ..
             } => match self.dials.remove(&connection_id) {
                 Some(DialPurpose::User(reply)) => {
-                    let _ = reply.send(Err(error.to_string()));
+                    let _ = reply.send(Err(dial_error_text(&error)));
                 }
                 Some(DialPurpose::Bootstrap(i)) => {
                     if let Some(addr) = self.book.bootstrap_addr(i) {
