@@ -345,7 +345,7 @@ pub async fn execute(cmd: Cmd, node: &NodeHandle) -> Result<Output, Stopped> {
                 if s.syncing { "yes" } else { "no" },
                 s.address,
                 listen.join(" ")
-            )
+            ) + &format!("\nhttp       {}", node.http_url().unwrap_or("off"))
         }
         Cmd::Peers => {
             let peers = node.peers().await;

@@ -6,6 +6,7 @@
 //! can always hand the node its next event. No lock is shared with other tasks: state changes
 //! happen inside the actor, and readers see a [`NodeStatus`] snapshot through a `watch`.
 
+pub mod events;
 mod persist;
 pub mod sync;
 
@@ -20,6 +21,7 @@ use crate::net::protocol::{self, Request, Response, Status};
 use crate::net::{self, Event, NetConfig, Topic};
 use crate::store::{Store, StoreError};
 use crate::wallet::{self, KeyFileError, Wallet};
+use events::{Arrival, NodeEvent, TxStatus, Watch};
 use libp2p::gossipsub::MessageAcceptance;
 use libp2p::{Multiaddr, PeerId, identity};
 use persist::{Batch, Persister};
@@ -29,7 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sync::{Pending, SyncState};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// Everything needed to start a node.
@@ -232,6 +234,15 @@ enum Command {
     Sync {
         reply: oneshot::Sender<usize>,
     },
+    Tx {
+        txid: Txid,
+        reply: oneshot::Sender<TxStatus>,
+    },
+    Tree {
+        min_height: u64,
+        max: usize,
+        reply: oneshot::Sender<Vec<(Arrival, bool)>>,
+    },
     Shutdown,
 }
 
@@ -244,6 +255,10 @@ pub struct NodeHandle {
     net: net::Client,
     /// The latest status.
     status: watch::Receiver<NodeStatus>,
+    /// The event broadcast, to subscribe to.
+    events: broadcast::Sender<NodeEvent>,
+    /// Where the HTTP API listens, once it does (for `status`).
+    http_url: Arc<std::sync::OnceLock<String>>,
 }
 
 /// The actor stopped: every request after that fails with this.
@@ -352,6 +367,37 @@ impl NodeHandle {
         self.ask(|reply| Command::Sync { reply }).await
     }
 
+    /// Where a transaction stands: pending, in a best-chain block, or unknown.
+    pub async fn tx(&self, txid: Txid) -> Result<TxStatus, Stopped> {
+        self.ask(|reply| Command::Tx { txid, reply }).await
+    }
+
+    /// Recently arrived blocks at `min_height` or above (best chain and side branches, lowest
+    /// first, at most `max`), each with whether it is on the best chain now.
+    pub async fn tree(&self, min_height: u64, max: usize) -> Result<Vec<(Arrival, bool)>, Stopped> {
+        self.ask(|reply| Command::Tree {
+            min_height,
+            max,
+            reply,
+        })
+        .await
+    }
+
+    /// Events from now on: blocks, tip changes, transfers, peers.
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
+    /// Records where the HTTP API listens (once; later calls are ignored).
+    pub fn set_http_url(&self, url: String) {
+        let _ = self.http_url.set(url);
+    }
+
+    /// Where the HTTP API listens, if it does.
+    pub fn http_url(&self) -> Option<&str> {
+        self.http_url.get().map(String::as_str)
+    }
+
     /// Connected peers.
     pub async fn peers(&self) -> Vec<net::PeerInfo> {
         self.net.peers().await
@@ -404,6 +450,8 @@ struct Node {
     next_job: u64,
     mine_waiters: Vec<oneshot::Sender<Result<BlockInfo, String>>>,
     mined_tx: mpsc::Sender<MinedResult>,
+    /// Events for watchers, block arrivals and the txid index.
+    watch: Watch,
 }
 
 /// Who a block came from, for logs.
@@ -469,7 +517,10 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
     let (status_tx, status_rx) = watch::channel(status);
     let (cmd_tx, cmd_rx) = mpsc::channel(256);
     let (mined_tx, mined_rx) = mpsc::channel(4);
+    let (events_tx, _) = broadcast::channel(events::EVENT_CAPACITY);
+    let watch = Watch::new(&chain, events_tx.clone());
     let node = Node {
+        watch,
         mempool: Mempool::new(chain_id, config.mempool.clone()),
         mining: config.mine,
         config,
@@ -493,6 +544,8 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
             tx: cmd_tx,
             net: client,
             status: status_rx,
+            events: events_tx,
+            http_url: Arc::default(),
         },
         task,
     ))
@@ -596,7 +649,8 @@ impl Node {
         from: Option<PeerId>,
     ) -> Result<Processed, ValidationError> {
         let hash = block.compute_hash();
-        let result = self.chain.process_block(block, now_ms());
+        let now = now_ms();
+        let result = self.chain.process_block(block, now);
         // Blocks stored earlier that this call found invalid (a branch failing the ledger
         // rules), whether or not the submitted block itself is valid.
         self.unsaved_rejected.extend(self.chain.take_dropped());
@@ -618,10 +672,12 @@ impl Node {
                 txs = b.txs.len(),
                 "block accepted"
             );
+            self.watch.block_accepted(*h, b, now, from);
         }
         self.unsaved.extend(processed.accepted.iter().cloned());
         if let Some(change) = &processed.tip_change {
             self.tip_dirty = true;
+            self.watch.tip_changed(change, self.chain.height());
             if !change.disconnected.is_empty() {
                 tracing::warn!(
                     from = %change.old_tip.short(),
@@ -652,7 +708,8 @@ impl Node {
             Event::Listening(addr) => {
                 self.status.send_modify(|s| s.listen.push(addr));
             }
-            Event::PeerConnected { peer, .. } => {
+            Event::PeerConnected { peer, found_by } => {
+                self.watch.peer(peer, true, Some(found_by));
                 self.sync.add_peer(peer);
                 let tag = self.sync.start(peer, Pending::Status);
                 self.net
@@ -661,6 +718,7 @@ impl Node {
                 self.net.request(peer, Request::GetMempool, tag);
             }
             Event::PeerDisconnected { peer } => {
+                self.watch.peer(peer, false, None);
                 let was_active = self.sync.active == Some(peer);
                 self.sync.remove_peer(&peer);
                 if was_active {
@@ -743,6 +801,7 @@ impl Node {
         let acceptance = match self.mempool.add(tx, self.chain.ledger()) {
             Ok(txid) => {
                 tracing::debug!(tx = %txid.short(), %source, "transaction accepted");
+                self.watch.tx_admitted(txid, tx);
                 MessageAcceptance::Accept
             }
             // A forged signature is the sender's fault; anything else may just be a view of the
@@ -808,8 +867,9 @@ impl Node {
                 }
             };
             match self.mempool.add(tx, self.chain.ledger()) {
-                Ok(_) => {
+                Ok(txid) => {
                     accepted += 1;
+                    self.watch.tx_admitted(txid, tx);
                     self.net
                         .publish(Topic::Txs, Transaction::Transfer(tx).encode());
                 }
@@ -1093,7 +1153,50 @@ impl Node {
                 self.ask_statuses();
                 let _ = reply.send(n);
             }
+            Command::Tx { txid, reply } => {
+                let _ = reply.send(self.tx_status(&txid));
+            }
+            Command::Tree {
+                min_height,
+                max,
+                reply,
+            } => {
+                let list = self
+                    .watch
+                    .arrivals_from(min_height, max)
+                    .into_iter()
+                    .filter(|a| self.chain.contains(&a.hash))
+                    .map(|a| {
+                        let best = self.chain.is_active(&a.hash);
+                        (a, best)
+                    })
+                    .collect();
+                let _ = reply.send(list);
+            }
             Command::Shutdown => {}
+        }
+    }
+
+    fn tx_status(&self, txid: &Txid) -> TxStatus {
+        if let Some(tx) = self.mempool.get(txid) {
+            return TxStatus::Mempool(*tx);
+        }
+        let Some(hash) = self.watch.block_of(txid) else {
+            return TxStatus::Unknown;
+        };
+        let found = self.chain.block(&hash).and_then(|b| {
+            b.txs
+                .iter()
+                .find(|t| t.compute_txid() == *txid)
+                .map(|t| (*t, b.header.height))
+        });
+        match found {
+            Some((tx, height)) => TxStatus::Confirmed {
+                tx,
+                block: hash,
+                height,
+            },
+            None => TxStatus::Unknown,
         }
     }
 
@@ -1115,6 +1218,7 @@ impl Node {
 
     fn admit_local(&mut self, tx: Transfer) -> Result<Txid, MempoolError> {
         let txid = self.mempool.add(tx, self.chain.ledger())?;
+        self.watch.tx_admitted(txid, tx);
         tracing::info!(tx = %txid.short(), amount = tx.amount, fee = tx.fee, "transaction submitted");
         self.net
             .publish(Topic::Txs, Transaction::Transfer(tx).encode());
