@@ -209,6 +209,18 @@ async fn every_bad_input_is_a_4xx_with_a_json_error() {
     let long = "a".repeat(http::MAX_BODY + 10);
     // 32 bytes that are not a point of the curve.
     let bad_key = format!("02{}", "00".repeat(31));
+    // Signed for another chain: the signature does not verify on this one.
+    let forged = hex::encode(
+        Transaction::Transfer(Transfer::sign(
+            &testkit::key(1),
+            &BlockHash([7; 32]),
+            Address::of(&testkit::key(2)),
+            1,
+            1,
+            0,
+        ))
+        .encode(),
+    );
     // (method, path, content type, body, with token, status, code)
     let cases: Vec<(&str, String, &str, String, bool, u16, &str)> = vec![
         (
@@ -404,7 +416,7 @@ async fn every_bad_input_is_a_4xx_with_a_json_error() {
             "POST",
             "/tx".into(),
             "text/plain",
-            format!("01{}", "00".repeat(152)),
+            forged.clone(),
             false,
             422,
             "bad_signature",

@@ -2,7 +2,7 @@
 //! is killed many times while it commits blocks), reopening, another chain's store, corrupt
 //! files, deletion of rejected blocks, and side branches with the tie rule across restarts.
 
-use ed25519_dalek::SigningKey;
+use ed25519_zebra::SigningKey;
 use gossipchain::chain::tree::TreeLimits;
 use gossipchain::chain::{Address, Block, BlockHash, ChainParams, ChainState, Outcome, Transfer};
 use gossipchain::store::{Store, StoreError};

@@ -6,6 +6,7 @@
 //! - [`block`], [`tx`], [`merkle`]: the data and its canonical encoding.
 //! - [`pow`]: proof of work and the midstate nonce search.
 //! - [`params`]: chain parameters and the genesis block.
+//! - [`sig`]: the signature rule (ZIP 215 Ed25519), single, batched and on every core.
 //! - [`validate`]: the rules, one error variant each; [`ledger`]: balances and nonces.
 //! - [`tree`]: block tree, fork choice, reorganisation; [`mempool`]: pending transfers.
 
@@ -17,6 +18,7 @@ pub mod mempool;
 pub mod merkle;
 pub mod params;
 pub mod pow;
+pub mod sig;
 pub mod tree;
 pub mod tx;
 pub mod validate;

@@ -9,6 +9,7 @@
 pub mod events;
 mod persist;
 pub mod sync;
+pub mod sync_machine;
 
 use crate::chain::mempool::MempoolLimits;
 use crate::chain::tree::TreeLimits;
