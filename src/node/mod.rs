@@ -8,6 +8,7 @@
 
 mod persist;
 pub mod sync;
+pub mod sync_machine;
 
 use crate::chain::mempool::MempoolLimits;
 use crate::chain::tree::TreeLimits;

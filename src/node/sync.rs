@@ -2,10 +2,14 @@
 //! and which peer we are downloading from. The decisions that use it live in the node; this
 //! keeps the state small and separate so they read as rules.
 
-use crate::chain::{BlockHash, ChainState};
+use super::sync_machine::{PageEnd, PageResult};
+use crate::chain::{
+    Block, BlockHash, ChainParams, ChainState, Outcome, Processed, ValidationError,
+};
 use crate::net::protocol::{self, Status};
 use libp2p::PeerId;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A request in flight.
 #[derive(Debug, Clone)]
@@ -152,6 +156,78 @@ pub fn blocks_after(
         out.push(protocol::Bytes(encoded));
     }
     Some(out)
+}
+
+/// The locator for a page starting after `from`: [`locator_from`] if our chain holds `from`;
+/// else (`from` ends a received page not yet applied) `from` followed by our tip's locator, so
+/// a peer serves the blocks after `from` without our having applied it first.
+pub fn locator_for(chain: &ChainState, from: BlockHash) -> Vec<BlockHash> {
+    if chain.contains(&from) {
+        return locator_from(chain, from);
+    }
+    let mut out = vec![from];
+    out.extend(locator_from(chain, chain.tip()));
+    out.truncate(protocol::MAX_LOCATOR);
+    out
+}
+
+/// Decodes a page of blocks (bounded by the chain's block limits) and finds its last block.
+/// `Err` says why the page is malformed.
+pub fn decode_page(
+    params: &ChainParams,
+    page: &[protocol::Bytes],
+) -> Result<(Vec<Block>, Option<PageEnd>), String> {
+    let mut blocks = Vec::with_capacity(page.len());
+    for bytes in page {
+        let block = Block::decode(
+            &bytes.0,
+            params.max_block_bytes as usize,
+            params.max_block_txs,
+        )
+        .map_err(|e| format!("a malformed block: {e}"))?;
+        blocks.push(block);
+    }
+    let end = blocks.last().map(|b| PageEnd {
+        hash: b.compute_hash(),
+        height: b.header.height,
+    });
+    Ok((blocks, end))
+}
+
+/// Applies a page that answered `locator`: the first block must build on a locator hash and
+/// each next one on the block before it, and every block must be valid (`process` validates
+/// and stores one). Stops at the first block that fails.
+pub fn apply_page(
+    blocks: Vec<Block>,
+    locator: &[BlockHash],
+    mut process: impl FnMut(Arc<Block>) -> Result<Processed, ValidationError>,
+) -> PageResult {
+    let (mut new, mut known) = (0, 0);
+    let mut prev: Option<BlockHash> = None;
+    for block in blocks {
+        let parent = block.header.prev_hash;
+        let connects = match prev {
+            None => locator.contains(&parent),
+            Some(p) => parent == p,
+        };
+        if !connects {
+            return PageResult::Invalid("blocks that do not connect to the locator".into());
+        }
+        let hash = block.compute_hash();
+        match process(Arc::new(block)) {
+            Ok(p) => match p.outcome {
+                Outcome::Accepted => new += 1,
+                Outcome::AlreadyKnown => known += 1,
+                Outcome::Orphan { .. } => {
+                    return PageResult::Invalid("a block whose parent it did not send".into());
+                }
+            },
+            Err(e) if e.is_permanent() => return PageResult::Invalid(format!("{e}")),
+            Err(e) => return PageResult::Paused(format!("{e}")),
+        }
+        prev = Some(hash);
+    }
+    PageResult::Applied { new, known }
 }
 
 #[cfg(test)]
