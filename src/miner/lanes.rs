@@ -75,13 +75,15 @@ pub struct Template {
     /// Message schedule words that do not depend on the nonce: W0-W5, W8-W20 (W6 and W7, the
     /// nonce, are 0 here; W21 onwards depend on them and are 0 here too).
     w: [u32; 64],
-    /// The working variables after rounds 0-5.
+    /// The working variables after rounds 0-5 (the x86 kernels start at round 6).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     s6: [u32; 8],
     /// The working variables after rounds 0-3 (the ARMv8 kernel works in groups of four).
     #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
     s4: [u32; 8],
     /// Schedule words 16..20 as `sha256msg1(W0..3, W4..7)` gives them for SHA-NI:
     /// `W[i] + sigma0(W[i+1])` for i in 0..4 (only W4 of the second vector is used).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     msg1_0: [u32; 4],
 }
 
@@ -275,6 +277,7 @@ fn nonce_words<const L: usize>(base: u64) -> ([u32; L], [u32; L]) {
 }
 
 /// Lanes of the last group that lie inside the range (`left` nonces were left before it).
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn valid_lanes(left: u64, lanes: usize) -> u32 {
     if left >= lanes as u64 {
@@ -287,6 +290,7 @@ fn valid_lanes(left: u64, lanes: usize) -> u32 {
 /// The rounds 6..64 of the compression over vectors of lanes, given the lane operations in
 /// scope (`splat`, `add`, `bsig0`, `bsig1`, `ssig0`, `ssig1`, `ch`, `maj`): returns the final
 /// `a`. Rounds and schedule are unrolled so every index is a constant.
+#[cfg(target_arch = "x86_64")]
 macro_rules! lane_rounds {
     ($t:expr, $w6:expr, $w7:expr) => {{
         let t: &Template = $t;
