@@ -8,9 +8,12 @@
 //! - [`params`]: chain parameters and the genesis block.
 //! - [`sig`]: the signature rule (ZIP 215 Ed25519), single, batched and on every core.
 //! - [`validate`]: the rules, one error variant each; [`ledger`]: balances and nonces.
+//! - [`checked`]: a block with what its check computed (hash, txids, wire bytes).
 //! - [`tree`]: block tree, fork choice, reorganisation; [`mempool`]: pending transfers.
+//! - [`template`]: the block this node proposes to mine (mining policy).
 
 pub mod block;
+pub mod checked;
 pub mod encode;
 pub mod hash;
 pub mod ledger;
@@ -19,11 +22,13 @@ pub mod merkle;
 pub mod params;
 pub mod pow;
 pub mod sig;
+pub mod template;
 pub mod tree;
 pub mod tx;
 pub mod validate;
 
 pub use block::{Block, Header};
+pub use checked::CheckedBlock;
 pub use hash::{BlockHash, ChainId, TxRoot, Txid};
 pub use ledger::{Account, Ledger};
 pub use mempool::{Mempool, MempoolError, MempoolLimits};

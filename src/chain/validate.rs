@@ -168,6 +168,17 @@ impl ValidationError {
 
 /// The rules the header alone decides: version, difficulty, proof of work.
 pub fn check_header(header: &Header, params: &ChainParams) -> Result<BlockHash, ValidationError> {
+    let hash = header.compute_hash();
+    check_header_hashed(header, &hash, params)?;
+    Ok(hash)
+}
+
+/// [`check_header`] for a header whose hash the caller has computed already.
+pub fn check_header_hashed(
+    header: &Header,
+    hash: &BlockHash,
+    params: &ChainParams,
+) -> Result<(), ValidationError> {
     if header.version != BLOCK_VERSION {
         return Err(ValidationError::BadVersion(header.version));
     }
@@ -177,14 +188,13 @@ pub fn check_header(header: &Header, params: &ChainParams) -> Result<BlockHash, 
             got: header.bits,
         });
     }
-    let hash = header.compute_hash();
-    if !pow::meets_target(&hash, header.bits) {
+    if !pow::meets_target(hash, header.bits) {
         return Err(ValidationError::InsufficientWork {
-            hash,
+            hash: *hash,
             bits: header.bits,
         });
     }
-    Ok(hash)
+    Ok(())
 }
 
 /// The body's structure: limits, one coinbase first at the block's height, no duplicate

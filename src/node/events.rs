@@ -7,7 +7,9 @@
 //! capacity misses events and is told how many (tokio's `RecvError::Lagged`); it can then
 //! re-read the state through the handle's queries.
 
-use crate::chain::{Address, Block, BlockHash, ChainState, TipChange, Transaction, Transfer, Txid};
+use crate::chain::{
+    Address, Block, BlockHash, ChainState, CheckedBlock, TipChange, Transaction, Transfer, Txid,
+};
 use crate::net::Discovery;
 use libp2p::PeerId;
 use std::collections::{HashMap, VecDeque};
@@ -171,33 +173,29 @@ impl Watch {
     /// A block was stored as valid.
     pub(crate) fn block_accepted(
         &mut self,
-        hash: BlockHash,
-        block: &Block,
+        block: &CheckedBlock,
         now_ms: u64,
         origin: Option<PeerId>,
     ) {
-        let arrival = Arrival::of(hash, block, Some(now_ms), origin);
+        let arrival = Arrival::of(block.hash(), block.block(), Some(now_ms), origin);
         self.remember(arrival.clone());
         self.send(NodeEvent::Block(arrival));
     }
 
     /// The best chain changed.
     pub(crate) fn tip_changed(&mut self, change: &TipChange, height: u64) {
-        let hashes = |blocks: &[std::sync::Arc<Block>]| -> Vec<BlockHash> {
-            blocks.iter().map(|b| b.compute_hash()).collect()
-        };
-        let disconnected = hashes(&change.disconnected);
-        let connected = hashes(&change.connected);
-        for (block, hash) in change.disconnected.iter().zip(&disconnected) {
-            for txid in block.compute_txids() {
-                if self.txids.get(&txid) == Some(hash) {
-                    self.txids.remove(&txid);
+        let disconnected: Vec<BlockHash> = change.disconnected.iter().map(|b| b.hash()).collect();
+        let connected: Vec<BlockHash> = change.connected.iter().map(|b| b.hash()).collect();
+        for block in &change.disconnected {
+            for txid in block.txids() {
+                if self.txids.get(txid) == Some(&block.hash()) {
+                    self.txids.remove(txid);
                 }
             }
         }
-        for (block, hash) in change.connected.iter().zip(&connected) {
-            for txid in block.compute_txids() {
-                self.txids.insert(txid, *hash);
+        for block in &change.connected {
+            for txid in block.txids() {
+                self.txids.insert(*txid, block.hash());
             }
         }
         self.send(NodeEvent::Tip {
