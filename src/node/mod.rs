@@ -32,7 +32,7 @@ pub use handle::{
 use crate::chain::{
     Block, BlockHash, ChainState, CheckedBlock, Mempool, Processed, TipChange, ValidationError,
 };
-use crate::net::protocol::{Request, Status};
+use crate::net::protocol::Status;
 use crate::net::{self, Event, Topic};
 use crate::store::Store;
 use crate::wallet::{self, Wallet};
@@ -43,7 +43,8 @@ use mining::{Job, MinedResult};
 use persist::{Batch, Persister};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
-use sync::{Pending, SyncState};
+use sync::SyncDriver;
+use sync_machine::{Event as SyncEvent, SyncConfig};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -56,7 +57,7 @@ struct Node {
     persister: Persister,
     wallet: Wallet,
     net: net::Client,
-    sync: SyncState,
+    sync: SyncDriver,
     status: watch::Sender<NodeStatus>,
     /// Blocks accepted but not yet committed, parents first.
     unsaved: Vec<Arc<CheckedBlock>>,
@@ -139,6 +140,15 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
     let (status_tx, status_rx) = watch::channel(status);
     let (cmd_tx, cmd_rx) = mpsc::channel(256);
     let (mined_tx, mined_rx) = mpsc::channel(4);
+    let sync = SyncDriver::new(
+        SyncConfig {
+            request_timeout: config.net.behaviour.request_timeout,
+            page_timeout: config.net.behaviour.request_timeout,
+            status_interval: config.status_interval,
+            ..SyncConfig::new(chain_id)
+        },
+        &chain,
+    );
     let (events_tx, _) = broadcast::channel(events::EVENT_CAPACITY);
     let watch = Watch::new(&chain, events_tx.clone());
     let node = Node {
@@ -150,7 +160,7 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
         persister,
         wallet,
         net: client.clone(),
-        sync: SyncState::default(),
+        sync,
         status: status_tx,
         unsaved: Vec::new(),
         unsaved_rejected: Vec::new(),
@@ -182,7 +192,8 @@ impl Node {
         mut mined: mpsc::Receiver<MinedResult>,
         net_task: JoinHandle<()>,
     ) {
-        let mut tick = tokio::time::interval(self.config.status_interval);
+        // Drives the sync machine's deadlines and periodic status requests.
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         self.maybe_start_mining();
@@ -197,7 +208,7 @@ impl Node {
                     Some(command) => self.on_command(command),
                 },
                 Some(result) = mined.recv() => self.on_mined(result),
-                _ = tick.tick() => self.ask_statuses(),
+                _ = tick.tick() => self.sync_event(SyncEvent::Tick),
             }
             self.end_of_step();
         }
@@ -223,20 +234,11 @@ impl Node {
             }
             Event::PeerConnected { peer, found_by } => {
                 self.watch.peer(peer, true, Some(found_by));
-                self.sync.add_peer(peer);
-                let tag = self.sync.start(peer, Pending::Status);
-                self.net
-                    .request(peer, Request::Status(self.our_status()), tag);
-                let tag = self.sync.start(peer, Pending::Mempool);
-                self.net.request(peer, Request::GetMempool, tag);
+                self.sync_event(SyncEvent::Connected(peer));
             }
             Event::PeerDisconnected { peer } => {
                 self.watch.peer(peer, false, None);
-                let was_active = self.sync.active == Some(peer);
-                self.sync.remove_peer(&peer);
-                if was_active {
-                    self.sync_from_best();
-                }
+                self.sync_event(SyncEvent::Disconnected(peer));
             }
             Event::Gossip {
                 topic: Topic::Blocks,
@@ -269,6 +271,7 @@ impl Node {
             self.apply_tip_change(&change);
         }
         self.maybe_start_mining();
+        self.tell_tip();
         self.publish_status();
         self.flush();
     }
@@ -326,10 +329,10 @@ impl Node {
 
     fn publish_status(&self) {
         let (tip, height, work) = (self.chain.tip(), self.chain.height(), self.chain.tip_work());
-        let peers = self.sync.peers().count();
+        let peers = self.sync.machine.peers().count();
         let mempool = self.mempool.len();
         let orphans = self.chain.orphan_count();
-        let (mining, syncing) = (self.mining, self.sync.active.is_some());
+        let (mining, syncing) = (self.mining, self.sync.machine.is_syncing());
         self.status.send_if_modified(|s| {
             let changed = s.tip != tip
                 || s.peers != peers

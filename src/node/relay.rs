@@ -28,9 +28,7 @@ impl Node {
                 Outcome::AlreadyKnown => MessageAcceptance::Ignore,
                 Outcome::Orphan { missing_parent } => {
                     tracing::debug!(parent = %missing_parent.short(), %source, "orphan block: syncing");
-                    if self.sync.active.is_none() {
-                        self.request_blocks(source, self.chain.tip());
-                    }
+                    self.sync_event(super::sync_machine::Event::Orphan(source));
                     MessageAcceptance::Ignore
                 }
             },
@@ -116,14 +114,14 @@ impl Node {
 
     /// Sends transfers to every connected peer over sync (see [`Request::Transactions`]).
     pub(super) fn push_to_peers(&mut self, txs: &[Transfer]) {
-        let peers: Vec<PeerId> = self.sync.peers().copied().collect();
+        let peers: Vec<PeerId> = self.sync.machine.peers().copied().collect();
         for chunk in txs.chunks(protocol::MAX_TXS_PER_MESSAGE) {
             let encoded: Vec<_> = chunk
                 .iter()
                 .map(|t| protocol::Bytes(Transaction::Transfer(*t).encode()))
                 .collect();
             for peer in &peers {
-                let tag = self.sync.start(*peer, super::sync::Pending::Push);
+                let tag = self.sync.push_tag();
                 self.net
                     .request(*peer, Request::Transactions(encoded.clone()), tag);
             }
