@@ -6,6 +6,8 @@
 //! Same harness and prerequisites as tests/lan.rs (root, `ip netns`, `tc`); the real binary
 //! runs in each host namespace, driven through stdin.
 
+#[path = "binary/mod.rs"]
+mod binary;
 #[path = "lan/harness.rs"]
 mod harness;
 
