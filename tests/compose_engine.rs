@@ -17,6 +17,10 @@
 //! (prompt, echo, escapes), which are cleaned into lines; the others have none, so their stream
 //! is multiplexed into stdout and stderr frames.
 
+#[path = "binary/mod.rs"]
+mod binary;
+
+use binary::{is_hex64, wait_until};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -480,23 +484,6 @@ impl Attached {
     }
 }
 
-fn wait_until(
-    what: &str,
-    timeout: Duration,
-    mut check: impl FnMut() -> Result<(), String>,
-) -> Duration {
-    let start = Instant::now();
-    loop {
-        match check() {
-            Ok(()) => return start.elapsed(),
-            Err(last) if start.elapsed() >= timeout => {
-                panic!("timed out after {timeout:?} waiting for {what}: {last}")
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(250)),
-        }
-    }
-}
-
 fn fresh_address() -> String {
     let dir = tempfile::tempdir().unwrap();
     let out = ok(
@@ -506,7 +493,7 @@ fn fresh_address() -> String {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let a = out.trim().to_string();
-    assert_eq!(a.len(), 64, "{a}");
+    assert!(is_hex64(&a), "{a}");
     a
 }
 
