@@ -12,6 +12,7 @@ use gossipchain::chain::{
 };
 use gossipchain::net::protocol::{Bytes, Request, Response, Status};
 use gossipchain::node::BlockState;
+use gossipchain::node::events::NodeEvent;
 use gossipchain::testkit::{self, key};
 use libp2p::PeerId;
 use std::time::{Duration, Instant};
@@ -297,12 +298,27 @@ async fn peers_that_lie_over_sync_are_banned() {
     let d = tempfile::tempdir().unwrap();
     let mut c = config(&d, std::slice::from_ref(&net.honest.addr));
     c.params = foreign.params().clone();
+    // Subscribed before the stranger exists, so its connection and its drop are both seen.
+    let mut events = net.honest.handle.subscribe();
     let mut stranger = start_with(d, c).await;
     let stranger_id = stranger.status().peer_id;
-    // Each bans the other; the honest node is left with its own peers.
-    stranger
-        .wait("the stranger to drop the honest node", |s| s.peers == 0)
-        .await;
+    // Each bans the other: wait until the honest node has dropped the stranger (the
+    // stranger's own peer count is 0 before it has even dialled, so it proves nothing).
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{what}: the honest node never dropped it"));
+        match event {
+            Ok(NodeEvent::Peer {
+                peer,
+                connected: false,
+                ..
+            }) if peer == stranger_id => break,
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
     net.assert_only_honest_peers(what).await;
     assert!(!net.honest_connected_to(stranger_id).await, "{what}");
     assert_eq!(tips(&net), before, "{what}: a tip moved");
