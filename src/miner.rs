@@ -4,7 +4,7 @@
 //! lasts about a millisecond, so a cancelled search stops within milliseconds.
 
 use crate::chain::block::Header;
-use crate::chain::pow::Midstate;
+use crate::chain::pow::{Midstate, Target};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Nonces tried between two looks at the stop flags.
@@ -22,11 +22,17 @@ pub enum Mined {
     },
     /// `cancel` was set first.
     Cancelled,
+    /// The header's `bits` is not a valid compact target, so no nonce can meet it.
+    BadTarget,
 }
 
-/// Searches nonces for `header` on `threads` threads (at least one) until one meets
-/// `header.bits` or `cancel` becomes true. Blocking: run it off the async runtime.
+/// Searches nonces for `header` on `threads` threads (at least one) until one meets the target
+/// `header.bits` encodes or `cancel` becomes true. Blocking: run it off the async runtime.
 pub fn solve(header: &Header, threads: usize, cancel: &AtomicBool) -> Mined {
+    let Ok(target) = Target::from_compact(header.bits) else {
+        return Mined::BadTarget;
+    };
+    let target = &target;
     let threads = threads.max(1) as u64;
     let mid = Midstate::new(header);
     let found = AtomicBool::new(false);
@@ -42,7 +48,7 @@ pub fn solve(header: &Header, threads: usize, cancel: &AtomicBool) -> Mined {
                 let mut nonce = i.wrapping_mul(stride);
                 let mut tried = 0;
                 while !found.load(Ordering::Relaxed) && !cancel.load(Ordering::Relaxed) {
-                    if let Some(n) = mid.search(header.bits, nonce, 1, CHUNK) {
+                    if let Some(n) = mid.search(target, nonce, 1, CHUNK) {
                         tried += n.wrapping_sub(nonce) + 1;
                         if !found.swap(true, Ordering::AcqRel) {
                             winner.store(n, Ordering::Release);
@@ -83,7 +89,8 @@ mod tests {
         let Mined::Found { header: solved, .. } = solve(&header, 3, &AtomicBool::new(false)) else {
             panic!("not cancelled, must find");
         };
-        assert!(meets_target(&solved.compute_hash(), 12));
+        let target = Target::from_compact(header.bits).expect("valid");
+        assert!(meets_target(&solved.compute_hash(), &target));
     }
 
     #[test]

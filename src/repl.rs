@@ -3,6 +3,7 @@
 //! [`run`] reads lines on a dedicated thread: with a prompt and line editing when stdin is a
 //! terminal, plain lines when it is a pipe (scripts, `docker attach`).
 
+use crate::chain::pace::{ChainPace, si};
 use crate::chain::{Address, Block, Transaction};
 use crate::node::{BlockId, BlockInfo, BlockState, NodeHandle, Stopped};
 use libp2p::Multiaddr;
@@ -251,6 +252,31 @@ fn time(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
+/// The `status` lines about difficulty and block rate.
+fn pace_lines(p: &ChainPace) -> String {
+    let target = match p.block_time_ms {
+        Some(ms) => format!(
+            "retargeting, one block every {}",
+            humantime::format_duration(Duration::from_millis(ms))
+        ),
+        None => "fixed (no retargeting)".into(),
+    };
+    let measured = match (p.mean_interval_ms, p.hash_rate) {
+        (Some(ms), Some(rate)) => format!(
+            "mean interval {:.2} s over the last {} blocks; network {}hashes/s",
+            ms / 1000.0,
+            p.intervals,
+            si(rate)
+        ),
+        _ => "no blocks mined yet to measure".into(),
+    };
+    format!(
+        "difficulty {:08x} ({}hashes a block expected), {target}\nblock rate {measured}",
+        p.next_bits,
+        si(p.expected_hashes.as_f64())
+    )
+}
+
 fn block_line(info: &BlockInfo) -> String {
     let h = &info.block.header;
     format!(
@@ -285,7 +311,7 @@ fn block_detail(info: &BlockInfo) -> String {
     let _ = writeln!(out, "parent     {}", h.prev_hash);
     let _ = writeln!(out, "time       {}", time(h.timestamp));
     let _ = writeln!(out, "tx_root    {}", h.tx_root);
-    let _ = writeln!(out, "bits       {}", h.bits);
+    let _ = writeln!(out, "bits       {:08x}", h.bits);
     let _ = writeln!(out, "nonce      {}", h.nonce);
     let _ = writeln!(out, "size       {} bytes", b.encoded_len());
     let _ = write!(out, "txs        {}", b.txs.len());
@@ -332,12 +358,13 @@ pub async fn execute(cmd: Cmd, node: &NodeHandle) -> Result<Output, Stopped> {
             let s = node.status();
             let listen: Vec<String> = s.listen.iter().map(|a| a.to_string()).collect();
             format!(
-                "peer id    {}\nchain id   {}\nheight     {}\ntip        {}\nwork       {}\npeers      {}\nmempool    {}\norphans    {}\nmining     {}\nsyncing    {}\naddress    {}\nlistening  {}",
+                "peer id    {}\nchain id   {}\nheight     {}\ntip        {}\nwork       {}\n{}\npeers      {}\nmempool    {}\norphans    {}\nmining     {}\nsyncing    {}\naddress    {}\nlistening  {}",
                 s.peer_id,
                 s.chain_id,
                 s.height,
                 s.tip,
                 s.work,
+                pace_lines(&s.pace),
                 s.peers,
                 s.mempool,
                 s.orphans,

@@ -4,10 +4,11 @@
 //!
 //! - [`hash`]: digest newtypes; [`encode`]: the byte cursor for decoding.
 //! - [`block`], [`tx`], [`merkle`]: the data and its canonical encoding.
-//! - [`pow`]: proof of work and the midstate nonce search.
-//! - [`params`]: chain parameters and the genesis block.
+//! - [`pow`]: proof of work and the midstate nonce search; [`target`]: compact targets and work.
+//! - [`params`]: chain parameters and the genesis block; [`retarget`]: the target of each block.
 //! - [`validate`]: the rules, one error variant each; [`ledger`]: balances and nonces.
 //! - [`tree`]: block tree, fork choice, reorganisation; [`mempool`]: pending transfers.
+//! - [`pace`]: the next block's difficulty and the recent block rate, for `status`.
 
 pub mod block;
 pub mod encode;
@@ -15,8 +16,11 @@ pub mod hash;
 pub mod ledger;
 pub mod mempool;
 pub mod merkle;
+pub mod pace;
 pub mod params;
 pub mod pow;
+pub mod retarget;
+pub mod target;
 pub mod tree;
 pub mod tx;
 pub mod validate;
@@ -25,7 +29,7 @@ pub use block::{Block, Header};
 pub use hash::{BlockHash, ChainId, TxRoot, Txid};
 pub use ledger::{Account, Ledger};
 pub use mempool::{Mempool, MempoolError, MempoolLimits};
-pub use params::ChainParams;
+pub use params::{ChainParams, Difficulty};
 pub use tree::{ChainState, Outcome, Processed, TipChange};
 pub use tx::{Address, Coinbase, Transaction, Transfer};
 pub use validate::ValidationError;

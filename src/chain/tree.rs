@@ -1,5 +1,5 @@
 //! The block tree and fork choice. Every valid block is kept; the best chain is the one with the
-//! most cumulative work (2^bits a block), and on a tie the one seen first stays. The ledger
+//! most cumulative work (floor(2^256 / (target + 1)) a block), and on a tie the one seen first stays. The ledger
 //! follows the best chain: a reorganisation undoes blocks down to the fork point and applies the
 //! new branch, and if a block of that branch breaks a ledger rule it and its descendants are
 //! dropped and the best remaining chain is restored. Blocks whose parent is unknown wait in a
@@ -11,7 +11,8 @@ use super::ledger::{Ledger, Undo};
 use super::mempool::Mempool;
 use super::merkle;
 use super::params::ChainParams;
-use super::pow::block_work;
+use super::retarget::{self, ParentInfo};
+use super::target::{Target, Work};
 use super::tx::{Address, Coinbase, Transaction};
 use super::validate::{self, ValidationError};
 use std::cmp::Reverse;
@@ -85,7 +86,10 @@ struct Entry {
     /// The block itself, shared with the store and the network without copying.
     block: Arc<Block>,
     /// Cumulative work from genesis through this block.
-    work: u128,
+    work: Work,
+    /// Timestamp of this block's ancestor at height 1 (itself at height 1, 0 for genesis):
+    /// the anchor of the retarget schedule on this block's branch.
+    anchor_time: u64,
     /// Arrival order: on equal work the earlier tip wins.
     seq: u64,
     /// Known valid children, to drop descendants of a block found invalid.
@@ -249,7 +253,8 @@ impl ChainState {
             chain_id,
             Entry {
                 block: genesis,
-                work: block_work(params.bits),
+                work: params.genesis_target().work(),
+                anchor_time: 0,
                 seq: 0,
                 children: Vec::new(),
                 txids: Vec::new(),
@@ -291,9 +296,32 @@ impl ChainState {
         (self.active.len() - 1) as u64
     }
 
-    /// Cumulative work of the best chain.
+    /// Cumulative work of the best chain, saturated to a u128 (the form of the sync `Status`
+    /// message; no real chain comes near 2^128 hashes).
     pub fn tip_work(&self) -> u128 {
+        self.entries[&self.tip()].work.saturating_u128()
+    }
+
+    /// Cumulative work of the best chain, exact.
+    pub fn tip_chainwork(&self) -> Work {
         self.entries[&self.tip()].work
+    }
+
+    /// What the target of a child of `hash` depends on, if `hash` is a valid block.
+    pub fn parent_info(&self, hash: &BlockHash) -> Option<ParentInfo> {
+        self.entries.get(hash).map(|e| ParentInfo {
+            height: e.block.header.height,
+            timestamp: e.block.header.timestamp,
+            anchor_time: e.anchor_time,
+        })
+    }
+
+    /// The compact target a child of the tip must carry.
+    pub fn next_bits(&self) -> u32 {
+        let parent = self
+            .parent_info(&self.tip())
+            .expect("the tip is a valid block");
+        retarget::next_bits(&self.params, &parent)
     }
 
     /// The ledger at the tip.
@@ -307,7 +335,7 @@ impl ChainState {
     }
 
     /// Cumulative work through a valid block.
-    pub fn work(&self, hash: &BlockHash) -> Option<u128> {
+    pub fn work(&self, hash: &BlockHash) -> Option<Work> {
         self.entries.get(hash).map(|e| e.work)
     }
 
@@ -464,7 +492,7 @@ impl ChainState {
             return Err(e.clone());
         }
         let checked = self.check_block(&block, now_ms, verify_signatures);
-        let (parent_work, txids) = match checked {
+        let (work, parent_anchor, txids) = match checked {
             Ok(Some(checked)) => checked,
             Ok(None) => {
                 let missing_parent = block.header.prev_hash;
@@ -478,13 +506,18 @@ impl ChainState {
                 return Err(e);
             }
         };
-        let work = parent_work.saturating_add(block_work(block.header.bits));
+        let anchor_time = if block.header.height == 1 {
+            block.header.timestamp
+        } else {
+            parent_anchor
+        };
         let prev = block.header.prev_hash;
         self.entries.insert(
             hash,
             Entry {
                 block: block.clone(),
                 work,
+                anchor_time,
                 seq: self.next_seq,
                 children: Vec::new(),
                 txids,
@@ -495,7 +528,7 @@ impl ChainState {
             p.children.push(hash);
         }
         changes.accepted.push((hash, block));
-        if work > self.tip_work() {
+        if work > self.tip_chainwork() {
             self.activate_best(hash, changes);
         }
         if self.entries.contains_key(&hash) {
@@ -510,15 +543,18 @@ impl ChainState {
     }
 
     /// Every rule but the ledger's. `Ok(None)`: the parent is unknown (the block is an orphan
-    /// that passed the checks that need no parent); otherwise the parent's cumulative work and
-    /// the block's txids.
+    /// that passed the checks that need no parent); otherwise the block's cumulative work, its
+    /// parent's retarget anchor time and the block's txids.
     fn check_block(
         &self,
         block: &Block,
         now_ms: u64,
         verify_signatures: bool,
-    ) -> Result<Option<(u128, Vec<Txid>)>, ValidationError> {
+    ) -> Result<Option<(Work, u64, Vec<Txid>)>, ValidationError> {
         validate::check_header(&block.header, &self.params)?;
+        let own_work = Target::from_compact(block.header.bits)
+            .map_err(ValidationError::BadBits)?
+            .work();
         let txids = validate::check_body(block, &self.params)?;
         let prev = block.header.prev_hash;
         if self.invalid.contains_key(&prev) {
@@ -528,17 +564,20 @@ impl ChainState {
             return Ok(None);
         };
         let mtp = self.median_time_past(&prev);
-        validate::check_context(
-            &block.header,
-            parent.block.header.height,
-            mtp,
-            now_ms,
-            &self.params,
-        )?;
+        let info = ParentInfo {
+            height: parent.block.header.height,
+            timestamp: parent.block.header.timestamp,
+            anchor_time: parent.anchor_time,
+        };
+        validate::check_context(&block.header, &info, mtp, now_ms, &self.params)?;
         if verify_signatures {
             validate::check_signatures(block, &txids, &self.chain_id)?;
         }
-        Ok(Some((parent.work, txids)))
+        Ok(Some((
+            parent.work.saturating_add(own_work),
+            parent.anchor_time,
+            txids,
+        )))
     }
 
     /// The valid block with the most work, the earliest seen among equals.
@@ -648,7 +687,7 @@ impl ChainState {
             prev_hash: tip,
             tx_root: merkle::tx_root(&txids),
             timestamp: now_ms.max(self.median_time_past(&tip) + 1),
-            bits: self.params.bits,
+            bits: self.next_bits(),
             nonce: 0,
         };
         Block { header, txs }

@@ -10,6 +10,7 @@ mod persist;
 pub mod sync;
 
 use crate::chain::mempool::MempoolLimits;
+use crate::chain::pace::ChainPace;
 use crate::chain::tree::TreeLimits;
 use crate::chain::{
     Account, Address, Block, BlockHash, ChainId, ChainParams, ChainState, Mempool, MempoolError,
@@ -108,6 +109,8 @@ pub struct NodeStatus {
     pub height: u64,
     /// Cumulative work of the best chain.
     pub work: u128,
+    /// The next block's difficulty and the recent block rate.
+    pub pace: ChainPace,
     /// Connected peers.
     pub peers: usize,
     /// Pending transfers.
@@ -451,6 +454,7 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
         tip: chain.tip(),
         height: chain.height(),
         work: chain.tip_work(),
+        pace: ChainPace::of(&chain),
         peers: 0,
         mempool: 0,
         orphans: chain.orphan_count(),
@@ -576,6 +580,9 @@ impl Node {
                 || s.orphans != orphans
                 || s.mining != mining
                 || s.syncing != syncing;
+            if s.tip != tip {
+                s.pace = ChainPace::of(&self.chain);
+            }
             s.tip = tip;
             s.height = height;
             s.work = work;
