@@ -21,7 +21,9 @@
 mod common;
 
 use common::{Node, Stats, load_average};
-use gossipchain::chain::{Address, Block, BlockHash, ChainParams, ChainState, Transfer};
+use gossipchain::chain::{
+    Address, Block, BlockHash, ChainParams, ChainState, CheckedBlock, Transfer,
+};
 use gossipchain::store::Store;
 use gossipchain::testkit::{self, NOW, key, next_block};
 use std::path::Path;
@@ -92,11 +94,15 @@ fn chain_with_transfers(params: &ChainParams) -> Vec<Arc<Block>> {
 fn preload(dir: &Path, params: &ChainParams, blocks: &[Arc<Block>]) {
     let store = Store::open(&dir.join("blocks.redb"), params.chain_id()).expect("store opens");
     for batch in blocks.chunks(BATCH) {
-        let rows: Vec<(BlockHash, Arc<Block>)> = batch
+        let rows: Vec<Arc<CheckedBlock>> = batch
             .iter()
-            .map(|b| (b.compute_hash(), b.clone()))
+            .map(|b| {
+                let checked = CheckedBlock::check(b.clone(), b.compute_hash(), None, params)
+                    .expect("a valid block");
+                Arc::new(checked)
+            })
             .collect();
-        let tip = rows.last().expect("non-empty batch").0;
+        let tip = rows.last().expect("non-empty batch").hash();
         store.commit(&rows, &[], tip).expect("store commit");
     }
 }

@@ -5,7 +5,7 @@
 //! re-verify signatures: the blocks were verified before they were written.
 
 use crate::chain::tree::TreeLimits;
-use crate::chain::{Block, BlockHash, ChainId, ChainParams, ChainState};
+use crate::chain::{Block, BlockHash, ChainId, ChainParams, ChainState, CheckedBlock};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -126,11 +126,11 @@ impl Store {
         }
     }
 
-    /// Writes `accepted` blocks, deletes `rejected` ones, and records `tip`, in one durable
-    /// transaction.
+    /// Writes `accepted` blocks (their wire bytes as they are), deletes `rejected` ones, and
+    /// records `tip`, in one durable transaction.
     pub fn commit(
         &self,
-        accepted: &[(BlockHash, Arc<Block>)],
+        accepted: &[Arc<CheckedBlock>],
         rejected: &[BlockHash],
         tip: BlockHash,
     ) -> Result<(), StoreError> {
@@ -139,7 +139,7 @@ impl Store {
 
     fn commit_inner(
         &self,
-        accepted: &[(BlockHash, Arc<Block>)],
+        accepted: &[Arc<CheckedBlock>],
         rejected: &[BlockHash],
         tip: BlockHash,
     ) -> Result<(), StoreError> {
@@ -147,12 +147,13 @@ impl Store {
         {
             let mut blocks = tx.open_table(BLOCKS).map_err(|e| self.err(e))?;
             let mut by_height = tx.open_table(BY_HEIGHT).map_err(|e| self.err(e))?;
-            for (hash, block) in accepted {
+            for block in accepted {
+                let hash = block.hash();
                 blocks
-                    .insert(hash.as_bytes(), block.encode().as_slice())
+                    .insert(hash.as_bytes(), block.wire())
                     .map_err(|e| self.err(e))?;
                 by_height
-                    .insert((block.header.height, hash.as_bytes()), ())
+                    .insert((block.height(), hash.as_bytes()), ())
                     .map_err(|e| self.err(e))?;
             }
             for hash in rejected {
@@ -206,10 +207,15 @@ impl Store {
 
     /// Every stored block with its hash, in height order.
     pub fn blocks(&self, params: &ChainParams) -> Result<Vec<(BlockHash, Block)>, StoreError> {
-        catch_panic(&self.path, || self.blocks_inner(params))
+        let rows = catch_panic(&self.path, || self.blocks_inner(params))?;
+        Ok(rows.into_iter().map(|(h, b, _)| (h, b)).collect())
     }
 
-    fn blocks_inner(&self, params: &ChainParams) -> Result<Vec<(BlockHash, Block)>, StoreError> {
+    /// Every stored block with its hash and stored bytes, in height order.
+    fn blocks_inner(
+        &self,
+        params: &ChainParams,
+    ) -> Result<Vec<(BlockHash, Block, Vec<u8>)>, StoreError> {
         let tx = self.db().begin_read().map_err(|e| self.err(e))?;
         let blocks = tx.open_table(BLOCKS).map_err(|e| self.err(e))?;
         let by_height = tx.open_table(BY_HEIGHT).map_err(|e| self.err(e))?;
@@ -231,7 +237,7 @@ impl Store {
             if block.compute_hash() != hash || block.header.height != height {
                 return Err(self.corrupt(format!("block {hash} does not match its key")));
             }
-            out.push((hash, block));
+            out.push((hash, block, bytes.value().to_vec()));
         }
         Ok(out)
     }
@@ -245,9 +251,9 @@ impl Store {
         limits: TreeLimits,
     ) -> Result<ChainState, StoreError> {
         let mut chain = ChainState::with_limits(params.clone(), limits);
-        let blocks = self.blocks(params)?;
+        let blocks = catch_panic(&self.path, || self.blocks_inner(params))?;
         let mut by_hash: HashMap<BlockHash, usize> = HashMap::with_capacity(blocks.len());
-        for (i, (hash, _)) in blocks.iter().enumerate() {
+        for (i, (hash, _, _)) in blocks.iter().enumerate() {
             by_hash.insert(*hash, i);
         }
         let mut order = Vec::with_capacity(blocks.len());
@@ -267,13 +273,14 @@ impl Store {
             taken[i] = true;
         }
         order.extend((0..blocks.len()).filter(|i| !taken[*i]));
-        let mut blocks: Vec<Option<(BlockHash, Block)>> = blocks.into_iter().map(Some).collect();
+        let mut blocks: Vec<Option<(BlockHash, Block, Vec<u8>)>> =
+            blocks.into_iter().map(Some).collect();
         for i in order {
-            let Some((hash, block)) = blocks[i].take() else {
+            let Some((hash, block, wire)) = blocks[i].take() else {
                 continue;
             };
             chain
-                .load_trusted(Arc::new(block))
+                .load_stored(block, wire)
                 .map_err(|e| self.corrupt(format!("stored block {hash} is invalid: {e}")))?;
             if chain.is_orphan(&hash) {
                 return Err(self.corrupt(format!("stored block {hash} has no stored parent")));

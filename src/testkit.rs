@@ -7,7 +7,7 @@ use crate::chain::retarget;
 use crate::chain::{
     Address, BlockHash, ChainParams, ChainState, Coinbase, Transaction, Transfer, merkle,
 };
-use ed25519_dalek::SigningKey;
+use ed25519_zebra::SigningKey;
 
 /// A deterministic signing key for `seed`.
 pub fn key(seed: u64) -> SigningKey {

@@ -3,7 +3,7 @@
 //! created with mode 0600, and is never overwritten.
 
 use crate::chain::{Address, ChainId, Transfer};
-use ed25519_dalek::SigningKey;
+use ed25519_zebra::SigningKey;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

@@ -63,7 +63,7 @@ fn mine_template(
     miner: Address,
     now: u64,
 ) -> (Arc<gossipchain::chain::Block>, Resync) {
-    let mut block = chain.block_template(pool, miner, now);
+    let mut block = gossipchain::chain::template::block_template(chain, pool, miner, now);
     mine_header(&mut block.header);
     let block = Arc::new(block);
     let r = chain
@@ -443,6 +443,34 @@ fn eviction_takes_queue_ends_so_no_sender_is_left_with_a_gap() {
 
 // ---------------------------------------------------------------------------------------------
 // Following the chain.
+
+#[test]
+fn equal_fees_keep_their_arrival_order_across_a_change_of_the_best_chain() {
+    let mut chain = funded(1..=6);
+    let mut pool = pool_for(&chain);
+    // Arrival order unlike address order, so that re-inserting in address order would show.
+    let mut order: Vec<u64> = (1..=5).collect();
+    order.sort_by_key(|s| std::cmp::Reverse(addr(*s)));
+    for s in &order {
+        pool.add(pay(&chain, *s, 1, 7, 0), chain.ledger()).unwrap();
+    }
+    let arrival: Vec<_> = order.iter().map(|s| addr(*s)).collect();
+    let before: Vec<_> = pool.by_fee().iter().map(|(_, t)| t.from).collect();
+    assert_eq!(before, arrival);
+    // A new best block that includes none of them.
+    let other = pay(&chain, 6, 1, 1, 0);
+    let block = next_block(&chain, &[other], addr(9));
+    let r = chain.process_block(Arc::new(block), NOW).unwrap();
+    let stats = pool.resync(&r.tip_change.unwrap(), chain.ledger());
+    assert_eq!((stats.included, stats.dropped), (0, 0));
+    let after: Vec<_> = pool.by_fee().iter().map(|(_, t)| t.from).collect();
+    assert_eq!(after, arrival, "mempool order after the tip change");
+    let picked: Vec<_> = select_all(&pool, chain.ledger())
+        .iter()
+        .map(|t| t.from)
+        .collect();
+    assert_eq!(picked, arrival, "template order after the tip change");
+}
 
 #[test]
 fn transfers_included_in_a_new_best_block_leave_after_resync() {

@@ -41,6 +41,11 @@ fn hashes<'a>(blocks: impl IntoIterator<Item = &'a Arc<Block>>) -> Vec<BlockHash
     blocks.into_iter().map(|b| hash(b)).collect()
 }
 
+/// The blocks of a tip change, to compare with the ones fed.
+fn blocks(checked: &[Arc<gossipchain::chain::CheckedBlock>]) -> Vec<Arc<Block>> {
+    checked.iter().map(|b| b.block().clone()).collect()
+}
+
 /// Processes a block that must be valid; returns the tip change.
 fn feed(chain: &mut ChainState, block: &Arc<Block>) -> Option<TipChange> {
     let r = chain
@@ -149,8 +154,8 @@ fn a_one_block_longer_fork_overtakes() {
     let change = feed(&mut chain, &b[1]).expect("more work wins");
     assert_eq!(change.old_tip, hash(&a[0]));
     assert_eq!(change.new_tip, hash(&b[1]));
-    assert_eq!(change.disconnected, vec![a[0].clone()]);
-    assert_eq!(change.connected, vec![b[0].clone(), b[1].clone()]);
+    assert_eq!(blocks(&change.disconnected), vec![a[0].clone()]);
+    assert_eq!(blocks(&change.connected), vec![b[0].clone(), b[1].clone()]);
     assert_eq!(chain.tip(), hash(&b[1]));
     assert_eq!(chain.ledger().account(&addr(7)).balance, 0);
     assert_eq!(chain.ledger().account(&addr(1)).balance, 100);
@@ -212,11 +217,11 @@ fn a_deep_reorg_with_transfers_on_both_branches_restores_ledger_and_mempool() {
     assert_eq!(change.old_tip, hash(&a[4]));
     assert_eq!(change.new_tip, hash(&b[5]));
     assert_eq!(
-        hashes(&change.disconnected),
+        hashes(&blocks(&change.disconnected)),
         hashes(a.iter().rev()),
         "from the old tip down"
     );
-    assert_eq!(hashes(&change.connected), hashes(&b));
+    assert_eq!(hashes(&blocks(&change.connected)), hashes(&b));
     assert_ledger_is_replay(&chain);
     for blk in &a {
         assert!(chain.contains(&hash(blk)) && !chain.is_active(&hash(blk)));
@@ -247,7 +252,7 @@ fn a_deep_reorg_with_transfers_on_both_branches_restores_ledger_and_mempool() {
     assert_eq!(chain.ledger().account(&addr(20)).balance, 6 * REWARD + 3);
 
     // A block built from the pool on the new tip is valid and empties it.
-    let mut template = chain.block_template(&pool, addr(30), NOW);
+    let mut template = gossipchain::chain::template::block_template(&chain, &pool, addr(30), NOW);
     testkit::mine_header(&mut template.header);
     assert_eq!(template.txs.len(), 5);
     let change = feed(&mut chain, &Arc::new(template)).unwrap();
@@ -459,7 +464,7 @@ fn a_ledger_invalid_branch_arriving_as_orphans_is_dropped_in_one_call() {
     let r = chain.process_block(f[0].clone(), NOW).unwrap();
     assert_eq!(r.outcome, Outcome::Accepted);
     assert!(r.tip_change.is_none(), "the old tip is back: no net change");
-    let accepted: Vec<_> = r.accepted.iter().map(|(h, _)| *h).collect();
+    let accepted: Vec<_> = r.accepted.iter().map(|b| b.hash()).collect();
     assert_eq!(accepted, vec![hash(&f[0])]);
     let rejected: HashMap<_, _> = r.rejected.into_iter().collect();
     assert_eq!(rejected.len(), 3);
@@ -511,11 +516,11 @@ fn orphans_arriving_in_reverse_order_connect() {
     assert_eq!(chain.tip(), tip);
     let r = chain.process_block(blocks[0].clone(), NOW).unwrap();
     assert_eq!(r.outcome, Outcome::Accepted);
-    let accepted: Vec<_> = r.accepted.iter().map(|(h, _)| *h).collect();
+    let accepted: Vec<_> = r.accepted.iter().map(|b| b.hash()).collect();
     assert_eq!(accepted, hashes(&blocks));
     let change = r.tip_change.unwrap();
     assert_eq!(change.old_tip, tip);
-    assert_eq!(change.connected, blocks);
+    assert_eq!(self::blocks(&change.connected), blocks);
     assert!(change.disconnected.is_empty());
     assert_eq!(chain.orphan_count(), 0);
     assert_eq!(chain.tip(), source.tip());
@@ -537,7 +542,7 @@ fn a_fork_arriving_as_orphans_reorganises_in_one_call() {
     let r = chain.process_block(b[0].clone(), NOW).unwrap();
     let change = r.tip_change.expect("the fork overtakes once connected");
     assert_eq!(change.disconnected.len(), 5);
-    assert_eq!(change.connected, b);
+    assert_eq!(blocks(&change.connected), b);
     assert_ledger_is_replay(&chain);
     let mut pool = Mempool::new(id, MempoolLimits::default());
     let stats = pool.resync(&change, chain.ledger());
@@ -684,7 +689,7 @@ proptest! {
         for i in delivery_order(blocks.len(), &order) {
             let r = chain.process_block(blocks[i].clone(), NOW).expect("valid");
             prop_assert!(r.rejected.is_empty());
-            accepted_order.extend(r.accepted.iter().map(|(h, _)| *h));
+            accepted_order.extend(r.accepted.iter().map(|b| b.hash()));
             // Equal difficulty: work is height + 1 blocks; the first accepted wins a tie.
             let best_height = accepted_order.iter().map(|h| height[h]).max().unwrap();
             let best = *accepted_order.iter().find(|h| height[*h] == best_height).unwrap();
@@ -738,7 +743,7 @@ proptest! {
         for i in delivery_order(blocks.len(), &order) {
             match chain.process_block(blocks[i].clone(), NOW) {
                 Ok(r) => {
-                    accepted_order.extend(r.accepted.iter().map(|(h, _)| index[h]));
+                    accepted_order.extend(r.accepted.iter().map(|b| index[&b.hash()]));
                     for (h, _) in &r.rejected {
                         prop_assert!(bad[index[h]]);
                     }

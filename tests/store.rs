@@ -2,7 +2,7 @@
 //! is killed many times while it commits blocks), reopening, another chain's store, corrupt
 //! files, deletion of rejected blocks, and side branches with the tie rule across restarts.
 
-use ed25519_dalek::SigningKey;
+use ed25519_zebra::SigningKey;
 use gossipchain::chain::tree::TreeLimits;
 use gossipchain::chain::{Address, Block, BlockHash, ChainParams, ChainState, Outcome, Transfer};
 use gossipchain::store::{Store, StoreError};
@@ -769,16 +769,12 @@ fn a_missing_parent_or_a_missing_tip_is_reported_as_corruption() {
     let params = testkit::params();
     let mut chain = ChainState::new(params.clone());
     testkit::extend(&mut chain, 3, Address([1; 32]));
-    let third = chain.block_at(3).unwrap().clone();
+    let third = chain.checked_at(3).unwrap().clone();
 
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("a.redb"), params.chain_id()).unwrap();
     store
-        .commit(
-            &[(third.compute_hash(), third.clone())],
-            &[],
-            third.compute_hash(),
-        )
+        .commit(std::slice::from_ref(&third), &[], third.hash())
         .unwrap();
     let err = store
         .load_chain(&params, Default::default())

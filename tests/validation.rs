@@ -1214,17 +1214,18 @@ fn a_chain_with_other_difficulty_refuses_our_blocks_outright() {
     assert_eq!(
         other.process_block(ours, NOW).unwrap_err(),
         ValidationError::WrongBits {
-            expected: 9,
-            got: 8
+            expected: ChainParams::with_bits(9).genesis_bits(),
+            got: bits8()
         }
     );
     assert_eq!(other.height(), 0);
     // And a block mined for our tip with the other chain's bits is refused here.
-    let hard = resealed(&base, |b| b.header.bits = 9);
+    let nine = ChainParams::with_bits(9).genesis_bits();
+    let hard = resealed(&base, |b| b.header.bits = nine);
     let mut chain = chain;
     let expected = ValidationError::WrongBits {
         expected: bits8(),
-        got: 9,
+        got: nine,
     };
     assert_rejected(&mut chain, hard, &expected);
 }

@@ -184,14 +184,16 @@ impl Mempool {
         }
         tx.verify(&self.chain_id)
             .map_err(MempoolError::BadSignature)?;
-        self.insert_verified(tx, txid, ledger)
+        self.insert_verified(tx, txid, None, ledger)
     }
 
-    /// Admits a transfer whose signature is known to be valid.
+    /// Admits a transfer whose signature is known to be valid, with its arrival number `seq`
+    /// if it had one (a transfer kept across a change of the best chain), else a new one.
     fn insert_verified(
         &mut self,
         tx: Transfer,
         txid: Txid,
+        seq: Option<u64>,
         ledger: &Ledger,
     ) -> Result<Txid, MempoolError> {
         if self.txs.contains_key(&txid) {
@@ -247,14 +249,11 @@ impl Mempool {
             .entry(tx.from)
             .or_default()
             .insert(tx.nonce, txid);
-        self.txs.insert(
-            txid,
-            Entry {
-                tx,
-                seq: self.next_seq,
-            },
-        );
-        self.next_seq += 1;
+        let seq = seq.unwrap_or_else(|| {
+            self.next_seq += 1;
+            self.next_seq - 1
+        });
+        self.txs.insert(txid, Entry { tx, seq });
         Ok(txid)
     }
 
@@ -352,38 +351,42 @@ impl Mempool {
 
     /// Re-checks the pool after the best chain changed to `ledger`: transfers in connected
     /// blocks leave, transfers of disconnected blocks come back, and whatever the new ledger
-    /// no longer allows is dropped.
+    /// no longer allows is dropped. A transfer that stays keeps its arrival order (among equal
+    /// fees the earlier still goes first); one that comes back from a block counts as new.
     pub fn resync(&mut self, change: &TipChange, ledger: &Ledger) -> Resync {
         let included: HashSet<Txid> = change
             .connected
             .iter()
-            .flat_map(|b| b.compute_txids())
+            .flat_map(|b| b.txids().iter().copied())
             .collect();
         let mut stats = Resync::default();
-        let mut candidates: Vec<(Transfer, Txid, bool)> = Vec::new();
+        // (transfer, txid, its arrival number if it was pending)
+        let mut candidates: Vec<(Transfer, Txid, Option<u64>)> = Vec::new();
         for (txid, entry) in self.txs.drain() {
             if included.contains(&txid) {
                 stats.included += 1;
             } else {
-                candidates.push((entry.tx, txid, false));
+                candidates.push((entry.tx, txid, Some(entry.seq)));
             }
         }
         self.by_sender.clear();
         for block in &change.disconnected {
-            for tx in &block.txs {
-                if let Transaction::Transfer(t) = tx {
-                    let txid = tx.compute_txid();
-                    if !included.contains(&txid) {
-                        candidates.push((*t, txid, true));
-                    }
+            for (tx, txid) in block.txs.iter().zip(block.txids()) {
+                if let Transaction::Transfer(t) = tx
+                    && !included.contains(txid)
+                {
+                    candidates.push((*t, *txid, None));
                 }
             }
         }
-        candidates.sort_by_key(|(t, _, _)| (t.from, t.nonce, Reverse(t.fee)));
-        for (tx, txid, from_block) in candidates {
-            match self.insert_verified(tx, txid, ledger) {
-                Ok(_) if from_block => stats.returned.push(tx),
+        // Each sender's in nonce order, so that each is checked against what its predecessors
+        // spend; the pending copy first where a block returns one already pending.
+        candidates.sort_by_key(|(t, _, seq)| (t.from, t.nonce, Reverse(t.fee), seq.is_none()));
+        for (tx, txid, seq) in candidates {
+            match self.insert_verified(tx, txid, seq, ledger) {
+                Ok(_) if seq.is_none() => stats.returned.push(tx),
                 Ok(_) => {}
+                Err(MempoolError::AlreadyKnown(_)) => {}
                 Err(_) => stats.dropped += 1,
             }
         }

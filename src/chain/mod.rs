@@ -6,11 +6,15 @@
 //! - [`block`], [`tx`], [`merkle`]: the data and its canonical encoding.
 //! - [`pow`]: proof of work and the midstate nonce search; [`target`]: compact targets and work.
 //! - [`params`]: chain parameters and the genesis block; [`retarget`]: the target of each block.
+//! - [`sig`]: the signature rule (ZIP 215 Ed25519), single, batched and on every core.
 //! - [`validate`]: the rules, one error variant each; [`ledger`]: balances and nonces.
+//! - [`checked`]: a block with what its check computed (hash, txids, wire bytes).
 //! - [`tree`]: block tree, fork choice, reorganisation; [`mempool`]: pending transfers.
 //! - [`pace`]: the next block's difficulty and the recent block rate, for `status`.
+//! - [`template`]: the block this node proposes to mine (mining policy).
 
 pub mod block;
+pub mod checked;
 pub mod encode;
 pub mod hash;
 pub mod ledger;
@@ -20,12 +24,15 @@ pub mod pace;
 pub mod params;
 pub mod pow;
 pub mod retarget;
+pub mod sig;
 pub mod target;
+pub mod template;
 pub mod tree;
 pub mod tx;
 pub mod validate;
 
 pub use block::{Block, Header};
+pub use checked::CheckedBlock;
 pub use hash::{BlockHash, ChainId, TxRoot, Txid};
 pub use ledger::{Account, Ledger};
 pub use mempool::{Mempool, MempoolError, MempoolLimits};

@@ -6,14 +6,12 @@
 //! bounded orphan pool.
 
 use super::block::Block;
-use super::hash::{BlockHash, ChainId, Txid};
+use super::checked::CheckedBlock;
+use super::hash::{BlockHash, ChainId};
 use super::ledger::{Ledger, Undo};
-use super::mempool::Mempool;
-use super::merkle;
 use super::params::ChainParams;
 use super::retarget::{self, ParentInfo};
 use super::target::{Target, Work};
-use super::tx::{Address, Coinbase, Transaction};
 use super::validate::{self, ValidationError};
 use std::cmp::Reverse;
 use std::collections::{HashMap, VecDeque};
@@ -62,9 +60,30 @@ pub struct TipChange {
     /// The tip after.
     pub new_tip: BlockHash,
     /// Blocks that left the best chain, from the old tip down.
-    pub disconnected: Vec<Arc<Block>>,
+    pub disconnected: Vec<Arc<CheckedBlock>>,
     /// Blocks that joined the best chain, from the fork point up.
-    pub connected: Vec<Arc<Block>>,
+    pub connected: Vec<Arc<CheckedBlock>>,
+}
+
+impl TipChange {
+    /// Appends a change that followed this one: the result goes from this change's old tip to
+    /// `later`'s new tip. A block `later` disconnects that this change connected cancels out,
+    /// so several changes (one sync page) make one net change for the mempool and the miner.
+    pub fn merge(&mut self, later: TipChange) {
+        for block in later.disconnected {
+            if self
+                .connected
+                .last()
+                .is_some_and(|b| b.hash() == block.hash())
+            {
+                self.connected.pop();
+            } else {
+                self.disconnected.push(block);
+            }
+        }
+        self.connected.extend(later.connected);
+        self.new_tip = later.new_tip;
+    }
 }
 
 /// Everything one call changed.
@@ -73,7 +92,7 @@ pub struct Processed {
     /// What became of the submitted block.
     pub outcome: Outcome,
     /// Blocks newly stored as valid, parents first: the submitted one and orphans it connected.
-    pub accepted: Vec<(BlockHash, Arc<Block>)>,
+    pub accepted: Vec<Arc<CheckedBlock>>,
     /// Other blocks found invalid on the way (orphans, or side-branch blocks that failed the
     /// ledger rules during a reorganisation); a stored one must be deleted.
     pub rejected: Vec<(BlockHash, ValidationError)>,
@@ -83,8 +102,9 @@ pub struct Processed {
 
 /// A valid block in the tree.
 struct Entry {
-    /// The block itself, shared with the store and the network without copying.
-    block: Arc<Block>,
+    /// The block with its hash, txids and wire bytes, shared with the store and the network
+    /// without copying.
+    block: Arc<CheckedBlock>,
     /// Cumulative work from genesis through this block.
     work: Work,
     /// Timestamp of this block's ancestor at height 1 (itself at height 1, 0 for genesis):
@@ -94,16 +114,13 @@ struct Entry {
     seq: u64,
     /// Known valid children, to drop descendants of a block found invalid.
     children: Vec<BlockHash>,
-    /// The txids, hashed once when the block was checked and reused when it is connected
-    /// (empty for genesis, which is never applied to the ledger).
-    txids: Vec<Txid>,
 }
 
 /// Blocks waiting for their parent.
 #[derive(Default)]
 struct OrphanPool {
     /// Orphans by hash.
-    blocks: HashMap<BlockHash, Arc<Block>>,
+    blocks: HashMap<BlockHash, Arc<CheckedBlock>>,
     /// Orphan hashes by the parent they wait for.
     by_parent: HashMap<BlockHash, Vec<BlockHash>>,
     /// Arrival order, oldest first, for eviction.
@@ -113,8 +130,9 @@ struct OrphanPool {
 }
 
 impl OrphanPool {
-    fn insert(&mut self, hash: BlockHash, block: Arc<Block>, limits: &TreeLimits) {
-        let size = block.encoded_len();
+    fn insert(&mut self, block: Arc<CheckedBlock>, limits: &TreeLimits) {
+        let hash = block.hash();
+        let size = block.wire().len();
         while !self.order.is_empty()
             && (self.blocks.len() >= limits.max_orphans
                 || self.bytes + size > limits.max_orphan_bytes)
@@ -132,9 +150,9 @@ impl OrphanPool {
         self.order.push_back(hash);
     }
 
-    fn remove(&mut self, hash: &BlockHash) -> Option<Arc<Block>> {
+    fn remove(&mut self, hash: &BlockHash) -> Option<Arc<CheckedBlock>> {
         let block = self.blocks.remove(hash)?;
-        self.bytes -= block.encoded_len();
+        self.bytes -= block.wire().len();
         let parent = block.header.prev_hash;
         if let Some(siblings) = self.by_parent.get_mut(&parent) {
             siblings.retain(|h| h != hash);
@@ -146,12 +164,9 @@ impl OrphanPool {
         Some(block)
     }
 
-    fn take_children(&mut self, parent: &BlockHash) -> Vec<(BlockHash, Arc<Block>)> {
+    fn take_children(&mut self, parent: &BlockHash) -> Vec<Arc<CheckedBlock>> {
         let hashes = self.by_parent.get(parent).cloned().unwrap_or_default();
-        hashes
-            .into_iter()
-            .filter_map(|h| self.remove(&h).map(|b| (h, b)))
-            .collect()
+        hashes.into_iter().filter_map(|h| self.remove(&h)).collect()
     }
 }
 
@@ -175,15 +190,15 @@ fn condemns_hash(block: &Block, error: &ValidationError) -> bool {
 
 /// What a call has changed so far; turned into [`Processed`] at the end.
 struct Changes {
-    accepted: Vec<(BlockHash, Arc<Block>)>,
+    accepted: Vec<Arc<CheckedBlock>>,
     rejected: Vec<(BlockHash, ValidationError)>,
-    disconnected: Vec<Arc<Block>>,
-    connected: Vec<Arc<Block>>,
+    disconnected: Vec<Arc<CheckedBlock>>,
+    connected: Vec<Arc<CheckedBlock>>,
 }
 
 impl Changes {
     /// Records a block leaving the best chain; one connected earlier in this call cancels out.
-    fn disconnect(&mut self, block: Arc<Block>) {
+    fn disconnect(&mut self, block: Arc<CheckedBlock>) {
         if self
             .connected
             .last()
@@ -196,7 +211,7 @@ impl Changes {
     }
 
     /// Records a block joining the best chain; one disconnected earlier in this call cancels.
-    fn connect(&mut self, block: Arc<Block>) {
+    fn connect(&mut self, block: Arc<CheckedBlock>) {
         if self
             .disconnected
             .last()
@@ -246,8 +261,8 @@ impl ChainState {
 
     /// Like [`ChainState::new`] with explicit bounds.
     pub fn with_limits(params: ChainParams, limits: TreeLimits) -> Self {
-        let genesis = Arc::new(params.genesis());
-        let chain_id = genesis.compute_hash();
+        let genesis = Arc::new(CheckedBlock::genesis(&params));
+        let chain_id = genesis.hash();
         let mut entries = HashMap::new();
         entries.insert(
             chain_id,
@@ -257,7 +272,6 @@ impl ChainState {
                 anchor_time: 0,
                 seq: 0,
                 children: Vec::new(),
-                txids: Vec::new(),
             },
         );
         Self {
@@ -331,7 +345,18 @@ impl ChainState {
 
     /// A valid block by hash.
     pub fn block(&self, hash: &BlockHash) -> Option<&Arc<Block>> {
+        self.entries.get(hash).map(|e| e.block.block())
+    }
+
+    /// A valid block by hash, with its hash, txids and wire bytes.
+    pub fn checked(&self, hash: &BlockHash) -> Option<&Arc<CheckedBlock>> {
         self.entries.get(hash).map(|e| &e.block)
+    }
+
+    /// The best chain's block at `height`, with its hash, txids and wire bytes.
+    pub fn checked_at(&self, height: u64) -> Option<&Arc<CheckedBlock>> {
+        let hash = self.active.get(usize::try_from(height).ok()?)?;
+        self.checked(hash)
     }
 
     /// Cumulative work through a valid block.
@@ -411,18 +436,91 @@ impl ChainState {
         block: Arc<Block>,
         now_ms: u64,
     ) -> Result<Processed, ValidationError> {
-        self.process(block, now_ms, true)
+        self.submit(block, None, now_ms, true)
+    }
+
+    /// [`ChainState::process_block`] for a block that arrived as `wire`, its encoding: the
+    /// bytes are kept, to store and serve as they are.
+    pub fn process_wire(
+        &mut self,
+        block: Block,
+        wire: Vec<u8>,
+        now_ms: u64,
+    ) -> Result<Processed, ValidationError> {
+        self.submit(Arc::new(block), Some(wire), now_ms, true)
     }
 
     /// Re-inserts a block this node validated before (read back from its own store): signatures
     /// are not verified again and the clock is not consulted; every other rule still runs.
     pub fn load_trusted(&mut self, block: Arc<Block>) -> Result<Processed, ValidationError> {
-        self.process(block, u64::MAX - self.params.max_future_ms, false)
+        self.submit(block, None, self.trusted_clock(), false)
     }
 
-    fn process(
+    /// [`ChainState::load_trusted`] for a stored block and its stored bytes.
+    pub fn load_stored(
+        &mut self,
+        block: Block,
+        wire: Vec<u8>,
+    ) -> Result<Processed, ValidationError> {
+        self.submit(Arc::new(block), Some(wire), self.trusted_clock(), false)
+    }
+
+    /// A clock under which no stored block is too new.
+    fn trusted_clock(&self) -> u64 {
+        u64::MAX - self.params.max_future_ms
+    }
+
+    /// What the tree already knows of a block hash: `Some(Ok(AlreadyKnown))` if it is stored or
+    /// an orphan, `Some(Err(why))` if it was found invalid, `None` if it is new. Lets a caller
+    /// skip a block's checks before running them.
+    pub fn known(&self, hash: &BlockHash) -> Option<Result<Outcome, ValidationError>> {
+        if self.entries.contains_key(hash) || self.orphans.blocks.contains_key(hash) {
+            return Some(Ok(Outcome::AlreadyKnown));
+        }
+        self.invalid.get(hash).map(|e| Err(e.clone()))
+    }
+
+    /// Remembers that `block` (whose hash is `hash`) broke a rule checked without the tree
+    /// (see [`CheckedBlock::check`]), if the error condemns the hash: a resent copy is then
+    /// refused at once.
+    pub fn note_invalid(&mut self, block: &Block, hash: BlockHash, error: &ValidationError) {
+        if condemns_hash(block, error) {
+            self.remember_invalid(hash, error);
+        }
+    }
+
+    fn submit(
         &mut self,
         block: Arc<Block>,
+        wire: Option<Vec<u8>>,
+        now_ms: u64,
+        verify_signatures: bool,
+    ) -> Result<Processed, ValidationError> {
+        let hash = block.compute_hash();
+        if let Some(known) = self.known(&hash) {
+            return known.map(|outcome| Processed {
+                outcome,
+                accepted: Vec::new(),
+                rejected: Vec::new(),
+                tip_change: None,
+            });
+        }
+        let checked = match CheckedBlock::check(block.clone(), hash, wire, &self.params) {
+            Ok(c) => c,
+            Err(e) => {
+                self.note_invalid(&block, hash, &e);
+                return Err(e);
+            }
+        };
+        self.process_checked(Arc::new(checked), now_ms, verify_signatures)
+    }
+
+    /// Validates a checked block against the tree (parent, context, signatures unless
+    /// `verify_signatures` is false or they were verified already, then the ledger when it joins
+    /// the best chain) and stores it.
+    pub fn process_checked(
+        &mut self,
+        block: Arc<CheckedBlock>,
         now_ms: u64,
         verify_signatures: bool,
     ) -> Result<Processed, ValidationError> {
@@ -433,13 +531,14 @@ impl ChainState {
             disconnected: Vec::new(),
             connected: Vec::new(),
         };
-        let hash = block.compute_hash();
-        let outcome = self.accept(hash, block, now_ms, verify_signatures, &mut changes)?;
+        let hash = block.hash();
+        let outcome = self.accept(block, now_ms, verify_signatures, &mut changes)?;
         if outcome == Outcome::Accepted {
             let mut parents = vec![hash];
             while let Some(parent) = parents.pop() {
-                for (child_hash, child) in self.orphans.take_children(&parent) {
-                    match self.accept(child_hash, child, now_ms, verify_signatures, &mut changes) {
+                for child in self.orphans.take_children(&parent) {
+                    let child_hash = child.hash();
+                    match self.accept(child, now_ms, verify_signatures, &mut changes) {
                         Ok(Outcome::Accepted) => parents.push(child_hash),
                         Ok(_) => {}
                         Err(e) => changes.rejected.push((child_hash, e)),
@@ -475,28 +574,24 @@ impl ChainState {
         self.invalid_order.push_back(hash);
     }
 
-    /// Validates one block whose hash is `hash` and stores it if valid; switches the best
-    /// chain if it now has the most work.
+    /// Validates one checked block and stores it if valid; switches the best chain if it now
+    /// has the most work.
     fn accept(
         &mut self,
-        hash: BlockHash,
-        block: Arc<Block>,
+        block: Arc<CheckedBlock>,
         now_ms: u64,
         verify_signatures: bool,
         changes: &mut Changes,
     ) -> Result<Outcome, ValidationError> {
-        if self.entries.contains_key(&hash) || self.orphans.blocks.contains_key(&hash) {
-            return Ok(Outcome::AlreadyKnown);
+        let hash = block.hash();
+        if let Some(known) = self.known(&hash) {
+            return known;
         }
-        if let Some(e) = self.invalid.get(&hash) {
-            return Err(e.clone());
-        }
-        let checked = self.check_block(&block, now_ms, verify_signatures);
-        let (work, parent_anchor, txids) = match checked {
+        let (work, parent_anchor) = match self.check_block(&block, now_ms, verify_signatures) {
             Ok(Some(checked)) => checked,
             Ok(None) => {
                 let missing_parent = block.header.prev_hash;
-                self.orphans.insert(hash, block, &self.limits);
+                self.orphans.insert(block, &self.limits);
                 return Ok(Outcome::Orphan { missing_parent });
             }
             Err(e) => {
@@ -520,14 +615,13 @@ impl ChainState {
                 anchor_time,
                 seq: self.next_seq,
                 children: Vec::new(),
-                txids,
             },
         );
         self.next_seq += 1;
         if let Some(p) = self.entries.get_mut(&prev) {
             p.children.push(hash);
         }
-        changes.accepted.push((hash, block));
+        changes.accepted.push(block);
         if work > self.tip_chainwork() {
             self.activate_best(hash, changes);
         }
@@ -542,20 +636,18 @@ impl ChainState {
         }
     }
 
-    /// Every rule but the ledger's. `Ok(None)`: the parent is unknown (the block is an orphan
-    /// that passed the checks that need no parent); otherwise the block's cumulative work, its
-    /// parent's retarget anchor time and the block's txids.
+    /// The rules that need the tree, but not the ledger's. `Ok(None)`: the parent is unknown
+    /// (the block is an orphan, having passed the checks that need no parent); otherwise the
+    /// block's cumulative work and its parent's retarget anchor time.
     fn check_block(
         &self,
-        block: &Block,
+        block: &CheckedBlock,
         now_ms: u64,
         verify_signatures: bool,
-    ) -> Result<Option<(Work, u64, Vec<Txid>)>, ValidationError> {
-        validate::check_header(&block.header, &self.params)?;
+    ) -> Result<Option<(Work, u64)>, ValidationError> {
         let own_work = Target::from_compact(block.header.bits)
             .map_err(ValidationError::BadBits)?
             .work();
-        let txids = validate::check_body(block, &self.params)?;
         let prev = block.header.prev_hash;
         if self.invalid.contains_key(&prev) {
             return Err(ValidationError::InvalidAncestor(prev));
@@ -570,13 +662,12 @@ impl ChainState {
             anchor_time: parent.anchor_time,
         };
         validate::check_context(&block.header, &info, mtp, now_ms, &self.params)?;
-        if verify_signatures {
-            validate::check_signatures(block, &txids, &self.chain_id)?;
+        if verify_signatures && !block.signatures_verified() {
+            validate::check_signatures(block, block.txids(), &self.chain_id)?;
         }
         Ok(Some((
             parent.work.saturating_add(own_work),
             parent.anchor_time,
-            txids,
         )))
     }
 
@@ -631,7 +722,7 @@ impl ChainState {
             let block = entry.block.clone();
             let undo = self
                 .ledger
-                .apply_block(&block, &entry.txids, &self.params)
+                .apply_block(&block, block.txids(), &self.params)
                 .map_err(|e| (hash, e))?;
             self.undos.insert(hash, undo);
             self.active.push(hash);
@@ -655,49 +746,17 @@ impl ChainState {
                     stack.push((child, ValidationError::InvalidAncestor(bad)));
                 }
             }
-            changes.accepted.retain(|(h, _)| *h != hash);
+            changes.accepted.retain(|b| b.hash() != hash);
             self.remember_invalid(hash, &error);
             changes.rejected.push((hash, error));
         }
-    }
-
-    /// A block on the tip, ready to mine (nonce 0): the best transfers of `mempool`, and a
-    /// coinbase paying the reward and their fees to `miner`. Its timestamp is `now_ms`, or just
-    /// after the median past time if the clock is behind it.
-    pub fn block_template(&self, mempool: &Mempool, miner: Address, now_ms: u64) -> Block {
-        let tip = self.tip();
-        let height = self.height() + 1;
-        let room_txs = self.params.max_block_txs.saturating_sub(1) as usize;
-        let room_bytes = (self.params.max_block_bytes as usize)
-            .saturating_sub(super::block::HEADER_LEN + 4 + super::tx::COINBASE_LEN);
-        let transfers =
-            mempool.select(&self.ledger, room_txs, room_bytes, self.params.block_reward);
-        let fees: u64 = transfers.iter().map(|t| t.fee).sum();
-        let mut txs = Vec::with_capacity(transfers.len() + 1);
-        txs.push(Transaction::Coinbase(Coinbase {
-            height,
-            to: miner,
-            amount: self.params.block_reward + fees,
-        }));
-        txs.extend(transfers.into_iter().map(Transaction::Transfer));
-        let txids: Vec<_> = txs.iter().map(Transaction::compute_txid).collect();
-        let header = super::block::Header {
-            version: super::block::BLOCK_VERSION,
-            height,
-            prev_hash: tip,
-            tx_root: merkle::tx_root(&txids),
-            timestamp: now_ms.max(self.median_time_past(&tip) + 1),
-            bits: self.next_bits(),
-            nonce: 0,
-        };
-        Block { header, txs }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chain::{MempoolLimits, Transfer};
+    use crate::chain::{Address, Mempool, MempoolLimits, Transaction, Transfer};
     use crate::testkit::{self, NOW, block_on, key, next_block};
 
     fn addr(seed: u64) -> Address {
@@ -756,6 +815,38 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(replay.ledger(), chain.ledger());
+    }
+
+    #[test]
+    fn merged_tip_changes_are_the_net_change() {
+        let mut chain = ChainState::new(testkit::params());
+        testkit::extend(&mut chain, 2, addr(1));
+        let fork = chain.tip();
+        let a1 = Arc::new(next_block(&chain, &[], addr(1)));
+        let first = chain
+            .process_block(a1.clone(), NOW)
+            .unwrap()
+            .tip_change
+            .unwrap();
+        // A branch from the fork point overtakes a1: the second change disconnects it.
+        let b1 = block_on(&chain, fork, &[], addr(2));
+        let b1h = b1.compute_hash();
+        chain.process_block(Arc::new(b1), NOW).unwrap();
+        let b2 = block_on(&chain, b1h, &[], addr(2));
+        let second = chain
+            .process_block(Arc::new(b2), NOW)
+            .unwrap()
+            .tip_change
+            .unwrap();
+        assert_eq!(second.disconnected.len(), 1);
+        let mut merged = first.clone();
+        merged.merge(second);
+        // a1 came and went within the merged span: it is neither connected nor disconnected.
+        assert_eq!(merged.old_tip, fork);
+        assert_eq!(merged.new_tip, chain.tip());
+        assert!(merged.disconnected.is_empty());
+        let connected: Vec<_> = merged.connected.iter().map(|b| b.hash()).collect();
+        assert_eq!(connected, vec![b1h, chain.tip()]);
     }
 
     #[test]

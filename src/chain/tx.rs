@@ -4,7 +4,8 @@
 
 use super::encode::{DecodeError, Reader};
 use super::hash::{ChainId, Txid, sha256};
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use super::sig;
+use ed25519_zebra::SigningKey;
 use std::fmt;
 use std::str::FromStr;
 
@@ -15,7 +16,7 @@ pub struct Address(pub [u8; 32]);
 impl Address {
     /// The address of a signing key.
     pub fn of(key: &SigningKey) -> Self {
-        Self(key.verifying_key().to_bytes())
+        Self(sig::public_key(key))
     }
 
     /// The first 8 bytes in hex, for logs.
@@ -53,7 +54,9 @@ impl FromStr for Address {
         let s = s.trim();
         let mut out = [0u8; 32];
         hex::decode_to_slice(s, &mut out).map_err(|_| ParseAddressError::BadHex(s.len()))?;
-        VerifyingKey::from_bytes(&out).map_err(|_| ParseAddressError::NotAKey)?;
+        if !sig::is_public_key(&out) {
+            return Err(ParseAddressError::NotAKey);
+        }
         Ok(Self(out))
     }
 }
@@ -104,7 +107,7 @@ pub enum SignatureError {
     /// The sender is not a valid Ed25519 public key.
     #[error("sender is not a valid Ed25519 public key")]
     BadPublicKey,
-    /// The signature does not verify under the strict rules.
+    /// The signature does not verify (ZIP 215).
     #[error("signature does not verify")]
     BadSignature,
 }
@@ -127,7 +130,7 @@ impl Transfer {
             nonce,
             signature: [0; 64],
         };
-        tx.signature = key.sign(&tx.signing_bytes(chain_id)).to_bytes();
+        tx.signature = sig::sign(key, &tx.signing_bytes(chain_id));
         tx
     }
 
@@ -151,14 +154,11 @@ impl Transfer {
         out.extend_from_slice(&self.nonce.to_be_bytes());
     }
 
-    /// Checks the signature with `verify_strict` (no small-order keys or R, canonical S): the
-    /// consensus rule, so every node agrees on the same edge cases.
+    /// Checks the signature under the consensus rule, ZIP 215 (`proto/PROTOCOL.md` section
+    /// 4.5), alone: what gossip admission uses. Blocks check theirs in batches
+    /// ([`super::validate::check_signatures`]), with the same answer.
     pub fn verify(&self, chain_id: &ChainId) -> Result<(), SignatureError> {
-        let key =
-            VerifyingKey::from_bytes(&self.from.0).map_err(|_| SignatureError::BadPublicKey)?;
-        let sig = Signature::from_bytes(&self.signature);
-        key.verify_strict(&self.signing_bytes(chain_id), &sig)
-            .map_err(|_| SignatureError::BadSignature)
+        sig::verify(&self.from.0, &self.signature, &self.signing_bytes(chain_id))
     }
 
     /// amount + fee, or `None` on overflow.
@@ -263,7 +263,7 @@ mod tests {
     use crate::chain::hash::BlockHash;
 
     fn key(seed: u8) -> SigningKey {
-        SigningKey::from_bytes(&[seed; 32])
+        SigningKey::from([seed; 32])
     }
 
     #[test]

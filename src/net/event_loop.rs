@@ -1,15 +1,15 @@
 //! The event loop: the only owner of the swarm. It forwards swarm events to the node as typed
-//! [`Event`]s and executes the node's commands, and it keeps the network's own bookkeeping:
-//! how each peer was found, redialling `--peer` addresses with backoff, bans, and the inbound
-//! request rate limit.
+//! [`Event`]s and executes the node's commands. Which peers to ban, refuse or dial again is
+//! the [`PeerBook`]'s decision; this file is the swarm plumbing around it (and how each peer
+//! was found, for `peers`).
 
 use super::behaviour::{Behaviour, BehaviourEvent, Malformed, SyncRequest};
+use super::peer_book::{Admission, PeerBook, PeerBookConfig, peer_of};
 use super::protocol::{self, Response};
 use super::{Command, Discovery, Event, NetConfig, NetError, PeerInfo, Topic};
 use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
 use libp2p::gossipsub::{self, IdentTopic, PublishError};
-use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
@@ -17,14 +17,6 @@ use libp2p::{Multiaddr, PeerId, Swarm, identify, identity, mdns, noise, ping, tc
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
-
-/// First and longest wait before redialling a `--peer` address.
-const REDIAL_MIN: Duration = Duration::from_secs(1);
-const REDIAL_MAX: Duration = Duration::from_secs(60);
-/// Requests over the rate limit a peer may send before it is banned for flooding.
-const FLOOD_STRIKES: u32 = 200;
-/// How often peers that mDNS still reports but that are not connected are dialled again.
-const MDNS_REDIAL: Duration = Duration::from_secs(5);
 
 /// What the loop knows of a connected peer.
 struct PeerState {
@@ -38,20 +30,6 @@ struct PeerState {
     rtt: Option<Duration>,
 }
 
-/// A `--peer` address kept connected.
-struct Bootstrap {
-    /// The address as given.
-    addr: Multiaddr,
-    /// The peer behind it, once known.
-    peer: Option<PeerId>,
-    /// The dial in flight, if any.
-    dialing: Option<ConnectionId>,
-    /// When to try next.
-    next_attempt: Instant,
-    /// Wait after the next failure.
-    backoff: Duration,
-}
-
 /// Why an outgoing connection was opened.
 enum DialPurpose {
     /// mDNS discovery.
@@ -60,13 +38,6 @@ enum DialPurpose {
     Bootstrap(usize),
     /// A user's `dial`, with its reply.
     User(oneshot::Sender<Result<PeerId, String>>),
-}
-
-/// Token bucket for one peer's inbound requests.
-struct RateLimit {
-    tokens: f64,
-    last: Instant,
-    strikes: u32,
 }
 
 /// Owns the swarm; see the module doc.
@@ -78,21 +49,11 @@ pub struct EventLoop {
     blocks_topic: IdentTopic,
     txs_topic: IdentTopic,
     peers: HashMap<PeerId, PeerState>,
-    bootstrap: Vec<Bootstrap>,
     dials: HashMap<ConnectionId, DialPurpose>,
     pending: HashMap<OutboundRequestId, u64>,
-    bans: HashMap<PeerId, Instant>,
-    rates: HashMap<PeerId, RateLimit>,
+    /// Bans, rate limits, redials.
+    book: PeerBook,
     listen_addrs: Vec<Multiaddr>,
-    /// When to dial again the peers mDNS reports but that are not connected.
-    next_mdns_redial: Instant,
-}
-
-fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
-    addr.iter().find_map(|p| match p {
-        Protocol::P2p(id) => Some(id),
-        _ => None,
-    })
 }
 
 impl EventLoop {
@@ -136,18 +97,17 @@ impl EventLoop {
                     reason: e.to_string(),
                 })?;
         }
-        let now = Instant::now();
-        let bootstrap = config
-            .bootstrap
-            .iter()
-            .map(|addr| Bootstrap {
-                addr: addr.clone(),
-                peer: peer_of(addr),
-                dialing: None,
-                next_attempt: now,
-                backoff: REDIAL_MIN,
-            })
-            .collect();
+        let book = PeerBook::new(
+            PeerBookConfig {
+                ban_duration: config.ban_duration,
+                requests_per_sec: config.requests_per_sec,
+                request_burst: config.request_burst,
+                ..PeerBookConfig::default()
+            },
+            *swarm.local_peer_id(),
+            &config.bootstrap,
+            Instant::now(),
+        );
         Ok(Self {
             swarm,
             commands,
@@ -156,13 +116,10 @@ impl EventLoop {
             blocks_topic,
             txs_topic,
             peers: HashMap::new(),
-            bootstrap,
             dials: HashMap::new(),
             pending: HashMap::new(),
-            bans: HashMap::new(),
-            rates: HashMap::new(),
+            book,
             listen_addrs: Vec::new(),
-            next_mdns_redial: now + MDNS_REDIAL,
         })
     }
 
@@ -195,67 +152,49 @@ impl EventLoop {
 
     fn on_tick(&mut self) {
         let now = Instant::now();
-        let expired: Vec<PeerId> = self
-            .bans
-            .iter()
-            .filter(|(_, until)| **until <= now)
-            .map(|(p, _)| *p)
-            .collect();
-        for peer in expired {
-            self.bans.remove(&peer);
+        for peer in self.book.expire_bans(now) {
             self.swarm.behaviour_mut().blocked.unblock_peer(peer);
             tracing::info!(%peer, "ban expired");
         }
-        if now >= self.next_mdns_redial {
-            self.next_mdns_redial = now + MDNS_REDIAL;
-            self.redial_mdns_peers();
-        }
-        for i in 0..self.bootstrap.len() {
-            let b = &self.bootstrap[i];
-            let connected = b.peer.is_some_and(|p| self.swarm.is_connected(&p));
-            if connected || b.dialing.is_some() || b.next_attempt > now {
-                continue;
-            }
-            if b.peer == Some(*self.swarm.local_peer_id()) {
-                continue;
-            }
-            let opts = match b.peer {
+        self.redial_mdns_peers(now);
+        let swarm = &self.swarm;
+        let due = self
+            .book
+            .due_bootstrap_dials(now, |p| swarm.is_connected(p));
+        for dial in due {
+            let opts = match dial.peer {
                 Some(peer) => DialOpts::peer_id(peer)
-                    .addresses(vec![b.addr.clone()])
+                    .addresses(vec![dial.addr.clone()])
                     .condition(PeerCondition::DisconnectedAndNotDialing)
                     .build(),
-                None => DialOpts::unknown_peer_id().address(b.addr.clone()).build(),
+                None => DialOpts::unknown_peer_id()
+                    .address(dial.addr.clone())
+                    .build(),
             };
             let id = opts.connection_id();
-            let addr = b.addr.clone();
             match self.swarm.dial(opts) {
                 Ok(()) => {
-                    self.bootstrap[i].dialing = Some(id);
-                    self.dials.insert(id, DialPurpose::Bootstrap(i));
+                    self.dials.insert(id, DialPurpose::Bootstrap(dial.index));
                 }
                 Err(e) => {
-                    tracing::debug!(%addr, "dial not started: {e}");
-                    self.retry_later(i);
+                    tracing::debug!(addr = %dial.addr, "dial not started: {e}");
+                    self.book.bootstrap_failed(dial.index, now);
                 }
             }
         }
     }
 
-    /// Dials the peers that mDNS still reports but that are not connected. mDNS reports a peer
-    /// once, when it appears; without this, a connection lost later (a long partition, a
-    /// sleeping laptop, a failed dial) would not be made again while the peer keeps answering.
-    fn redial_mdns_peers(&mut self) {
+    /// Dials the peers that mDNS still reports but that are not connected, each as often as
+    /// its backoff allows. mDNS reports a peer once, when it appears; without this, a
+    /// connection lost later (a long partition, a sleeping laptop, a failed dial) would not be
+    /// made again while the peer keeps answering.
+    fn redial_mdns_peers(&mut self, now: Instant) {
         let Some(mdns) = self.swarm.behaviour().mdns.as_ref() else {
             return;
         };
-        let local = *self.swarm.local_peer_id();
-        let peers: BTreeSet<PeerId> = mdns
-            .discovered_nodes()
-            .copied()
-            .filter(|p| *p != local && !self.bans.contains_key(p))
-            .collect();
+        let peers: BTreeSet<PeerId> = mdns.discovered_nodes().copied().collect();
         for peer in peers {
-            if self.swarm.is_connected(&peer) {
+            if self.swarm.is_connected(&peer) || !self.book.should_dial_mdns(peer, now) {
                 continue;
             }
             // No address: the mDNS behaviour supplies the ones it knows.
@@ -269,13 +208,6 @@ impl EventLoop {
                 self.dials.insert(id, DialPurpose::Mdns);
             }
         }
-    }
-
-    fn retry_later(&mut self, i: usize) {
-        let b = &mut self.bootstrap[i];
-        b.dialing = None;
-        b.next_attempt = Instant::now() + b.backoff;
-        b.backoff = (b.backoff * 2).min(REDIAL_MAX);
     }
 
     fn on_command(&mut self, command: Command) {
@@ -321,8 +253,7 @@ impl EventLoop {
             }
             Command::Ban { peer, reason } => {
                 tracing::warn!(%peer, %reason, "banning peer for {:?}", self.config.ban_duration);
-                self.bans
-                    .insert(peer, Instant::now() + self.config.ban_duration);
+                self.book.ban(peer, Instant::now());
                 self.swarm.behaviour_mut().blocked.block_peer(peer);
             }
             Command::Dial { addr, reply } => self.dial_user(addr, reply),
@@ -375,34 +306,6 @@ impl EventLoop {
         }
     }
 
-    /// Whether a peer's inbound request fits its rate; bans a peer that keeps flooding.
-    fn admit_request(&mut self, peer: PeerId) -> bool {
-        let now = Instant::now();
-        let (rate, burst) = (self.config.requests_per_sec, self.config.request_burst);
-        let r = self.rates.entry(peer).or_insert(RateLimit {
-            tokens: burst,
-            last: now,
-            strikes: 0,
-        });
-        r.tokens = (r.tokens + now.duration_since(r.last).as_secs_f64() * rate).min(burst);
-        r.last = now;
-        if r.tokens >= 1.0 {
-            r.tokens -= 1.0;
-            if r.tokens >= burst - 1.0 {
-                r.strikes = 0;
-            }
-            return true;
-        }
-        r.strikes += 1;
-        if r.strikes == FLOOD_STRIKES {
-            self.on_command(Command::Ban {
-                peer,
-                reason: format!("request flood: over {rate}/s with a burst of {burst}"),
-            });
-        }
-        false
-    }
-
     /// Handles one swarm event; false when the node is gone and the loop should end.
     async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> bool {
         match event {
@@ -435,14 +338,10 @@ impl EventLoop {
                     Some(DialPurpose::User(reply)) => {
                         let _ = reply.send(Ok(peer_id));
                     }
-                    Some(DialPurpose::Bootstrap(i)) => {
-                        let b = &mut self.bootstrap[i];
-                        b.peer = Some(peer_id);
-                        b.dialing = None;
-                        b.backoff = REDIAL_MIN;
-                    }
+                    Some(DialPurpose::Bootstrap(i)) => self.book.bootstrap_connected(i, peer_id),
                     _ => {}
                 }
+                self.book.connected(peer_id);
                 let state = self.peers.entry(peer_id).or_insert(PeerState {
                     addresses: BTreeSet::new(),
                     found_by,
@@ -473,14 +372,7 @@ impl EventLoop {
                 }
                 if num_established == 0 {
                     self.peers.remove(&peer_id);
-                    self.rates.remove(&peer_id);
-                    for i in 0..self.bootstrap.len() {
-                        if self.bootstrap[i].peer == Some(peer_id)
-                            && self.bootstrap[i].dialing.is_none()
-                        {
-                            self.retry_later(i);
-                        }
-                    }
+                    self.book.disconnected(peer_id, Instant::now());
                     tracing::info!(peer = %peer_id, "peer disconnected");
                     return self.emit(Event::PeerDisconnected { peer: peer_id }).await;
                 }
@@ -494,8 +386,10 @@ impl EventLoop {
                     let _ = reply.send(Err(error.to_string()));
                 }
                 Some(DialPurpose::Bootstrap(i)) => {
-                    tracing::debug!(addr = %self.bootstrap[i].addr, "dial failed: {error}");
-                    self.retry_later(i);
+                    if let Some(addr) = self.book.bootstrap_addr(i) {
+                        tracing::debug!(%addr, "dial failed: {error}");
+                    }
+                    self.book.bootstrap_failed(i, Instant::now());
                 }
                 _ => tracing::debug!("dial failed: {error}"),
             },
@@ -512,12 +406,10 @@ impl EventLoop {
                 for (peer, addr) in list {
                     by_peer.entry(peer).or_default().push(addr);
                 }
-                let local = *self.swarm.local_peer_id();
+                let now = Instant::now();
                 for (peer, addrs) in by_peer {
-                    if peer == local
-                        || self.swarm.is_connected(&peer)
-                        || self.bans.contains_key(&peer)
-                    {
+                    self.book.mdns_announced(peer, now);
+                    if self.swarm.is_connected(&peer) || !self.book.should_dial_mdns(peer, now) {
                         continue;
                     }
                     tracing::debug!(%peer, ?addrs, "mdns discovered");
@@ -576,13 +468,22 @@ impl EventLoop {
                                 return true;
                             }
                         };
-                        if !self.admit_request(peer) {
-                            let _ = self
-                                .swarm
-                                .behaviour_mut()
-                                .sync
-                                .send_response(channel, Response::Refused("rate limit".into()));
-                            return true;
+                        match self.book.admit_request(peer, Instant::now()) {
+                            Admission::Serve => {}
+                            Admission::Refuse => {
+                                let _ = self
+                                    .swarm
+                                    .behaviour_mut()
+                                    .sync
+                                    .send_response(channel, Response::Refused("rate limit".into()));
+                                return true;
+                            }
+                            Admission::Ban(reason) => {
+                                drop(channel);
+                                tracing::warn!(%peer, %reason, "banning peer for {:?}", self.config.ban_duration);
+                                self.swarm.behaviour_mut().blocked.block_peer(peer);
+                                return true;
+                            }
                         }
                         return self
                             .emit(Event::Request {

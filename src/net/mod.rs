@@ -5,6 +5,7 @@
 
 pub mod behaviour;
 mod event_loop;
+pub mod peer_book;
 pub mod protocol;
 
 pub use event_loop::EventLoop;

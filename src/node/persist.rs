@@ -4,7 +4,7 @@
 //! into the next one. A crash can lose only the batches not yet committed: blocks the node
 //! re-downloads from its peers; what was committed is never lost.
 
-use crate::chain::{Block, BlockHash};
+use crate::chain::{BlockHash, CheckedBlock};
 use crate::store::Store;
 use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -14,7 +14,7 @@ use std::time::Duration;
 /// One change of the store: blocks to add, blocks to delete, the new best tip.
 pub struct Batch {
     /// Blocks accepted as valid, parents first.
-    pub accepted: Vec<(BlockHash, Arc<Block>)>,
+    pub accepted: Vec<Arc<CheckedBlock>>,
     /// Stored blocks found invalid.
     pub rejected: Vec<BlockHash>,
     /// The best tip after the change.

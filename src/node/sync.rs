@@ -1,9 +1,14 @@
-//! Sync bookkeeping: what each peer claims (its last [`Status`]), which requests are in flight,
-//! and which peer we are downloading from. The decisions that use it live in the node; this
-//! keeps the state small and separate so they read as rules.
+//! Sync: the bookkeeping ([`SyncState`]: what each peer claims, which requests are in flight,
+//! which peer we download from), what we serve to peers ([`locator_from`], [`blocks_after`]),
+//! and the node's decisions that use them (which peer to download from, what to do with a page
+//! of blocks or a failed request, how to answer a peer's request).
 
-use crate::chain::{BlockHash, ChainState};
-use crate::net::protocol::{self, Status};
+use super::Node;
+use super::sync_machine::{PageEnd, PageResult};
+use crate::chain::{
+    Block, BlockHash, ChainParams, ChainState, Outcome, Processed, Transaction, ValidationError,
+};
+use crate::net::protocol::{self, Request, Response, Status};
 use libp2p::PeerId;
 use std::collections::HashMap;
 
@@ -141,17 +146,305 @@ pub fn blocks_after(
     let mut out = Vec::new();
     let mut bytes = 0;
     for height in start..start.saturating_add(max) {
-        let Some(block) = chain.block_at(height) else {
+        let Some(block) = chain.checked_at(height) else {
             break;
         };
-        let encoded = block.encode();
-        if !out.is_empty() && bytes + encoded.len() > protocol::RESPONSE_BLOCK_BYTES {
+        let wire = block.wire();
+        if !out.is_empty() && bytes + wire.len() > protocol::RESPONSE_BLOCK_BYTES {
             break;
         }
-        bytes += encoded.len();
-        out.push(protocol::Bytes(encoded));
+        bytes += wire.len();
+        out.push(protocol::Bytes(wire.to_vec()));
     }
     Some(out)
+}
+
+impl Node {
+    /// A peer told its status (answering ours, or asking): on another chain it is banned; ahead
+    /// of us, and with no download running, we download from it.
+    pub(super) fn on_peer_status(&mut self, peer: PeerId, status: Status) {
+        if status.chain_id != self.chain.chain_id() {
+            self.net.ban(
+                peer,
+                format!("on another chain ({})", status.chain_id.short()),
+            );
+            return;
+        }
+        self.sync.set_status(peer, status);
+        if self.sync.active.is_none() && status.work() > self.chain.tip_work() {
+            tracing::info!(%peer, height = status.height, "peer is ahead: syncing");
+            self.request_blocks(peer, self.chain.tip());
+        }
+    }
+
+    /// Asks `peer` for the blocks after `from` and marks the download active.
+    pub(super) fn request_blocks(&mut self, peer: PeerId, from: BlockHash) {
+        let locator = locator_from(&self.chain, from);
+        let tag = self.sync.start(
+            peer,
+            Pending::Blocks {
+                locator: locator.clone(),
+            },
+        );
+        self.sync.active = Some(peer);
+        self.net.request(
+            peer,
+            Request::GetBlocks {
+                locator,
+                max: protocol::MAX_BLOCKS_PER_RESPONSE,
+            },
+            tag,
+        );
+    }
+
+    /// Starts downloading from the peer that claims the most work above ours, if any.
+    pub(super) fn sync_from_best(&mut self) {
+        if self.sync.active.is_none()
+            && let Some(peer) = self.sync.best_peer_above(self.chain.tip_work())
+        {
+            self.request_blocks(peer, self.chain.tip());
+        }
+    }
+
+    /// Sends our status to every peer (each answers with its own).
+    pub(super) fn ask_statuses(&mut self) {
+        let peers: Vec<PeerId> = self.sync.peers().copied().collect();
+        for peer in peers {
+            let tag = self.sync.start(peer, Pending::Status);
+            self.net
+                .request(peer, Request::Status(self.our_status()), tag);
+        }
+    }
+
+    pub(super) fn on_response(&mut self, peer: PeerId, tag: u64, result: Result<Response, String>) {
+        let Some((_, pending)) = self.sync.finish(tag) else {
+            return;
+        };
+        let response = match result {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(%peer, "sync request failed: {e}");
+                if matches!(pending, Pending::Blocks { .. }) && self.sync.active == Some(peer) {
+                    self.sync.active = None;
+                    // Do not pick it again before its next status: a peer claiming the most
+                    // work that never answers would otherwise hold the download forever.
+                    self.sync.forget_claim(&peer);
+                    self.sync_from_best();
+                }
+                return;
+            }
+        };
+        match (pending, response) {
+            (Pending::Status, Response::Status(status)) => self.on_peer_status(peer, status),
+            (Pending::Blocks { locator }, Response::Blocks(blocks)) => {
+                self.on_blocks(peer, &locator, blocks)
+            }
+            (Pending::Mempool, Response::Transactions(txs)) => {
+                self.admit_from_peer(peer, txs);
+            }
+            (Pending::Push, Response::Accepted(_)) => {}
+            (_, Response::Refused(reason)) => {
+                tracing::debug!(%peer, %reason, "request refused");
+                if self.sync.active == Some(peer) {
+                    self.sync.active = None;
+                }
+            }
+            (_, _) => {
+                self.end_sync_with(peer, "answered with the wrong kind of response");
+            }
+        }
+    }
+
+    fn end_sync_with(&mut self, peer: PeerId, reason: &str) {
+        self.net.ban(peer, reason);
+        if self.sync.active == Some(peer) {
+            self.sync.active = None;
+        }
+        self.sync.remove_peer(&peer);
+        self.sync_from_best();
+    }
+
+    /// A page of blocks from a sync: they must connect to our locator and to each other, and
+    /// every one must be valid.
+    fn on_blocks(&mut self, peer: PeerId, locator: &[BlockHash], blocks: Vec<protocol::Bytes>) {
+        if self.sync.active == Some(peer) {
+            self.sync.active = None;
+        }
+        let claimed = self.sync.status(&peer).map_or(0, |s| s.work());
+        if blocks.is_empty() {
+            if claimed > self.chain.tip_work() {
+                self.end_sync_with(peer, "claimed more work than it can serve");
+            }
+            return;
+        }
+        let (max_bytes, max_txs) = {
+            let params = self.chain.params();
+            (params.max_block_bytes as usize, params.max_block_txs)
+        };
+        let mut prev: Option<BlockHash> = None;
+        for bytes in blocks {
+            let block = match Block::decode(&bytes.0, max_bytes, max_txs) {
+                Ok(b) => b,
+                Err(e) => {
+                    return self.end_sync_with(peer, &format!("served a malformed block: {e}"));
+                }
+            };
+            let parent = block.header.prev_hash;
+            let connects = match prev {
+                None => locator.contains(&parent),
+                Some(p) => parent == p,
+            };
+            if !connects {
+                return self
+                    .end_sync_with(peer, "served blocks that do not connect to the locator");
+            }
+            let hash = block.compute_hash();
+            match self.process_block(block, hash, Some(bytes.0), Some(peer)) {
+                Ok(p) if matches!(p.outcome, Outcome::Orphan { .. }) => {
+                    return self.end_sync_with(peer, "served a block whose parent it did not send");
+                }
+                Ok(_) => {}
+                Err(e) if e.is_permanent() => {
+                    return self.end_sync_with(peer, &format!("served an invalid block: {e}"));
+                }
+                Err(e) => {
+                    tracing::info!(%peer, "sync paused: {e}");
+                    return;
+                }
+            }
+            prev = Some(hash);
+        }
+        if let Some(last) = prev
+            && claimed > self.chain.tip_work()
+        {
+            self.request_blocks(peer, last);
+        } else {
+            self.sync_from_best();
+        }
+    }
+
+    /// The answer to a peer's sync request.
+    pub(super) fn answer(&mut self, peer: PeerId, request: Request) -> Response {
+        match request {
+            Request::Status(status) => {
+                let ours = self.our_status();
+                self.on_peer_status(peer, status);
+                Response::Status(ours)
+            }
+            Request::GetBlocks { locator, max } => {
+                if locator.is_empty() || locator.len() > protocol::MAX_LOCATOR {
+                    return Response::Refused(format!(
+                        "a locator holds 1 to {} hashes",
+                        protocol::MAX_LOCATOR
+                    ));
+                }
+                match blocks_after(&self.chain, &locator, max) {
+                    Some(blocks) => Response::Blocks(blocks),
+                    None => Response::Refused("no locator hash is on our best chain".into()),
+                }
+            }
+            Request::GetMempool => Response::Transactions(
+                self.mempool
+                    .by_fee()
+                    .into_iter()
+                    .take(protocol::MAX_TXS_PER_MESSAGE)
+                    .map(|(_, t)| protocol::Bytes(Transaction::Transfer(t).encode()))
+                    .collect(),
+            ),
+            Request::Transactions(txs) => match self.admit_from_peer(peer, txs) {
+                Some(n) => Response::Accepted(n),
+                None => Response::Refused("malformed or forged transactions".into()),
+            },
+        }
+    }
+}
+
+/// The locator for a page starting after `from`: [`locator_from`] if our chain holds `from`;
+/// else (`from` ends a received page not yet applied) `from` followed by our tip's locator, so
+/// a peer serves the blocks after `from` without our having applied it first.
+pub fn locator_for(chain: &ChainState, from: BlockHash) -> Vec<BlockHash> {
+    if chain.contains(&from) {
+        return locator_from(chain, from);
+    }
+    let mut out = vec![from];
+    out.extend(locator_from(chain, chain.tip()));
+    out.truncate(protocol::MAX_LOCATOR);
+    out
+}
+
+/// A block of a received page, with what decoding it gave at no extra cost.
+#[derive(Clone, Debug)]
+pub struct PageBlock {
+    /// The block.
+    pub block: Block,
+    /// Its header's hash.
+    pub hash: BlockHash,
+    /// Its wire bytes (its consensus encoding), to store and serve without re-encoding.
+    pub wire: Vec<u8>,
+}
+
+/// Decodes a page of blocks (bounded by the chain's block limits) and finds its last block.
+/// `Err` says why the page is malformed.
+pub fn decode_page(
+    params: &ChainParams,
+    page: Vec<protocol::Bytes>,
+) -> Result<(Vec<PageBlock>, Option<PageEnd>), String> {
+    let mut blocks = Vec::with_capacity(page.len());
+    for bytes in page {
+        let block = Block::decode(
+            &bytes.0,
+            params.max_block_bytes as usize,
+            params.max_block_txs,
+        )
+        .map_err(|e| format!("a malformed block: {e}"))?;
+        let hash = block.compute_hash();
+        blocks.push(PageBlock {
+            block,
+            hash,
+            wire: bytes.0,
+        });
+    }
+    let end = blocks.last().map(|b| PageEnd {
+        hash: b.hash,
+        height: b.block.header.height,
+    });
+    Ok((blocks, end))
+}
+
+/// Applies a page that answered `locator`: the first block must build on a locator hash and
+/// each next one on the block before it, and every block must be valid (`process` validates
+/// and stores one). Stops at the first block that fails.
+pub fn apply_page(
+    blocks: Vec<PageBlock>,
+    locator: &[BlockHash],
+    mut process: impl FnMut(PageBlock) -> Result<Processed, ValidationError>,
+) -> PageResult {
+    let (mut new, mut known) = (0, 0);
+    let mut prev: Option<BlockHash> = None;
+    for block in blocks {
+        let parent = block.block.header.prev_hash;
+        let connects = match prev {
+            None => locator.contains(&parent),
+            Some(p) => parent == p,
+        };
+        if !connects {
+            return PageResult::Invalid("blocks that do not connect to the locator".into());
+        }
+        let hash = block.hash;
+        match process(block) {
+            Ok(p) => match p.outcome {
+                Outcome::Accepted => new += 1,
+                Outcome::AlreadyKnown => known += 1,
+                Outcome::Orphan { .. } => {
+                    return PageResult::Invalid("a block whose parent it did not send".into());
+                }
+            },
+            Err(e) if e.is_permanent() => return PageResult::Invalid(format!("{e}")),
+            Err(e) => return PageResult::Paused(format!("{e}")),
+        }
+        prev = Some(hash);
+    }
+    PageResult::Applied { new, known }
 }
 
 #[cfg(test)]

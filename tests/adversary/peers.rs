@@ -530,9 +530,14 @@ pub fn preload_blocks(dir: &tempfile::TempDir, blocks: &[Arc<Block>]) {
         .expect("store opens");
     let list: Vec<_> = blocks
         .iter()
-        .map(|b| (b.compute_hash(), b.clone()))
+        .map(|b| {
+            let checked =
+                gossipchain::chain::CheckedBlock::check(b.clone(), b.compute_hash(), None, &p)
+                    .expect("a valid block");
+            Arc::new(checked)
+        })
         .collect();
-    let tip = list.last().map_or(p.chain_id(), |(h, _)| *h);
+    let tip = list.last().map_or(p.chain_id(), |b| b.hash());
     store.commit(&list, &[], tip).expect("store commit");
 }
 

@@ -94,12 +94,9 @@ pub fn preload(
     let mut chain = ChainState::new(p.clone());
     gossipchain::testkit::extend(&mut chain, n, miner);
     let blocks: Vec<_> = (1..=n as u64)
-        .map(|h| {
-            let b = chain.block_at(h).unwrap().clone();
-            (b.compute_hash(), b)
-        })
+        .map(|h| chain.checked_at(h).unwrap().clone())
         .collect();
     let store = Store::open(&dir.path().join("blocks.redb"), p.chain_id()).unwrap();
     store.commit(&blocks, &[], chain.tip()).unwrap();
-    blocks.into_iter().map(|(_, b)| b).collect()
+    blocks.into_iter().map(|b| b.block().clone()).collect()
 }

@@ -1,0 +1,97 @@
+//! The actor's side of the [`NodeHandle`](super::NodeHandle): each [`Command`] answered from
+//! the state it owns.
+
+use super::handle::Command;
+use super::{BlockId, BlockInfo, BlockState, Node};
+use crate::chain::{CheckedBlock, Outcome};
+use crate::net::Topic;
+use std::sync::Arc;
+
+/// What a query shows of a stored block.
+fn info(block: &Arc<CheckedBlock>, on_best_chain: bool) -> BlockInfo {
+    BlockInfo {
+        hash: block.hash(),
+        block: block.block().clone(),
+        on_best_chain,
+    }
+}
+
+impl Node {
+    pub(super) fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Chain { count, reply } => {
+                let top = self.chain.height();
+                let list = (0..count as u64)
+                    .map_while(|i| top.checked_sub(i))
+                    .filter_map(|h| self.chain.checked_at(h))
+                    .map(|b| info(b, true))
+                    .collect();
+                let _ = reply.send(list);
+            }
+            Command::Block { id, reply } => {
+                let block = match id {
+                    BlockId::Height(h) => self.chain.checked_at(h),
+                    BlockId::Hash(h) => self.chain.checked(&h),
+                };
+                let _ = reply.send(block.map(|b| info(b, self.chain.is_active(&b.hash()))));
+            }
+            Command::BlockState { hash, reply } => {
+                let _ = reply.send(self.block_state(&hash));
+            }
+            Command::Balance { address, reply } => {
+                let account = self.chain.ledger().account(&address);
+                let _ = reply.send((account, self.mempool.pending_spend(&address)));
+            }
+            Command::Send {
+                to,
+                amount,
+                fee,
+                reply,
+            } => {
+                let _ = reply.send(self.send(to, amount, fee));
+            }
+            Command::Submit { tx, reply } => {
+                let _ = reply.send(self.admit_local(tx));
+            }
+            Command::SubmitBlock { block, reply } => {
+                let hash = block.compute_hash();
+                let result = self.process_block(block, hash, None, None);
+                if let Ok(p) = &result
+                    && p.outcome == Outcome::Accepted
+                    && let Some(checked) = p.accepted.first()
+                {
+                    self.net.publish(Topic::Blocks, checked.wire().to_vec());
+                }
+                let _ = reply.send(result.map(|p| p.outcome));
+            }
+            Command::Mempool { reply } => {
+                let _ = reply.send(self.mempool.by_fee());
+            }
+            Command::MineOne { reply } => {
+                self.mine_waiters.push(reply);
+            }
+            Command::SetMining { on } => self.set_mining(on),
+            Command::Sync { reply } => {
+                let n = self.sync.peers().count();
+                self.ask_statuses();
+                let _ = reply.send(n);
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    /// What the node knows of a block hash.
+    fn block_state(&self, hash: &crate::chain::BlockHash) -> BlockState {
+        if self.chain.contains(hash) {
+            BlockState::Valid {
+                on_best_chain: self.chain.is_active(hash),
+            }
+        } else if self.chain.is_orphan(hash) {
+            BlockState::Orphan
+        } else if let Some(e) = self.chain.invalid_reason(hash) {
+            BlockState::Invalid(e.clone())
+        } else {
+            BlockState::Unknown
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Gossip admission: what the node does with a block or transfer a peer relayed, or one made
+//! here, and the verdict gossipsub gets (accept and forward, ignore, reject and penalise).
+
+use super::{Node, SendError};
+use crate::chain::{Address, Block, MempoolError, Outcome, Transaction, Transfer, Txid};
+use crate::net::Topic;
+use crate::net::protocol::{self, Request};
+use libp2p::PeerId;
+use libp2p::gossipsub::{MessageAcceptance, MessageId};
+
+impl Node {
+    pub(super) fn on_gossip_block(&mut self, source: PeerId, id: MessageId, data: Vec<u8>) {
+        let params = self.chain.params();
+        let block =
+            match Block::decode(&data, params.max_block_bytes as usize, params.max_block_txs) {
+                Ok(b) => b,
+                Err(e) => {
+                    self.net
+                        .report_validation(id, source, MessageAcceptance::Reject);
+                    self.net.ban(source, format!("malformed block: {e}"));
+                    return;
+                }
+            };
+        let hash = block.compute_hash();
+        let acceptance = match self.process_block(block, hash, Some(data), Some(source)) {
+            Ok(p) => match p.outcome {
+                Outcome::Accepted => MessageAcceptance::Accept,
+                Outcome::AlreadyKnown => MessageAcceptance::Ignore,
+                Outcome::Orphan { missing_parent } => {
+                    tracing::debug!(parent = %missing_parent.short(), %source, "orphan block: syncing");
+                    if self.sync.active.is_none() {
+                        self.request_blocks(source, self.chain.tip());
+                    }
+                    MessageAcceptance::Ignore
+                }
+            },
+            Err(e) if e.is_permanent() => {
+                self.net
+                    .ban(source, format!("relayed an invalid block: {e}"));
+                MessageAcceptance::Reject
+            }
+            Err(_) => MessageAcceptance::Ignore,
+        };
+        self.net.report_validation(id, source, acceptance);
+    }
+
+    pub(super) fn on_gossip_tx(&mut self, source: PeerId, id: MessageId, data: Vec<u8>) {
+        let tx = match Transaction::decode(&data) {
+            Ok(Transaction::Transfer(t)) => t,
+            Ok(Transaction::Coinbase(_)) => {
+                self.net
+                    .report_validation(id, source, MessageAcceptance::Reject);
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(%source, "malformed transaction: {e}");
+                self.net
+                    .report_validation(id, source, MessageAcceptance::Reject);
+                return;
+            }
+        };
+        let acceptance = match self.mempool.add(tx, self.chain.ledger()) {
+            Ok(txid) => {
+                tracing::debug!(tx = %txid.short(), %source, "transaction accepted");
+                MessageAcceptance::Accept
+            }
+            // A forged signature is the sender's fault; anything else may just be a view of the
+            // chain that differs from ours (a nonce already mined here, a balance not yet).
+            Err(MempoolError::BadSignature(_)) => MessageAcceptance::Reject,
+            Err(e) => {
+                tracing::debug!(%source, "transaction ignored: {e}");
+                MessageAcceptance::Ignore
+            }
+        };
+        self.net.report_validation(id, source, acceptance);
+    }
+
+    /// Admits transfers a peer sent over sync and gossips the new ones onwards. `None` (and a
+    /// ban) if the message is over the limit or holds a malformed or forged transfer.
+    pub(super) fn admit_from_peer(
+        &mut self,
+        peer: PeerId,
+        txs: Vec<protocol::Bytes>,
+    ) -> Option<u32> {
+        if txs.len() > protocol::MAX_TXS_PER_MESSAGE {
+            self.net
+                .ban(peer, "sent too many transactions in one message");
+            return None;
+        }
+        let mut accepted = 0;
+        for bytes in txs {
+            let tx = match Transaction::decode(&bytes.0) {
+                Ok(Transaction::Transfer(t)) => t,
+                Ok(Transaction::Coinbase(_)) | Err(_) => {
+                    self.net.ban(peer, "sent a malformed transaction");
+                    return None;
+                }
+            };
+            match self.mempool.add(tx, self.chain.ledger()) {
+                Ok(_) => {
+                    accepted += 1;
+                    self.net.publish(Topic::Txs, bytes.0);
+                }
+                Err(MempoolError::BadSignature(_)) => {
+                    self.net
+                        .ban(peer, "sent a transaction with a forged signature");
+                    return None;
+                }
+                Err(_) => {}
+            }
+        }
+        Some(accepted)
+    }
+
+    /// Sends transfers to every connected peer over sync (see [`Request::Transactions`]).
+    pub(super) fn push_to_peers(&mut self, txs: &[Transfer]) {
+        let peers: Vec<PeerId> = self.sync.peers().copied().collect();
+        for chunk in txs.chunks(protocol::MAX_TXS_PER_MESSAGE) {
+            let encoded: Vec<_> = chunk
+                .iter()
+                .map(|t| protocol::Bytes(Transaction::Transfer(*t).encode()))
+                .collect();
+            for peer in &peers {
+                let tag = self.sync.start(*peer, super::sync::Pending::Push);
+                self.net
+                    .request(*peer, Request::Transactions(encoded.clone()), tag);
+            }
+        }
+    }
+
+    /// Signs a transfer from the wallet with the next free nonce, admits and gossips it.
+    pub(super) fn send(&mut self, to: Address, amount: u64, fee: u64) -> Result<Txid, SendError> {
+        if amount == 0 {
+            return Err(SendError::ZeroAmount);
+        }
+        if to == self.wallet.address() {
+            return Err(SendError::ToSelf);
+        }
+        let nonce = self
+            .mempool
+            .next_nonce(&self.wallet.address(), self.chain.ledger());
+        let tx = self
+            .wallet
+            .sign(&self.chain.chain_id(), to, amount, fee, nonce);
+        Ok(self.admit_local(tx)?)
+    }
+
+    /// Admits a transfer made or submitted here and gossips it.
+    pub(super) fn admit_local(&mut self, tx: Transfer) -> Result<Txid, MempoolError> {
+        let txid = self.mempool.add(tx, self.chain.ledger())?;
+        tracing::info!(tx = %txid.short(), amount = tx.amount, fee = tx.fee, "transaction submitted");
+        self.net
+            .publish(Topic::Txs, Transaction::Transfer(tx).encode());
+        Ok(txid)
+    }
+}
