@@ -255,6 +255,19 @@ impl Client {
         self.send(Command::Request { peer, request, tag });
     }
 
+    /// Sends a sync request like [`Client::request`]; false (and nothing sent) if the queue to
+    /// the swarm is full, so that the caller can try elsewhere instead of waiting for an answer
+    /// that will never come.
+    pub fn try_request(&self, peer: PeerId, request: Request, tag: u64) -> bool {
+        match self.tx.try_send(Command::Request { peer, request, tag }) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(%peer, "sync request not sent: {e}");
+                false
+            }
+        }
+    }
+
     /// Answers a sync request.
     pub fn respond(&self, channel: ResponseChannel<Response>, response: Response) {
         self.send(Command::Respond { channel, response });

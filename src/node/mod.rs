@@ -16,6 +16,7 @@
 //! happen inside the actor, and readers see a [`NodeStatus`] snapshot through a `watch`.
 
 mod commands;
+pub mod events;
 pub mod handle;
 mod mining;
 mod persist;
@@ -32,18 +33,20 @@ use crate::chain::pace::ChainPace;
 use crate::chain::{
     Block, BlockHash, ChainState, CheckedBlock, Mempool, Processed, TipChange, ValidationError,
 };
-use crate::net::protocol::{Request, Status};
+use crate::net::protocol::Status;
 use crate::net::{self, Event, Topic};
 use crate::store::Store;
 use crate::wallet::{self, Wallet};
+use events::Watch;
 use handle::Command;
 use libp2p::{PeerId, identity};
 use mining::{Job, MinedResult};
 use persist::{Batch, Persister};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
-use sync::{Pending, SyncState};
-use tokio::sync::{mpsc, oneshot, watch};
+use sync::SyncDriver;
+use sync_machine::{Event as SyncEvent, SyncConfig};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// The actor's state.
@@ -55,7 +58,7 @@ struct Node {
     persister: Persister,
     wallet: Wallet,
     net: net::Client,
-    sync: SyncState,
+    sync: SyncDriver,
     status: watch::Sender<NodeStatus>,
     /// Blocks accepted but not yet committed, parents first.
     unsaved: Vec<Arc<CheckedBlock>>,
@@ -71,6 +74,8 @@ struct Node {
     next_job: u64,
     mine_waiters: Vec<oneshot::Sender<Result<BlockInfo, String>>>,
     mined_tx: mpsc::Sender<MinedResult>,
+    /// Events for watchers, block arrivals and the txid index.
+    watch: Watch,
 }
 
 /// Who a block came from, for logs.
@@ -137,7 +142,19 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
     let (status_tx, status_rx) = watch::channel(status);
     let (cmd_tx, cmd_rx) = mpsc::channel(256);
     let (mined_tx, mined_rx) = mpsc::channel(4);
+    let sync = SyncDriver::new(
+        SyncConfig {
+            request_timeout: config.net.behaviour.request_timeout,
+            page_timeout: config.net.behaviour.request_timeout,
+            status_interval: config.status_interval,
+            ..SyncConfig::new(chain_id)
+        },
+        &chain,
+    );
+    let (events_tx, _) = broadcast::channel(events::EVENT_CAPACITY);
+    let watch = Watch::new(&chain, events_tx.clone());
     let node = Node {
+        watch,
         mempool: Mempool::new(chain_id, config.mempool.clone()),
         mining: config.mine,
         config,
@@ -145,7 +162,7 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
         persister,
         wallet,
         net: client.clone(),
-        sync: SyncState::default(),
+        sync,
         status: status_tx,
         unsaved: Vec::new(),
         unsaved_rejected: Vec::new(),
@@ -162,6 +179,8 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
             tx: cmd_tx,
             net: client,
             status: status_rx,
+            events: events_tx,
+            http_url: Arc::default(),
         },
         task,
     ))
@@ -175,7 +194,8 @@ impl Node {
         mut mined: mpsc::Receiver<MinedResult>,
         net_task: JoinHandle<()>,
     ) {
-        let mut tick = tokio::time::interval(self.config.status_interval);
+        // Drives the sync machine's deadlines and periodic status requests.
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         self.maybe_start_mining();
@@ -190,7 +210,7 @@ impl Node {
                     Some(command) => self.on_command(command),
                 },
                 Some(result) = mined.recv() => self.on_mined(result),
-                _ = tick.tick() => self.ask_statuses(),
+                _ = tick.tick() => self.sync_event(SyncEvent::Tick),
             }
             self.end_of_step();
         }
@@ -214,20 +234,13 @@ impl Node {
             Event::Listening(addr) => {
                 self.status.send_modify(|s| s.listen.push(addr));
             }
-            Event::PeerConnected { peer, .. } => {
-                self.sync.add_peer(peer);
-                let tag = self.sync.start(peer, Pending::Status);
-                self.net
-                    .request(peer, Request::Status(self.our_status()), tag);
-                let tag = self.sync.start(peer, Pending::Mempool);
-                self.net.request(peer, Request::GetMempool, tag);
+            Event::PeerConnected { peer, found_by } => {
+                self.watch.peer(peer, true, Some(found_by));
+                self.sync_event(SyncEvent::Connected(peer));
             }
             Event::PeerDisconnected { peer } => {
-                let was_active = self.sync.active == Some(peer);
-                self.sync.remove_peer(&peer);
-                if was_active {
-                    self.sync_from_best();
-                }
+                self.watch.peer(peer, false, None);
+                self.sync_event(SyncEvent::Disconnected(peer));
             }
             Event::Gossip {
                 topic: Topic::Blocks,
@@ -260,6 +273,7 @@ impl Node {
             self.apply_tip_change(&change);
         }
         self.maybe_start_mining();
+        self.tell_tip();
         self.publish_status();
         self.flush();
     }
@@ -267,6 +281,7 @@ impl Node {
     /// What a change of the best chain means for the mempool (included transfers leave, those
     /// of a losing branch come back and are pushed to peers) and the miner (a new template).
     fn apply_tip_change(&mut self, change: &TipChange) {
+        self.watch.tip_changed(change, self.chain.height());
         if !change.disconnected.is_empty() {
             tracing::warn!(
                 from = %change.old_tip.short(),
@@ -316,10 +331,10 @@ impl Node {
 
     fn publish_status(&self) {
         let (tip, height, work) = (self.chain.tip(), self.chain.height(), self.chain.tip_work());
-        let peers = self.sync.peers().count();
+        let peers = self.sync.machine.peers().count();
         let mempool = self.mempool.len();
         let orphans = self.chain.orphan_count();
-        let (mining, syncing) = (self.mining, self.sync.active.is_some());
+        let (mining, syncing) = (self.mining, self.sync.machine.is_syncing());
         self.status.send_if_modified(|s| {
             let changed = s.tip != tip
                 || s.peers != peers
@@ -393,6 +408,7 @@ impl Node {
                 txs = b.txs.len(),
                 "block accepted"
             );
+            self.watch.block_accepted(b, now_ms(), from);
         }
         self.unsaved.extend(processed.accepted.iter().cloned());
         if let Some(change) = &processed.tip_change {

@@ -28,9 +28,7 @@ impl Node {
                 Outcome::AlreadyKnown => MessageAcceptance::Ignore,
                 Outcome::Orphan { missing_parent } => {
                     tracing::debug!(parent = %missing_parent.short(), %source, "orphan block: syncing");
-                    if self.sync.active.is_none() {
-                        self.request_blocks(source, self.chain.tip());
-                    }
+                    self.sync_event(super::sync_machine::Event::Orphan(source));
                     MessageAcceptance::Ignore
                 }
             },
@@ -62,6 +60,7 @@ impl Node {
         let acceptance = match self.mempool.add(tx, self.chain.ledger()) {
             Ok(txid) => {
                 tracing::debug!(tx = %txid.short(), %source, "transaction accepted");
+                self.watch.tx_admitted(txid, tx);
                 MessageAcceptance::Accept
             }
             // A forged signature is the sender's fault; anything else may just be a view of the
@@ -97,8 +96,9 @@ impl Node {
                 }
             };
             match self.mempool.add(tx, self.chain.ledger()) {
-                Ok(_) => {
+                Ok(txid) => {
                     accepted += 1;
+                    self.watch.tx_admitted(txid, tx);
                     self.net.publish(Topic::Txs, bytes.0);
                 }
                 Err(MempoolError::BadSignature(_)) => {
@@ -114,14 +114,14 @@ impl Node {
 
     /// Sends transfers to every connected peer over sync (see [`Request::Transactions`]).
     pub(super) fn push_to_peers(&mut self, txs: &[Transfer]) {
-        let peers: Vec<PeerId> = self.sync.peers().copied().collect();
+        let peers: Vec<PeerId> = self.sync.machine.peers().copied().collect();
         for chunk in txs.chunks(protocol::MAX_TXS_PER_MESSAGE) {
             let encoded: Vec<_> = chunk
                 .iter()
                 .map(|t| protocol::Bytes(Transaction::Transfer(*t).encode()))
                 .collect();
             for peer in &peers {
-                let tag = self.sync.start(*peer, super::sync::Pending::Push);
+                let tag = self.sync.push_tag();
                 self.net
                     .request(*peer, Request::Transactions(encoded.clone()), tag);
             }
@@ -148,6 +148,7 @@ impl Node {
     /// Admits a transfer made or submitted here and gossips it.
     pub(super) fn admit_local(&mut self, tx: Transfer) -> Result<Txid, MempoolError> {
         let txid = self.mempool.add(tx, self.chain.ledger())?;
+        self.watch.tx_admitted(txid, tx);
         tracing::info!(tx = %txid.short(), amount = tx.amount, fee = tx.fee, "transaction submitted");
         self.net
             .publish(Topic::Txs, Transaction::Transfer(tx).encode());

@@ -1,104 +1,62 @@
-//! Sync: the bookkeeping ([`SyncState`]: what each peer claims, which requests are in flight,
-//! which peer we download from), what we serve to peers ([`locator_from`], [`blocks_after`]),
-//! and the node's decisions that use them (which peer to download from, what to do with a page
-//! of blocks or a failed request, how to answer a peer's request).
+//! Sync in the node: what we serve to peers ([`locator_from`], [`blocks_after`]), the helpers
+//! that turn a received page into blocks and apply it ([`decode_page`], [`apply_page`]), and
+//! the glue between the network and the policy: [`SyncDriver`] holds the
+//! [`SyncMachine`](super::sync_machine::SyncMachine), which decides, and what the node keeps
+//! for it (locators sent, pages received); [`Node::sync_event`] feeds the machine and carries
+//! out its actions.
 
 use super::Node;
-use super::sync_machine::{PageEnd, PageResult};
+use super::sync_machine::{
+    Action, Event, Failure, PageEnd, PageResult, Req, SyncConfig, SyncMachine, Tag, Tip,
+};
 use crate::chain::{
     Block, BlockHash, ChainParams, ChainState, Outcome, Processed, Transaction, ValidationError,
 };
-use crate::net::protocol::{self, Request, Response, Status};
+use crate::net::protocol::{self, Request, Response};
 use libp2p::PeerId;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Instant;
 
-/// A request in flight.
-#[derive(Debug, Clone)]
-pub enum Pending {
-    /// We sent our status and wait for theirs.
-    Status,
-    /// We asked for the blocks after this locator.
-    Blocks {
-        /// The locator sent.
-        locator: Vec<BlockHash>,
-    },
-    /// We asked for the peer's mempool.
-    Mempool,
-    /// We pushed transfers.
-    Push,
+/// The node's side of sync.
+pub(super) struct SyncDriver {
+    /// The policy.
+    pub machine: SyncMachine<PeerId>,
+    /// Locators of the pages asked for, by tag (a page must connect to its locator).
+    locators: HashMap<Tag, Vec<BlockHash>>,
+    /// Received pages waiting for the machine's `Apply` or `Discard`, with their sender. At
+    /// most the pipeline's depth: the machine asks for no more.
+    held: HashMap<Tag, (PeerId, Vec<PageBlock>)>,
+    /// Tags of the transfers we pushed: their answers need nothing.
+    pushes: HashSet<Tag>,
+    /// The tip the machine was last told.
+    told: BlockHash,
 }
 
-/// The sync state of the node.
-#[derive(Default)]
-pub struct SyncState {
-    /// Each connected peer's last status, once known.
-    peers: HashMap<PeerId, Option<Status>>,
-    /// Requests in flight by tag.
-    pending: HashMap<u64, (PeerId, Pending)>,
-    /// Next request tag.
-    next_tag: u64,
-    /// The peer we are downloading blocks from, if any.
-    pub active: Option<PeerId>,
-}
-
-impl SyncState {
-    /// A peer connected.
-    pub fn add_peer(&mut self, peer: PeerId) {
-        self.peers.entry(peer).or_insert(None);
-    }
-
-    /// A peer disconnected: forgets it and its requests.
-    pub fn remove_peer(&mut self, peer: &PeerId) {
-        self.peers.remove(peer);
-        self.pending.retain(|_, (p, _)| p != peer);
-        if self.active == Some(*peer) {
-            self.active = None;
+impl SyncDriver {
+    /// A driver for a node whose chain is `chain`.
+    pub fn new(config: SyncConfig, chain: &ChainState) -> Self {
+        Self {
+            machine: SyncMachine::new(config, tip_of(chain)),
+            locators: HashMap::new(),
+            held: HashMap::new(),
+            pushes: HashSet::new(),
+            told: chain.tip(),
         }
     }
 
-    /// Connected peers.
-    pub fn peers(&self) -> impl Iterator<Item = &PeerId> {
-        self.peers.keys()
-    }
-
-    /// Records a peer's status.
-    pub fn set_status(&mut self, peer: PeerId, status: Status) {
-        self.peers.insert(peer, Some(status));
-    }
-
-    /// Forgets what a peer claimed until its next status (it failed to serve it).
-    pub fn forget_claim(&mut self, peer: &PeerId) {
-        if let Some(status) = self.peers.get_mut(peer) {
-            *status = None;
-        }
-    }
-
-    /// A peer's last status.
-    pub fn status(&self, peer: &PeerId) -> Option<Status> {
-        self.peers.get(peer).copied().flatten()
-    }
-
-    /// Registers a request and returns its tag.
-    pub fn start(&mut self, peer: PeerId, pending: Pending) -> u64 {
-        let tag = self.next_tag;
-        self.next_tag += 1;
-        self.pending.insert(tag, (peer, pending));
+    /// A tag for transfers pushed to a peer.
+    pub fn push_tag(&mut self) -> Tag {
+        let tag = self.machine.reserve_tag();
+        self.pushes.insert(tag);
         tag
     }
+}
 
-    /// Takes the request answered by `tag`.
-    pub fn finish(&mut self, tag: u64) -> Option<(PeerId, Pending)> {
-        self.pending.remove(&tag)
-    }
-
-    /// The peer claiming the most work above `work`, if any.
-    pub fn best_peer_above(&self, work: u128) -> Option<PeerId> {
-        self.peers
-            .iter()
-            .filter_map(|(p, s)| s.map(|s| (p, s.work())))
-            .filter(|(_, w)| *w > work)
-            .max_by_key(|(_, w)| *w)
-            .map(|(p, _)| *p)
+fn tip_of(chain: &ChainState) -> Tip {
+    Tip {
+        hash: chain.tip(),
+        height: chain.height(),
+        work: chain.tip_work(),
     }
 }
 
@@ -160,167 +118,156 @@ pub fn blocks_after(
 }
 
 impl Node {
-    /// A peer told its status (answering ours, or asking): on another chain it is banned; ahead
-    /// of us, and with no download running, we download from it.
-    pub(super) fn on_peer_status(&mut self, peer: PeerId, status: Status) {
-        if status.chain_id != self.chain.chain_id() {
-            self.net.ban(
-                peer,
-                format!("on another chain ({})", status.chain_id.short()),
-            );
-            return;
-        }
-        self.sync.set_status(peer, status);
-        if self.sync.active.is_none() && status.work() > self.chain.tip_work() {
-            tracing::info!(%peer, height = status.height, "peer is ahead: syncing");
-            self.request_blocks(peer, self.chain.tip());
-        }
-    }
-
-    /// Asks `peer` for the blocks after `from` and marks the download active.
-    pub(super) fn request_blocks(&mut self, peer: PeerId, from: BlockHash) {
-        let locator = locator_from(&self.chain, from);
-        let tag = self.sync.start(
-            peer,
-            Pending::Blocks {
-                locator: locator.clone(),
-            },
-        );
-        self.sync.active = Some(peer);
-        self.net.request(
-            peer,
-            Request::GetBlocks {
-                locator,
-                max: protocol::MAX_BLOCKS_PER_RESPONSE,
-            },
-            tag,
-        );
-    }
-
-    /// Starts downloading from the peer that claims the most work above ours, if any.
-    pub(super) fn sync_from_best(&mut self) {
-        if self.sync.active.is_none()
-            && let Some(peer) = self.sync.best_peer_above(self.chain.tip_work())
-        {
-            self.request_blocks(peer, self.chain.tip());
+    /// Hands an event to the sync machine and carries out what it asks, including the events
+    /// that doing so produces (a request that could not be queued, a page applied).
+    pub(super) fn sync_event(&mut self, event: Event<PeerId>) {
+        let mut queue: VecDeque<Action<PeerId>> =
+            self.sync.machine.handle(event, Instant::now()).into();
+        while let Some(action) = queue.pop_front() {
+            let follow = match action {
+                Action::Request { peer, tag, req } => self.send_sync_request(peer, tag, req),
+                Action::Apply { tag } => self.apply_held(tag),
+                Action::Discard { tag } => {
+                    self.sync.held.remove(&tag);
+                    self.sync.locators.remove(&tag);
+                    Vec::new()
+                }
+                Action::Ban { peer, reason } => {
+                    self.net.ban(peer, reason);
+                    Vec::new()
+                }
+            };
+            for event in follow {
+                queue.extend(self.sync.machine.handle(event, Instant::now()));
+            }
         }
     }
 
-    /// Sends our status to every peer (each answers with its own).
-    pub(super) fn ask_statuses(&mut self) {
-        let peers: Vec<PeerId> = self.sync.peers().copied().collect();
-        for peer in peers {
-            let tag = self.sync.start(peer, Pending::Status);
-            self.net
-                .request(peer, Request::Status(self.our_status()), tag);
+    /// Tells the machine our tip if it moved since it was last told.
+    pub(super) fn tell_tip(&mut self) {
+        if self.sync.told != self.chain.tip() {
+            self.sync.told = self.chain.tip();
+            self.sync_event(Event::LocalTip(tip_of(&self.chain)));
         }
     }
 
-    pub(super) fn on_response(&mut self, peer: PeerId, tag: u64, result: Result<Response, String>) {
-        let Some((_, pending)) = self.sync.finish(tag) else {
-            return;
+    fn send_sync_request(&mut self, peer: PeerId, tag: Tag, req: Req) -> Vec<Event<PeerId>> {
+        let request = match req {
+            Req::Status => Request::Status(self.our_status()),
+            Req::GetMempool => Request::GetMempool,
+            Req::GetBlocks { from } => {
+                let locator = locator_for(&self.chain, from);
+                self.sync.locators.insert(tag, locator.clone());
+                Request::GetBlocks {
+                    locator,
+                    max: protocol::MAX_BLOCKS_PER_RESPONSE,
+                }
+            }
         };
-        let response = match result {
-            Ok(r) => r,
+        if self.net.try_request(peer, request, tag) {
+            Vec::new()
+        } else {
+            self.sync.locators.remove(&tag);
+            vec![Event::Failed {
+                peer,
+                tag,
+                failure: Failure::NotSent,
+            }]
+        }
+    }
+
+    /// Validates and applies a held page, and reports how it went.
+    fn apply_held(&mut self, tag: Tag) -> Vec<Event<PeerId>> {
+        let Some((peer, blocks)) = self.sync.held.remove(&tag) else {
+            return Vec::new();
+        };
+        let locator = self.sync.locators.remove(&tag).unwrap_or_default();
+        let result = apply_page(blocks, &locator, |b| {
+            self.process_block(b.block, b.hash, Some(b.wire), Some(peer))
+        });
+        match &result {
+            PageResult::Applied { new, known } => {
+                tracing::debug!(%peer, new, known, height = self.chain.height(), "sync page applied")
+            }
+            PageResult::Invalid(reason) => tracing::warn!(%peer, "sync page rejected: {reason}"),
+            PageResult::Paused(reason) => tracing::info!(%peer, "sync paused: {reason}"),
+        }
+        let mut out = Vec::new();
+        if self.sync.told != self.chain.tip() {
+            self.sync.told = self.chain.tip();
+            out.push(Event::LocalTip(tip_of(&self.chain)));
+        }
+        out.push(Event::PageApplied { tag, result });
+        out
+    }
+
+    /// Asks every peer for its status now.
+    pub(super) fn ask_statuses(&mut self) {
+        self.sync_event(Event::SyncNow);
+    }
+
+    /// The answer to a request of ours, or why there is none.
+    pub(super) fn on_response(&mut self, peer: PeerId, tag: u64, result: Result<Response, String>) {
+        if self.sync.pushes.remove(&tag) {
+            if let Err(e) = result {
+                tracing::debug!(%peer, "pushing transfers failed: {e}");
+            }
+            return;
+        }
+        let asked = self.sync.machine.request_of(tag).map(|(_, req)| req);
+        let event = match result {
             Err(e) => {
                 tracing::debug!(%peer, "sync request failed: {e}");
-                if matches!(pending, Pending::Blocks { .. }) && self.sync.active == Some(peer) {
-                    self.sync.active = None;
-                    // Do not pick it again before its next status: a peer claiming the most
-                    // work that never answers would otherwise hold the download forever.
-                    self.sync.forget_claim(&peer);
-                    self.sync_from_best();
+                Event::Failed {
+                    peer,
+                    tag,
+                    failure: Failure::Io(e),
                 }
-                return;
             }
-        };
-        match (pending, response) {
-            (Pending::Status, Response::Status(status)) => self.on_peer_status(peer, status),
-            (Pending::Blocks { locator }, Response::Blocks(blocks)) => {
-                self.on_blocks(peer, &locator, blocks)
+            Ok(Response::Status(status)) => Event::Status {
+                peer,
+                tag: Some(tag),
+                status,
+            },
+            Ok(Response::Blocks(page)) if matches!(asked, Some(Req::GetBlocks { .. })) => {
+                match decode_page(self.chain.params(), page) {
+                    Ok((blocks, last)) => {
+                        let n = blocks.len();
+                        self.sync.held.insert(tag, (peer, blocks));
+                        Event::Page {
+                            peer,
+                            tag,
+                            blocks: n,
+                            last,
+                        }
+                    }
+                    Err(reason) => Event::Failed {
+                        peer,
+                        tag,
+                        failure: Failure::Malformed(format!("served {reason}")),
+                    },
+                }
             }
-            (Pending::Mempool, Response::Transactions(txs)) => {
+            Ok(Response::Transactions(txs)) if asked == Some(Req::GetMempool) => {
                 self.admit_from_peer(peer, txs);
+                Event::Mempool { peer, tag }
             }
-            (Pending::Push, Response::Accepted(_)) => {}
-            (_, Response::Refused(reason)) => {
+            Ok(Response::Refused(reason)) => {
                 tracing::debug!(%peer, %reason, "request refused");
-                if self.sync.active == Some(peer) {
-                    self.sync.active = None;
+                Event::Failed {
+                    peer,
+                    tag,
+                    failure: Failure::Refused(reason),
                 }
             }
-            (_, _) => {
-                self.end_sync_with(peer, "answered with the wrong kind of response");
-            }
-        }
-    }
-
-    fn end_sync_with(&mut self, peer: PeerId, reason: &str) {
-        self.net.ban(peer, reason);
-        if self.sync.active == Some(peer) {
-            self.sync.active = None;
-        }
-        self.sync.remove_peer(&peer);
-        self.sync_from_best();
-    }
-
-    /// A page of blocks from a sync: they must connect to our locator and to each other, and
-    /// every one must be valid.
-    fn on_blocks(&mut self, peer: PeerId, locator: &[BlockHash], blocks: Vec<protocol::Bytes>) {
-        if self.sync.active == Some(peer) {
-            self.sync.active = None;
-        }
-        let claimed = self.sync.status(&peer).map_or(0, |s| s.work());
-        if blocks.is_empty() {
-            if claimed > self.chain.tip_work() {
-                self.end_sync_with(peer, "claimed more work than it can serve");
-            }
-            return;
-        }
-        let (max_bytes, max_txs) = {
-            let params = self.chain.params();
-            (params.max_block_bytes as usize, params.max_block_txs)
+            Ok(_) if asked.is_none() => return,
+            Ok(_) => Event::Failed {
+                peer,
+                tag,
+                failure: Failure::Malformed("the wrong kind of response".into()),
+            },
         };
-        let mut prev: Option<BlockHash> = None;
-        for bytes in blocks {
-            let block = match Block::decode(&bytes.0, max_bytes, max_txs) {
-                Ok(b) => b,
-                Err(e) => {
-                    return self.end_sync_with(peer, &format!("served a malformed block: {e}"));
-                }
-            };
-            let parent = block.header.prev_hash;
-            let connects = match prev {
-                None => locator.contains(&parent),
-                Some(p) => parent == p,
-            };
-            if !connects {
-                return self
-                    .end_sync_with(peer, "served blocks that do not connect to the locator");
-            }
-            let hash = block.compute_hash();
-            match self.process_block(block, hash, Some(bytes.0), Some(peer)) {
-                Ok(p) if matches!(p.outcome, Outcome::Orphan { .. }) => {
-                    return self.end_sync_with(peer, "served a block whose parent it did not send");
-                }
-                Ok(_) => {}
-                Err(e) if e.is_permanent() => {
-                    return self.end_sync_with(peer, &format!("served an invalid block: {e}"));
-                }
-                Err(e) => {
-                    tracing::info!(%peer, "sync paused: {e}");
-                    return;
-                }
-            }
-            prev = Some(hash);
-        }
-        if let Some(last) = prev
-            && claimed > self.chain.tip_work()
-        {
-            self.request_blocks(peer, last);
-        } else {
-            self.sync_from_best();
-        }
+        self.sync_event(event);
     }
 
     /// The answer to a peer's sync request.
@@ -328,7 +275,11 @@ impl Node {
         match request {
             Request::Status(status) => {
                 let ours = self.our_status();
-                self.on_peer_status(peer, status);
+                self.sync_event(Event::Status {
+                    peer,
+                    tag: None,
+                    status,
+                });
                 Response::Status(ours)
             }
             Request::GetBlocks { locator, max } => {
