@@ -1,14 +1,15 @@
-# syntax=docker/dockerfile:1
 # Multi-stage build: dependencies are compiled in a layer of their own, cached until Cargo.toml
 # or Cargo.lock change; the runtime image holds only the binary and runs as a non-root user.
 
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
-# Stub sources with the manifest's targets, to build (and cache) the dependencies alone.
+# Stub sources with the manifest's targets (every [[bench]] it names), to build (and cache) the
+# dependencies alone.
 RUN mkdir -p src benches \
  && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
- && for b in mining validation propagation sync; do echo 'fn main() {}' > "benches/$b.rs"; done \
+ && for b in $(grep -A1 '^\[\[bench\]\]' Cargo.toml | sed -n 's/^name = "\(.*\)"/\1/p'); do \
+        echo 'fn main() {}' > "benches/$b.rs"; done \
  && cargo build --release --locked --bin gossipchain \
  && rm -rf src benches
 COPY src src

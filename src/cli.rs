@@ -103,6 +103,22 @@ pub struct NodeArgs {
     /// Do not discover peers by mDNS.
     #[arg(long, env = "GOSSIPCHAIN_NO_MDNS")]
     pub no_mdns: bool,
+    /// An address others reach this node at, e.g. /ip4/203.0.113.7/tcp/4001 or
+    /// /dns4/node.example.org/tcp/4001 (repeatable): announced in the DHT, so that nodes
+    /// beyond this LAN can find and dial it. Needs the port open in the firewall.
+    #[arg(
+        long = "external-addr",
+        env = "GOSSIPCHAIN_EXTERNAL_ADDR",
+        value_delimiter = ','
+    )]
+    pub external_addrs: Vec<Multiaddr>,
+    /// Connections to seek through the DHT; the node stops dialling there (it still accepts
+    /// others, up to 64 in all).
+    #[arg(long, env = "GOSSIPCHAIN_TARGET_PEERS", default_value_t = 8)]
+    pub target_peers: usize,
+    /// Do not run the Kademlia DHT (discovery by mDNS and --peer only).
+    #[arg(long, env = "GOSSIPCHAIN_NO_KAD")]
+    pub no_kad: bool,
     /// Mine continuously from the start.
     #[arg(long, env = "GOSSIPCHAIN_MINE")]
     pub mine: bool,
@@ -186,6 +202,9 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     config.net.listen = args.listen;
     config.net.bootstrap = args.peers;
     config.net.behaviour.mdns = !args.no_mdns;
+    config.net.behaviour.kad = !args.no_kad;
+    config.net.external = args.external_addrs;
+    config.net.target_peers = args.target_peers;
     config.mine = args.mine;
     if let Some(t) = args.threads {
         config.threads = t.max(1);

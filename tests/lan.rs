@@ -976,19 +976,36 @@ fn lan_docker_compose_topology() {
     let [(network, subnet)] = c.subnets.as_slice() else {
         panic!("expected one network: {:?}", c.subnets)
     };
+    // Docker assigns addresses on the network when the file fixes none; so does the test.
+    let subnet = subnet
+        .clone()
+        .unwrap_or_else(|| "10.77.200.0/24".to_string());
     let prefix_len: u8 = subnet.split('/').nth(1).unwrap().parse().unwrap();
     let net_prefix: String = {
         let base = subnet.split('/').next().unwrap();
         base.rsplit_once('.').unwrap().0.to_string()
     };
-    for svc in &c.services {
-        assert_eq!(&svc.network, network);
-        assert!(
-            svc.ipv4_address.starts_with(&format!("{net_prefix}.")),
-            "{} outside {subnet}",
-            svc.ipv4_address
-        );
-    }
+    let addresses: Vec<String> = c
+        .services
+        .iter()
+        .enumerate()
+        .map(|(i, svc)| {
+            assert_eq!(&svc.network, network);
+            let ip = svc
+                .ipv4_address
+                .clone()
+                .unwrap_or_else(|| format!("{net_prefix}.{}", 11 + i));
+            assert!(
+                ip.starts_with(&format!("{net_prefix}.")),
+                "{ip} outside {subnet}"
+            );
+            ip
+        })
+        .collect();
+    let address_of = |name: &str| {
+        let i = c.services.iter().position(|s| s.name == name).unwrap();
+        addresses[i].clone()
+    };
     let _serial = serial();
 
     // Declared in reverse drop order: nodes, then data directories, then namespaces.
@@ -1010,9 +1027,18 @@ fn lan_docker_compose_topology() {
             .expect("depends_on has no cycle");
         order.push(next);
     }
+    // Every service's namespace first, so that each can resolve the others' names.
+    let hosts: Vec<Host> = order
+        .iter()
+        .map(|svc| lan.add_host(&svc.name, &address_of(&svc.name)))
+        .collect();
+    let names: Vec<(String, String)> = order
+        .iter()
+        .map(|svc| (svc.name.clone(), address_of(&svc.name)))
+        .collect();
+    lan.write_hosts(&names);
     let mut described = Vec::new();
-    for svc in &order {
-        let host = lan.add_host(&svc.name, &svc.ipv4_address);
+    for (svc, host) in order.iter().zip(&hosts) {
         let dir = data_dir();
         // The image's environment, then the service's; /data (the volume) is a temp dir.
         let mut env: Vec<(String, String)> = Vec::new();
@@ -1034,10 +1060,10 @@ fn lan_docker_compose_topology() {
         described.push(format!(
             "{} {} `gossipchain {}`",
             svc.name,
-            svc.ipv4_address,
+            host.ip,
             svc.command.join(" ")
         ));
-        nodes.push(Node::spawn(&svc.name, &host, &args, &env));
+        nodes.push(Node::spawn(&svc.name, host, &args, &env));
         dirs.push(dir);
     }
     let t0 = Instant::now();

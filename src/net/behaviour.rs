@@ -1,6 +1,7 @@
 //! The libp2p behaviours the node runs, and their configuration: gossipsub with manual
 //! validation and peer scoring, the sync request-response protocol with size limits, mDNS,
-//! identify, ping, connection limits and a block list for misbehaving peers.
+//! a Kademlia DHT for discovery beyond one LAN, identify, ping, connection limits and a block
+//! list for misbehaving peers.
 
 use super::protocol::{self, Request, Response};
 use crate::chain::ChainId;
@@ -8,12 +9,16 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    StreamProtocol, allow_block_list, connection_limits, gossipsub, identify, identity, mdns, ping,
-    request_response,
+    StreamProtocol, allow_block_list, connection_limits, gossipsub, identify, identity, kad, mdns,
+    ping, request_response,
 };
 use sha2::{Digest, Sha256};
 use std::io;
 use std::time::Duration;
+
+/// How often the Kademlia routing table is refreshed by a bootstrap (a lookup of our own id and
+/// of a random id per bucket).
+pub const KAD_BOOTSTRAP: Duration = Duration::from_secs(300);
 
 /// All behaviours of a node.
 #[derive(NetworkBehaviour)]
@@ -28,6 +33,9 @@ pub struct Behaviour {
     pub sync: request_response::Behaviour<SyncCodec>,
     /// LAN discovery, when enabled.
     pub mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Discovery beyond the LAN: a Kademlia routing table of the chain's nodes, when enabled.
+    /// It stores no records; it only finds peers.
+    pub kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
     /// Learns peers' listen addresses and agent versions.
     pub identify: identify::Behaviour,
     /// Keeps connections alive and measures round trips.
@@ -43,6 +51,8 @@ pub struct BehaviourConfig {
     pub max_block_bytes: u32,
     /// Whether mDNS discovery runs.
     pub mdns: bool,
+    /// Whether the Kademlia DHT runs.
+    pub kad: bool,
     /// Most established connections in all.
     pub max_peers: u32,
     /// How long a sync request may wait for its response.
@@ -282,6 +292,19 @@ impl Behaviour {
         } else {
             None
         };
+        let kad = config.kad.then(|| {
+            let protocol = StreamProtocol::try_from_owned(protocol::kad_protocol(&config.chain_id))
+                .expect("the protocol name starts with /");
+            let mut kad_config = kad::Config::new(protocol);
+            kad_config
+                // Routing only: no records are stored or served.
+                .set_record_filtering(kad::StoreInserts::FilterBoth)
+                .set_periodic_bootstrap_interval(Some(KAD_BOOTSTRAP));
+            // Client mode until an external address is confirmed (`--external-addr`, or a peer
+            // that sees this node at one of its own addresses): only reachable nodes enter
+            // other nodes' routing tables.
+            kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config)
+        });
         let limits = connection_limits::ConnectionLimits::default()
             .with_max_established(Some(config.max_peers))
             .with_max_established_per_peer(Some(2))
@@ -292,6 +315,7 @@ impl Behaviour {
             gossipsub,
             sync,
             mdns: mdns.into(),
+            kad: kad.into(),
             identify: identify::Behaviour::new(
                 identify::Config::new(protocol::IDENTIFY_PROTOCOL.into(), key.public())
                     .with_agent_version(format!("gossipchain/{}", env!("CARGO_PKG_VERSION"))),

@@ -4,24 +4,33 @@
 //! was found, for `peers`).
 
 use super::behaviour::{Behaviour, BehaviourEvent, Malformed, SyncRequest};
+use super::discovery::DiscoveryPolicy;
 use super::peer_book::{Admission, PeerBook, PeerBookConfig, peer_of};
 use super::protocol::{self, Response};
 use super::{Command, Discovery, Event, NetConfig, NetError, PeerInfo, Topic};
 use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
 use libp2p::gossipsub::{self, IdentTopic, PublishError};
+use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, identify, identity, mdns, noise, ping, tcp, yamux};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, identify, identity, kad, mdns, noise, ping, tcp,
+    yamux,
+};
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
+/// How often the discovery policy is consulted.
+const DISCOVERY_EVERY: Duration = Duration::from_secs(1);
+
 /// What the loop knows of a connected peer.
 struct PeerState {
-    /// Remote addresses of open connections.
-    addresses: BTreeSet<Multiaddr>,
+    /// Remote address of each open connection, without a trailing `/p2p/<id>` (a dialled
+    /// address carries it, an accepted one does not: the same address either way).
+    addresses: HashMap<ConnectionId, Multiaddr>,
     /// How it was found (of its first connection).
     found_by: Discovery,
     /// Agent string from identify.
@@ -38,6 +47,8 @@ enum DialPurpose {
     Bootstrap(usize),
     /// A user's `dial`, with its reply.
     User(oneshot::Sender<Result<PeerId, String>>),
+    /// A peer of the Kademlia routing table, to top the connections up.
+    Kad,
 }
 
 /// Owns the swarm; see the module doc.
@@ -54,6 +65,51 @@ pub struct EventLoop {
     /// Bans, rate limits, redials.
     book: PeerBook,
     listen_addrs: Vec<Multiaddr>,
+    /// Which DHT peers to dial and when to walk the DHT.
+    discovery: DiscoveryPolicy,
+    /// When to consult it next.
+    next_discovery: Instant,
+    /// This chain's Kademlia protocol, to tell which peers speak it.
+    kad_protocol: StreamProtocol,
+}
+
+/// A failed dial in one line for the user: for each address tried, the innermost cause
+/// ("Connection refused (os error 111)"), not the transport layers' nested lists.
+fn dial_error_text(error: &libp2p::swarm::DialError) -> String {
+    match error {
+        libp2p::swarm::DialError::Transport(tries) => {
+            let causes: Vec<String> = tries
+                .iter()
+                .map(|(addr, e)| {
+                    let mut cause: &dyn std::error::Error = e;
+                    while let Some(inner) = cause.source() {
+                        cause = inner;
+                    }
+                    let text = cause.to_string();
+                    let text = text.lines().last().unwrap_or_default().trim();
+                    (addr, text.trim_start_matches("- ").to_string())
+                })
+                .map(|(addr, text)| {
+                    if tries.len() == 1 {
+                        text
+                    } else {
+                        format!("{addr}: {text}")
+                    }
+                })
+                .collect();
+            causes.join("; ")
+        }
+        other => other.to_string().lines().collect::<Vec<_>>().join(" "),
+    }
+}
+
+/// Whether an address is on a loopback interface.
+fn is_loopback(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_loopback(),
+        Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
 }
 
 impl EventLoop {
@@ -75,6 +131,9 @@ impl EventLoop {
             .map_err(|e| build(&e))?;
         #[cfg(feature = "quic")]
         let builder = builder.with_quic();
+        // `/dns4`, `/dns6` and `/dns` addresses (`--peer /dns4/node1/tcp/4001`), resolved with
+        // the system's resolver configuration (/etc/resolv.conf) when dialled.
+        let builder = builder.with_dns().map_err(|e| build(&e))?;
         let mut swarm = builder
             .with_behaviour(|key| Behaviour::new(key, &behaviour_config))
             .map_err(|e| build(&e))?
@@ -97,6 +156,15 @@ impl EventLoop {
                     reason: e.to_string(),
                 })?;
         }
+        for addr in &config.external {
+            // Confirmed as given: Kademlia then runs in server mode and announces it.
+            swarm.add_external_address(addr.clone());
+        }
+        let kad_protocol =
+            StreamProtocol::try_from_owned(protocol::kad_protocol(&config.behaviour.chain_id))
+                .map_err(|e| build(&e))?;
+        let now = Instant::now();
+        let discovery = DiscoveryPolicy::new(config.target_peers, now);
         let book = PeerBook::new(
             PeerBookConfig {
                 ban_duration: config.ban_duration,
@@ -106,7 +174,7 @@ impl EventLoop {
             },
             *swarm.local_peer_id(),
             &config.bootstrap,
-            Instant::now(),
+            now,
         );
         Ok(Self {
             swarm,
@@ -120,6 +188,9 @@ impl EventLoop {
             pending: HashMap::new(),
             book,
             listen_addrs: Vec::new(),
+            discovery,
+            next_discovery: now,
+            kad_protocol,
         })
     }
 
@@ -155,6 +226,10 @@ impl EventLoop {
         for peer in self.book.expire_bans(now) {
             self.swarm.behaviour_mut().blocked.unblock_peer(peer);
             tracing::info!(%peer, "ban expired");
+        }
+        if now >= self.next_discovery {
+            self.next_discovery = now + DISCOVERY_EVERY;
+            self.discover(now);
         }
         self.redial_mdns_peers(now);
         let swarm = &self.swarm;
@@ -210,6 +285,88 @@ impl EventLoop {
         }
     }
 
+    /// Tops the connections up with peers of the Kademlia routing table, and walks the DHT,
+    /// as the discovery policy says.
+    fn discover(&mut self, now: Instant) {
+        let local = *self.swarm.local_peer_id();
+        let connected = self.peers.len();
+        let dialing = self
+            .dials
+            .values()
+            .filter(|d| matches!(d, DialPurpose::Kad))
+            .count();
+        let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() else {
+            return;
+        };
+        let known: Vec<PeerId> = kad
+            .kbuckets()
+            .flat_map(|bucket| {
+                bucket
+                    .iter()
+                    .map(|entry| *entry.node.key.preimage())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let candidates: Vec<PeerId> = known
+            .into_iter()
+            .filter(|p| !self.peers.contains_key(p))
+            .collect();
+        let book = &self.book;
+        let plan = self
+            .discovery
+            .plan(now, connected, dialing, candidates, |p| {
+                *p == local || book.is_banned(p, now)
+            });
+        if plan.walk
+            && let Some(kad) = self.swarm.behaviour_mut().kad.as_mut()
+        {
+            kad.get_closest_peers(PeerId::random());
+        }
+        for peer in plan.dial {
+            // No address: the routing table supplies the ones it knows.
+            let opts = DialOpts::peer_id(peer)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            let id = opts.connection_id();
+            if self.swarm.dial(opts).is_ok() {
+                tracing::debug!(%peer, "dialling a peer the DHT knows");
+                self.dials.insert(id, DialPurpose::Kad);
+            }
+        }
+    }
+
+    /// A peer reports the address it sees this node at. With no NAT between them that is one
+    /// of this node's own addresses, and the listen address on it is reachable from the peer's
+    /// network: confirm it, so that Kademlia serves and announces it. (Behind a NAT the peer
+    /// sees another address and nothing is confirmed; `--external-addr` says it instead.)
+    fn on_external_candidate(&mut self, observed: &Multiaddr) {
+        let ip_of = |a: &Multiaddr| {
+            a.iter().find_map(|p| match p {
+                Protocol::Ip4(ip) => Some(std::net::IpAddr::V4(ip)),
+                Protocol::Ip6(ip) => Some(std::net::IpAddr::V6(ip)),
+                _ => None,
+            })
+        };
+        let Some(ip) = ip_of(observed) else {
+            return;
+        };
+        if ip.is_loopback() || ip.is_unspecified() {
+            return;
+        }
+        let own: Vec<Multiaddr> = self
+            .listen_addrs
+            .iter()
+            .filter(|a| ip_of(a) == Some(ip))
+            .cloned()
+            .collect();
+        for addr in own {
+            if !self.swarm.external_addresses().any(|a| *a == addr) {
+                tracing::info!(%addr, "external address confirmed (a peer sees this node there)");
+                self.swarm.add_external_address(addr);
+            }
+        }
+    }
+
     fn on_command(&mut self, command: Command) {
         match command {
             Command::Publish { topic, data } => {
@@ -255,6 +412,9 @@ impl EventLoop {
                 tracing::warn!(%peer, %reason, "banning peer for {:?}", self.config.ban_duration);
                 self.book.ban(peer, Instant::now());
                 self.swarm.behaviour_mut().blocked.block_peer(peer);
+                if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+                    kad.remove_peer(&peer);
+                }
             }
             Command::Dial { addr, reply } => self.dial_user(addr, reply),
             Command::Peers { reply } => {
@@ -264,7 +424,13 @@ impl EventLoop {
                     .iter()
                     .map(|(peer, s)| PeerInfo {
                         peer: *peer,
-                        addresses: s.addresses.iter().cloned().collect(),
+                        addresses: s
+                            .addresses
+                            .values()
+                            .cloned()
+                            .collect::<BTreeSet<_>>()
+                            .into_iter()
+                            .collect(),
                         found_by: s.found_by,
                         agent: s.agent.clone(),
                         rtt: s.rtt,
@@ -329,9 +495,12 @@ impl EventLoop {
                     Some(DialPurpose::Mdns) => Discovery::Mdns,
                     Some(DialPurpose::Bootstrap(_)) => Discovery::Bootstrap,
                     Some(DialPurpose::User(_)) => Discovery::Dial,
+                    Some(DialPurpose::Kad) => Discovery::Kad,
                     None if matches!(endpoint, ConnectedPoint::Listener { .. }) => {
                         Discovery::Inbound
                     }
+                    // Only Kademlia dials on its own (its lookups reach the peers they learn of).
+                    None if self.swarm.behaviour().kad.is_enabled() => Discovery::Kad,
                     None => Discovery::Dial,
                 };
                 match purpose {
@@ -343,14 +512,16 @@ impl EventLoop {
                 }
                 self.book.connected(peer_id);
                 let state = self.peers.entry(peer_id).or_insert(PeerState {
-                    addresses: BTreeSet::new(),
+                    addresses: HashMap::new(),
                     found_by,
                     agent: None,
                     rtt: None,
                 });
-                state
-                    .addresses
-                    .insert(endpoint.get_remote_address().clone());
+                let mut addr = endpoint.get_remote_address().clone();
+                if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+                    addr.pop();
+                }
+                state.addresses.insert(connection_id, addr);
                 if num_established.get() == 1 {
                     tracing::info!(peer = %peer_id, addr = %endpoint.get_remote_address(), via = %found_by, "peer connected");
                     return self
@@ -363,12 +534,12 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                endpoint,
+                connection_id,
                 num_established,
                 ..
             } => {
                 if let Some(s) = self.peers.get_mut(&peer_id) {
-                    s.addresses.remove(endpoint.get_remote_address());
+                    s.addresses.remove(&connection_id);
                 }
                 if num_established == 0 {
                     self.peers.remove(&peer_id);
@@ -383,7 +554,7 @@ impl EventLoop {
                 ..
             } => match self.dials.remove(&connection_id) {
                 Some(DialPurpose::User(reply)) => {
-                    let _ = reply.send(Err(error.to_string()));
+                    let _ = reply.send(Err(dial_error_text(&error)));
                 }
                 Some(DialPurpose::Bootstrap(i)) => {
                     if let Some(addr) = self.book.bootstrap_addr(i) {
@@ -393,6 +564,9 @@ impl EventLoop {
                 }
                 _ => tracing::debug!("dial failed: {error}"),
             },
+            SwarmEvent::NewExternalAddrCandidate { address } => {
+                self.on_external_candidate(&address);
+            }
             SwarmEvent::Behaviour(event) => return self.on_behaviour_event(event).await,
             _ => {}
         }
@@ -540,6 +714,21 @@ impl EventLoop {
             }
             BehaviourEvent::Sync(_) => {}
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                // Kademlia learns a peer's listen addresses from identify, if it speaks this
+                // chain's DHT. Loopback addresses only from a peer on loopback itself.
+                let on_loopback = self
+                    .peers
+                    .get(&peer_id)
+                    .is_some_and(|s| s.addresses.values().any(is_loopback));
+                if info.protocols.contains(&self.kad_protocol)
+                    && let Some(kad) = self.swarm.behaviour_mut().kad.as_mut()
+                {
+                    for addr in info.listen_addrs {
+                        if !is_loopback(&addr) || on_loopback {
+                            kad.add_address(&peer_id, addr);
+                        }
+                    }
+                }
                 if let Some(s) = self.peers.get_mut(&peer_id) {
                     s.agent = Some(info.agent_version);
                 }
@@ -550,6 +739,10 @@ impl EventLoop {
                     s.rtt = Some(rtt);
                 }
             }
+            BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. }) => {
+                tracing::debug!(%peer, "DHT routing table updated");
+            }
+            BehaviourEvent::Kad(_) => {}
             BehaviourEvent::Blocked(_) | BehaviourEvent::Limits(_) => {}
         }
         true

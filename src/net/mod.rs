@@ -4,6 +4,7 @@
 //! wire messages; what to accept, request or publish is the node's decision.
 
 pub mod behaviour;
+pub mod discovery;
 mod event_loop;
 pub mod peer_book;
 pub mod protocol;
@@ -30,6 +31,8 @@ pub enum Discovery {
     Dial,
     /// It connected to us.
     Inbound,
+    /// Found in the Kademlia DHT.
+    Kad,
 }
 
 impl std::fmt::Display for Discovery {
@@ -39,6 +42,7 @@ impl std::fmt::Display for Discovery {
             Discovery::Bootstrap => "--peer",
             Discovery::Dial => "dial",
             Discovery::Inbound => "inbound",
+            Discovery::Kad => "kad",
         })
     }
 }
@@ -171,6 +175,10 @@ pub struct NetConfig {
     pub request_burst: f64,
     /// How long a misbehaving peer stays banned.
     pub ban_duration: Duration,
+    /// Addresses others can reach this node at (`--external-addr`), announced in the DHT.
+    pub external: Vec<Multiaddr>,
+    /// Connections the node seeks through the DHT (it stops dialling there).
+    pub target_peers: usize,
 }
 
 impl NetConfig {
@@ -183,6 +191,7 @@ impl NetConfig {
                 chain_id,
                 max_block_bytes,
                 mdns: true,
+                kad: true,
                 max_peers: 64,
                 request_timeout: Duration::from_secs(20),
                 heartbeat: Duration::from_millis(500),
@@ -190,6 +199,8 @@ impl NetConfig {
             requests_per_sec: 50.0,
             request_burst: 200.0,
             ban_duration: Duration::from_secs(600),
+            external: Vec::new(),
+            target_peers: 8,
         }
     }
 }

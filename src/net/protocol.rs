@@ -32,6 +32,12 @@ pub fn max_transmit_size(max_block_bytes: u32) -> usize {
     max_block_bytes as usize + 16 * 1024
 }
 
+/// The Kademlia protocol of a chain: `/gossipchain/<chain id hex>/kad/1`. Nodes of other chains
+/// speak another protocol, so they never enter each other's routing tables.
+pub fn kad_protocol(chain_id: &ChainId) -> String {
+    format!("/gossipchain/{}/kad/1", chain_id.to_hex())
+}
+
 /// The gossip topic carrying mined blocks.
 pub fn blocks_topic(chain_id: &ChainId) -> String {
     format!("/gossipchain/{}/blocks/1", chain_id.to_hex())

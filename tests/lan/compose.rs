@@ -316,8 +316,8 @@ pub struct Service {
     pub environment: Vec<(String, String)>,
     /// Its network.
     pub network: String,
-    /// Its fixed address there.
-    pub ipv4_address: String,
+    /// Its fixed address there, if the file gives one (docker assigns one otherwise).
+    pub ipv4_address: Option<String>,
     /// Services it starts after.
     pub depends_on: Vec<String>,
     /// Volume mounts (`name:/path`).
@@ -328,8 +328,8 @@ pub struct Service {
 #[derive(Clone, Debug)]
 pub struct Compose {
     pub services: Vec<Service>,
-    /// Network name → subnet (CIDR).
-    pub subnets: Vec<(String, String)>,
+    /// Network name → subnet (CIDR), if the file fixes one.
+    pub subnets: Vec<(String, Option<String>)>,
 }
 
 fn scalar_list(v: Option<&Yaml>, what: &str) -> Result<Vec<String>, String> {
@@ -375,15 +375,24 @@ pub fn parse_compose(text: &str) -> Result<Compose, String> {
                 .collect::<Result<_, String>>()?,
             Some(_) => return Err(format!("{name}.environment: unsupported form")),
         };
+        // `networks: [lan]` or `networks: {lan: {ipv4_address: ...}}`.
         let networks = s.get("networks").ok_or(format!("{name}: no networks"))?;
-        let [(network, net)] = networks.entries() else {
-            return Err(format!("{name}: expected exactly one network"));
+        let (network, ipv4_address) = match networks {
+            Yaml::List(items) => match items.as_slice() {
+                [Yaml::Str(n)] => (n.clone(), None),
+                _ => return Err(format!("{name}: expected exactly one network")),
+            },
+            Yaml::Map(entries) => match entries.as_slice() {
+                [(n, net)] => (
+                    n.clone(),
+                    net.get("ipv4_address")
+                        .and_then(Yaml::str)
+                        .map(str::to_string),
+                ),
+                _ => return Err(format!("{name}: expected exactly one network")),
+            },
+            _ => return Err(format!("{name}: networks: unsupported form")),
         };
-        let ipv4_address = net
-            .get("ipv4_address")
-            .and_then(Yaml::str)
-            .ok_or(format!("{name}: no ipv4_address"))?
-            .to_string();
         services.push(Service {
             name: name.clone(),
             command,
@@ -400,9 +409,8 @@ pub fn parse_compose(text: &str) -> Result<Compose, String> {
         let subnet = config
             .map_or(&[][..], Yaml::items)
             .iter()
-            .find_map(|c| c.get("subnet").and_then(Yaml::str))
-            .ok_or(format!("network {name}: no ipam subnet"))?;
-        subnets.push((name.clone(), subnet.to_string()));
+            .find_map(|c| c.get("subnet").and_then(Yaml::str));
+        subnets.push((name.clone(), subnet.map(str::to_string)));
     }
     Ok(Compose { services, subnets })
 }
@@ -454,12 +462,13 @@ pub fn python_view(path: &std::path::Path) -> Option<Vec<String>> {
 import sys, yaml
 doc = yaml.safe_load(open(sys.argv[1]))
 for name, s in doc["services"].items():
-    (net,) = s["networks"].values()
+    nets = s["networks"]
+    (addr,) = [""] if isinstance(nets, list) else [(n or {}).get("ipv4_address", "") for n in nets.values()]
     cmd = s.get("command") or []
     if isinstance(cmd, str): cmd = cmd.split()
     env = s.get("environment") or {}
     if isinstance(env, list): env = dict(e.split("=", 1) for e in env)
-    print("\t".join([name, net["ipv4_address"], "\x1f".join(cmd),
+    print("\t".join([name, addr, "\x1f".join(cmd),
                      "\x1f".join("%s=%s" % (k, v) for k, v in env.items())]))
 "#;
     let out = std::process::Command::new("python3")
@@ -492,7 +501,7 @@ pub fn our_view(c: &Compose) -> Vec<String> {
                 .collect();
             [
                 s.name.clone(),
-                s.ipv4_address.clone(),
+                s.ipv4_address.clone().unwrap_or_default(),
                 s.command.join("\x1f"),
                 env.join("\x1f"),
             ]

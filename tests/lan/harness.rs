@@ -40,6 +40,8 @@ pub const LISTEN: &str = "/ip4/0.0.0.0/tcp/4001";
 const TOOL_WAIT: Duration = Duration::from_secs(30);
 /// Prefix of every namespace this harness creates.
 const PREFIX: &str = "gclan";
+/// Where `ip netns exec` finds per-namespace files to bind over `/etc` (`/etc/netns/<ns>/`).
+const NETNS_ETC: &str = "/etc/netns";
 
 fn env_flag(name: &str) -> bool {
     matches!(std::env::var(name).as_deref(), Ok(v) if !v.is_empty() && v != "0")
@@ -334,7 +336,10 @@ fn sweep_stale() {
                 })
                 .unwrap_or_default()
         };
-        for (d, _) in dirs(target_dir().join("lan-data")) {
+        for (d, _) in dirs(target_dir().join("lan-data"))
+            .into_iter()
+            .chain(dirs(PathBuf::from(NETNS_ETC)))
+        {
             let _ = std::fs::remove_dir_all(d);
         }
         let mut logs = dirs(target_dir().join("lan-logs"));
@@ -387,6 +392,12 @@ pub struct Lan {
     namespaces: Vec<String>,
     /// nftables tables installed: (namespace, table).
     tables: Vec<(String, String)>,
+    /// Bridges besides `br0`.
+    bridges: Vec<String>,
+    /// Router namespaces.
+    routers: Vec<String>,
+    /// Bridge ports made so far (for unique port names).
+    ports: usize,
 }
 
 impl Lan {
@@ -404,6 +415,9 @@ impl Lan {
             hosts: Vec::new(),
             namespaces: Vec::new(),
             tables: Vec::new(),
+            bridges: Vec::new(),
+            routers: Vec::new(),
+            ports: 0,
         };
         lan.add_namespace(&switch);
         must(&["ip", "-n", &switch, "link", "set", "lo", "up"]);
@@ -432,23 +446,75 @@ impl Lan {
         self.namespaces.push(ns.to_string());
     }
 
+    /// Gives every host of this LAN the same `/etc/hosts`: `localhost` and `names` (name,
+    /// address), so that `/dns4/<name>/...` resolves as docker's embedded DNS resolves service
+    /// names. `ip netns exec` bind-mounts `/etc/netns/<ns>/hosts` over `/etc/hosts`; the files
+    /// go with the LAN.
+    pub fn write_hosts(&self, names: &[(String, String)]) {
+        let mut text = String::from("127.0.0.1 localhost\n");
+        for (name, ip) in names {
+            text.push_str(&format!("{ip} {name}\n"));
+        }
+        for h in &self.hosts {
+            let dir = Path::new(NETNS_ETC).join(&h.ns);
+            std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            std::fs::write(dir.join("hosts"), &text)
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        }
+    }
+
     /// A new host namespace `name` at `ip`, its `eth0` paired with a port of the bridge.
     #[track_caller]
     pub fn add_host(&mut self, name: &str, ip: &str) -> Host {
-        let ns = format!("{}-{name}", self.tag);
-        self.add_namespace(&ns);
-        let port = format!("port{}", self.hosts.len() + 1);
+        self.add_host_on("br0", name, ip)
+    }
+
+    /// Another bridge (another subnet) in the switch namespace; hosts join it with
+    /// [`Lan::add_host_on`], and a router ([`Lan::add_router`]) joins the subnets.
+    #[track_caller]
+    pub fn add_bridge(&mut self, bridge: &str) {
         let sw = self.switch.clone();
-        must(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
         must(&[
-            "ip", "-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns",
+            "ip",
+            "-n",
+            &sw,
+            "link",
+            "add",
+            bridge,
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ]);
+        must(&["ip", "-n", &sw, "link", "set", bridge, "up"]);
+        self.bridges.push(bridge.to_string());
+    }
+
+    /// Pairs a new interface `iface` of namespace `ns` with a new port of `bridge`, at `ip`.
+    #[track_caller]
+    fn plug(&mut self, ns: &str, iface: &str, bridge: &str, ip: &str) -> String {
+        self.ports += 1;
+        let port = format!("port{}", self.ports);
+        let sw = self.switch.clone();
+        must(&[
+            "ip", "-n", ns, "link", "add", iface, "type", "veth", "peer", "name", &port, "netns",
             &sw,
         ]);
-        must(&["ip", "-n", &sw, "link", "set", &port, "master", "br0"]);
+        must(&["ip", "-n", &sw, "link", "set", &port, "master", bridge]);
         must(&["ip", "-n", &sw, "link", "set", &port, "up"]);
         let cidr = format!("{ip}/{}", self.prefix_len);
-        must(&["ip", "-n", &ns, "addr", "add", &cidr, "dev", "eth0"]);
-        must(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
+        must(&["ip", "-n", ns, "addr", "add", &cidr, "dev", iface]);
+        must(&["ip", "-n", ns, "link", "set", iface, "up"]);
+        port
+    }
+
+    /// A new host namespace `name` at `ip` on `bridge`.
+    #[track_caller]
+    pub fn add_host_on(&mut self, bridge: &str, name: &str, ip: &str) -> Host {
+        let ns = format!("{}-{name}", self.tag);
+        self.add_namespace(&ns);
+        must(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+        let port = self.plug(&ns, "eth0", bridge, ip);
         let host = Host {
             name: name.to_string(),
             ns,
@@ -458,6 +524,43 @@ impl Lan {
         };
         self.hosts.push(host.clone());
         host
+    }
+
+    /// A router namespace with one interface on each `(bridge, ip)`, forwarding IPv4 between
+    /// them (unicast only: like any router without a multicast daemon, it does not forward
+    /// mDNS). Hosts reach it with [`Lan::route_via`].
+    #[track_caller]
+    pub fn add_router(&mut self, name: &str, links: &[(&str, &str)]) {
+        let ns = format!("{}-{name}", self.tag);
+        self.add_namespace(&ns);
+        must(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+        for (i, (bridge, ip)) in links.iter().enumerate() {
+            self.plug(&ns, &format!("eth{i}"), bridge, ip);
+        }
+        must(&[
+            "ip",
+            "netns",
+            "exec",
+            &ns,
+            "sysctl",
+            "-q",
+            "-w",
+            "net.ipv4.ip_forward=1",
+        ]);
+        self.routers.push(ns);
+    }
+
+    /// The namespace of router `name`, for tools such as `tc` on its links.
+    pub fn router_ns(&self, name: &str) -> String {
+        format!("{}-{name}", self.tag)
+    }
+
+    /// Sends `host`'s traffic for other subnets through `gateway`.
+    #[track_caller]
+    pub fn route_via(&self, host: &Host, gateway: &str) {
+        must(&[
+            "ip", "-n", &host.ns, "route", "add", "default", "via", gateway,
+        ]);
     }
 
     /// Loads an nftables ruleset (one table) into a host's namespace.
@@ -602,7 +705,17 @@ impl Drop for Lan {
         for h in &self.hosts {
             let _ = tool(&["ip", "-n", &h.ns, "link", "del", &h.iface]);
         }
-        let _ = tool(&["ip", "-n", &self.switch, "link", "del", "br0"]);
+        for r in &self.routers {
+            for i in 0..8 {
+                let _ = tool(&["ip", "-n", r, "link", "del", &format!("eth{i}")]);
+            }
+        }
+        for bridge in self.bridges.iter().map(String::as_str).chain(["br0"]) {
+            let _ = tool(&["ip", "-n", &self.switch, "link", "del", bridge]);
+        }
+        for ns in &self.namespaces {
+            let _ = std::fs::remove_dir_all(Path::new(NETNS_ETC).join(ns));
+        }
         for ns in self.namespaces.iter().rev() {
             if let Err(e) = tool(&["ip", "netns", "del", ns]) {
                 eprintln!("lan harness: cannot delete namespace {ns}: {e}");
