@@ -45,6 +45,14 @@ const SOLVE_BUDGET: Duration = Duration::from_millis(1000);
 /// Cancellation runs.
 const CANCEL_RUNS: usize = 20;
 
+/// The target of [`IMPOSSIBLE_BITS`].
+fn impossible() -> gossipchain::chain::pow::Target {
+    gossipchain::chain::pow::Target::from_compact(
+        ChainParams::with_bits(IMPOSSIBLE_BITS).genesis_bits(),
+    )
+    .expect("a valid target")
+}
+
 fn header(bits: u32, salt: u64) -> Header {
     let mut h = ChainParams::with_bits(bits).genesis().header;
     h.height = 1;
@@ -70,7 +78,7 @@ fn midstate_rate(h: &Header, count: u64) -> (f64, f64) {
     let mid = Midstate::new(h);
     let cpu0 = thread_cpu_secs();
     let start = Instant::now();
-    let r = mid.search(black_box(IMPOSSIBLE_BITS), black_box(0), 1, count);
+    let r = mid.search(black_box(&impossible()), black_box(0), 1, count);
     let secs = start.elapsed().as_secs_f64();
     let cpu = cpu_delta(cpu0, thread_cpu_secs());
     assert!(black_box(r).is_none());
@@ -80,10 +88,10 @@ fn midstate_rate(h: &Header, count: u64) -> (f64, f64) {
 /// M hashes/s of `miner::search` with `backend` over `count` nonces on this thread (wall, CPU).
 fn backend_rate(h: &Header, backend: Backend, count: u64) -> (f64, f64) {
     let t = Template::new(h);
-    let bound = miner::first_word_bound(IMPOSSIBLE_BITS).expect("a hash of zeros meets it");
+    let bound = miner::first_word_bound(&impossible()).expect("a hash of zeros meets it");
     let cpu0 = thread_cpu_secs();
     let start = Instant::now();
-    let r = miner::search(&t, backend, black_box(IMPOSSIBLE_BITS), bound, 0, count);
+    let r = miner::search(&t, backend, black_box(&impossible()), bound, 0, count);
     let secs = start.elapsed().as_secs_f64();
     let cpu = cpu_delta(cpu0, thread_cpu_secs());
     assert!(black_box(r).is_none());
@@ -116,23 +124,17 @@ fn full_header_rate(h: &Header, count: u64) -> (f64, f64) {
 /// many cores it really had).
 fn threaded_rate(h: &Header, threads: usize, per_thread: u64) -> (f64, f64) {
     let mid = Template::new(h);
-    let bound = miner::first_word_bound(IMPOSSIBLE_BITS).expect("a hash of zeros meets it");
+    let impossible = impossible();
+    let bound = miner::first_word_bound(&impossible).expect("a hash of zeros meets it");
     let cpu0 = process_cpu_secs();
     let barrier = Barrier::new(threads + 1);
     let elapsed = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads as u64)
             .map(|i| {
-                let (mid, barrier) = (&mid, &barrier);
+                let (mid, barrier, impossible) = (&mid, &barrier, &impossible);
                 s.spawn(move || {
                     barrier.wait();
-                    miner::search(
-                        mid,
-                        Backend::best(),
-                        IMPOSSIBLE_BITS,
-                        bound,
-                        i << 60,
-                        per_thread,
-                    )
+                    miner::search(mid, Backend::best(), impossible, bound, i << 60, per_thread)
                 })
             })
             .collect();

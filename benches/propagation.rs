@@ -254,10 +254,10 @@ async fn run() {
     println!("gossipchain block propagation benchmark");
     println!(
         "{NODES} nodes per network on 127.0.0.1, ring + {} chords (3 peers each, diameter 3); \
-         difficulty {} bits; gossipsub heartbeat {heartbeat:?}; {WARMUP} warm-up + {BLOCKS} \
+         {}; gossipsub heartbeat {heartbeat:?}; {WARMUP} warm-up + {BLOCKS} \
          measured blocks; tokio workers: {}; load average at start: {}",
         NODES / 2,
-        params.bits,
+        params.difficulty,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         load_average()
     );

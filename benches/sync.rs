@@ -314,9 +314,9 @@ async fn run() {
     let params = testkit::params();
     println!("gossipchain sync benchmark");
     println!(
-        "nodes in this process on 127.0.0.1; difficulty {} bits; tokio workers: {}; load average \
+        "nodes in this process on 127.0.0.1; {}; tokio workers: {}; load average \
          at start: {}",
-        params.bits,
+        params.difficulty,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         load_average()
     );

@@ -43,9 +43,14 @@ pub struct ChainArgs {
     /// [default: $XDG_DATA_HOME/gossipchain or ~/.local/share/gossipchain]
     #[arg(long, env = "GOSSIPCHAIN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Difficulty in leading zero bits of the block hash; another value is another chain.
-    #[arg(long, env = "GOSSIPCHAIN_DIFFICULTY", default_value_t = crate::chain::params::DEFAULT_BITS)]
-    pub difficulty: u32,
+    /// Target block interval (e.g. 10s, 500ms, 2m): the difficulty follows the hash rate so
+    /// blocks come at that pace; another interval is another chain. [default: 10s]
+    #[arg(long, env = "GOSSIPCHAIN_BLOCK_TIME", value_parser = humantime::parse_duration)]
+    pub block_time: Option<std::time::Duration>,
+    /// A fixed difficulty instead, in leading zero bits of the block hash, without
+    /// retargeting (tests and experiments); another value is another chain.
+    #[arg(long, env = "GOSSIPCHAIN_DIFFICULTY", conflicts_with = "block_time")]
+    pub difficulty: Option<u32>,
 }
 
 impl ChainArgs {
@@ -65,7 +70,13 @@ impl ChainArgs {
 
     /// The chain parameters.
     pub fn params(&self) -> anyhow::Result<ChainParams> {
-        let p = ChainParams::with_bits(self.difficulty);
+        let p = match (self.difficulty, self.block_time) {
+            (Some(bits), _) => ChainParams::with_bits(bits),
+            (None, Some(t)) => {
+                ChainParams::with_block_time(u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
+            }
+            (None, None) => ChainParams::default(),
+        };
         p.check()?;
         Ok(p)
     }

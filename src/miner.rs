@@ -11,22 +11,22 @@ pub mod lanes;
 
 use crate::chain::block::Header;
 use crate::chain::hash::BlockHash;
-use crate::chain::pow;
+use crate::chain::pow::{self, Target};
 use lanes::{Backend, Template};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Nonces tried between two looks at the stop flags.
 pub const CHUNK: u64 = 1 << 14;
 
-/// The largest first word (big-endian u32) a hash meeting `bits` can start with, or `None`
+/// The largest first word (big-endian u32) a hash meeting `target` can start with, or `None`
 /// if no hash can. Found by bisection on [`pow::meets_target`] itself over hashes
 /// `w || 0..0`: the target is a threshold on the hash read as a big-endian number, so a hash
 /// whose first word is above the bound is above the target. Thirty-two checks per template.
-pub fn first_word_bound(bits: u32) -> Option<u32> {
+pub fn first_word_bound(target: &Target) -> Option<u32> {
     let meets = |w: u32| {
         let mut h = [0u8; 32];
         h[..4].copy_from_slice(&w.to_be_bytes());
-        pow::meets_target(&BlockHash(h), bits)
+        pow::meets_target(&BlockHash(h), target)
     };
     if !meets(0) {
         return None;
@@ -45,11 +45,11 @@ pub fn first_word_bound(bits: u32) -> Option<u32> {
 }
 
 /// Tries `count` nonces of `t` from `start` (wrapping) with `backend`; returns the first whose
-/// hash meets `bits` (`bound` is [`first_word_bound`] of `bits`).
+/// hash meets `target` (`bound` is [`first_word_bound`] of `target`).
 pub fn search(
     t: &Template,
     backend: Backend,
-    bits: u32,
+    target: &Target,
     bound: u32,
     start: u64,
     count: u64,
@@ -57,7 +57,7 @@ pub fn search(
     let (mut nonce, mut left) = (start, count);
     while left > 0 {
         let candidate = backend.scan(t, nonce, left, bound)?;
-        if pow::meets_target(&BlockHash(t.hash(candidate)), bits) {
+        if pow::meets_target(&BlockHash(t.hash(candidate)), target) {
             return Some(candidate);
         }
         left -= candidate.wrapping_sub(nonce) + 1;
@@ -91,8 +91,11 @@ pub fn solve(header: &Header, threads: usize, cancel: &AtomicBool) -> Mined {
 pub fn solve_with(header: &Header, threads: usize, cancel: &AtomicBool, backend: Backend) -> Mined {
     let threads = threads.max(1) as u64;
     let mid = Template::new(header);
-    let Some(bound) = first_word_bound(header.bits) else {
-        // No hash can meet the target: search until cancelled, as for any hard target.
+    let target = Target::from_compact(header.bits).ok();
+    let target = target.as_ref();
+    let Some((target, bound)) = target.and_then(|t| Some((t, first_word_bound(t)?))) else {
+        // Not a valid compact target, or no hash can meet it: search until cancelled, as for
+        // any hard target.
         while !cancel.load(Ordering::Relaxed) {
             std::thread::park_timeout(std::time::Duration::from_millis(1));
         }
@@ -111,7 +114,7 @@ pub fn solve_with(header: &Header, threads: usize, cancel: &AtomicBool, backend:
                 let mut nonce = i.wrapping_mul(stride);
                 let mut tried = 0;
                 while !found.load(Ordering::Relaxed) && !cancel.load(Ordering::Relaxed) {
-                    if let Some(n) = search(mid, backend, header.bits, bound, nonce, CHUNK) {
+                    if let Some(n) = search(mid, backend, target, bound, nonce, CHUNK) {
                         tried += n.wrapping_sub(nonce) + 1;
                         if !found.swap(true, Ordering::AcqRel) {
                             winner.store(n, Ordering::Release);
@@ -152,7 +155,8 @@ mod tests {
         let Mined::Found { header: solved, .. } = solve(&header, 3, &AtomicBool::new(false)) else {
             panic!("not cancelled, must find");
         };
-        assert!(meets_target(&solved.compute_hash(), 12));
+        let target = Target::from_compact(header.bits).expect("valid");
+        assert!(meets_target(&solved.compute_hash(), &target));
     }
 
     #[test]

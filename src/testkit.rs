@@ -2,7 +2,8 @@
 //! fuzzing. They use only the public consensus API, so what they build is what a node accepts.
 
 use crate::chain::block::{BLOCK_VERSION, Block, Header};
-use crate::chain::pow::Midstate;
+use crate::chain::pow::{Midstate, Target};
+use crate::chain::retarget;
 use crate::chain::{
     Address, BlockHash, ChainParams, ChainState, Coinbase, Transaction, Transfer, merkle,
 };
@@ -21,17 +22,21 @@ pub fn params() -> ChainParams {
     ChainParams::with_bits(8)
 }
 
-/// Recomputes `tx_root` from the transactions, then searches a nonce that meets `bits`.
+/// Recomputes `tx_root` from the transactions, then searches a nonce that meets its target.
 pub fn seal(block: &mut Block) {
     block.header.tx_root = merkle::tx_root(&block.compute_txids());
     mine_header(&mut block.header);
 }
 
-/// Searches a nonce from 0 that meets the header's bits (single thread).
+/// Searches a nonce from 0 that meets the header's target (single thread). A header whose bits
+/// are not a valid compact target is left as it is: no nonce can meet it.
 pub fn mine_header(header: &mut Header) {
+    let Ok(target) = Target::from_compact(header.bits) else {
+        return;
+    };
     let mid = Midstate::new(header);
     header.nonce = mid
-        .search(header.bits, 0, 1, u64::MAX)
+        .search(&target, 0, 1, u64::MAX)
         .expect("the whole nonce space holds a solution at test difficulty");
 }
 
@@ -59,7 +64,10 @@ pub fn block_on(
             prev_hash: parent,
             tx_root: Default::default(),
             timestamp: p.header.timestamp + 1000,
-            bits: chain.params().bits,
+            bits: retarget::next_bits(
+                chain.params(),
+                &chain.parent_info(&parent).expect("parent is in the chain"),
+            ),
             nonce: 0,
         },
         txs,

@@ -263,7 +263,7 @@ fn every_command_answers_with_its_output() {
         format!("hash       {h1}"),
         "height     1".into(),
         format!("parent     {genesis}"),
-        "bits       8".into(),
+        "bits       2000ffff".into(),
         "txs        1".into(),
     ] {
         assert!(
@@ -767,9 +767,24 @@ fn wallet_subcommands_help_and_bad_command_lines() {
             "unexpected argument '-1'",
         ),
         (
-            loopback_node(&["--difficulty", "200", "--data-dir", &ep]),
+            loopback_node(&["--difficulty", "300", "--data-dir", &ep]),
             1,
-            "difficulty must be 0..=96 bits, got 200",
+            "difficulty must be 0..=255 bits, got 300",
+        ),
+        (
+            loopback_node(&["--block-time", "10ms", "--data-dir", &ep]),
+            1,
+            "block time must be 100ms..=24h, got 10 ms",
+        ),
+        (
+            loopback_node(&["--block-time", "soon", "--data-dir", &ep]),
+            2,
+            "invalid value 'soon' for '--block-time",
+        ),
+        (
+            loopback_node(&["--block-time", "1s", "--difficulty", "8", "--data-dir", &ep]),
+            2,
+            "cannot be used with",
         ),
     ] {
         let out = run_cli(&args);

@@ -27,6 +27,9 @@ use tempfile::TempDir;
 
 /// Difficulty of the LAN chains: a block in about a thousand hashes.
 const DIFFICULTY: u32 = 10;
+/// The block interval of the LAN tests on a retargeting chain: the genesis target is then
+/// about 3.4 M hashes, a fraction of a second on one core.
+const BLOCK_TIME: &str = "200ms";
 /// Deadline of anything that crosses the LAN.
 const NET_WAIT: Duration = Duration::from_secs(60);
 
@@ -38,6 +41,8 @@ struct Setup {
     hosts: Vec<Host>,
     dirs: Vec<TempDir>,
     difficulty: u32,
+    /// A retargeting chain's `--block-time` instead of the fixed difficulty.
+    block_time: Option<&'static str>,
 }
 
 impl Setup {
@@ -56,7 +61,15 @@ impl Setup {
             hosts,
             dirs,
             difficulty,
+            block_time: None,
         }
+    }
+
+    /// Like [`Setup::new`] on a retargeting chain of [`BLOCK_TIME`] blocks.
+    fn retargeting(scenario: &str, net: u8, n: usize) -> Self {
+        let mut s = Self::new(scenario, net, n, 0);
+        s.block_time = Some(BLOCK_TIME);
+        s
     }
 
     /// One more host (and data directory), not started.
@@ -71,7 +84,11 @@ impl Setup {
     }
 
     fn spawn(&self, i: usize) -> Node {
-        let args = lan_args(self.dirs[i].path(), self.difficulty, &[]);
+        let dir = self.dirs[i].path();
+        let args = match self.block_time {
+            Some(t) => lan_args_on(dir, &["--block-time", t], &[]),
+            None => lan_args(dir, self.difficulty, &[]),
+        };
         Node::spawn(&self.hosts[i].name, &self.hosts[i], &args, &[])
     }
 
@@ -167,7 +184,7 @@ fn lan_discovery_five_hosts_full_mesh_by_mdns() {
     let mut log_meshes = Vec::new();
     let (mut both, mut one, mut via_mdns) = (0, 0, 0);
     for round in 1..=DISCOVERY_ROUNDS {
-        let mut s = Setup::new(&format!("disc{round}"), 1, 5, DIFFICULTY);
+        let mut s = Setup::retargeting(&format!("disc{round}"), 1, 5);
         let t0 = Instant::now();
         for i in 0..5 {
             s.start(i);
@@ -262,7 +279,7 @@ fn lan_transactions_and_blocks_reach_every_host() {
         return;
     }
     let _serial = serial();
-    let mut s = Setup::new("prop", 2, 5, DIFFICULTY);
+    let mut s = Setup::retargeting("prop", 2, 5);
     for i in 0..5 {
         s.start(i);
     }

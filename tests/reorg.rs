@@ -277,7 +277,7 @@ fn a_tie_keeps_the_first_seen_tip() {
         }
         assert_eq!(chain.tip(), hash(&first[2]));
         assert_eq!(chain.ledger(), &ledger);
-        assert_eq!(chain.work(&hash(&second[2])), Some(chain.tip_work()));
+        assert_eq!(chain.work(&hash(&second[2])), Some(chain.tip_chainwork()));
         // Interleaved arrival: the first to reach a height keeps it.
         let mut chain = chain_with(&prefix);
         for i in 0..3 {

@@ -7,7 +7,12 @@ mod chain_util;
 
 use chain_util::{G, REWARD, addr, child_with_reward, not_a_key, txid};
 use gossipchain::chain::block::{Block, Header};
-use gossipchain::chain::pow::meets_target;
+use gossipchain::chain::pow::{Target, meets_target};
+
+/// The compact target of the test chain (fixed difficulty, 8 leading zero bits).
+fn bits8() -> u32 {
+    testkit::params().genesis_bits()
+}
 use gossipchain::chain::tx::{SignatureError, TRANSFER_LEN};
 use gossipchain::chain::{
     Address, BlockHash, ChainParams, ChainState, Coinbase, Ledger, Outcome, Transaction, Transfer,
@@ -267,7 +272,7 @@ fn wrong_bits() {
         let f = fixture();
         let bad = resealed(&f.base, |b| b.header.bits = bits);
         let expected = ValidationError::WrongBits {
-            expected: 8,
+            expected: bits8(),
             got: bits,
         };
         f.reject_then_accept_base(bad, &expected);
@@ -278,7 +283,8 @@ fn wrong_bits() {
 fn failing_nonce(header: &Header, from: u64) -> Header {
     let mut h = *header;
     h.nonce = from;
-    while meets_target(&h.compute_hash(), h.bits) {
+    let target = Target::from_compact(h.bits).expect("a valid target");
+    while meets_target(&h.compute_hash(), &target) {
         h.nonce = h.nonce.wrapping_add(1);
     }
     h
@@ -291,7 +297,7 @@ fn insufficient_work() {
     bad.header = failing_nonce(&f.base.header, f.base.header.nonce.wrapping_add(1));
     let expected = ValidationError::InsufficientWork {
         hash: bad.compute_hash(),
-        bits: 8,
+        bits: bits8(),
     };
     f.reject_then_accept_base(bad, &expected);
 }
@@ -307,7 +313,7 @@ fn header_only_errors_are_found_before_the_parent_is_needed() {
     bad.header = failing_nonce(&bad.header, 0);
     let expected = ValidationError::InsufficientWork {
         hash: bad.compute_hash(),
-        bits: 8,
+        bits: bits8(),
     };
     assert_rejected(&mut chain, bad, &expected);
     assert_eq!(chain.orphan_count(), 0);
@@ -321,7 +327,7 @@ proptest! {
         let f = fixture();
         let mut bad = f.base.clone();
         bad.header = failing_nonce(&f.base.header, start);
-        let expected = ValidationError::InsufficientWork { hash: bad.compute_hash(), bits: 8 };
+        let expected = ValidationError::InsufficientWork { hash: bad.compute_hash(), bits: bits8() };
         f.reject_then_accept_base(bad, &expected);
     }
 
@@ -377,11 +383,11 @@ proptest! {
             5 => {
                 h.bits = [0, 1, 2, 3, 4, 5, 6, 7, 9, 10][(r % 10) as usize];
                 seal(&mut bad);
-                ValidationError::WrongBits { expected: 8, got: bad.header.bits }
+                ValidationError::WrongBits { expected: bits8(), got: bad.header.bits }
             }
             _ => {
                 *h = failing_nonce(h, r);
-                ValidationError::InsufficientWork { hash: bad.compute_hash(), bits: 8 }
+                ValidationError::InsufficientWork { hash: bad.compute_hash(), bits: bits8() }
             }
         };
         f.reject_then_accept_base(bad, &expected);
@@ -1208,17 +1214,18 @@ fn a_chain_with_other_difficulty_refuses_our_blocks_outright() {
     assert_eq!(
         other.process_block(ours, NOW).unwrap_err(),
         ValidationError::WrongBits {
-            expected: 9,
-            got: 8
+            expected: ChainParams::with_bits(9).genesis_bits(),
+            got: bits8()
         }
     );
     assert_eq!(other.height(), 0);
     // And a block mined for our tip with the other chain's bits is refused here.
-    let hard = resealed(&base, |b| b.header.bits = 9);
+    let nine = ChainParams::with_bits(9).genesis_bits();
+    let hard = resealed(&base, |b| b.header.bits = nine);
     let mut chain = chain;
     let expected = ValidationError::WrongBits {
-        expected: 8,
-        got: 9,
+        expected: bits8(),
+        got: nine,
     };
     assert_rejected(&mut chain, hard, &expected);
 }

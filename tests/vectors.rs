@@ -13,17 +13,20 @@ use ed25519_zebra::SigningKey;
 use gossipchain::chain::block::{BLOCK_VERSION, HEADER_LEN};
 use gossipchain::chain::encode::DecodeError;
 use gossipchain::chain::hash::sha256;
-use gossipchain::chain::pow::{Midstate, leading_zero_bits, meets_target};
+use gossipchain::chain::pow::{Midstate, Target, leading_zero_bits, meets_target};
 use gossipchain::chain::tx::{SignatureError, TX_SIGNING_DOMAIN};
 use gossipchain::chain::{
-    Address, Block, BlockHash, ChainParams, ChainState, Coinbase, Header, Outcome, Transaction,
-    Transfer, TxRoot, Txid, ValidationError, merkle,
+    Address, Block, BlockHash, ChainParams, ChainState, Coinbase, Difficulty, Header, Outcome,
+    Transaction, Transfer, TxRoot, Txid, ValidationError, merkle,
 };
 use std::collections::BTreeMap;
 use std::fmt::{Display, Write as _};
 use std::sync::Arc;
 
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/proto/vectors/consensus.txt");
+
+#[path = "vectors/retarget.rs"]
+mod retarget;
 
 /// RFC 8032 section 7.1 TEST 1, 2 and 3 secret keys: an implementation can first check its
 /// Ed25519 against the RFC's public keys, then these vectors.
@@ -43,7 +46,8 @@ gossipchain consensus test vectors, version 1. Specification: proto/PROTOCOL.md.
 Format: one `key = value` per line. Lines that are empty or start with '#' are comments. The
 key is everything before the first '=', the value everything after it, both with surrounding
 spaces removed; keys are unique. A value is one of:
-  - a decimal unsigned integer (fields named like amounts, heights, times, counts, bits);
+  - a decimal unsigned integer (fields named like amounts, heights, times, counts);
+  - 8 hex digits for a compact target (fields named bits), the header's u32 as written;
   - lower-case hex of a byte string, bytes in their natural order (no byte reversal anywhere);
     hashes, txids, roots, addresses, keys and signatures are 32 or 64 bytes of hex;
   - a comma-separated list of such hex strings (may be empty);
@@ -67,8 +71,21 @@ fn secret(hex_secret: &str) -> SigningKey {
 /// The bytes genesis commits to, written from the specification (the crate keeps its own
 /// `commitment()` private).
 fn commitment(p: &ChainParams) -> Vec<u8> {
-    let mut b = b"gossipchain/genesis/v1".to_vec();
-    b.extend_from_slice(&p.bits.to_be_bytes());
+    let mut b = b"gossipchain/genesis/v2".to_vec();
+    match p.difficulty {
+        Difficulty::Fixed { bits } => {
+            b.push(0);
+            b.extend_from_slice(&bits.to_be_bytes());
+        }
+        Difficulty::Asert {
+            block_time_ms,
+            half_life_ms,
+        } => {
+            b.push(1);
+            b.extend_from_slice(&block_time_ms.to_be_bytes());
+            b.extend_from_slice(&half_life_ms.to_be_bytes());
+        }
+    }
     b.extend_from_slice(&p.block_reward.to_be_bytes());
     b.extend_from_slice(&p.max_block_bytes.to_be_bytes());
     b.extend_from_slice(&p.max_block_txs.to_be_bytes());
@@ -93,7 +110,7 @@ fn sample_header() -> Header {
         prev_hash: BlockHash(prev),
         tx_root: TxRoot(root),
         timestamp: 1_767_225_600_123,
-        bits: 27,
+        bits: 0x1d0a1b2c,
         nonce: 0xdead_beef_cafe_f00d,
     }
 }
@@ -160,13 +177,14 @@ fn build_block(parent: &Block, txs: Vec<Transaction>, timestamp: u64, nonce: Opt
         bits: parent.header.bits,
         nonce: 0,
     };
+    let target = Target::from_compact(header.bits).expect("a valid target");
     header.nonce = match nonce {
         Some(n) => n,
         None => Midstate::new(&header)
-            .search(header.bits, 0, 1, u64::MAX)
+            .search(&target, 0, 1, u64::MAX)
             .expect("a solution exists"),
     };
-    assert!(meets_target(&header.compute_hash(), header.bits));
+    assert!(meets_target(&header.compute_hash(), &target));
     Block { header, txs }
 }
 
@@ -207,15 +225,27 @@ fn generate(nonces: Option<(u64, u64)>) -> String {
     // Chain parameters and genesis.
     d.section(
         "Chain parameters and genesis",
-        "Inputs: params.*, the default parameters (ChainParams::default()).\n\
-         genesis.commitment = \"gossipchain/genesis/v1\" || bits u32 || block_reward u64 ||\n\
-         max_block_bytes u32 || max_block_txs u32 || max_future_ms u64 || median_time_span u32 ||\n\
-         genesis_timestamp u64 || genesis_message (UTF-8, no length prefix), integers big-endian.\n\
-         Genesis: version 1, height 0, prev_hash zero, timestamp params.genesis_timestamp,\n\
-         bits params.bits, nonce 0, and one coinbase {height 0, to SHA-256(commitment), amount 0}.\n\
-         Its hash is the chain id; it is not mined, so it need not meet its bits.",
+        "Inputs: params.*, the default parameters (ChainParams::default()): a retargeting chain\n\
+         (params.difficulty = asert). genesis.commitment = \"gossipchain/genesis/v2\" || 01 ||\n\
+         block_time_ms u64 || half_life_ms u64 || block_reward u64 || max_block_bytes u32 ||\n\
+         max_block_txs u32 || max_future_ms u64 || median_time_span u32 || genesis_timestamp u64 ||\n\
+         genesis_message (UTF-8, no length prefix), integers big-endian (a fixed-difficulty chain\n\
+         has 00 || bits u32 instead of the byte 01 and the two intervals). Genesis: version 1,\n\
+         height 0, prev_hash zero, timestamp params.genesis_timestamp, bits genesis.bits (the\n\
+         genesis target, PROTOCOL.md 7), nonce 0, and one coinbase {height 0, to\n\
+         SHA-256(commitment), amount 0}. Its hash is the chain id; it is not mined, so it need\n\
+         not meet its target.",
     );
-    d.kv("params.bits", p.bits);
+    let Difficulty::Asert {
+        block_time_ms,
+        half_life_ms,
+    } = p.difficulty
+    else {
+        panic!("the default chain retargets");
+    };
+    d.kv("params.difficulty", "asert");
+    d.kv("params.block_time_ms", block_time_ms);
+    d.kv("params.half_life_ms", half_life_ms);
     d.kv("params.block_reward", p.block_reward);
     d.kv("params.max_block_bytes", p.max_block_bytes);
     d.kv("params.max_block_txs", p.max_block_txs);
@@ -230,6 +260,7 @@ fn generate(nonces: Option<(u64, u64)>) -> String {
     d.kv("genesis.coinbase", hex::encode(genesis.txs[0].encode()));
     d.kv("genesis.coinbase_txid", genesis.txs[0].compute_txid());
     d.kv("genesis.tx_root", genesis.header.tx_root);
+    d.kv("genesis.bits", format!("{:08x}", genesis.header.bits));
     d.kv("genesis.header", hex::encode(genesis.header.encode()));
     d.kv("genesis.block", hex::encode(genesis.encode()));
     d.kv("genesis.hash", genesis.compute_hash());
@@ -249,7 +280,7 @@ fn generate(nonces: Option<(u64, u64)>) -> String {
     d.kv("header.prev_hash", h.prev_hash);
     d.kv("header.tx_root", h.tx_root);
     d.kv("header.timestamp", h.timestamp);
-    d.kv("header.bits", h.bits);
+    d.kv("header.bits", format!("{:08x}", h.bits));
     d.kv("header.nonce", h.nonce);
     d.kv("header.bytes", hex::encode(h.encode()));
     d.kv("header.hash", h.compute_hash());
@@ -351,10 +382,11 @@ fn generate(nonces: Option<(u64, u64)>) -> String {
     let block2 = build_block(&block1, vec![cbtx, ttx], ts2, nonces.map(|n| n.1));
     d.section(
         "Blocks 1 and 2 of the default chain",
-        "Two valid blocks mined at the default difficulty (27 bits) on genesis. block1 pays the\n\
-         reward to key.alice; block2 holds the coinbase above and the transfer above. Inputs for\n\
-         decoding: blockN.bytes. Expected: the decoded fields, blockN.hash (SHA-256 of the first 96\n\
-         bytes, with at least params.bits leading zero bits), and, after applying genesis, block1\n\
+        "Two valid blocks mined on genesis at the genesis target (blocks 1 and 2 of a\n\
+         retargeting chain carry it). block1 pays the reward to key.alice; block2 holds the\n\
+         coinbase above and the transfer above. Inputs for decoding: blockN.bytes. Expected: the\n\
+         decoded fields, blockN.hash (SHA-256 of the first 96 bytes, at most the target of\n\
+         blockN.bits), and, after applying genesis, block1\n\
          and block2 with a local clock of at least blockN.timestamp - params.max_future_ms, the\n\
          ledger.* accounts (every other account is empty).",
     );
@@ -363,7 +395,7 @@ fn generate(nonces: Option<(u64, u64)>) -> String {
         d.kv(&format!("{name}.prev_hash"), b.header.prev_hash);
         d.kv(&format!("{name}.tx_root"), b.header.tx_root);
         d.kv(&format!("{name}.timestamp"), b.header.timestamp);
-        d.kv(&format!("{name}.bits"), b.header.bits);
+        d.kv(&format!("{name}.bits"), format!("{:08x}", b.header.bits));
         d.kv(&format!("{name}.nonce"), b.header.nonce);
         d.kv(&format!("{name}.txids"), hex_list(&b.compute_txids()));
         d.kv(&format!("{name}.bytes"), hex::encode(b.encode()));
@@ -460,6 +492,10 @@ impl Vectors {
             .parse()
             .unwrap_or_else(|e| panic!("{key}: {e}"))
     }
+    /// A compact target: 8 hex digits.
+    fn bits(&self, key: &str) -> u32 {
+        u32::from_str_radix(self.str(key), 16).unwrap_or_else(|e| panic!("{key}: {e}"))
+    }
     fn list(&self, key: &str) -> Vec<[u8; 32]> {
         let s = self.str(key);
         if s.is_empty() {
@@ -484,8 +520,12 @@ fn check_vectors_from_their_inputs() {
     let v = Vectors::parse(&read_file());
 
     // Parameters and genesis, from the commitment up.
+    assert_eq!(v.str("params.difficulty"), "asert");
     let p = ChainParams {
-        bits: v.u32("params.bits"),
+        difficulty: Difficulty::Asert {
+            block_time_ms: v.u64("params.block_time_ms"),
+            half_life_ms: v.u64("params.half_life_ms"),
+        },
         block_reward: v.u64("params.block_reward"),
         max_block_bytes: v.u32("params.max_block_bytes"),
         max_block_txs: v.u32("params.max_block_txs"),
@@ -516,6 +556,7 @@ fn check_vectors_from_their_inputs() {
         genesis.header.tx_root,
         merkle::tx_root(&[cb0.compute_txid()])
     );
+    assert_eq!(genesis.header.bits, v.bits("genesis.bits"));
     assert_eq!(genesis.header.encode().to_vec(), v.bytes("genesis.header"));
     assert_eq!(genesis.encode(), v.bytes("genesis.block"));
     let chain_id = BlockHash(v.b32("genesis.hash"));
@@ -529,7 +570,7 @@ fn check_vectors_from_their_inputs() {
         prev_hash: BlockHash(v.b32("header.prev_hash")),
         tx_root: TxRoot(v.b32("header.tx_root")),
         timestamp: v.u64("header.timestamp"),
-        bits: v.u32("header.bits"),
+        bits: v.bits("header.bits"),
         nonce: v.u64("header.nonce"),
     };
     let hb = v.bytes("header.bytes");
@@ -620,7 +661,11 @@ fn check_vectors_from_their_inputs() {
         assert_eq!(b.header.prev_hash, prev);
         assert_eq!(b.header.tx_root.0, v.b32(&format!("{name}.tx_root")));
         assert_eq!(b.header.timestamp, v.u64(&format!("{name}.timestamp")));
-        assert_eq!(b.header.bits, v.u32(&format!("{name}.bits")));
+        assert_eq!(b.header.bits, v.bits(&format!("{name}.bits")));
+        assert_eq!(
+            b.header.bits, genesis.header.bits,
+            "blocks 1 and 2 carry the genesis target"
+        );
         assert_eq!(b.header.nonce, v.u64(&format!("{name}.nonce")));
         let txids: Vec<[u8; 32]> = b.compute_txids().iter().map(|t| t.0).collect();
         assert_eq!(txids, v.list(&format!("{name}.txids")));
@@ -628,7 +673,8 @@ fn check_vectors_from_their_inputs() {
         let hash = BlockHash(v.b32(&format!("{name}.hash")));
         assert_eq!(b.compute_hash(), hash);
         assert_eq!(BlockHash(sha256(&bytes[..HEADER_LEN])), hash);
-        assert!(meets_target(&hash, p.bits), "{name} meets the difficulty");
+        let target = Target::from_compact(b.header.bits).expect("a valid target");
+        assert!(meets_target(&hash, &target), "{name} meets its target");
         // More than max_future_ms ahead of the local clock: not valid yet (and not remembered).
         let early = b.header.timestamp - p.max_future_ms - 1;
         assert!(matches!(

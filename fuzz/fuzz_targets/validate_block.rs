@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
     };
     if flags & 1 != 0 {
         // Re-mining needs the chain's difficulty (other bits are the unsealed path's rule).
-        block.header.bits = p.bits;
+        block.header.bits = p.genesis_bits();
         testkit::seal(&mut block);
     }
     let mut chain = ChainState::new(p.clone());

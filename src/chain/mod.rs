@@ -4,12 +4,13 @@
 //!
 //! - [`hash`]: digest newtypes; [`encode`]: the byte cursor for decoding.
 //! - [`block`], [`tx`], [`merkle`]: the data and its canonical encoding.
-//! - [`pow`]: proof of work and the midstate nonce search.
-//! - [`params`]: chain parameters and the genesis block.
+//! - [`pow`]: proof of work and the midstate nonce search; [`target`]: compact targets and work.
+//! - [`params`]: chain parameters and the genesis block; [`retarget`]: the target of each block.
 //! - [`sig`]: the signature rule (ZIP 215 Ed25519), single, batched and on every core.
 //! - [`validate`]: the rules, one error variant each; [`ledger`]: balances and nonces.
 //! - [`checked`]: a block with what its check computed (hash, txids, wire bytes).
 //! - [`tree`]: block tree, fork choice, reorganisation; [`mempool`]: pending transfers.
+//! - [`pace`]: the next block's difficulty and the recent block rate, for `status`.
 //! - [`template`]: the block this node proposes to mine (mining policy).
 
 pub mod block;
@@ -19,9 +20,12 @@ pub mod hash;
 pub mod ledger;
 pub mod mempool;
 pub mod merkle;
+pub mod pace;
 pub mod params;
 pub mod pow;
+pub mod retarget;
 pub mod sig;
+pub mod target;
 pub mod template;
 pub mod tree;
 pub mod tx;
@@ -32,7 +36,7 @@ pub use checked::CheckedBlock;
 pub use hash::{BlockHash, ChainId, TxRoot, Txid};
 pub use ledger::{Account, Ledger};
 pub use mempool::{Mempool, MempoolError, MempoolLimits};
-pub use params::ChainParams;
+pub use params::{ChainParams, Difficulty};
 pub use tree::{ChainState, Outcome, Processed, TipChange};
 pub use tx::{Address, Coinbase, Transaction, Transfer};
 pub use validate::ValidationError;

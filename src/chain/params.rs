@@ -5,20 +5,69 @@
 use super::block::{BLOCK_VERSION, Block, Header};
 use super::hash::{BlockHash, ChainId, sha256};
 use super::merkle;
+use super::retarget;
+use super::target::{Target, U256};
 use super::tx::{Address, Coinbase, Transaction};
 
-/// Largest accepted difficulty; keeps cumulative work inside a u128.
-pub const MAX_BITS: u32 = 96;
+/// Largest fixed difficulty, in leading zero bits.
+pub const MAX_BITS: u32 = 255;
 
-/// Default difficulty: about 2^27 = 134 M hashes a block, a few seconds for a LAN of laptops
-/// mining on all cores at about 23 M hashes/s per core (the README's benchmark figures).
-pub const DEFAULT_BITS: u32 = 27;
+/// Default target block interval: 10 s, for a LAN of a few laptops. Short enough that a
+/// transfer confirms within seconds, long enough that a block reaches every node of a LAN
+/// (milliseconds) long before the next is found, so few blocks are orphaned, and that a
+/// network of a dozen nodes wastes little work on stale tips.
+pub const DEFAULT_BLOCK_TIME_MS: u64 = 10_000;
+
+/// The ASERT half-life, in target intervals: every 16 intervals (160 s at 10 s) the chain is
+/// behind or ahead of its schedule doubles or halves the target. PROTOCOL.md §6.3 gives the
+/// reasons: a LAN's hash rate changes by whole laptops (2x, 0.5x) at once, and 16 intervals
+/// settle such a step in about 50 blocks while keeping the target's own noise near ±15 %.
+pub const HALF_LIFE_BLOCKS: u64 = 16;
+
+/// Shortest and longest target block intervals.
+pub const BLOCK_TIME_RANGE_MS: std::ops::RangeInclusive<u64> = 100..=86_400_000;
+
+/// How the target of each block is set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Difficulty {
+    /// Every block meets one fixed target: hashes with at least `bits` leading zero bits
+    /// (the target (2^256 - 1) >> bits, rounded down to compact precision). For tests,
+    /// benchmarks and experiments, like Bitcoin's regtest.
+    Fixed {
+        /// Leading zero bits, 0..=255.
+        bits: u32,
+    },
+    /// ASERT retargeting towards one block every `block_time_ms` (see [`super::retarget`]).
+    Asert {
+        /// The target block interval, ms.
+        block_time_ms: u64,
+        /// The half-life, ms.
+        half_life_ms: u64,
+    },
+}
+
+impl std::fmt::Display for Difficulty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Difficulty::Fixed { bits } => write!(f, "fixed difficulty {bits} bits"),
+            Difficulty::Asert {
+                block_time_ms,
+                half_life_ms,
+            } => write!(
+                f,
+                "retargeting to {} blocks (half-life {})",
+                humantime::format_duration(std::time::Duration::from_millis(*block_time_ms)),
+                humantime::format_duration(std::time::Duration::from_millis(*half_life_ms))
+            ),
+        }
+    }
+}
 
 /// The consensus parameters of a chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChainParams {
-    /// Leading zero bits every block hash must have (fixed difficulty).
-    pub bits: u32,
+    /// How block targets are set.
+    pub difficulty: Difficulty,
     /// New coins in each block, on top of its fees.
     pub block_reward: u64,
     /// Largest encoded block, header included.
@@ -38,7 +87,10 @@ pub struct ChainParams {
 impl Default for ChainParams {
     fn default() -> Self {
         Self {
-            bits: DEFAULT_BITS,
+            difficulty: Difficulty::Asert {
+                block_time_ms: DEFAULT_BLOCK_TIME_MS,
+                half_life_ms: HALF_LIFE_BLOCKS * DEFAULT_BLOCK_TIME_MS,
+            },
             block_reward: 50,
             max_block_bytes: 1_000_000,
             max_block_txs: 5_000,
@@ -57,6 +109,12 @@ pub enum ParamsError {
     /// Difficulty outside 0..=MAX_BITS.
     #[error("difficulty must be 0..={MAX_BITS} bits, got {0}")]
     Bits(u32),
+    /// Block interval outside [`BLOCK_TIME_RANGE_MS`].
+    #[error("block time must be 100ms..=24h, got {0} ms")]
+    BlockTime(u64),
+    /// A zero half-life.
+    #[error("ASERT half-life must be at least 1 ms")]
+    HalfLife,
     /// A block must hold at least a coinbase.
     #[error("block limits too small to hold a coinbase")]
     Limits,
@@ -66,18 +124,75 @@ pub enum ParamsError {
 }
 
 impl ChainParams {
-    /// Default parameters with another difficulty (private test chains).
+    /// Default parameters with a fixed difficulty of `bits` leading zero bits and no
+    /// retargeting (private test chains).
     pub fn with_bits(bits: u32) -> Self {
         Self {
-            bits,
+            difficulty: Difficulty::Fixed { bits },
             ..Self::default()
+        }
+    }
+
+    /// Default parameters retargeting towards one block every `block_time_ms`, with a
+    /// half-life of [`HALF_LIFE_BLOCKS`] intervals.
+    pub fn with_block_time(block_time_ms: u64) -> Self {
+        Self {
+            difficulty: Difficulty::Asert {
+                block_time_ms,
+                half_life_ms: HALF_LIFE_BLOCKS.saturating_mul(block_time_ms),
+            },
+            ..Self::default()
+        }
+    }
+
+    /// The target block interval of a retargeting chain.
+    pub fn block_time_ms(&self) -> Option<u64> {
+        match self.difficulty {
+            Difficulty::Fixed { .. } => None,
+            Difficulty::Asert { block_time_ms, .. } => Some(block_time_ms),
+        }
+    }
+
+    /// The compact target of genesis: the fixed target, or a retargeting chain's starting one.
+    pub fn genesis_bits(&self) -> u32 {
+        self.genesis_target().to_compact()
+    }
+
+    /// The target of genesis (and of blocks 1 and 2 of a retargeting chain).
+    pub fn genesis_target(&self) -> Target {
+        match self.difficulty {
+            Difficulty::Fixed { bits } => {
+                Target::round_down(U256::MAX >> bits.min(MAX_BITS) as usize)
+                    .expect("(2^256 - 1) >> 255 = 1")
+            }
+            Difficulty::Asert { block_time_ms, .. } => retarget::genesis_target(block_time_ms),
+        }
+    }
+
+    /// The easiest target any block may carry (checked before the parent is known).
+    pub fn pow_limit(&self) -> U256 {
+        match self.difficulty {
+            Difficulty::Fixed { .. } => self.genesis_target().value(),
+            Difficulty::Asert { .. } => retarget::asert_pow_limit(),
         }
     }
 
     /// Checks that the parameters describe a chain that can exist.
     pub fn check(&self) -> Result<(), ParamsError> {
-        if self.bits > MAX_BITS {
-            return Err(ParamsError::Bits(self.bits));
+        match self.difficulty {
+            Difficulty::Fixed { bits } if bits > MAX_BITS => return Err(ParamsError::Bits(bits)),
+            Difficulty::Fixed { .. } => {}
+            Difficulty::Asert {
+                block_time_ms,
+                half_life_ms,
+            } => {
+                if !BLOCK_TIME_RANGE_MS.contains(&block_time_ms) {
+                    return Err(ParamsError::BlockTime(block_time_ms));
+                }
+                if half_life_ms == 0 {
+                    return Err(ParamsError::HalfLife);
+                }
+            }
         }
         if self.max_block_txs < 1 || self.max_block_bytes < 200 {
             return Err(ParamsError::Limits);
@@ -90,8 +205,21 @@ impl ChainParams {
 
     /// The bytes genesis commits to: a domain tag, then every parameter.
     fn commitment(&self) -> Vec<u8> {
-        let mut b = b"gossipchain/genesis/v1".to_vec();
-        b.extend_from_slice(&self.bits.to_be_bytes());
+        let mut b = b"gossipchain/genesis/v2".to_vec();
+        match self.difficulty {
+            Difficulty::Fixed { bits } => {
+                b.push(0);
+                b.extend_from_slice(&bits.to_be_bytes());
+            }
+            Difficulty::Asert {
+                block_time_ms,
+                half_life_ms,
+            } => {
+                b.push(1);
+                b.extend_from_slice(&block_time_ms.to_be_bytes());
+                b.extend_from_slice(&half_life_ms.to_be_bytes());
+            }
+        }
         b.extend_from_slice(&self.block_reward.to_be_bytes());
         b.extend_from_slice(&self.max_block_bytes.to_be_bytes());
         b.extend_from_slice(&self.max_block_txs.to_be_bytes());
@@ -104,7 +232,7 @@ impl ChainParams {
 
     /// The genesis block: height 0, zero parent, nonce 0, and one coinbase of amount 0 paid to
     /// SHA-256 of the parameter commitment (an address nobody holds a key for). It is defined,
-    /// not mined: its hash need not meet `bits`.
+    /// not mined: its hash need not meet its target.
     pub fn genesis(&self) -> Block {
         let txs = vec![Transaction::Coinbase(Coinbase {
             height: 0,
@@ -117,7 +245,7 @@ impl ChainParams {
             prev_hash: BlockHash::ZERO,
             tx_root: merkle::tx_root(&[txs[0].compute_txid()]),
             timestamp: self.genesis_timestamp,
-            bits: self.bits,
+            bits: self.genesis_bits(),
             nonce: 0,
         };
         Block { header, txs }
@@ -150,8 +278,17 @@ mod tests {
     fn check_rejects_impossible_parameters() {
         assert_eq!(ChainParams::default().check(), Ok(()));
         assert_eq!(
-            ChainParams::with_bits(97).check(),
-            Err(ParamsError::Bits(97))
+            ChainParams::with_bits(256).check(),
+            Err(ParamsError::Bits(256))
+        );
+        assert_eq!(
+            ChainParams::with_block_time(99).check(),
+            Err(ParamsError::BlockTime(99))
+        );
+        assert_eq!(ChainParams::with_block_time(100).check(), Ok(()));
+        assert_ne!(
+            ChainParams::with_block_time(500).chain_id(),
+            ChainParams::default().chain_id()
         );
     }
 }

@@ -1,10 +1,11 @@
-//! Proof of work: a hash meets `bits` when it starts with that many zero bits, and a block's
-//! work is 2^bits. The miner's inner loop hashes one 64-byte SHA-256 block per nonce: the first
-//! 64 header bytes never change while mining, so their compression (the midstate) is computed
-//! once per template.
+//! Proof of work: a hash meets a target when, read as a big-endian number, it is at most the
+//! target ([`super::target`] defines targets and work). The miner's inner loop hashes one
+//! 64-byte SHA-256 block per nonce: the first 64 header bytes never change while mining, so
+//! their compression (the midstate) is computed once per template.
 
 use super::block::{HEADER_LEN, Header};
 use super::hash::BlockHash;
+pub use super::target::{Target, Work, words_meet};
 use sha2::block_api::compress256;
 
 /// Number of leading zero bits of a hash read as a big-endian number.
@@ -20,15 +21,9 @@ pub fn leading_zero_bits(hash: &BlockHash) -> u32 {
     n
 }
 
-/// Whether `hash` has at least `bits` leading zero bits.
-pub fn meets_target(hash: &BlockHash, bits: u32) -> bool {
-    leading_zero_bits(hash) >= bits
-}
-
-/// Expected number of hashes to find a block at `bits`: 2^bits. `bits` is at most
-/// [`super::params::MAX_BITS`], so this never overflows.
-pub fn block_work(bits: u32) -> u128 {
-    1u128 << bits.min(super::params::MAX_BITS)
+/// Whether `hash` is at most `target`.
+pub fn meets_target(hash: &BlockHash, target: &Target) -> bool {
+    target.is_met_by(hash)
 }
 
 /// SHA-256's initial state (FIPS 180-4, 5.3.3).
@@ -84,29 +79,19 @@ impl Midstate {
         BlockHash(out)
     }
 
-    /// Tries `count` nonces from `start`, stepping by `step`; returns the first that meets
-    /// `bits`. Nonces wrap around u64.
-    pub fn search(&self, bits: u32, start: u64, step: u64, count: u64) -> Option<u64> {
+    /// Tries `count` nonces from `start`, stepping by `step`; returns the first whose hash
+    /// meets `target`. Nonces wrap around u64.
+    pub fn search(&self, target: &Target, start: u64, step: u64, count: u64) -> Option<u64> {
+        let target = target.words();
         let mut nonce = start;
         for _ in 0..count {
-            if words_leading_zeros(&self.words(nonce)) >= bits {
+            if words_meet(&self.words(nonce), &target) {
                 return Some(nonce);
             }
             nonce = nonce.wrapping_add(step);
         }
         None
     }
-}
-
-fn words_leading_zeros(words: &[u32; 8]) -> u32 {
-    let mut n = 0;
-    for w in words {
-        if *w != 0 {
-            return n + w.leading_zeros();
-        }
-        n += 32;
-    }
-    n
 }
 
 #[cfg(test)]
@@ -121,7 +106,7 @@ mod tests {
             prev_hash: BlockHash([0xab; 32]),
             tx_root: TxRoot([0xcd; 32]),
             timestamp: 1_767_225_600_000,
-            bits: 10,
+            bits: 0x1f3fffff,
             nonce: 0,
         }
     }
@@ -139,11 +124,13 @@ mod tests {
     #[test]
     fn search_finds_a_nonce_that_meets_the_target() {
         let mut h = header();
+        let target = Target::from_compact(h.bits).expect("valid");
         let nonce = Midstate::new(&h)
-            .search(10, 0, 1, 1 << 20)
+            .search(&target, 0, 1, 1 << 20)
             .expect("2^20 tries");
         h.nonce = nonce;
-        assert!(meets_target(&h.compute_hash(), 10));
+        assert!(meets_target(&h.compute_hash(), &target));
+        assert!(leading_zero_bits(&h.compute_hash()) >= 10);
     }
 
     #[test]

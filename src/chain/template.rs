@@ -33,7 +33,7 @@ pub fn block_template(chain: &ChainState, mempool: &Mempool, miner: Address, now
         prev_hash: tip,
         tx_root: merkle::tx_root(&txids),
         timestamp: now_ms.max(chain.median_time_past(&tip) + 1),
-        bits: params.bits,
+        bits: chain.next_bits(),
         nonce: 0,
     };
     Block { header, txs }

@@ -1,5 +1,5 @@
 //! The block tree and fork choice. Every valid block is kept; the best chain is the one with the
-//! most cumulative work (2^bits a block), and on a tie the one seen first stays. The ledger
+//! most cumulative work (floor(2^256 / (target + 1)) a block), and on a tie the one seen first stays. The ledger
 //! follows the best chain: a reorganisation undoes blocks down to the fork point and applies the
 //! new branch, and if a block of that branch breaks a ledger rule it and its descendants are
 //! dropped and the best remaining chain is restored. Blocks whose parent is unknown wait in a
@@ -10,7 +10,8 @@ use super::checked::CheckedBlock;
 use super::hash::{BlockHash, ChainId};
 use super::ledger::{Ledger, Undo};
 use super::params::ChainParams;
-use super::pow::block_work;
+use super::retarget::{self, ParentInfo};
+use super::target::{Target, Work};
 use super::validate::{self, ValidationError};
 use std::cmp::Reverse;
 use std::collections::{HashMap, VecDeque};
@@ -105,7 +106,10 @@ struct Entry {
     /// without copying.
     block: Arc<CheckedBlock>,
     /// Cumulative work from genesis through this block.
-    work: u128,
+    work: Work,
+    /// Timestamp of this block's ancestor at height 1 (itself at height 1, 0 for genesis):
+    /// the anchor of the retarget schedule on this block's branch.
+    anchor_time: u64,
     /// Arrival order: on equal work the earlier tip wins.
     seq: u64,
     /// Known valid children, to drop descendants of a block found invalid.
@@ -264,7 +268,8 @@ impl ChainState {
             chain_id,
             Entry {
                 block: genesis,
-                work: block_work(params.bits),
+                work: params.genesis_target().work(),
+                anchor_time: 0,
                 seq: 0,
                 children: Vec::new(),
             },
@@ -305,9 +310,32 @@ impl ChainState {
         (self.active.len() - 1) as u64
     }
 
-    /// Cumulative work of the best chain.
+    /// Cumulative work of the best chain, saturated to a u128 (the form of the sync `Status`
+    /// message; no real chain comes near 2^128 hashes).
     pub fn tip_work(&self) -> u128 {
+        self.entries[&self.tip()].work.saturating_u128()
+    }
+
+    /// Cumulative work of the best chain, exact.
+    pub fn tip_chainwork(&self) -> Work {
         self.entries[&self.tip()].work
+    }
+
+    /// What the target of a child of `hash` depends on, if `hash` is a valid block.
+    pub fn parent_info(&self, hash: &BlockHash) -> Option<ParentInfo> {
+        self.entries.get(hash).map(|e| ParentInfo {
+            height: e.block.header.height,
+            timestamp: e.block.header.timestamp,
+            anchor_time: e.anchor_time,
+        })
+    }
+
+    /// The compact target a child of the tip must carry.
+    pub fn next_bits(&self) -> u32 {
+        let parent = self
+            .parent_info(&self.tip())
+            .expect("the tip is a valid block");
+        retarget::next_bits(&self.params, &parent)
     }
 
     /// The ledger at the tip.
@@ -332,7 +360,7 @@ impl ChainState {
     }
 
     /// Cumulative work through a valid block.
-    pub fn work(&self, hash: &BlockHash) -> Option<u128> {
+    pub fn work(&self, hash: &BlockHash) -> Option<Work> {
         self.entries.get(hash).map(|e| e.work)
     }
 
@@ -559,8 +587,8 @@ impl ChainState {
         if let Some(known) = self.known(&hash) {
             return known;
         }
-        let parent_work = match self.check_block(&block, now_ms, verify_signatures) {
-            Ok(Some(work)) => work,
+        let (work, parent_anchor) = match self.check_block(&block, now_ms, verify_signatures) {
+            Ok(Some(checked)) => checked,
             Ok(None) => {
                 let missing_parent = block.header.prev_hash;
                 self.orphans.insert(block, &self.limits);
@@ -573,13 +601,18 @@ impl ChainState {
                 return Err(e);
             }
         };
-        let work = parent_work.saturating_add(block_work(block.header.bits));
+        let anchor_time = if block.header.height == 1 {
+            block.header.timestamp
+        } else {
+            parent_anchor
+        };
         let prev = block.header.prev_hash;
         self.entries.insert(
             hash,
             Entry {
                 block: block.clone(),
                 work,
+                anchor_time,
                 seq: self.next_seq,
                 children: Vec::new(),
             },
@@ -589,7 +622,7 @@ impl ChainState {
             p.children.push(hash);
         }
         changes.accepted.push(block);
-        if work > self.tip_work() {
+        if work > self.tip_chainwork() {
             self.activate_best(hash, changes);
         }
         if self.entries.contains_key(&hash) {
@@ -605,13 +638,16 @@ impl ChainState {
 
     /// The rules that need the tree, but not the ledger's. `Ok(None)`: the parent is unknown
     /// (the block is an orphan, having passed the checks that need no parent); otherwise the
-    /// parent's cumulative work.
+    /// block's cumulative work and its parent's retarget anchor time.
     fn check_block(
         &self,
         block: &CheckedBlock,
         now_ms: u64,
         verify_signatures: bool,
-    ) -> Result<Option<u128>, ValidationError> {
+    ) -> Result<Option<(Work, u64)>, ValidationError> {
+        let own_work = Target::from_compact(block.header.bits)
+            .map_err(ValidationError::BadBits)?
+            .work();
         let prev = block.header.prev_hash;
         if self.invalid.contains_key(&prev) {
             return Err(ValidationError::InvalidAncestor(prev));
@@ -620,17 +656,19 @@ impl ChainState {
             return Ok(None);
         };
         let mtp = self.median_time_past(&prev);
-        validate::check_context(
-            &block.header,
-            parent.block.header.height,
-            mtp,
-            now_ms,
-            &self.params,
-        )?;
+        let info = ParentInfo {
+            height: parent.block.header.height,
+            timestamp: parent.block.header.timestamp,
+            anchor_time: parent.anchor_time,
+        };
+        validate::check_context(&block.header, &info, mtp, now_ms, &self.params)?;
         if verify_signatures && !block.signatures_verified() {
             validate::check_signatures(block, block.txids(), &self.chain_id)?;
         }
-        Ok(Some(parent.work))
+        Ok(Some((
+            parent.work.saturating_add(own_work),
+            parent.anchor_time,
+        )))
     }
 
     /// The valid block with the most work, the earliest seen among equals.

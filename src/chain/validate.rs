@@ -6,9 +6,11 @@
 use super::block::{BLOCK_VERSION, Block, Header};
 use super::hash::{BlockHash, ChainId, TxRoot, Txid};
 use super::merkle;
-use super::params::ChainParams;
+use super::params::{ChainParams, Difficulty};
 use super::pow;
+use super::retarget::{self, ParentInfo};
 use super::sig;
+use super::target::{CompactError, Target};
 use super::tx::{SignatureError, Transaction};
 use std::collections::HashSet;
 
@@ -18,20 +20,29 @@ pub enum ValidationError {
     /// Header version other than 1.
     #[error("unknown block version {0}")]
     BadVersion(u32),
-    /// `bits` differs from the chain's fixed difficulty.
-    #[error("header bits {got}, chain difficulty is {expected}")]
+    /// `bits` is not a canonical compact target.
+    #[error("header bits: {0}")]
+    BadBits(CompactError),
+    /// `bits` is easier than the chain's easiest target.
+    #[error("header bits {bits:#010x} is above the chain's target limit")]
+    TargetAboveLimit {
+        /// The header's value.
+        bits: u32,
+    },
+    /// `bits` differs from the target the chain requires of this block.
+    #[error("header bits {got:#010x}, the chain requires {expected:#010x}")]
     WrongBits {
-        /// The chain's difficulty.
+        /// The required compact target.
         expected: u32,
         /// The header's value.
         got: u32,
     },
-    /// The hash does not have `bits` leading zero bits.
-    #[error("hash {hash} does not meet {bits} bits of proof of work")]
+    /// The hash is above the header's target.
+    #[error("hash {hash} does not meet target bits {bits:#010x}")]
     InsufficientWork {
         /// The block hash.
         hash: BlockHash,
-        /// The required bits.
+        /// The header's compact target.
         bits: u32,
     },
     /// Encoded block over the size limit.
@@ -166,7 +177,9 @@ impl ValidationError {
     }
 }
 
-/// The rules the header alone decides: version, difficulty, proof of work.
+/// The rules the header alone decides: version, a canonical target within the chain's limit
+/// (on a fixed-difficulty chain, the chain's target), proof of work against that target.
+/// Whether the target is the one the parent requires is [`check_context`]'s rule.
 pub fn check_header(header: &Header, params: &ChainParams) -> Result<BlockHash, ValidationError> {
     let hash = header.compute_hash();
     check_header_hashed(header, &hash, params)?;
@@ -182,13 +195,20 @@ pub fn check_header_hashed(
     if header.version != BLOCK_VERSION {
         return Err(ValidationError::BadVersion(header.version));
     }
-    if header.bits != params.bits {
-        return Err(ValidationError::WrongBits {
-            expected: params.bits,
-            got: header.bits,
-        });
+    if let Difficulty::Fixed { .. } = params.difficulty {
+        let expected = params.genesis_bits();
+        if header.bits != expected {
+            return Err(ValidationError::WrongBits {
+                expected,
+                got: header.bits,
+            });
+        }
     }
-    if !pow::meets_target(hash, header.bits) {
+    let target = Target::from_compact(header.bits).map_err(ValidationError::BadBits)?;
+    if target.value() > params.pow_limit() {
+        return Err(ValidationError::TargetAboveLimit { bits: header.bits });
+    }
+    if !pow::meets_target(hash, &target) {
         return Err(ValidationError::InsufficientWork {
             hash: *hash,
             bits: header.bits,
@@ -244,20 +264,28 @@ pub fn check_body(block: &Block, params: &ChainParams) -> Result<Vec<Txid>, Vali
     Ok(txids)
 }
 
-/// The rules that need the parent: height, and a timestamp after the median of the previous
+/// The rules that need the parent: height, the target the parent requires
+/// ([`retarget::next_bits`]), and a timestamp after the median of the previous
 /// `median_time_span` blocks and at most `max_future_ms` ahead of `now_ms`.
 pub fn check_context(
     header: &Header,
-    parent_height: u64,
+    parent: &ParentInfo,
     median_time_past: u64,
     now_ms: u64,
     params: &ChainParams,
 ) -> Result<(), ValidationError> {
-    let expected = parent_height.saturating_add(1);
+    let expected = parent.height.saturating_add(1);
     if header.height != expected {
         return Err(ValidationError::BadHeight {
             expected,
             got: header.height,
+        });
+    }
+    let expected = retarget::next_bits(params, parent);
+    if header.bits != expected {
+        return Err(ValidationError::WrongBits {
+            expected,
+            got: header.bits,
         });
     }
     if header.timestamp <= median_time_past {

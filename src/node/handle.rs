@@ -95,6 +95,8 @@ pub struct NodeStatus {
     pub height: u64,
     /// Cumulative work of the best chain.
     pub work: u128,
+    /// The next block's difficulty and the recent block rate.
+    pub pace: crate::chain::pace::ChainPace,
     /// Connected peers.
     pub peers: usize,
     /// Pending transfers.

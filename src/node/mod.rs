@@ -29,6 +29,7 @@ pub use handle::{
     Stopped,
 };
 
+use crate::chain::pace::ChainPace;
 use crate::chain::{
     Block, BlockHash, ChainState, CheckedBlock, Mempool, Processed, TipChange, ValidationError,
 };
@@ -122,6 +123,7 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
         tip: chain.tip(),
         height: chain.height(),
         work: chain.tip_work(),
+        pace: ChainPace::of(&chain),
         peers: 0,
         mempool: 0,
         orphans: chain.orphan_count(),
@@ -340,6 +342,9 @@ impl Node {
                 || s.orphans != orphans
                 || s.mining != mining
                 || s.syncing != syncing;
+            if s.tip != tip {
+                s.pace = ChainPace::of(&self.chain);
+            }
             s.tip = tip;
             s.height = height;
             s.work = work;

@@ -1,6 +1,7 @@
 //! Rendering: what each command prints, from what the node answered. Pure, no I/O.
 
 use super::parse::USAGE;
+use crate::chain::pace::{ChainPace, si};
 use crate::chain::{Account, Address, Block, Transaction, Transfer, Txid};
 use crate::net::PeerInfo;
 use crate::node::{BlockId, BlockInfo, BlockState, NodeStatus};
@@ -48,7 +49,7 @@ pub fn block_detail(info: &BlockInfo) -> String {
     let _ = writeln!(out, "parent     {}", h.prev_hash);
     let _ = writeln!(out, "time       {}", time(h.timestamp));
     let _ = writeln!(out, "tx_root    {}", h.tx_root);
-    let _ = writeln!(out, "bits       {}", h.bits);
+    let _ = writeln!(out, "bits       {:08x}", h.bits);
     let _ = writeln!(out, "nonce      {}", h.nonce);
     let _ = writeln!(out, "size       {} bytes", b.encoded_len());
     let _ = write!(out, "txs        {}", b.txs.len());
@@ -79,16 +80,42 @@ pub fn help() -> String {
     out
 }
 
+/// The `status` lines about difficulty and block rate.
+fn pace_lines(p: &ChainPace) -> String {
+    let target = match p.block_time_ms {
+        Some(ms) => format!(
+            "retargeting, one block every {}",
+            humantime::format_duration(Duration::from_millis(ms))
+        ),
+        None => "fixed (no retargeting)".into(),
+    };
+    let measured = match (p.mean_interval_ms, p.hash_rate) {
+        (Some(ms), Some(rate)) => format!(
+            "mean interval {:.2} s over the last {} blocks; network {}hashes/s",
+            ms / 1000.0,
+            p.intervals,
+            si(rate)
+        ),
+        _ => "no blocks mined yet to measure".into(),
+    };
+    format!(
+        "difficulty {:08x} ({}hashes a block expected), {target}\nblock rate {measured}",
+        p.next_bits,
+        si(p.expected_hashes.as_f64())
+    )
+}
+
 /// What `status` prints.
 pub fn status(s: &NodeStatus) -> String {
     let listen: Vec<String> = s.listen.iter().map(|a| a.to_string()).collect();
     format!(
-        "peer id    {}\nchain id   {}\nheight     {}\ntip        {}\nwork       {}\npeers      {}\nmempool    {}\norphans    {}\nmining     {}\nsyncing    {}\naddress    {}\nlistening  {}",
+        "peer id    {}\nchain id   {}\nheight     {}\ntip        {}\nwork       {}\n{}\npeers      {}\nmempool    {}\norphans    {}\nmining     {}\nsyncing    {}\naddress    {}\nlistening  {}",
         s.peer_id,
         s.chain_id,
         s.height,
         s.tip,
         s.work,
+        pace_lines(&s.pace),
         s.peers,
         s.mempool,
         s.orphans,

@@ -123,7 +123,7 @@ fn txid(t: Transfer) -> gossipchain::chain::Txid {
 /// A chain with other parameters than the test chain.
 pub fn other_chain(bits: u32) -> ChainState {
     let params = ChainParams {
-        bits,
+        difficulty: gossipchain::chain::Difficulty::Fixed { bits },
         genesis_message: "another chain".into(),
         ..testkit::params()
     };
@@ -159,21 +159,24 @@ pub fn ban_cases() -> Vec<Case> {
         }),
         ("bad proof of work", |c, v| {
             let mut b = on_tip(c, &[], v);
-            while pow::meets_target(&b.compute_hash(), b.header.bits) {
+            let target = pow::Target::from_compact(b.header.bits).expect("valid");
+            while pow::meets_target(&b.compute_hash(), &target) {
                 b.header.nonce += 1;
             }
             let hash = b.compute_hash();
-            Forged::block(b, ValidationError::InsufficientWork { hash, bits: 8 })
+            let bits = b.header.bits;
+            Forged::block(b, ValidationError::InsufficientWork { hash, bits })
         }),
         ("wrong bits", |c, v| {
             let mut b = on_tip(c, &[], v);
-            b.header.bits = 9;
+            let nine = ChainParams::with_bits(9).genesis_bits();
+            b.header.bits = nine;
             testkit::mine_header(&mut b.header);
             Forged::block(
                 b,
                 ValidationError::WrongBits {
-                    expected: 8,
-                    got: 9,
+                    expected: testkit::params().genesis_bits(),
+                    got: nine,
                 },
             )
         }),
@@ -183,8 +186,8 @@ pub fn ban_cases() -> Vec<Case> {
             Forged::block(
                 b,
                 ValidationError::WrongBits {
-                    expected: 8,
-                    got: 10,
+                    expected: testkit::params().genesis_bits(),
+                    got: ChainParams::with_bits(10).genesis_bits(),
                 },
             )
         }),
@@ -194,7 +197,7 @@ pub fn ban_cases() -> Vec<Case> {
                 c.chain.tip(),
                 h,
                 tip_time(c) + 1000,
-                8,
+                testkit::params().genesis_bits(),
                 vec![coinbase(h, miner(v), 50)],
             );
             let error = ValidationError::BadHeight {
@@ -241,7 +244,7 @@ pub fn ban_cases() -> Vec<Case> {
                 c.chain.tip(),
                 h,
                 tip_time(c) + 1000,
-                8,
+                testkit::params().genesis_bits(),
                 vec![coinbase(h, miner(v), 50), second],
             );
             let error = ValidationError::ExtraCoinbase {
@@ -255,7 +258,7 @@ pub fn ban_cases() -> Vec<Case> {
                 c.chain.tip(),
                 h,
                 tip_time(c) + 1000,
-                8,
+                testkit::params().genesis_bits(),
                 vec![coinbase(h, miner(v), 51 + v)],
             );
             let error = ValidationError::CoinbaseAmount {
@@ -300,7 +303,7 @@ pub fn ban_cases() -> Vec<Case> {
                 parent,
                 h,
                 tip_time(c) + 2000,
-                8,
+                testkit::params().genesis_bits(),
                 vec![coinbase(h, miner(v), 50)],
             );
             Forged::block(b, ValidationError::InvalidAncestor(parent))

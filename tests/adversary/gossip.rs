@@ -219,7 +219,13 @@ fn orphan(i: u64, filler: usize) -> Block {
         amount: 50,
     })];
     txs.extend((0..filler as u64).map(|n| Transaction::Transfer(Transfer { nonce: n, ..junk })));
-    forge::forge(BlockHash(parent), height, 1_767_225_700_000 + i, 8, txs)
+    forge::forge(
+        BlockHash(parent),
+        height,
+        1_767_225_700_000 + i,
+        gossipchain::testkit::params().genesis_bits(),
+        txs,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,7 +299,8 @@ async fn an_orphan_flood_keeps_the_pool_and_memory_bounded() {
     let mut hashes = Vec::new();
     for i in 0..100 {
         let mut b = net.valid_block(50_000 + i);
-        while gossipchain::chain::pow::meets_target(&b.compute_hash(), 8) {
+        let target = gossipchain::chain::pow::Target::from_compact(b.header.bits).expect("valid");
+        while gossipchain::chain::pow::meets_target(&b.compute_hash(), &target) {
             b.header.nonce += 1;
         }
         hashes.push(b.compute_hash());

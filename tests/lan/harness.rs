@@ -737,15 +737,17 @@ impl Drop for Lan {
 /// The standard arguments of a LAN node: its data dir, the fixed port on every interface of
 /// its namespace, the chain's difficulty, one mining thread; mDNS on, no `--peer`.
 pub fn lan_args(dir: &Path, difficulty: u32, extra: &[&str]) -> Vec<OsString> {
+    lan_args_on(dir, &["--difficulty", &difficulty.to_string()], extra)
+}
+
+/// [`lan_args`] on the chain that `chain` selects (`--difficulty N` or `--block-time T`).
+pub fn lan_args_on(dir: &Path, chain: &[&str], extra: &[&str]) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec!["--data-dir".into(), dir.into()];
-    for a in [
-        "--listen",
-        LISTEN,
-        "--difficulty",
-        &difficulty.to_string(),
-        "--threads",
-        "1",
-    ] {
+    for a in ["--listen", LISTEN]
+        .iter()
+        .chain(chain)
+        .chain(&["--threads", "1"])
+    {
         args.push(a.into());
     }
     args.extend(extra.iter().map(OsString::from));
