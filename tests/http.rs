@@ -920,3 +920,36 @@ async fn configured_cors_origins_are_allowed_and_others_not() {
     assert_eq!(v["code"], "node_stopped");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_and_wallet_pages_are_served_from_the_binary() {
+    let api = Api::start().await;
+    for (path, kind, needle) in [
+        ("/", "text/html", "block tree"),
+        ("/wallet", "text/html", "sign and send"),
+        ("/assets/style.css", "text/css", "#tree"),
+        ("/assets/common.js", "text/javascript", "EventSource"),
+        ("/assets/tree.js", "text/javascript", "BlockTree"),
+        ("/assets/app.js", "text/javascript", "/wallet/send"),
+        ("/assets/wallet.js", "text/javascript", "gossipchain/tx/v1"),
+    ] {
+        let r = api.client.get(api.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        let ctype = r.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(ctype.starts_with(kind), "{path}: {ctype}");
+        assert!(
+            r.headers().contains_key("content-security-policy"),
+            "{path}"
+        );
+        let body = r.text().await.unwrap();
+        assert!(body.contains(needle), "{path} lacks {needle}");
+        // Nothing is loaded from elsewhere.
+        assert!(
+            !body.contains("src=\"http")
+                && !body.contains("href=\"http")
+                && !body.contains("url(http"),
+            "{path}"
+        );
+    }
+    api.stop().await;
+}

@@ -4,6 +4,7 @@
 //!
 //! - [`api`]: reading routes and `POST /tx`; [`actions`]: the token-gated ones.
 //! - [`sse`]: `GET /events`; [`auth`]: the `.cookie` token; [`error`]: `{code, message}`.
+//! - [`pages`]: the dashboard and the wallet page, embedded.
 //!
 //! Safety by default: loopback only, request bodies of at most 16 KiB, a 10 s timeout on every
 //! request but the event stream and mining, no CORS unless origins are configured.
@@ -12,6 +13,7 @@ pub mod actions;
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod pages;
 pub mod sse;
 pub mod views;
 
@@ -195,6 +197,7 @@ pub fn router(state: AppState, cors: Option<CorsLayer>) -> Router {
         .route("/mine", post(actions::mine));
     let app = timed
         .merge(untimed)
+        .merge(pages::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
