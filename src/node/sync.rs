@@ -6,7 +6,8 @@
 use super::Node;
 use super::sync_machine::{PageEnd, PageResult};
 use crate::chain::{
-    Block, BlockHash, ChainParams, ChainState, Outcome, Processed, Transaction, ValidationError,
+    Block, BlockHash, ChainParams, ChainState, CheckedBlock, Outcome, Processed, Transaction,
+    ValidationError,
 };
 use crate::net::protocol::{self, Request, Response, Status};
 use libp2p::PeerId;
@@ -178,24 +179,42 @@ impl Node {
         }
     }
 
-    /// Asks `peer` for the blocks after `from` and marks the download active.
+    /// Sends a request registered as `pending`. False if the network could not queue it:
+    /// then it is forgotten (no answer will come).
+    pub(super) fn send_request(
+        &mut self,
+        peer: PeerId,
+        request: Request,
+        pending: Pending,
+    ) -> bool {
+        let tag = self.sync.start(peer, pending);
+        if self.net.request(peer, request, tag).is_err() {
+            self.sync.finish(tag);
+            return false;
+        }
+        true
+    }
+
+    /// Asks `peer` for the blocks after `from` and marks the download active. If the request
+    /// cannot leave, the download is retried shortly ([`Node::retry_sync`]).
     pub(super) fn request_blocks(&mut self, peer: PeerId, from: BlockHash) {
         let locator = locator_from(&self.chain, from);
-        let tag = self.sync.start(
-            peer,
-            Pending::Blocks {
-                locator: locator.clone(),
-            },
-        );
-        self.sync.active = Some(peer);
-        self.net.request(
-            peer,
-            Request::GetBlocks {
-                locator,
-                max: protocol::MAX_BLOCKS_PER_RESPONSE,
-            },
-            tag,
-        );
+        let request = Request::GetBlocks {
+            locator: locator.clone(),
+            max: protocol::MAX_BLOCKS_PER_RESPONSE,
+        };
+        if self.send_request(peer, request, Pending::Blocks { locator }) {
+            self.sync.active = Some(peer);
+        } else {
+            tracing::info!(%peer, "block request not sent (network busy): retrying shortly");
+            self.sync_retry = true;
+        }
+    }
+
+    /// The retry after a block request that could not be sent.
+    pub(super) fn retry_sync(&mut self) {
+        self.sync_retry = false;
+        self.sync_from_best();
     }
 
     /// Starts downloading from the peer that claims the most work above ours, if any.
@@ -211,9 +230,7 @@ impl Node {
     pub(super) fn ask_statuses(&mut self) {
         let peers: Vec<PeerId> = self.sync.peers().copied().collect();
         for peer in peers {
-            let tag = self.sync.start(peer, Pending::Status);
-            self.net
-                .request(peer, Request::Status(self.our_status()), tag);
+            self.send_request(peer, Request::Status(self.our_status()), Pending::Status);
         }
     }
 
@@ -244,10 +261,14 @@ impl Node {
                 self.admit_from_peer(peer, txs);
             }
             (Pending::Push, Response::Accepted(_)) => {}
-            (_, Response::Refused(reason)) => {
+            (pending, Response::Refused(reason)) => {
                 tracing::debug!(%peer, %reason, "request refused");
-                if self.sync.active == Some(peer) {
+                if matches!(pending, Pending::Blocks { .. }) && self.sync.active == Some(peer) {
+                    // Another peer may serve what this one refuses (a rate limit, a locator
+                    // off its chain); this one is asked again after its next status.
                     self.sync.active = None;
+                    self.sync.forget_claim(&peer);
+                    self.sync_from_best();
                 }
             }
             (_, _) => {
@@ -267,14 +288,21 @@ impl Node {
 
     /// A page of blocks from a sync: they must connect to our locator and to each other, and
     /// every one must be valid.
+    ///
+    /// The page is decoded and its links checked here; the costly checks that need no chain
+    /// state (each block's structure and signatures) run on a blocking thread, so the node
+    /// keeps answering meanwhile; [`Node::on_verified_page`] then applies the results in order.
+    /// The download stays marked active for the peer until then.
     fn on_blocks(&mut self, peer: PeerId, locator: &[BlockHash], blocks: Vec<protocol::Bytes>) {
-        if self.sync.active == Some(peer) {
-            self.sync.active = None;
-        }
         let claimed = self.sync.status(&peer).map_or(0, |s| s.work());
         if blocks.is_empty() {
+            if self.sync.active == Some(peer) {
+                self.sync.active = None;
+            }
             if claimed > self.chain.tip_work() {
                 self.end_sync_with(peer, "claimed more work than it can serve");
+            } else {
+                self.sync_from_best();
             }
             return;
         }
@@ -283,6 +311,7 @@ impl Node {
             (params.max_block_bytes as usize, params.max_block_txs)
         };
         let mut prev: Option<BlockHash> = None;
+        let mut page = Vec::with_capacity(blocks.len());
         for bytes in blocks {
             let block = match Block::decode(&bytes.0, max_bytes, max_txs) {
                 Ok(b) => b,
@@ -300,7 +329,37 @@ impl Node {
                     .end_sync_with(peer, "served blocks that do not connect to the locator");
             }
             let hash = block.compute_hash();
-            match self.process_block(block, hash, Some(bytes.0), Some(peer)) {
+            prev = Some(hash);
+            page.push((Arc::new(block), hash, bytes.0));
+        }
+        let params = self.chain.params().clone();
+        let chain_id = self.chain.chain_id();
+        let done = self.verified_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let blocks = verify_page(page, &params, &chain_id);
+            let _ = done.blocking_send(VerifiedPage { peer, blocks });
+        });
+    }
+
+    /// Applies a page whose blocks were checked off the actor, in order, then asks for the next
+    /// page or moves on.
+    pub(super) fn on_verified_page(&mut self, page: VerifiedPage) {
+        let peer = page.peer;
+        if self.sync.active == Some(peer) {
+            self.sync.active = None;
+        }
+        let mut last = None;
+        for verified in page.blocks {
+            let (result, hash) = match verified {
+                Verified::Checked(checked) => {
+                    let hash = checked.hash();
+                    (self.apply_checked(checked, Some(peer)), hash)
+                }
+                Verified::Invalid { block, hash, error } => {
+                    (self.reject_unchecked(&block, hash, error, Some(peer)), hash)
+                }
+            };
+            match result {
                 Ok(p) if matches!(p.outcome, Outcome::Orphan { .. }) => {
                     return self.end_sync_with(peer, "served a block whose parent it did not send");
                 }
@@ -313,10 +372,12 @@ impl Node {
                     return;
                 }
             }
-            prev = Some(hash);
+            last = Some(hash);
         }
-        if let Some(last) = prev
+        let claimed = self.sync.status(&peer).map_or(0, |s| s.work());
+        if let Some(last) = last
             && claimed > self.chain.tip_work()
+            && self.sync.active.is_none()
         {
             self.request_blocks(peer, last);
         } else {
@@ -358,6 +419,54 @@ impl Node {
             },
         }
     }
+}
+
+/// A block of a page after the checks that need no chain state.
+pub(super) enum Verified {
+    /// Structure and signatures hold.
+    Checked(Arc<CheckedBlock>),
+    /// It breaks a rule; the blocks after it in the page were not checked.
+    Invalid {
+        /// The block.
+        block: Arc<Block>,
+        /// Its hash.
+        hash: BlockHash,
+        /// The rule.
+        error: ValidationError,
+    },
+}
+
+/// A page of blocks checked off the actor, for [`Node::on_verified_page`].
+pub(super) struct VerifiedPage {
+    /// Who served it.
+    peer: PeerId,
+    /// Its blocks in order, up to the first invalid one.
+    blocks: Vec<Verified>,
+}
+
+/// The checks of a page that need no chain state (run on a blocking thread): each block's
+/// header and structure, then its signatures; stops at the first block that fails.
+fn verify_page(
+    page: Vec<(Arc<Block>, BlockHash, Vec<u8>)>,
+    params: &ChainParams,
+    chain_id: &crate::chain::ChainId,
+) -> Vec<Verified> {
+    let mut out = Vec::with_capacity(page.len());
+    for (block, hash, wire) in page {
+        let checked =
+            CheckedBlock::check(block.clone(), hash, Some(wire), params).and_then(|mut c| {
+                c.verify_signatures(chain_id)?;
+                Ok(c)
+            });
+        match checked {
+            Ok(c) => out.push(Verified::Checked(Arc::new(c))),
+            Err(error) => {
+                out.push(Verified::Invalid { block, hash, error });
+                break;
+            }
+        }
+    }
+    out
 }
 
 /// The locator for a page starting after `from`: [`locator_from`] if our chain holds `from`;
