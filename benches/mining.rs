@@ -1,9 +1,11 @@
 //! Mining benchmark: `cargo bench --bench mining`.
 //!
 //! Prints, in one run and side by side:
-//! 1. the single-thread hash rate of `Midstate::search` (one SHA-256 compression per nonce)
-//!    against hashing the whole encoded 96-byte header per nonce with `sha2::Sha256::digest`;
-//! 2. the multi-thread rate, 1 thread against 2, measured two ways: `Midstate::search` on plain
+//! 1. the single-thread hash rate of every multi-lane backend this CPU has (`miner::search`
+//!    with `miner::lanes::Backend`) against `Midstate::search` (sha2's `compress256` per nonce,
+//!    the former path) and against hashing the whole encoded 96-byte header per nonce with
+//!    `sha2::Sha256::digest`;
+//! 2. the multi-thread rate, 1 thread against 2, measured two ways: the best backend on plain
 //!    std threads over a fixed number of nonces per thread, and `miner::solve` itself at a
 //!    moderate difficulty, counting the `hashes` it reports over every solve in a time budget;
 //! 3. how long a cancelled `miner::solve` takes to return once the flag is set.
@@ -17,6 +19,7 @@ use common::{Stats, cpu_delta, load_average, process_cpu_secs, thread_cpu_secs};
 use gossipchain::chain::ChainParams;
 use gossipchain::chain::block::Header;
 use gossipchain::chain::pow::Midstate;
+use gossipchain::miner::lanes::{Backend, Template};
 use gossipchain::miner::{self, Mined};
 use sha2::{Digest, Sha256};
 use std::hint::black_box;
@@ -34,9 +37,9 @@ const SINGLE_NONCES: u64 = 1 << 24;
 /// of other work on a shared machine.
 const SCALING_ROUNDS: usize = 9;
 /// Nonces per thread in the std-thread scaling measurement.
-const PER_THREAD_NONCES: u64 = 1 << 23;
-/// Difficulty of the `miner::solve` scaling measurement: 2^22 = 4.2 M hashes a solve on average.
-const SOLVE_BITS: u32 = 22;
+const PER_THREAD_NONCES: u64 = 1 << 25;
+/// Difficulty of the `miner::solve` scaling measurement: 2^24 = 16.8 M hashes a solve on average.
+const SOLVE_BITS: u32 = 24;
 /// Time budget of one `miner::solve` measurement (whole solves only, so slightly more).
 const SOLVE_BUDGET: Duration = Duration::from_millis(1000);
 /// Cancellation runs.
@@ -74,6 +77,19 @@ fn midstate_rate(h: &Header, count: u64) -> (f64, f64) {
     (count as f64 / secs / 1e6, count as f64 / cpu / 1e6)
 }
 
+/// M hashes/s of `miner::search` with `backend` over `count` nonces on this thread (wall, CPU).
+fn backend_rate(h: &Header, backend: Backend, count: u64) -> (f64, f64) {
+    let t = Template::new(h);
+    let bound = miner::first_word_bound(IMPOSSIBLE_BITS).expect("a hash of zeros meets it");
+    let cpu0 = thread_cpu_secs();
+    let start = Instant::now();
+    let r = miner::search(&t, backend, black_box(IMPOSSIBLE_BITS), bound, 0, count);
+    let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_delta(cpu0, thread_cpu_secs());
+    assert!(black_box(r).is_none());
+    (count as f64 / secs / 1e6, count as f64 / cpu / 1e6)
+}
+
 /// M hashes/s of encoding the header and hashing all 96 bytes per nonce (wall, CPU).
 fn full_header_rate(h: &Header, count: u64) -> (f64, f64) {
     let mut h = *h;
@@ -94,11 +110,13 @@ fn full_header_rate(h: &Header, count: u64) -> (f64, f64) {
     (count as f64 / secs / 1e6, count as f64 / cpu / 1e6)
 }
 
-/// Total M hashes/s of `threads` std threads, each running `Midstate::search` over `per_thread`
-/// nonces of its own slice; timed from a common start barrier until the last thread is done.
-/// Also returns the CPU time the process got per wall second (how many cores it really had).
-fn threaded_midstate_rate(h: &Header, threads: usize, per_thread: u64) -> (f64, f64) {
-    let mid = Midstate::new(h);
+/// Total M hashes/s of `threads` std threads, each running `miner::search` with the best
+/// backend over `per_thread` nonces of its own slice; timed from a common start barrier until
+/// the last thread is done. Also returns the CPU time the process got per wall second (how
+/// many cores it really had).
+fn threaded_rate(h: &Header, threads: usize, per_thread: u64) -> (f64, f64) {
+    let mid = Template::new(h);
+    let bound = miner::first_word_bound(IMPOSSIBLE_BITS).expect("a hash of zeros meets it");
     let cpu0 = process_cpu_secs();
     let barrier = Barrier::new(threads + 1);
     let elapsed = std::thread::scope(|s| {
@@ -107,7 +125,14 @@ fn threaded_midstate_rate(h: &Header, threads: usize, per_thread: u64) -> (f64, 
                 let (mid, barrier) = (&mid, &barrier);
                 s.spawn(move || {
                     barrier.wait();
-                    mid.search(IMPOSSIBLE_BITS, i << 60, 1, per_thread)
+                    miner::search(
+                        mid,
+                        Backend::best(),
+                        IMPOSSIBLE_BITS,
+                        bound,
+                        i << 60,
+                        per_thread,
+                    )
                 })
             })
             .collect();
@@ -186,7 +211,7 @@ fn print_scaling(one: &Stats, cpu1: &Stats, two: &Stats, cpu2: &Stats, notes: [&
     }
     let ratios = Stats(one.0.iter().zip(&two.0).map(|(a, b)| b / a).collect());
     println!(
-        "  2 threads / 1 thread                          {:7.2} x          [{:.2}..{:.2}]  best rounds: {:.2} x  (target >= 1.8x)",
+        "  2 threads / 1 thread                          {:7.2} x          [{:.2}..{:.2}]  best rounds: {:.2} x  (target >= 1.9x)",
         ratios.median(),
         ratios.min(),
         ratios.max(),
@@ -210,9 +235,17 @@ fn main() {
     let sha_ni = false;
     println!("gossipchain mining benchmark");
     println!(
-        "cores available: {cores}; x86 SHA extensions: {sha_ni}; rounds: {ROUNDS} (median [min..max]); load average at start: {}",
+        "cores available: {cores}; x86 SHA extensions: {sha_ni}; best backend: {}; rounds: {ROUNDS} (median [min..max]); load average at start: {}",
+        Backend::best().name(),
         load_average()
     );
+    let backends: Vec<Backend> = Backend::ALL
+        .into_iter()
+        .filter(|b| b.available() && *b != Backend::Portable)
+        .collect();
+    for b in Backend::ALL.into_iter().filter(|b| !b.available()) {
+        println!("  (this CPU lacks {})", b.name());
+    }
     println!();
 
     // 1. Midstate against hashing the whole header, one thread.
@@ -220,9 +253,19 @@ fn main() {
     // Warm up both paths (CPU frequency, caches, feature detection).
     midstate_rate(&h, 1 << 20);
     full_header_rate(&h, 1 << 20);
+    for b in &backends {
+        backend_rate(&h, *b, 1 << 20);
+    }
     let (mut mid, mut full) = (Vec::new(), Vec::new());
     let (mut mid_cpu, mut full_cpu) = (Vec::new(), Vec::new());
+    let mut lanes: Vec<(Vec<f64>, Vec<f64>)> =
+        backends.iter().map(|_| Default::default()).collect();
     for _ in 0..ROUNDS {
+        for (b, (w, c)) in backends.iter().zip(&mut lanes) {
+            let (rw, rc) = backend_rate(&h, *b, SINGLE_NONCES);
+            w.push(rw);
+            c.push(rc);
+        }
         let (w, c) = midstate_rate(&h, SINGLE_NONCES);
         mid.push(w);
         mid_cpu.push(c);
@@ -235,7 +278,7 @@ fn main() {
         "single thread, {SINGLE_NONCES} nonces per measurement (per wall second; per CPU second the thread got):"
     );
     println!(
-        "  Midstate::search (1 compression/nonce)        {:7.2} M hashes/s  [{:.2}..{:.2}]  CPU: {:.2} M/s",
+        "  Midstate::search (sha2 compress256, former)  {:7.2} M hashes/s  [{:.2}..{:.2}]  CPU: {:.2} M/s",
         mid.median(),
         mid.min(),
         mid.max(),
@@ -248,6 +291,26 @@ fn main() {
         full.max(),
         full_cpu.median()
     );
+    for (b, (w, c)) in backends.iter().zip(&lanes) {
+        let (w, c) = (Stats(w.clone()), Stats(c.clone()));
+        let vs = Stats(w.0.iter().zip(&mid.0).map(|(a, m)| a / m).collect());
+        let vs_cpu = Stats(c.0.iter().zip(&mid_cpu.0).map(|(a, m)| a / m).collect());
+        println!(
+            "  lanes: {:<38} {:7.2} M hashes/s  [{:.2}..{:.2}]  CPU: {:.2} M/s  {:.2} x Midstate::search (CPU {:.2} x){}",
+            b.name(),
+            w.median(),
+            w.min(),
+            w.max(),
+            c.median(),
+            vs.median(),
+            vs_cpu.median(),
+            if *b == Backend::best() {
+                "  <- used (target >= 55 M/s, >= 2.2x)"
+            } else {
+                ""
+            }
+        );
+    }
     let ratios = Stats(mid.0.iter().zip(&full.0).map(|(m, f)| m / f).collect());
     let cpu_ratios = Stats(
         mid_cpu
@@ -270,16 +333,17 @@ fn main() {
     let (mut one, mut two) = (Vec::new(), Vec::new());
     let (mut cpu1, mut cpu2) = (Vec::new(), Vec::new());
     for _ in 0..SCALING_ROUNDS {
-        let (r, c) = threaded_midstate_rate(&h, 1, PER_THREAD_NONCES);
+        let (r, c) = threaded_rate(&h, 1, PER_THREAD_NONCES);
         one.push(r);
         cpu1.push(c);
-        let (r, c) = threaded_midstate_rate(&h, 2, PER_THREAD_NONCES);
+        let (r, c) = threaded_rate(&h, 2, PER_THREAD_NONCES);
         two.push(r);
         cpu2.push(c);
     }
     let (one, two, cpu1, cpu2) = (Stats(one), Stats(two), Stats(cpu1), Stats(cpu2));
     println!(
-        "Midstate::search on std threads, {PER_THREAD_NONCES} nonces per thread, {SCALING_ROUNDS} rounds:"
+        "miner::search ({}) on std threads, {PER_THREAD_NONCES} nonces per thread, {SCALING_ROUNDS} rounds:",
+        Backend::best().name()
     );
     print_scaling(&one, &cpu1, &two, &cpu2, ["", ""]);
     println!();

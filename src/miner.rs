@@ -1,14 +1,70 @@
 //! The proof-of-work search on several threads. Each thread hashes its own slice of the nonce
-//! space from the header's cached midstate and checks, every [`CHUNK`] nonces, whether another
-//! thread succeeded or the caller cancelled (the tip changed): at 15-30 M hashes/s a chunk
-//! lasts about a millisecond, so a cancelled search stops within milliseconds.
+//! space with the fastest [`lanes::Backend`] this CPU has (many nonces at once from the
+//! header's midstate) and checks, every [`CHUNK`] nonces, whether another thread succeeded or
+//! the caller cancelled (the tip changed): at 25-80 M hashes/s a chunk lasts well under a
+//! millisecond, so a cancelled search stops within milliseconds.
+//!
+//! The lanes only pre-filter on the hash's first 32-bit word; every candidate is confirmed
+//! with [`pow::meets_target`] on the full hash, so the rule stays in `chain::pow`.
+
+pub mod lanes;
 
 use crate::chain::block::Header;
-use crate::chain::pow::Midstate;
+use crate::chain::hash::BlockHash;
+use crate::chain::pow;
+use lanes::{Backend, Template};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Nonces tried between two looks at the stop flags.
 pub const CHUNK: u64 = 1 << 14;
+
+/// The largest first word (big-endian u32) a hash meeting `bits` can start with, or `None`
+/// if no hash can. Found by bisection on [`pow::meets_target`] itself over hashes
+/// `w || 0..0`: the target is a threshold on the hash read as a big-endian number, so a hash
+/// whose first word is above the bound is above the target. Thirty-two checks per template.
+pub fn first_word_bound(bits: u32) -> Option<u32> {
+    let meets = |w: u32| {
+        let mut h = [0u8; 32];
+        h[..4].copy_from_slice(&w.to_be_bytes());
+        pow::meets_target(&BlockHash(h), bits)
+    };
+    if !meets(0) {
+        return None;
+    }
+    let (mut lo, mut hi) = (0u32, u32::MAX);
+    // Invariant: meets(lo), and every w > hi fails.
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if meets(mid) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Some(lo)
+}
+
+/// Tries `count` nonces of `t` from `start` (wrapping) with `backend`; returns the first whose
+/// hash meets `bits` (`bound` is [`first_word_bound`] of `bits`).
+pub fn search(
+    t: &Template,
+    backend: Backend,
+    bits: u32,
+    bound: u32,
+    start: u64,
+    count: u64,
+) -> Option<u64> {
+    let (mut nonce, mut left) = (start, count);
+    while left > 0 {
+        let candidate = backend.scan(t, nonce, left, bound)?;
+        if pow::meets_target(&BlockHash(t.hash(candidate)), bits) {
+            return Some(candidate);
+        }
+        left -= candidate.wrapping_sub(nonce) + 1;
+        nonce = candidate.wrapping_add(1);
+    }
+    None
+}
 
 /// How a search ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,10 +81,23 @@ pub enum Mined {
 }
 
 /// Searches nonces for `header` on `threads` threads (at least one) until one meets
-/// `header.bits` or `cancel` becomes true. Blocking: run it off the async runtime.
+/// `header.bits` or `cancel` becomes true, with the best backend of this CPU. Blocking: run
+/// it off the async runtime.
 pub fn solve(header: &Header, threads: usize, cancel: &AtomicBool) -> Mined {
+    solve_with(header, threads, cancel, Backend::best())
+}
+
+/// [`solve`] with a chosen backend (one this CPU lacks runs as [`Backend::Portable`]).
+pub fn solve_with(header: &Header, threads: usize, cancel: &AtomicBool, backend: Backend) -> Mined {
     let threads = threads.max(1) as u64;
-    let mid = Midstate::new(header);
+    let mid = Template::new(header);
+    let Some(bound) = first_word_bound(header.bits) else {
+        // No hash can meet the target: search until cancelled, as for any hard target.
+        while !cancel.load(Ordering::Relaxed) {
+            std::thread::park_timeout(std::time::Duration::from_millis(1));
+        }
+        return Mined::Cancelled;
+    };
     let found = AtomicBool::new(false);
     let winner = AtomicU64::new(0);
     let hashes = AtomicU64::new(0);
@@ -42,7 +111,7 @@ pub fn solve(header: &Header, threads: usize, cancel: &AtomicBool) -> Mined {
                 let mut nonce = i.wrapping_mul(stride);
                 let mut tried = 0;
                 while !found.load(Ordering::Relaxed) && !cancel.load(Ordering::Relaxed) {
-                    if let Some(n) = mid.search(header.bits, nonce, 1, CHUNK) {
+                    if let Some(n) = search(mid, backend, header.bits, bound, nonce, CHUNK) {
                         tried += n.wrapping_sub(nonce) + 1;
                         if !found.swap(true, Ordering::AcqRel) {
                             winner.store(n, Ordering::Release);

@@ -5,23 +5,18 @@
 //! directory and difficulty 8 (a block in a few hundred hashes). No fixed sleep stands in for
 //! synchronisation: each wait is for a line on a pipe, or polls a condition, with a deadline.
 
-use std::collections::HashMap;
-use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
-use std::time::{Duration, Instant};
+mod binary;
 
-const BIN: &str = env!("CARGO_BIN_EXE_gossipchain");
+use binary::*;
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
 const DIFFICULTY: &str = "8";
 const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
-/// Deadline of a single answer or exit.
-const WAIT: Duration = Duration::from_secs(20);
 /// Deadline of anything that crosses the network.
 const NET_WAIT: Duration = Duration::from_secs(40);
-/// Pause between two polls of a condition.
-const POLL: Duration = Duration::from_millis(25);
 
 /// The binary with a clean environment for its options and an info-level log.
 fn base_command() -> Command {
@@ -112,10 +107,6 @@ fn loopback_node<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
-fn is_hex64(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
 /// A fresh, valid address: the output of `wallet new` in a throwaway directory.
 fn fresh_address() -> String {
     let dir = tempfile::tempdir().unwrap();
@@ -126,279 +117,20 @@ fn fresh_address() -> String {
     address
 }
 
-/// Lines of one output stream of the child, read on their own thread.
-struct Stream {
-    rx: Receiver<String>,
-    /// Every line received so far.
-    seen: Vec<String>,
+/// Starts the binary with `args` (and a clean environment), its streams piped.
+fn start_node(name: &str, args: Vec<OsString>) -> Node {
+    let mut c = base_command();
+    c.args(&args);
+    Node::spawn(name, c, None, "")
 }
 
-enum Next {
-    Line(String),
-    Timeout,
-    Closed,
+/// What only these tests ask of a node.
+trait CliNode {
+    fn wait_only_peer(&mut self, what: &str, peer_id: &str) -> String;
+    fn dial_address(&mut self, peer_id: &str) -> String;
 }
 
-impl Stream {
-    fn new(r: impl Read + Send + 'static, name: &str) -> Self {
-        let (tx, rx) = channel();
-        std::thread::Builder::new()
-            .name(name.into())
-            .spawn(move || {
-                for line in BufReader::new(r).lines() {
-                    let Ok(line) = line else { return };
-                    if tx.send(line).is_err() {
-                        return;
-                    }
-                }
-            })
-            .expect("spawn a reader thread");
-        Self {
-            rx,
-            seen: Vec::new(),
-        }
-    }
-
-    fn next(&mut self, deadline: Instant) -> Next {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match self.rx.recv_timeout(left) {
-            Ok(line) => {
-                self.seen.push(line.clone());
-                Next::Line(line)
-            }
-            Err(RecvTimeoutError::Timeout) => Next::Timeout,
-            Err(RecvTimeoutError::Disconnected) => Next::Closed,
-        }
-    }
-
-    /// Reads lines until one satisfies `pred` (earlier lines are skipped) and returns it; or,
-    /// if the timeout passes or the stream ends first, why not.
-    fn find(
-        &mut self,
-        timeout: Duration,
-        mut pred: impl FnMut(&str) -> bool,
-    ) -> Result<String, &'static str> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.next(deadline) {
-                Next::Line(l) if pred(&l) => return Ok(l),
-                Next::Line(_) => {}
-                Next::Timeout => return Err("timed out"),
-                Next::Closed => return Err("closed"),
-            }
-        }
-    }
-
-    /// Takes in whatever has arrived, without waiting.
-    fn drain(&mut self) {
-        while let Ok(line) = self.rx.try_recv() {
-            self.seen.push(line);
-        }
-    }
-
-    fn tail(&self, n: usize) -> String {
-        self.seen[self.seen.len().saturating_sub(n)..].join("\n")
-    }
-}
-
-/// A running `gossipchain` node. Dropping it kills and reaps the process, so a failing test
-/// leaves nothing behind.
-struct Node {
-    name: &'static str,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    out: Stream,
-    err: Stream,
-    marks: u64,
-}
-
-type Status = HashMap<String, String>;
-
-impl Node {
-    fn start(name: &'static str, args: Vec<OsString>) -> Self {
-        let mut child = base_command()
-            .args(&args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the binary");
-        let stdin = child.stdin.take();
-        let out = Stream::new(child.stdout.take().unwrap(), &format!("{name}-stdout"));
-        let err = Stream::new(child.stderr.take().unwrap(), &format!("{name}-stderr"));
-        Self {
-            name,
-            child,
-            stdin,
-            out,
-            err,
-            marks: 0,
-        }
-    }
-
-    /// Panics with what was awaited and the end of both streams.
-    #[track_caller]
-    fn fail(&mut self, what: &str) -> ! {
-        self.err.drain();
-        self.out.drain();
-        panic!(
-            "node {}: {what}\n--- stdout (last lines) ---\n{}\n--- stderr (last lines) ---\n{}",
-            self.name,
-            self.out.tail(40),
-            self.err.tail(40)
-        );
-    }
-
-    #[track_caller]
-    fn send_line(&mut self, line: &str) {
-        let Some(stdin) = self.stdin.as_mut() else {
-            self.fail("stdin is already closed")
-        };
-        if let Err(e) = writeln!(stdin, "{line}").and_then(|()| stdin.flush()) {
-            self.fail(&format!("cannot write '{line}' to stdin: {e}"));
-        }
-    }
-
-    /// Reads stdout until a line satisfies `pred` (earlier lines are skipped); returns it.
-    #[track_caller]
-    fn expect_line(
-        &mut self,
-        what: &str,
-        pred: impl Fn(&str) -> bool,
-        timeout: Duration,
-    ) -> String {
-        match self.out.find(timeout, pred) {
-            Ok(line) => line,
-            Err(why) => self.fail(&format!("stdout {why} while waiting for {what}")),
-        }
-    }
-
-    /// Finds a log line (stderr, already seen or still to come) containing `fragment`.
-    #[track_caller]
-    fn expect_log(&mut self, what: &str, fragment: &str) -> String {
-        self.err.drain();
-        if let Some(l) = self.err.seen.iter().find(|l| l.contains(fragment)) {
-            return l.clone();
-        }
-        match self.err.find(WAIT, |l| l.contains(fragment)) {
-            Ok(line) => line,
-            Err(why) => self.fail(&format!("stderr {why} while waiting for the log of {what}")),
-        }
-    }
-
-    /// Runs one command and returns every line it printed. The end of its output is found
-    /// by a marker: an unknown command typed right after, whose error line comes only once
-    /// the command before it was handled (the node handles one line at a time).
-    #[track_caller]
-    fn run(&mut self, cmd: &str) -> Vec<String> {
-        self.marks += 1;
-        let mark = format!("end-of-output-{}", self.marks);
-        self.send_line(cmd);
-        self.send_line(&mark);
-        let end = format!("error: unknown command '{mark}'");
-        let mut lines = Vec::new();
-        let found = self.out.find(WAIT, |l| {
-            let done = l == end;
-            if !done {
-                lines.push(l.to_string());
-            }
-            done
-        });
-        if let Err(why) = found {
-            self.fail(&format!("stdout {why} while running '{cmd}'"));
-        }
-        self.expect_line("the usage line of the marker", |l| l == "usage: help", WAIT);
-        lines
-    }
-
-    /// Runs a command that prints exactly one line.
-    #[track_caller]
-    fn run1(&mut self, cmd: &str) -> String {
-        let lines = self.run(cmd);
-        if lines.len() != 1 {
-            self.fail(&format!("'{cmd}' printed {lines:?}, not one line"));
-        }
-        lines.into_iter().next().unwrap()
-    }
-
-    /// `status`, as field name → value.
-    #[track_caller]
-    fn status(&mut self) -> Status {
-        let lines = self.run("status");
-        let mut s = Status::new();
-        for l in &lines {
-            let (k, v) = l.split_once("  ").unwrap_or((l.as_str(), ""));
-            s.insert(k.trim().to_string(), v.trim().to_string());
-        }
-        for key in [
-            "peer id",
-            "chain id",
-            "height",
-            "tip",
-            "work",
-            "peers",
-            "mempool",
-            "mining",
-            "syncing",
-            "address",
-            "listening",
-        ] {
-            if !s.contains_key(key) {
-                self.fail(&format!("status has no '{key}' line: {lines:?}"));
-            }
-        }
-        s
-    }
-
-    /// Runs `cmd` every [`POLL`] until `pred` holds for what it returns, which is returned.
-    /// Past `timeout`, fails naming `what` and describing the last answer with `show`.
-    #[track_caller]
-    fn poll<T>(
-        &mut self,
-        what: &str,
-        timeout: Duration,
-        mut cmd: impl FnMut(&mut Self) -> T,
-        pred: impl Fn(&T) -> bool,
-        show: impl Fn(&T) -> String,
-    ) -> T {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let answer = cmd(self);
-            if pred(&answer) {
-                return answer;
-            }
-            if Instant::now() >= deadline {
-                self.fail(&format!("timed out waiting for {what}; {}", show(&answer)));
-            }
-            std::thread::sleep(POLL);
-        }
-    }
-
-    /// Polls `status` until `pred` holds.
-    #[track_caller]
-    fn wait_status(
-        &mut self,
-        what: &str,
-        pred: impl Fn(&Status) -> bool,
-        timeout: Duration,
-    ) -> Status {
-        let show = |s: &Status| format!("last status {s:?}");
-        self.poll(what, timeout, Self::status, pred, show)
-    }
-
-    /// Polls a command until its output satisfies `pred`.
-    #[track_caller]
-    fn wait_output(
-        &mut self,
-        what: &str,
-        cmd: &str,
-        pred: impl Fn(&[String]) -> bool,
-        timeout: Duration,
-    ) -> Vec<String> {
-        let show = |lines: &Vec<String>| format!("last '{cmd}': {lines:?}");
-        self.poll(what, timeout, |n| n.run(cmd), |l| pred(l), show)
-    }
-
+impl CliNode for Node {
     /// Polls `peers` until it lists `peer_id` alone; returns that line.
     #[track_caller]
     fn wait_only_peer(&mut self, what: &str, peer_id: &str) -> String {
@@ -422,85 +154,13 @@ impl Node {
             .to_string();
         format!("{addr}/p2p/{peer_id}")
     }
-
-    fn close_stdin(&mut self) {
-        self.stdin.take();
-    }
-
-    /// Sends SIGTERM and expects a clean exit that logs the signal.
-    #[track_caller]
-    fn stop_by_sigterm(&mut self) {
-        self.sigterm();
-        self.expect_clean_exit();
-        self.expect_log("the signal", "signal received: shutting down");
-    }
-
-    #[track_caller]
-    fn sigterm(&mut self) {
-        let pid = self.child.id().to_string();
-        let ok = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .map(|s| s.success());
-        if !matches!(ok, Ok(true)) {
-            self.fail(&format!("kill -TERM {pid} failed: {ok:?}"));
-        }
-    }
-
-    /// Waits for the process to exit (polling with a deadline) and returns its status.
-    #[track_caller]
-    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => {
-                    self.err.drain();
-                    self.out.drain();
-                    return status;
-                }
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(POLL),
-                Ok(None) => self.fail("the process did not exit in time"),
-                Err(e) => self.fail(&format!("cannot wait for the process: {e}")),
-            }
-        }
-    }
-
-    /// Waits for a clean exit: code 0 and the node's own "node stopped" log line.
-    #[track_caller]
-    fn expect_clean_exit(&mut self) {
-        let status = self.wait_exit(WAIT);
-        if status.code() != Some(0) {
-            self.fail(&format!("exited with {status}, not 0"));
-        }
-        self.expect_log("the node stopping", "node stopped");
-    }
-
-    #[track_caller]
-    fn quit(&mut self) {
-        self.send_line("quit");
-        self.expect_line("bye", |l| l == "bye", WAIT);
-        self.expect_clean_exit();
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.stdin.take();
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
 }
 
 /// Splits a `chain` or `mined` line into (height, hash, tx count).
-fn block_line(line: &str) -> (u64, String, usize) {
-    let line = line.strip_prefix("mined ").unwrap_or(line);
-    let w: Vec<&str> = line.split_whitespace().collect();
-    assert!(w.len() >= 4 && w[3] == "txs", "not a block line: {line}");
-    let height = w[0].strip_prefix('#').unwrap().parse().unwrap();
-    assert!(is_hex64(w[1]), "not a block line: {line}");
-    (height, w[1].to_string(), w[2].parse().unwrap())
+#[track_caller]
+fn block_fields(line: &str) -> (u64, String, usize) {
+    let b = block_line(line).unwrap_or_else(|| panic!("not a block line: {line}"));
+    (b.height, b.hash, b.txs)
 }
 
 /// Expects the statuses of one data directory before and after a restart to show the same
@@ -524,8 +184,8 @@ fn balance_lines(address: &str, balance: u64, nonce: u64, pending: u64) -> Vec<S
 #[test]
 fn every_command_answers_with_its_output() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut a = Node::start("A", node_args(dir_a.path(), true, &[]));
-    let mut b = Node::start("B", node_args(dir_b.path(), true, &[]));
+    let mut a = start_node("A", node_args(dir_a.path(), true, &[]));
+    let mut b = start_node("B", node_args(dir_b.path(), true, &[]));
 
     // help
     let help = a.run("help");
@@ -577,13 +237,13 @@ fn every_command_answers_with_its_output() {
     assert_eq!(mined.len(), 2, "{mined:?}");
     assert!(mined[0].starts_with("mined #1 "), "{mined:?}");
     assert!(mined[1].starts_with("mined #2 "), "{mined:?}");
-    let (_, h1, txs) = block_line(&mined[0]);
+    let (_, h1, txs) = block_fields(&mined[0]);
     assert_eq!(txs, 1);
-    let (_, h2, _) = block_line(&mined[1]);
+    let (_, h2, _) = block_fields(&mined[1]);
     assert!(h1.starts_with("00") && h2.starts_with("00"), "difficulty 8");
 
     // chain
-    let chain: Vec<_> = a.run("chain").iter().map(|l| block_line(l)).collect();
+    let chain: Vec<_> = a.run("chain").iter().map(|l| block_fields(l)).collect();
     assert_eq!(
         chain,
         vec![
@@ -593,7 +253,7 @@ fn every_command_answers_with_its_output() {
         ]
     );
     let last = a.run1("chain 1");
-    assert_eq!(block_line(&last), (2, h2.clone(), 1));
+    assert_eq!(block_fields(&last), (2, h2.clone(), 1));
 
     // block <height> and block <hash>
     let by_height = a.run("block 1");
@@ -647,7 +307,7 @@ fn every_command_answers_with_its_output() {
 
     // the next block includes it; the coinbase earns the fee
     let mined = a.run1("mine");
-    let (height, h3, txs) = block_line(&mined);
+    let (height, h3, txs) = block_fields(&mined);
     assert_eq!((height, txs), (3, 2), "{mined}");
     let block = a.run(&format!("block {h3}"));
     assert!(block.contains(&"txs        2".to_string()), "{block:?}");
@@ -675,11 +335,9 @@ fn every_command_answers_with_its_output() {
 
     // continuous mining on, then off
     assert_eq!(a.run1("mine on"), "mining on");
-    a.wait_status(
-        "continuous mining to add blocks",
-        |s| s["mining"] == "on" && s["height"].parse::<u64>().unwrap() > 3,
-        WAIT,
-    );
+    a.wait_status("continuous mining to add blocks", WAIT, |s| {
+        s["mining"] == "on" && s["height"].parse::<u64>().unwrap() > 3
+    });
     assert_eq!(a.run1("mine off"), "mining off");
     assert_eq!(a.status()["mining"], "off");
 
@@ -698,7 +356,7 @@ fn every_command_answers_with_its_output() {
     let peer = a.wait_only_peer("B in A's peers", &b_id);
     assert!(peer.contains("found by dial"), "{peer}");
     assert!(peer.contains(&tcp), "{peer}");
-    a.wait_status("A to count B as a peer", |s| s["peers"] == "1", WAIT);
+    a.wait_status("A to count B as a peer", WAIT, |s| s["peers"] == "1");
     assert_eq!(a.run1("sync"), "asked 1 peers for their chain");
     let a_id = a.status()["peer id"].clone();
     let peer = b.wait_only_peer("A in B's peers", &a_id);
@@ -706,7 +364,7 @@ fn every_command_answers_with_its_output() {
 
     // B catches up with A's chain after the connection
     let a_tip = a.status()["tip"].clone();
-    b.wait_status("B to sync A's chain", |s| s["tip"] == a_tip, NET_WAIT);
+    b.wait_status("B to sync A's chain", NET_WAIT, |s| s["tip"] == a_tip);
 
     // quit
     a.quit();
@@ -718,7 +376,7 @@ fn every_command_answers_with_its_output() {
 fn bad_input_is_answered_with_an_error_and_the_node_keeps_running() {
     let dir = tempfile::tempdir().unwrap();
     let other = fresh_address();
-    let mut a = Node::start("A", node_args(dir.path(), true, &[]));
+    let mut a = start_node("A", node_args(dir.path(), true, &[]));
     assert!(a.run1("mine").starts_with("mined #1 "));
     let own = a.run1("address");
     let send = "send <address> <amount> [fee]";
@@ -854,7 +512,7 @@ fn shutdown_by_sigterm_eof_or_quit_exits_0_and_a_restart_keeps_chain_wallet_and_
     let dir = tempfile::tempdir().unwrap();
 
     // Run 1, in the default form (no subcommand): mine 3, stop with SIGTERM.
-    let mut n = Node::start("run1", node_args(dir.path(), false, &[]));
+    let mut n = start_node("run1", node_args(dir.path(), false, &[]));
     assert_eq!(n.run("mine 3").len(), 3);
     let s1 = n.status();
     assert_eq!(s1["height"], "3");
@@ -865,10 +523,10 @@ fn shutdown_by_sigterm_eof_or_quit_exits_0_and_a_restart_keeps_chain_wallet_and_
     drop(n);
 
     // Run 2: the same chain, wallet and identity; mine 1, stop by closing stdin.
-    let mut n = Node::start("run2", node_args(dir.path(), true, &[]));
+    let mut n = start_node("run2", node_args(dir.path(), true, &[]));
     let s2 = n.status();
     assert_kept_across_restart(&s1, &s2);
-    assert_eq!(block_line(&n.run1("chain 1")).1, s1["tip"]);
+    assert_eq!(block_fields(&n.run1("chain 1")).1, s1["tip"]);
     assert!(
         n.run("block 3")
             .contains(&format!("hash       {}", s1["tip"]))
@@ -881,7 +539,7 @@ fn shutdown_by_sigterm_eof_or_quit_exits_0_and_a_restart_keeps_chain_wallet_and_
     drop(n);
 
     // Run 3, as a service (--no-repl): closed stdin does not stop it; SIGTERM does.
-    let mut n = Node::start("run3", node_args(dir.path(), true, &["--no-repl"]));
+    let mut n = start_node("run3", node_args(dir.path(), true, &["--no-repl"]));
     n.close_stdin();
     let started = n.expect_log("the start", "node started");
     assert!(
@@ -898,7 +556,7 @@ fn shutdown_by_sigterm_eof_or_quit_exits_0_and_a_restart_keeps_chain_wallet_and_
     drop(n);
 
     // Run 4: still the same; `quit` stops it.
-    let mut n = Node::start("run4", node_args(dir.path(), true, &[]));
+    let mut n = start_node("run4", node_args(dir.path(), true, &[]));
     let s4 = n.status();
     assert_kept_across_restart(&s2, &s4);
     assert_eq!(n.run("balance"), balance_lines(&s4["address"], 200, 0, 0));
@@ -908,14 +566,14 @@ fn shutdown_by_sigterm_eof_or_quit_exits_0_and_a_restart_keeps_chain_wallet_and_
 #[test]
 fn a_node_started_with_peer_receives_blocks_and_transactions() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut a = Node::start("A", node_args(dir_a.path(), true, &[]));
+    let mut a = start_node("A", node_args(dir_a.path(), true, &[]));
     let a_id = a.status()["peer id"].clone();
     let a_addr = a.dial_address(&a_id);
-    let mut b = Node::start("B", node_args(dir_b.path(), true, &["--peer", &a_addr]));
+    let mut b = start_node("B", node_args(dir_b.path(), true, &["--peer", &a_addr]));
     let b_id = b.status()["peer id"].clone();
 
-    b.wait_status("B to connect to A", |s| s["peers"] == "1", NET_WAIT);
-    a.wait_status("A to see B", |s| s["peers"] == "1", NET_WAIT);
+    b.wait_status("B to connect to A", NET_WAIT, |s| s["peers"] == "1");
+    a.wait_status("A to see B", NET_WAIT, |s| s["peers"] == "1");
     let peers = b.run1("peers");
     assert!(
         peers.starts_with(&a_id) && peers.contains("found by --peer"),
@@ -928,8 +586,8 @@ fn a_node_started_with_peer_receives_blocks_and_transactions() {
     );
 
     // A block mined on A reaches B.
-    let (_, h1, _) = block_line(&a.run1("mine"));
-    b.wait_status("A's block on B", |s| s["tip"] == h1, NET_WAIT);
+    let (_, h1, _) = block_fields(&a.run1("mine"));
+    b.wait_status("A's block on B", NET_WAIT, |s| s["tip"] == h1);
     assert_eq!(b.status()["height"], "1");
     assert_eq!(b.run("block 1"), a.run("block 1"));
 
@@ -946,9 +604,9 @@ fn a_node_started_with_peer_receives_blocks_and_transactions() {
     );
 
     // B mines it, and A learns the block.
-    let (height, h2, txs) = block_line(&b.run1("mine"));
+    let (height, h2, txs) = block_fields(&b.run1("mine"));
     assert_eq!((height, txs), (2, 2));
-    a.wait_status("B's block on A", |s| s["tip"] == h2, NET_WAIT);
+    a.wait_status("B's block on A", NET_WAIT, |s| s["tip"] == h2);
     assert_eq!(a.run1("mempool"), "mempool is empty");
     assert_eq!(a.run("balance"), balance_lines(&a_address, 44, 1, 0));
     assert_eq!(
@@ -1007,7 +665,7 @@ fn wallet_subcommands_help_and_bad_command_lines() {
     assert_exit(&out, 1, "no block store");
 
     // A node on this data dir uses the wallet; while it runs, the store is locked.
-    let mut n = Node::start("wallet-node", node_args(d.path(), true, &[]));
+    let mut n = start_node("wallet-node", node_args(d.path(), true, &[]));
     assert_eq!(n.run1("address"), address);
     assert_eq!(n.run("mine 2").len(), 2);
     let tip = n.status()["tip"].clone();
@@ -1030,7 +688,7 @@ fn wallet_subcommands_help_and_bad_command_lines() {
     assert_exit(&out, 1, "belongs to chain");
     let err = stderr_of(&out);
     assert!(!err.contains("is a node running"), "misleading hint: {err}");
-    let mut n = Node::start("wallet-node-2", node_args(d.path(), true, &[]));
+    let mut n = start_node("wallet-node-2", node_args(d.path(), true, &[]));
     assert_eq!(n.status()["tip"], tip);
     n.quit();
     drop(n);

@@ -13,6 +13,8 @@
 //! scenarios run one at a time (they share two cores); every wait has a deadline; see
 //! `lan/harness.rs` for how everything is torn down.
 
+#[path = "binary/mod.rs"]
+mod binary;
 #[path = "lan/compose.rs"]
 mod compose;
 #[path = "lan/harness.rs"]

@@ -482,12 +482,23 @@ pub fn locator_for(chain: &ChainState, from: BlockHash) -> Vec<BlockHash> {
     out
 }
 
+/// A block of a received page, with what decoding it gave at no extra cost.
+#[derive(Clone, Debug)]
+pub struct PageBlock {
+    /// The block.
+    pub block: Block,
+    /// Its header's hash.
+    pub hash: BlockHash,
+    /// Its wire bytes (its consensus encoding), to store and serve without re-encoding.
+    pub wire: Vec<u8>,
+}
+
 /// Decodes a page of blocks (bounded by the chain's block limits) and finds its last block.
 /// `Err` says why the page is malformed.
 pub fn decode_page(
     params: &ChainParams,
-    page: &[protocol::Bytes],
-) -> Result<(Vec<Block>, Option<PageEnd>), String> {
+    page: Vec<protocol::Bytes>,
+) -> Result<(Vec<PageBlock>, Option<PageEnd>), String> {
     let mut blocks = Vec::with_capacity(page.len());
     for bytes in page {
         let block = Block::decode(
@@ -496,11 +507,16 @@ pub fn decode_page(
             params.max_block_txs,
         )
         .map_err(|e| format!("a malformed block: {e}"))?;
-        blocks.push(block);
+        let hash = block.compute_hash();
+        blocks.push(PageBlock {
+            block,
+            hash,
+            wire: bytes.0,
+        });
     }
     let end = blocks.last().map(|b| PageEnd {
-        hash: b.compute_hash(),
-        height: b.header.height,
+        hash: b.hash,
+        height: b.block.header.height,
     });
     Ok((blocks, end))
 }
@@ -509,14 +525,14 @@ pub fn decode_page(
 /// each next one on the block before it, and every block must be valid (`process` validates
 /// and stores one). Stops at the first block that fails.
 pub fn apply_page(
-    blocks: Vec<Block>,
+    blocks: Vec<PageBlock>,
     locator: &[BlockHash],
-    mut process: impl FnMut(Arc<Block>) -> Result<Processed, ValidationError>,
+    mut process: impl FnMut(PageBlock) -> Result<Processed, ValidationError>,
 ) -> PageResult {
     let (mut new, mut known) = (0, 0);
     let mut prev: Option<BlockHash> = None;
     for block in blocks {
-        let parent = block.header.prev_hash;
+        let parent = block.block.header.prev_hash;
         let connects = match prev {
             None => locator.contains(&parent),
             Some(p) => parent == p,
@@ -524,8 +540,8 @@ pub fn apply_page(
         if !connects {
             return PageResult::Invalid("blocks that do not connect to the locator".into());
         }
-        let hash = block.compute_hash();
-        match process(Arc::new(block)) {
+        let hash = block.hash;
+        match process(block) {
             Ok(p) => match p.outcome {
                 Outcome::Accepted => new += 1,
                 Outcome::AlreadyKnown => known += 1,

@@ -357,6 +357,19 @@ impl<P: Copy + Ord + Debug> SyncMachine<P> {
             .collect()
     }
 
+    /// What request `tag` asked of whom, while it is in flight (an answer to anything else is
+    /// late or was never asked for).
+    pub fn request_of(&self, tag: Tag) -> Option<(P, Req)> {
+        self.in_flight.get(&tag).map(|f| {
+            let req = match f.kind {
+                Kind::Status => Req::Status,
+                Kind::Mempool => Req::GetMempool,
+                Kind::Page { from } => Req::GetBlocks { from },
+            };
+            (f.peer, req)
+        })
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> &SyncStats {
         &self.stats

@@ -1,12 +1,14 @@
 //! Attacks over the sync protocol: bytes that are not a message, messages over the size
 //! limits, statuses that lie, answers that do not connect or do not exist, a request flood.
+//! The lies are a table ([`lies`]): each row is run against the same honest network and must
+//! end in a ban that moves no tip and leaves the node serving.
 
 use crate::common::*;
 use crate::forge;
 use crate::peers::*;
 use gossipchain::chain::tx::SignatureError;
 use gossipchain::chain::{
-    Address, BlockHash, ChainState, Coinbase, Transaction, Transfer, ValidationError,
+    Address, Block, BlockHash, ChainState, Coinbase, Transaction, Transfer, ValidationError,
 };
 use gossipchain::net::protocol::{Bytes, Request, Response, Status};
 use gossipchain::node::BlockState;
@@ -116,172 +118,182 @@ async fn bytes_that_are_not_a_sync_message_get_the_sender_banned() {
     net.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn peers_that_lie_over_sync_are_banned() {
-    let mut net = Net::start().await;
-    let honest = net.honest.status().peer_id;
-    let foreign = forge::other_chain(8);
-    let foreign_status = genesis_status(foreign.chain_id());
-    let claim = boastful(&net);
+/// What else must hold once a liar over sync is banned.
+enum After {
+    /// Nothing more than the common checks.
+    Nothing,
+    /// These blocks were dropped whole: not even held as orphans.
+    Dropped(Vec<BlockHash>),
+    /// This block was rejected for this rule, and neither forwarded nor stored by the other
+    /// honest node.
+    Rejected(Block, ValidationError),
+    /// The mempool admitted nothing.
+    MempoolEmpty,
+}
 
-    // Another chain id, in a request of its own.
-    let what = "a Status request with another chain id";
-    let before = tips(&net);
-    let mut liar = RawPeer::connect(&net.honest.addr, RawOpts::new(quiet())).await;
-    liar.client
-        .request(honest, Request::Status(foreign_status), 1)
-        .expect("the request is queued");
-    liar.expect(what, |n| matches!(n, Note::Disconnected)).await;
-    after_raw_peer_ban(&mut net, &mut liar, before, what).await;
-    drop(liar);
+/// One lie over sync: how the liar answers the node's requests, a request it sends of its own
+/// (if any), whether the ban must follow a block download the liar started, and what else
+/// must hold after the ban.
+struct Lie {
+    what: &'static str,
+    responder: Responder,
+    request: Option<Request>,
+    after_download: bool,
+    after: After,
+}
 
-    // Another chain id, in the answer to the node's status request.
-    let what = "a Status answer with another chain id";
-    let before = tips(&net);
-    let mut liar = RawPeer::connect(
-        &net.honest.addr,
-        RawOpts::new(claiming(foreign_status, || {
-            Answer::Respond(Response::Blocks(Vec::new()))
-        })),
-    )
-    .await;
-    liar.expect(what, |n| matches!(n, Note::Disconnected)).await;
-    after_raw_peer_ban(&mut net, &mut liar, before, what).await;
-    drop(liar);
+/// Every lie over sync that gets its sender banned.
+fn lies(net: &Net) -> Vec<Lie> {
+    let foreign_status = genesis_status(forge::other_chain(8).chain_id());
+    let claim = boastful(net);
+    let serving = |answer: Response| claiming(claim, move || Answer::Respond(answer.clone()));
+    let lie = |what, responder, request, after| Lie {
+        what,
+        responder,
+        request,
+        after_download: false,
+        after,
+    };
 
-    // More work claimed than served: an empty answer to the download it started.
-    let what = "a Status claiming work it cannot serve";
-    let before = tips(&net);
-    let mut liar = RawPeer::connect(
-        &net.honest.addr,
-        RawOpts::new(claiming(claim, || {
-            Answer::Respond(Response::Blocks(Vec::new()))
-        })),
-    )
-    .await;
-    liar.expect("the download from the liar", |n| {
-        matches!(n, Note::Request(Request::GetBlocks { .. }))
-    })
-    .await;
-    liar.expect(what, |n| matches!(n, Note::Disconnected)).await;
-    after_raw_peer_ban(&mut net, &mut liar, before, what).await;
-    drop(liar);
-
-    // Blocks that do not connect to the locator: the chain of another network (valid blocks,
-    // but their parent is no block the node named).
-    let what = "blocks that do not connect to the locator";
-    let before = tips(&net);
+    // The chain of another network: valid blocks, but their parent is no block the node named.
     let mut other_chain = forge::other_chain(8);
     testkit::extend(&mut other_chain, 3, Address::of(&key(9)));
-    let served: Vec<_> = (1..=3)
-        .map(|h| other_chain.block_at(h).unwrap().clone())
+    let unconnected: Vec<Block> = (1..=3)
+        .map(|h| (**other_chain.block_at(h).unwrap()).clone())
         .collect();
-    let bytes: Vec<Bytes> = served.iter().map(|b| Bytes(b.encode())).collect();
-    let mut liar = RawPeer::connect(
-        &net.honest.addr,
-        RawOpts::new(claiming(claim, move || {
-            Answer::Respond(Response::Blocks(bytes.clone()))
-        })),
-    )
-    .await;
-    liar.expect(what, |n| matches!(n, Note::Disconnected)).await;
-    for b in &served {
-        // Dropped whole: not even held as orphans.
-        assert_eq!(
-            net.state(b.compute_hash()).await,
-            BlockState::Unknown,
-            "{what}"
-        );
-    }
-    after_raw_peer_ban(&mut net, &mut liar, before, what).await;
-    drop(liar);
 
-    // An invalid block that does connect: rejected for its rule, the server banned.
-    let what = "an invalid block served by sync";
-    let before = tips(&net);
+    // An invalid block that does connect: a forged signature.
     let chain_id = net.mirror.chain_id();
     let payer = Address::of(&key(1));
     let nonce = net.mirror.ledger().account(&payer).nonce;
     let mut forged = Transfer::sign(&key(1), &chain_id, Address::of(&key(2)), 3, 0, nonce);
     forged.signature[40] ^= 1;
     let bad = testkit::next_block(&net.mirror, &[forged], Address::of(&key(8)));
-    let bad_hash = bad.compute_hash();
-    let bytes = vec![Bytes(bad.encode())];
-    let mut liar = RawPeer::connect(
-        &net.honest.addr,
-        RawOpts::new(claiming(claim, move || {
-            Answer::Respond(Response::Blocks(bytes.clone()))
-        })),
-    )
-    .await;
-    liar.expect(what, |n| matches!(n, Note::Disconnected)).await;
-    assert_eq!(
-        net.state(bad_hash).await,
-        BlockState::Invalid(ValidationError::BadSignature {
-            txid: Transaction::Transfer(forged).compute_txid(),
-            reason: SignatureError::BadSignature,
-        }),
-        "{what}"
-    );
-    assert_eq!(
-        net.other.handle.block_state(bad_hash).await.unwrap(),
-        BlockState::Unknown,
-        "{what}: forwarded"
-    );
-    net.watcher
-        .assert_never_saw(what, std::slice::from_ref(&bad.encode()));
-    after_raw_peer_ban(&mut net, &mut liar, before, what).await;
-    drop(liar);
+    let bad_error = ValidationError::BadSignature {
+        txid: Transaction::Transfer(forged).compute_txid(),
+        reason: SignatureError::BadSignature,
+    };
+    let push = |tx: Vec<u8>| Some(Request::Transactions(vec![Bytes(tx)]));
+    let coinbase = Transaction::Coinbase(Coinbase {
+        height: 7,
+        to: payer,
+        amount: 1_000,
+    });
 
-    // The wrong kind of answer to a block request.
-    let what = "the wrong kind of answer";
-    let before = tips(&net);
-    let mut liar = RawPeer::connect(
-        &net.honest.addr,
-        RawOpts::new(claiming(claim, || {
-            Answer::Respond(Response::Transactions(Vec::new()))
-        })),
-    )
-    .await;
-    liar.expect(what, |n| matches!(n, Note::Disconnected)).await;
-    after_raw_peer_ban(&mut net, &mut liar, before, what).await;
-    drop(liar);
-
-    // Transfers pushed by request: a forged one, or a coinbase.
-    let mut forged = Transfer::sign(&key(1), &chain_id, Address::of(&key(2)), 3, 0, nonce);
-    forged.signature[40] ^= 1;
-    let pushes: Vec<(&str, Vec<u8>)> = vec![
-        (
+    vec![
+        lie(
+            "a Status request with another chain id",
+            quiet(),
+            Some(Request::Status(foreign_status)),
+            After::Nothing,
+        ),
+        lie(
+            "a Status answer with another chain id",
+            claiming(foreign_status, || {
+                Answer::Respond(Response::Blocks(Vec::new()))
+            }),
+            None,
+            After::Nothing,
+        ),
+        Lie {
+            after_download: true,
+            ..lie(
+                "a Status claiming work it cannot serve",
+                serving(Response::Blocks(Vec::new())),
+                None,
+                After::Nothing,
+            )
+        },
+        lie(
+            "blocks that do not connect to the locator",
+            serving(Response::Blocks(
+                unconnected.iter().map(|b| Bytes(b.encode())).collect(),
+            )),
+            None,
+            After::Dropped(unconnected.iter().map(|b| b.compute_hash()).collect()),
+        ),
+        lie(
+            "an invalid block served by sync",
+            serving(Response::Blocks(vec![Bytes(bad.encode())])),
+            None,
+            After::Rejected(bad, bad_error),
+        ),
+        lie(
+            "the wrong kind of answer",
+            serving(Response::Transactions(Vec::new())),
+            None,
+            After::Nothing,
+        ),
+        lie(
             "a forged transfer pushed by request",
-            Transaction::Transfer(forged).encode(),
+            quiet(),
+            push(Transaction::Transfer(forged).encode()),
+            After::MempoolEmpty,
         ),
-        (
+        lie(
             "a coinbase pushed by request",
-            Transaction::Coinbase(Coinbase {
-                height: 7,
-                to: payer,
-                amount: 1_000,
-            })
-            .encode(),
+            quiet(),
+            push(coinbase.encode()),
+            After::MempoolEmpty,
         ),
-        (
+        lie(
             "bytes that are not a transfer pushed by request",
-            vec![1, 2, 3],
+            quiet(),
+            push(vec![1, 2, 3]),
+            After::MempoolEmpty,
         ),
-    ];
-    for (what, tx) in pushes {
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_that_lie_over_sync_are_banned() {
+    let mut net = Net::start().await;
+    let honest = net.honest.status().peer_id;
+    for lie in lies(&net) {
+        let what = lie.what;
         let before = tips(&net);
-        let mut liar = RawPeer::connect(&net.honest.addr, RawOpts::new(quiet())).await;
-        liar.client
-            .request(honest, Request::Transactions(vec![Bytes(tx)]), 1)
-            .expect("the request is queued");
+        let mut liar = RawPeer::connect(&net.honest.addr, RawOpts::new(lie.responder)).await;
+        if let Some(request) = lie.request {
+            liar.client
+                .request(honest, request, 1)
+                .expect("the request is queued");
+        }
+        if lie.after_download {
+            liar.expect("the download from the liar", |n| {
+                matches!(n, Note::Request(Request::GetBlocks { .. }))
+            })
+            .await;
+        }
         liar.expect(what, |n| matches!(n, Note::Disconnected)).await;
-        assert_eq!(net.honest.status().mempool, 0, "{what}: admitted");
+        match lie.after {
+            After::Nothing => {}
+            After::Dropped(hashes) => {
+                for hash in hashes {
+                    assert_eq!(net.state(hash).await, BlockState::Unknown, "{what}");
+                }
+            }
+            After::Rejected(block, error) => {
+                let hash = block.compute_hash();
+                assert_eq!(net.state(hash).await, BlockState::Invalid(error), "{what}");
+                assert_eq!(
+                    net.other.handle.block_state(hash).await.unwrap(),
+                    BlockState::Unknown,
+                    "{what}: forwarded"
+                );
+                net.watcher
+                    .assert_never_saw(what, std::slice::from_ref(&block.encode()));
+            }
+            After::MempoolEmpty => {
+                assert_eq!(net.honest.status().mempool, 0, "{what}: admitted");
+            }
+        }
         after_raw_peer_ban(&mut net, &mut liar, before, what).await;
         drop(liar);
     }
 
     // Another chain's node: refused as soon as statuses are exchanged.
+    let foreign = forge::other_chain(8);
+    let chain_id = net.mirror.chain_id();
     let what = "a node of another chain";
     let before = tips(&net);
     let d = tempfile::tempdir().unwrap();

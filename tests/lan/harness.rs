@@ -16,18 +16,18 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+// Re-exported for the scenarios (`use harness::*`), whether or not this file uses them.
+#[allow(unused_imports)]
+pub use crate::binary::{
+    BIN, BlockLine, POLL, Peer, Status, WAIT, block_line, is_hex64, log_field, log_time, wait_until,
+};
 use std::ffi::OsString;
 use std::fs::OpenOptions;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-/// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_gossipchain");
 /// Set to 1 to make a missing prerequisite (not root, no `ip netns`, no nft, no tc) a failure.
 pub const REQUIRE_LAN: &str = "GOSSIPCHAIN_REQUIRE_LAN";
 /// Set to 1 to behave as if not root (checks the skip and the REQUIRE paths).
@@ -36,10 +36,6 @@ pub const PRETEND_NOT_ROOT: &str = "GOSSIPCHAIN_LAN_PRETEND_NOT_ROOT";
 pub const RUST_LOG_OVERRIDE: &str = "GOSSIPCHAIN_LAN_RUST_LOG";
 /// Where every node listens (all interfaces of its own namespace).
 pub const LISTEN: &str = "/ip4/0.0.0.0/tcp/4001";
-/// Deadline of one command's answer.
-pub const WAIT: Duration = Duration::from_secs(20);
-/// Pause between two polls of a condition.
-pub const POLL: Duration = Duration::from_millis(20);
 /// Deadline of a helper tool (ip, nft, tc, kill).
 const TOOL_WAIT: Duration = Duration::from_secs(30);
 /// Prefix of every namespace this harness creates.
@@ -625,126 +621,6 @@ impl Drop for Lan {
 // ---------------------------------------------------------------------------------------------
 // Nodes
 
-/// Lines of one output stream of a node, read on their own thread (and copied to a log file).
-struct Stream {
-    rx: Receiver<String>,
-    seen: Vec<String>,
-}
-
-enum Next {
-    Line(String),
-    Timeout,
-    Closed,
-}
-
-impl Stream {
-    fn new(r: impl Read + Send + 'static, thread: &str, log: Option<PathBuf>) -> Self {
-        let (tx, rx) = channel();
-        std::thread::Builder::new()
-            .name(thread.into())
-            .spawn(move || {
-                let mut file =
-                    log.and_then(|p| OpenOptions::new().create(true).append(true).open(p).ok());
-                for line in BufReader::new(r).lines() {
-                    let Ok(line) = line else { return };
-                    if let Some(f) = file.as_mut() {
-                        let _ = writeln!(f, "{line}");
-                    }
-                    if tx.send(line).is_err() {
-                        return;
-                    }
-                }
-            })
-            .expect("spawn a reader thread");
-        Self {
-            rx,
-            seen: Vec::new(),
-        }
-    }
-
-    fn next(&mut self, deadline: Instant) -> Next {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match self.rx.recv_timeout(left) {
-            Ok(line) => {
-                self.seen.push(line.clone());
-                Next::Line(line)
-            }
-            Err(RecvTimeoutError::Timeout) => Next::Timeout,
-            Err(RecvTimeoutError::Disconnected) => Next::Closed,
-        }
-    }
-
-    fn drain(&mut self) {
-        while let Ok(line) = self.rx.try_recv() {
-            self.seen.push(line);
-        }
-    }
-
-    fn tail(&self, n: usize) -> String {
-        self.seen[self.seen.len().saturating_sub(n)..].join("\n")
-    }
-}
-
-/// `status` as field → value.
-pub type Status = HashMap<String, String>;
-
-/// One line of `peers`.
-#[derive(Clone, Debug)]
-pub struct Peer {
-    /// Peer id.
-    pub id: String,
-    /// Remote addresses of its connections.
-    pub addrs: String,
-    /// How it was found: mdns, --peer, dial, inbound.
-    pub found_by: String,
-    /// Last ping round trip, as printed.
-    pub rtt: Option<String>,
-}
-
-/// One line of `chain` or `mine`: height, hash, transaction count.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BlockLine {
-    pub height: u64,
-    pub hash: String,
-    pub txs: usize,
-}
-
-/// Parses `#12  <hash>  2 txs  <time>` (with or without a leading `mined `).
-pub fn block_line(line: &str) -> Option<BlockLine> {
-    let line = line.strip_prefix("mined ").unwrap_or(line);
-    let w: Vec<&str> = line.split_whitespace().collect();
-    if w.len() < 4 || w[3] != "txs" || !is_hex64(w[1]) {
-        return None;
-    }
-    Some(BlockLine {
-        height: w[0].strip_prefix('#')?.parse().ok()?,
-        hash: w[1].to_string(),
-        txs: w[2].parse().ok()?,
-    })
-}
-
-pub fn is_hex64(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// The value of `key=` in a log line.
-pub fn log_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let pat = format!(" {key}=");
-    let start = line.find(&pat)? + pat.len();
-    line[start..].split_whitespace().next()
-}
-
-/// Seconds since midnight UTC of a log line's timestamp (`2026-11-21T06:13:51.081907Z ...`).
-pub fn log_time(line: &str) -> Option<f64> {
-    let ts = line.split_whitespace().next()?;
-    let time = ts.split('T').nth(1)?.trim_end_matches('Z');
-    let mut parts = time.split(':');
-    let h: f64 = parts.next()?.parse().ok()?;
-    let m: f64 = parts.next()?.parse().ok()?;
-    let s: f64 = parts.next()?.parse().ok()?;
-    Some(h * 3600.0 + m * 60.0 + s)
-}
-
 /// The standard arguments of a LAN node: its data dir, the fixed port on every interface of
 /// its namespace, the chain's difficulty, one mining thread; mDNS on, no `--peer`.
 pub fn lan_args(dir: &Path, difficulty: u32, extra: &[&str]) -> Vec<OsString> {
@@ -763,26 +639,31 @@ pub fn lan_args(dir: &Path, difficulty: u32, extra: &[&str]) -> Vec<OsString> {
     args
 }
 
-/// A `gossipchain` process running in a host namespace. Dropping it kills and reaps it.
+/// A `gossipchain` process running in a host namespace: the shared driver of the binary
+/// (`tests/binary`), which it dereferences to, and its host. Dropping it kills and reaps it.
 pub struct Node {
-    /// Name in messages (`h1`, `node2`).
-    pub name: String,
     /// Its host.
     pub host: Host,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    out: Stream,
-    err: Stream,
-    marks: u64,
-    /// When the process was spawned.
-    pub spawned: Instant,
-    /// Its full log (stderr) on disk.
-    pub log_path: PathBuf,
+    bin: crate::binary::Node,
+}
+
+impl std::ops::Deref for Node {
+    type Target = crate::binary::Node;
+    fn deref(&self) -> &Self::Target {
+        &self.bin
+    }
+}
+
+impl std::ops::DerefMut for Node {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.bin
+    }
 }
 
 impl Node {
     /// Spawns the binary in `host`'s namespace with `args`, a clean GOSSIPCHAIN_* environment
-    /// plus `env`, and RUST_LOG=info (unless `env` sets it).
+    /// plus `env`, and RUST_LOG=info (unless `env` sets it); its log goes to
+    /// `target/lan-logs/<run>/`.
     #[track_caller]
     pub fn spawn(name: &str, host: &Host, args: &[OsString], env: &[(String, String)]) -> Self {
         static COUNT: Mutex<u32> = Mutex::new(0);
@@ -801,428 +682,27 @@ impl Node {
             c.arg(setpriv).args(["--pdeathsig", "KILL", "--"]);
         }
         c.arg(BIN).args(args);
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("GOSSIPCHAIN_") {
-                c.env_remove(k);
-            }
-        }
+        crate::binary::clean_env(&mut c);
         // GOSSIPCHAIN_LAN_RUST_LOG overrides the level, e.g. `info,libp2p_mdns=trace`.
         let level = std::env::var(RUST_LOG_OVERRIDE).unwrap_or_else(|_| "info".into());
         c.env("RUST_LOG", &level);
         for (k, v) in env {
             c.env(k, v);
         }
-        let mut child = c
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn {name} in {}: {e}", host.ns));
-        let spawned = Instant::now();
-        let stdin = child.stdin.take();
-        let out = Stream::new(child.stdout.take().unwrap(), &format!("{name}-out"), None);
-        let err = Stream::new(
-            child.stderr.take().unwrap(),
-            &format!("{name}-err"),
-            Some(log_path.clone()),
-        );
         Self {
-            name: name.to_string(),
             host: host.clone(),
-            child,
-            stdin,
-            out,
-            err,
-            marks: 0,
-            spawned,
-            log_path,
+            bin: crate::binary::Node::spawn(name, c, Some(log_path), &host.ip),
         }
     }
 
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Whether the process has ended (and was reaped).
-    pub fn exited(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(Some(_)))
-    }
-
-    /// Panics with what was awaited and the end of both streams.
-    #[track_caller]
-    pub fn fail(&mut self, what: &str) -> ! {
-        self.err.drain();
-        self.out.drain();
-        panic!(
-            "node {} ({}): {what}\n--- stdout (last lines) ---\n{}\n--- stderr (last lines; all in {}) ---\n{}",
-            self.name,
-            self.host.ip,
-            self.out.tail(30),
-            self.log_path.display(),
-            self.err.tail(30)
-        );
-    }
-
-    #[track_caller]
-    fn send_line(&mut self, line: &str) {
-        let Some(stdin) = self.stdin.as_mut() else {
-            self.fail("stdin is closed")
-        };
-        if let Err(e) = writeln!(stdin, "{line}").and_then(|()| stdin.flush()) {
-            self.fail(&format!("cannot write '{line}' to stdin: {e}"));
-        }
-    }
-
-    /// Runs one command and returns the lines it printed, within `timeout`. The end of its
-    /// output is found by a marker: an unknown command typed right after it, whose error comes
-    /// only once the command before it was handled (the node handles one line at a time).
-    #[track_caller]
-    pub fn run_for(&mut self, cmd: &str, timeout: Duration) -> Vec<String> {
-        self.marks += 1;
-        let mark = format!("end-of-output-{}", self.marks);
-        self.send_line(cmd);
-        self.send_line(&mark);
-        let end = format!("error: unknown command '{mark}'");
-        let deadline = Instant::now() + timeout;
-        let mut lines = Vec::new();
-        loop {
-            match self.out.next(deadline) {
-                Next::Line(l) if l == end => break,
-                Next::Line(l) => lines.push(l),
-                Next::Timeout => self.fail(&format!("timed out waiting for the output of '{cmd}'")),
-                Next::Closed => self.fail(&format!("stdout closed while running '{cmd}'")),
-            }
-        }
-        match self.out.next(Instant::now() + WAIT) {
-            Next::Line(l) if l == "usage: help" => {}
-            _ => self.fail("no usage line after the marker"),
-        }
-        lines
-    }
-
-    /// [`Node::run_for`] with the standard deadline.
-    #[track_caller]
-    pub fn run(&mut self, cmd: &str) -> Vec<String> {
-        self.run_for(cmd, WAIT)
-    }
-
-    /// A command that prints one line.
-    #[track_caller]
-    pub fn run1(&mut self, cmd: &str) -> String {
-        let lines = self.run(cmd);
-        if lines.len() != 1 {
-            self.fail(&format!("'{cmd}' printed {lines:?}, not one line"));
-        }
-        lines.into_iter().next().unwrap()
-    }
-
-    /// `status`.
-    #[track_caller]
-    pub fn status(&mut self) -> Status {
-        let lines = self.run("status");
-        let mut s = Status::new();
-        for l in &lines {
-            let (k, v) = l.split_once("  ").unwrap_or((l.as_str(), ""));
-            s.insert(k.trim().to_string(), v.trim().to_string());
-        }
-        for key in ["peer id", "height", "tip", "peers", "mempool", "address"] {
-            if !s.contains_key(key) {
-                self.fail(&format!("status has no '{key}' line: {lines:?}"));
-            }
-        }
-        s
-    }
-
-    #[track_caller]
-    pub fn height(&mut self) -> u64 {
-        let s = self.status();
-        s["height"]
-            .parse()
-            .unwrap_or_else(|_| self.fail("bad height"))
-    }
-
-    #[track_caller]
-    pub fn tip(&mut self) -> String {
-        self.status()["tip"].clone()
-    }
-
-    /// (height, tip) in one `status`.
-    #[track_caller]
-    pub fn head(&mut self) -> (u64, String) {
-        let s = self.status();
-        let h = s["height"]
-            .parse()
-            .unwrap_or_else(|_| self.fail("bad height"));
-        (h, s["tip"].clone())
-    }
-
-    #[track_caller]
-    pub fn peer_id(&mut self) -> String {
-        self.status()["peer id"].clone()
-    }
-
-    #[track_caller]
-    pub fn address(&mut self) -> String {
-        let a = self.run1("address");
-        if !is_hex64(&a) {
-            self.fail(&format!("bad address {a:?}"));
-        }
-        a
-    }
-
-    /// `peers`, parsed.
-    #[track_caller]
-    pub fn peers(&mut self) -> Vec<Peer> {
-        let lines = self.run("peers");
-        if lines == ["no peers"] {
-            return Vec::new();
-        }
-        let mut peers = Vec::new();
-        for l in &lines {
-            let parts: Vec<&str> = l.split("  ").collect();
-            let found_by = parts
-                .iter()
-                .find_map(|p| p.strip_prefix("found by "))
-                .map(str::to_string);
-            let Some(found_by) = found_by else {
-                self.fail(&format!("bad peers line {l:?}"))
-            };
-            peers.push(Peer {
-                id: parts[0].to_string(),
-                addrs: parts.get(1).map_or(String::new(), |s| s.to_string()),
-                found_by,
-                rtt: parts
-                    .iter()
-                    .find_map(|p| p.strip_prefix("rtt "))
-                    .map(str::to_string),
-            });
-        }
-        peers
-    }
-
-    /// Txids in `mempool`.
-    #[track_caller]
-    pub fn mempool(&mut self) -> Vec<String> {
-        let lines = self.run("mempool");
-        if lines == ["mempool is empty"] {
-            return Vec::new();
-        }
-        lines
-            .iter()
-            .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
-            .collect()
-    }
-
-    /// (balance, nonce) of an address.
-    #[track_caller]
-    pub fn balance(&mut self, address: &str) -> (u64, u64) {
-        let lines = self.run(&format!("balance {address}"));
-        let field = |name: &str| {
-            lines
-                .iter()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse::<u64>().ok())
-        };
-        match (field("balance"), field("nonce")) {
-            (Some(b), Some(n)) => (b, n),
-            _ => self.fail(&format!("bad balance output {lines:?}")),
-        }
-    }
-
-    /// `mine n` (in commands of at most 1000 blocks, the most one `mine` does): the blocks
-    /// mined.
-    #[track_caller]
-    pub fn mine(&mut self, n: u64, timeout: Duration) -> Vec<BlockLine> {
-        let deadline = Instant::now() + timeout;
-        let mut blocks = Vec::new();
-        let mut left = n;
-        while left > 0 {
-            let k = left.min(1000);
-            let wait = deadline.saturating_duration_since(Instant::now());
-            let lines = self.run_for(&format!("mine {k}"), wait);
-            let mined: Vec<BlockLine> = lines.iter().filter_map(|l| block_line(l)).collect();
-            if mined.len() as u64 != k || mined.len() != lines.len() {
-                let first = lines.first().cloned().unwrap_or_default();
-                let last = lines.last().cloned().unwrap_or_default();
-                self.fail(&format!(
-                    "mine {k} printed {} lines ({} blocks), first {first:?}, last {last:?}",
-                    lines.len(),
-                    mined.len()
-                ));
-            }
-            blocks.extend(mined);
-            left -= k;
-        }
-        blocks
-    }
-
-    /// `send`: the txid.
-    #[track_caller]
-    pub fn send(&mut self, to: &str, amount: u64, fee: u64) -> String {
-        let line = self.run1(&format!("send {to} {amount} {fee}"));
-        match line.strip_prefix("sent ") {
-            Some(txid) if is_hex64(txid) => txid.to_string(),
-            _ => self.fail(&format!("send printed {line:?}")),
-        }
-    }
-
-    /// `block <hash>`: None if unknown, else (height, on the best chain, its lines).
-    #[track_caller]
-    pub fn block(&mut self, hash: &str) -> Option<(u64, bool, Vec<String>)> {
-        let lines = self.run(&format!("block {hash}"));
-        let height_line = lines.iter().find_map(|l| l.strip_prefix("height"))?;
-        let height = height_line.split_whitespace().next()?.parse().ok()?;
-        let best = !height_line.contains("side branch");
-        Some((height, best, lines))
-    }
-
-    /// Polls `status` until `pred` holds.
-    #[track_caller]
-    pub fn wait_status(
-        &mut self,
-        what: &str,
-        timeout: Duration,
-        pred: impl Fn(&Status) -> bool,
-    ) -> Status {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let s = self.status();
-            if pred(&s) {
-                return s;
-            }
-            if Instant::now() >= deadline {
-                self.fail(&format!("timed out waiting for {what}; last status {s:?}"));
-            }
-            std::thread::sleep(POLL);
-        }
-    }
-
-    /// The first log line (already seen or still to come) satisfying `pred`.
-    #[track_caller]
-    pub fn wait_log(
-        &mut self,
-        what: &str,
-        timeout: Duration,
-        pred: impl Fn(&str) -> bool,
-    ) -> String {
-        self.err.drain();
-        if let Some(l) = self.err.seen.iter().find(|l| pred(l)) {
-            return l.clone();
-        }
-        self.next_log(what, timeout, pred)
-    }
-
-    /// The next log line, from now on, satisfying `pred`.
-    #[track_caller]
-    pub fn next_log(
-        &mut self,
-        what: &str,
-        timeout: Duration,
-        pred: impl Fn(&str) -> bool,
-    ) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.err.next(deadline) {
-                Next::Line(l) if pred(&l) => return l,
-                Next::Line(_) => {}
-                Next::Timeout => self.fail(&format!("timed out waiting for the log of {what}")),
-                Next::Closed => self.fail(&format!("stderr closed while waiting for {what}")),
-            }
-        }
-    }
-
-    /// Every log line so far satisfying `pred`.
-    pub fn logs(&mut self, pred: impl Fn(&str) -> bool) -> Vec<String> {
-        self.err.drain();
-        self.err.seen.iter().filter(|l| pred(l)).cloned().collect()
-    }
-
-    /// SIGKILL, and reap.
-    #[track_caller]
-    pub fn kill9(&mut self) -> ExitStatus {
-        if let Err(e) = self.child.kill() {
-            self.fail(&format!("cannot kill: {e}"));
-        }
-        let status = self.child.wait().unwrap_or_else(|e| panic!("wait: {e}"));
-        self.stdin.take();
-        // The streams end with the process.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while let Next::Line(_) = self.err.next(deadline) {}
-        self.out.drain();
-        status
-    }
-
-    /// `quit`, then a clean exit: code 0 and the node's own "node stopped" log line.
+    /// `quit`, then a clean exit, and nothing went wrong unnoticed: no error and no panic in
+    /// the whole log.
     #[track_caller]
     pub fn quit(&mut self) {
-        self.send_line("quit");
-        let deadline = Instant::now() + WAIT;
-        loop {
-            match self.out.next(deadline) {
-                Next::Line(l) if l == "bye" => break,
-                Next::Line(_) => {}
-                _ => self.fail("no 'bye' after quit"),
-            }
-        }
-        self.stdin.take();
-        let deadline = Instant::now() + WAIT;
-        let status = loop {
-            match self.child.try_wait() {
-                Ok(Some(s)) => break s,
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(POLL),
-                _ => self.fail("did not exit after quit"),
-            }
-        };
-        if status.code() != Some(0) {
-            self.fail(&format!("exited with {status} after quit"));
-        }
-        self.wait_log("node stopped", WAIT, |l| l.contains("node stopped"));
-        // Nothing went wrong unnoticed: no error and no panic in the whole log.
+        self.bin.quit();
         let bad = self.logs(|l| l.contains(" ERROR ") || l.contains("panicked"));
         if !bad.is_empty() {
             self.fail(&format!("errors in the log: {bad:?}"));
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.stdin.take();
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            self.err.drain();
-            eprintln!(
-                "--- node {} ({}) log tail; whole log in {} ---\n{}",
-                self.name,
-                self.host.ip,
-                self.log_path.display(),
-                self.err.tail(15)
-            );
-        }
-    }
-}
-
-/// Polls `check` until it returns Ok, or panics after `timeout` with `what` and the last
-/// error. Returns the time it took.
-#[track_caller]
-pub fn wait_until(
-    what: &str,
-    timeout: Duration,
-    mut check: impl FnMut() -> Result<(), String>,
-) -> Duration {
-    let start = Instant::now();
-    loop {
-        match check() {
-            Ok(()) => return start.elapsed(),
-            Err(last) if start.elapsed() >= timeout => {
-                panic!("timed out after {timeout:?} waiting for {what}: {last}")
-            }
-            Err(_) => std::thread::sleep(POLL),
         }
     }
 }

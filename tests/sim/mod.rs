@@ -6,7 +6,7 @@
 
 use gossipchain::chain::{Address, Block, BlockHash, ChainState};
 use gossipchain::net::protocol::{Bytes, Status};
-use gossipchain::node::sync::{apply_page, blocks_after, decode_page, locator_for};
+use gossipchain::node::sync::{PageBlock, apply_page, blocks_after, decode_page, locator_for};
 use gossipchain::node::sync_machine::{
     Action, Event, Failure, Req, SyncConfig, SyncMachine, Tag, Tip,
 };
@@ -92,9 +92,9 @@ pub struct Honest {
     /// Locators of the pages it asked for.
     locators: HashMap<Tag, Vec<BlockHash>>,
     /// Received pages waiting for `Apply`/`Discard`.
-    held: HashMap<Tag, Vec<Block>>,
+    held: HashMap<Tag, Vec<PageBlock>>,
     /// A page being validated, applied when its simulated validation time is over.
-    validating: Option<(Tag, Vec<Block>)>,
+    validating: Option<(Tag, Vec<PageBlock>)>,
     /// Most pages requested and not yet answered at once, seen over the run.
     pub max_pages_in_flight: usize,
     /// Pages whose validation started while the next page was already asked for.
@@ -471,7 +471,9 @@ impl Sim {
         let locator = h.locators.remove(&tag).unwrap_or_default();
         let before = h.chain.tip();
         let chain = &mut h.chain;
-        let result = apply_page(blocks, &locator, |b| chain.process_block(b, testkit::NOW));
+        let result = apply_page(blocks, &locator, |b| {
+            chain.process_block(Arc::new(b.block), testkit::NOW)
+        });
         if h.chain.tip() != before {
             let tip = tip_of(&h.chain);
             self.feed(node, Event::LocalTip(tip));
@@ -552,7 +554,7 @@ impl Sim {
                         status,
                     },
                     WireResp::Mempool => Event::Mempool { peer: from, tag },
-                    WireResp::Blocks(bytes) => match decode_page(h.chain.params(), &bytes) {
+                    WireResp::Blocks(bytes) => match decode_page(h.chain.params(), bytes) {
                         Ok((blocks, last)) => {
                             let n = blocks.len();
                             h.held.insert(tag, blocks);
