@@ -101,6 +101,22 @@ pub struct NodeArgs {
     /// Ignore stdin (run as a service; stop with SIGTERM).
     #[arg(long, env = "GOSSIPCHAIN_NO_REPL")]
     pub no_repl: bool,
+    /// Address of the HTTP API and dashboard [default: 127.0.0.1:5000, or the next free port
+    /// when another node on this machine has it]. Beyond loopback, anyone who reaches it can
+    /// read the node (actions still need the token in <data dir>/.cookie).
+    #[arg(long, env = "GOSSIPCHAIN_HTTP", conflicts_with = "no_http")]
+    pub http: Option<std::net::SocketAddr>,
+    /// Do not serve HTTP.
+    #[arg(long, env = "GOSSIPCHAIN_NO_HTTP")]
+    pub no_http: bool,
+    /// Allow browser pages from this origin to call the API (CORS), e.g. http://localhost:3000
+    /// (repeatable; default: none).
+    #[arg(
+        long = "http-cors",
+        env = "GOSSIPCHAIN_HTTP_CORS",
+        value_delimiter = ','
+    )]
+    pub http_cors: Vec<String>,
 }
 
 /// Wallet subcommands.
@@ -167,6 +183,23 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let (handle, task) = node::start(config)
         .await
         .with_context(|| format!("cannot start the node in {}", data_dir.display()))?;
+    let http = if args.no_http {
+        None
+    } else {
+        let config = crate::http::HttpConfig {
+            addr: args.http.unwrap_or(crate::http::DEFAULT_ADDR),
+            fallback: args.http.is_none(),
+            cors: args.http_cors,
+        };
+        match crate::http::start(handle.clone(), config, &data_dir).await {
+            Ok(server) => Some(server),
+            Err(e) => {
+                handle.shutdown().await;
+                let _ = task.await;
+                return Err(e.into());
+            }
+        }
+    };
     let repl = async {
         if args.no_repl {
             std::future::pending::<()>().await;
@@ -177,6 +210,9 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     tokio::select! {
         _ = repl => {}
         _ = signal => tracing::info!("signal received: shutting down"),
+    }
+    if let Some(server) = http {
+        server.shutdown().await;
     }
     handle.shutdown().await;
     task.await.context("node task failed")?;

@@ -1,6 +1,7 @@
 //! The actor's side of the [`NodeHandle`](super::NodeHandle): each [`Command`] answered from
 //! the state it owns.
 
+use super::events::TxStatus;
 use super::handle::Command;
 use super::{BlockId, BlockInfo, BlockState, Node};
 use crate::chain::{CheckedBlock, Outcome};
@@ -77,7 +78,51 @@ impl Node {
                 self.ask_statuses();
                 let _ = reply.send(n);
             }
+            Command::Tx { txid, reply } => {
+                let _ = reply.send(self.tx_status(&txid));
+            }
+            Command::Tree {
+                min_height,
+                max,
+                reply,
+            } => {
+                let list = self
+                    .watch
+                    .arrivals_from(min_height, max)
+                    .into_iter()
+                    .filter(|a| self.chain.contains(&a.hash))
+                    .map(|a| {
+                        let best = self.chain.is_active(&a.hash);
+                        (a, best)
+                    })
+                    .collect();
+                let _ = reply.send(list);
+            }
             Command::Shutdown => {}
+        }
+    }
+
+    /// Where a transaction stands: the mempool, a best-chain block, or neither.
+    fn tx_status(&self, txid: &crate::chain::Txid) -> TxStatus {
+        if let Some(tx) = self.mempool.get(txid) {
+            return TxStatus::Mempool(*tx);
+        }
+        let Some(hash) = self.watch.block_of(txid) else {
+            return TxStatus::Unknown;
+        };
+        let found = self.chain.block(&hash).and_then(|b| {
+            b.txs
+                .iter()
+                .find(|t| t.compute_txid() == *txid)
+                .map(|t| (*t, b.header.height))
+        });
+        match found {
+            Some((tx, height)) => TxStatus::Confirmed {
+                tx,
+                block: hash,
+                height,
+            },
+            None => TxStatus::Unknown,
         }
     }
 

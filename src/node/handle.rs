@@ -2,6 +2,7 @@
 //! answers, and the [`NodeHandle`] the REPL, the CLI and tests hold. Every request is a
 //! [`Command`] to the actor with a `oneshot` for the answer.
 
+use super::events::{Arrival, NodeEvent, TxStatus};
 use crate::chain::mempool::MempoolLimits;
 use crate::chain::tree::TreeLimits;
 use crate::chain::{
@@ -16,7 +17,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 /// Everything needed to start a node.
 #[derive(Clone, Debug)]
@@ -222,6 +223,15 @@ pub(super) enum Command {
     Sync {
         reply: oneshot::Sender<usize>,
     },
+    Tx {
+        txid: Txid,
+        reply: oneshot::Sender<TxStatus>,
+    },
+    Tree {
+        min_height: u64,
+        max: usize,
+        reply: oneshot::Sender<Vec<(Arrival, bool)>>,
+    },
     Shutdown,
 }
 
@@ -234,6 +244,10 @@ pub struct NodeHandle {
     pub(super) net: net::Client,
     /// The latest status.
     pub(super) status: watch::Receiver<NodeStatus>,
+    /// The event broadcast, to subscribe to.
+    pub(super) events: broadcast::Sender<NodeEvent>,
+    /// Where the HTTP API listens, once it does (for `status`).
+    pub(super) http_url: Arc<std::sync::OnceLock<String>>,
 }
 
 /// The actor stopped: every request after that fails with this.
@@ -246,6 +260,37 @@ impl NodeHandle {
         let (reply, rx) = oneshot::channel();
         self.tx.send(make(reply)).await.map_err(|_| Stopped)?;
         rx.await.map_err(|_| Stopped)
+    }
+
+    /// Where a transaction stands: pending, in a best-chain block, or unknown.
+    pub async fn tx(&self, txid: Txid) -> Result<TxStatus, Stopped> {
+        self.ask(|reply| Command::Tx { txid, reply }).await
+    }
+
+    /// Recently arrived blocks at `min_height` or above (best chain and side branches, lowest
+    /// first, at most `max`), each with whether it is on the best chain now.
+    pub async fn tree(&self, min_height: u64, max: usize) -> Result<Vec<(Arrival, bool)>, Stopped> {
+        self.ask(|reply| Command::Tree {
+            min_height,
+            max,
+            reply,
+        })
+        .await
+    }
+
+    /// Events from now on: blocks, tip changes, transfers, peers.
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
+    /// Records where the HTTP API listens (once; later calls are ignored).
+    pub fn set_http_url(&self, url: String) {
+        let _ = self.http_url.set(url);
+    }
+
+    /// Where the HTTP API listens, if it does.
+    pub fn http_url(&self) -> Option<&str> {
+        self.http_url.get().map(String::as_str)
     }
 
     /// The latest status.

@@ -16,6 +16,7 @@
 //! happen inside the actor, and readers see a [`NodeStatus`] snapshot through a `watch`.
 
 mod commands;
+pub mod events;
 pub mod handle;
 mod mining;
 mod persist;
@@ -35,6 +36,7 @@ use crate::net::protocol::{Request, Status};
 use crate::net::{self, Event, Topic};
 use crate::store::Store;
 use crate::wallet::{self, Wallet};
+use events::Watch;
 use handle::Command;
 use libp2p::{PeerId, identity};
 use mining::{Job, MinedResult};
@@ -42,7 +44,7 @@ use persist::{Batch, Persister};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use sync::{Pending, SyncState, VerifiedPage};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// The actor's state.
@@ -76,6 +78,8 @@ struct Node {
     mined_tx: mpsc::Sender<MinedResult>,
     /// Where sync pages checked off the actor come back.
     verified_tx: mpsc::Sender<VerifiedPage>,
+    /// Events for watchers, block arrivals and the txid index.
+    watch: Watch,
 }
 
 /// Who a block came from, for logs.
@@ -149,7 +153,10 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
     let (mined_tx, mined_rx) = mpsc::channel(4);
     // One page at a time is downloaded, so a few slots are plenty.
     let (verified_tx, verified_rx) = mpsc::channel(4);
+    let (events_tx, _) = broadcast::channel(events::EVENT_CAPACITY);
+    let watch = Watch::new(&chain, events_tx.clone());
     let node = Node {
+        watch,
         mempool: Mempool::new(chain_id, config.mempool.clone()),
         mining: config.mine,
         config,
@@ -177,6 +184,8 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
             tx: cmd_tx,
             net: client,
             status: status_rx,
+            events: events_tx,
+            http_url: Arc::default(),
         },
         task,
     ))
@@ -235,12 +244,14 @@ impl Node {
             Event::Listening(addr) => {
                 self.status.send_modify(|s| s.listen.push(addr));
             }
-            Event::PeerConnected { peer, .. } => {
+            Event::PeerConnected { peer, found_by } => {
+                self.watch.peer(peer, true, Some(found_by));
                 self.sync.add_peer(peer);
                 self.send_request(peer, Request::Status(self.our_status()), Pending::Status);
                 self.send_request(peer, Request::GetMempool, Pending::Mempool);
             }
             Event::PeerDisconnected { peer } => {
+                self.watch.peer(peer, false, None);
                 let was_active = self.sync.active == Some(peer);
                 self.sync.remove_peer(&peer);
                 if was_active {
@@ -285,6 +296,7 @@ impl Node {
     /// What a change of the best chain means for the mempool (included transfers leave, those
     /// of a losing branch come back and are pushed to peers) and the miner (a new template).
     fn apply_tip_change(&mut self, change: &TipChange) {
+        self.watch.tip_changed(change, self.chain.height());
         if !change.disconnected.is_empty() {
             tracing::warn!(
                 from = %change.old_tip.short(),
@@ -461,6 +473,7 @@ impl Node {
                 txs = b.txs.len(),
                 "block accepted"
             );
+            self.watch.block_accepted(b, now_ms(), from);
         }
         self.unsaved.extend(processed.accepted.iter().cloned());
         if let Some(change) = &processed.tip_change {

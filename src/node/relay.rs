@@ -63,6 +63,7 @@ impl Node {
         let acceptance = match self.mempool.add(tx, self.chain.ledger()) {
             Ok(txid) => {
                 tracing::debug!(tx = %txid.short(), %source, "transaction accepted");
+                self.watch.tx_admitted(txid, tx);
                 MessageAcceptance::Accept
             }
             Err(MempoolError::BadSignature(e)) => {
@@ -113,8 +114,9 @@ impl Node {
                 }
             };
             match self.mempool.add(tx, self.chain.ledger()) {
-                Ok(_) => {
+                Ok(txid) => {
                     accepted += 1;
+                    self.watch.tx_admitted(txid, tx);
                     self.net.publish(Topic::Txs, bytes.0);
                 }
                 Err(MempoolError::BadSignature(_)) => {
@@ -163,6 +165,7 @@ impl Node {
     /// Admits a transfer made or submitted here and gossips it.
     pub(super) fn admit_local(&mut self, tx: Transfer) -> Result<Txid, MempoolError> {
         let txid = self.mempool.add(tx, self.chain.ledger())?;
+        self.watch.tx_admitted(txid, tx);
         tracing::info!(tx = %txid.short(), amount = tx.amount, fee = tx.fee, "transaction submitted");
         self.net
             .publish(Topic::Txs, Transaction::Transfer(tx).encode());

@@ -29,6 +29,7 @@ pub async fn execute(cmd: Cmd, node: &NodeHandle) -> Result<Output, Stopped> {
             // it include every command before this one (blocks just mined, `mine off`).
             node.chain(0).await?;
             render::status(&node.status())
+                + &format!("\nhttp       {}", node.http_url().unwrap_or("off"))
         }
         Cmd::Peers => render::peers(&node.peers().await),
         Cmd::Chain(n) => render::chain(&node.chain(n).await?),

@@ -1,0 +1,131 @@
+//! The routes that spend or change this node's state: they need the bearer token from the
+//! cookie file (`Authorization: Bearer <token>`), see [`super::auth`].
+
+use super::AppState;
+use super::api::mempool_error;
+use super::auth::Authorized;
+use super::error::{ApiError, ApiJson, clip};
+use super::views::BlockSummary;
+use crate::chain::Address;
+use crate::node::SendError;
+use axum::Json;
+use axum::extract::State;
+use libp2p::Multiaddr;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Most blocks one `POST /mine {n}` mines (as the REPL's `mine n`).
+pub const MAX_MINE: u64 = 1000;
+
+/// Body of `POST /wallet/send`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendBody {
+    /// Recipient address, 64 hex digits.
+    to: String,
+    /// Coins, at least 1.
+    amount: u64,
+    /// Fee (default 1, as at the REPL).
+    #[serde(default = "default_fee")]
+    fee: u64,
+}
+
+fn default_fee() -> u64 {
+    1
+}
+
+/// `POST /wallet/send {to, amount, fee}`: signs with this node's wallet and sends.
+pub async fn send(
+    _: Authorized,
+    State(s): State<AppState>,
+    ApiJson(body): ApiJson<SendBody>,
+) -> Result<Json<Value>, ApiError> {
+    let to: Address = body.to.parse().map_err(|e| {
+        ApiError::bad_request("bad_address", format!("to '{}': {e}", clip(&body.to)))
+    })?;
+    match s.node.send(to, body.amount, body.fee).await? {
+        Ok(txid) => Ok(Json(json!({ "txid": txid.to_hex() }))),
+        Err(SendError::Mempool(e)) => Err(mempool_error(e)),
+        Err(e @ SendError::ZeroAmount) => Err(ApiError::bad_request("bad_amount", e.to_string())),
+        Err(e @ SendError::ToSelf) => Err(ApiError::unprocessable("to_self", e.to_string())),
+    }
+}
+
+/// Body of `POST /mine`: `{"n": 3}` mines three blocks now; `{"on": true}` switches
+/// continuous mining.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MineBody {
+    n: Option<u64>,
+    on: Option<bool>,
+}
+
+/// `POST /mine`.
+pub async fn mine(
+    _: Authorized,
+    State(s): State<AppState>,
+    ApiJson(body): ApiJson<MineBody>,
+) -> Result<Json<Value>, ApiError> {
+    match (body.n, body.on) {
+        (Some(_), Some(_)) | (None, None) => Err(ApiError::bad_request(
+            "bad_field",
+            r#"give either {"n": count} or {"on": true|false}"#,
+        )),
+        (None, Some(on)) => {
+            s.node.set_mining(on).await?;
+            Ok(Json(json!({ "mining": on })))
+        }
+        (Some(n), None) => {
+            if n == 0 || n > MAX_MINE {
+                return Err(ApiError::bad_request(
+                    "out_of_range",
+                    format!("n must be from 1 to {MAX_MINE}, got {n}"),
+                ));
+            }
+            let mut blocks = Vec::new();
+            for _ in 0..n {
+                match s.node.mine_one().await? {
+                    Ok(info) => blocks.push(BlockSummary::of(&info)),
+                    Err(e) => {
+                        return Err(ApiError::new(
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            "mining_stopped",
+                            e,
+                        ));
+                    }
+                }
+            }
+            Ok(Json(json!({ "blocks": blocks })))
+        }
+    }
+}
+
+/// Body of `POST /node/dial`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DialBody {
+    /// A multiaddr, e.g. /ip4/127.0.0.1/tcp/4001 (with or without /p2p/<peer id>).
+    addr: String,
+}
+
+/// `POST /node/dial {addr}`: connects to a peer; answers its peer id.
+pub async fn dial(
+    _: Authorized,
+    State(s): State<AppState>,
+    ApiJson(body): ApiJson<DialBody>,
+) -> Result<Json<Value>, ApiError> {
+    let addr: Multiaddr = body.addr.parse().map_err(|e| {
+        ApiError::bad_request(
+            "bad_multiaddr",
+            format!("'{}' is not a multiaddr: {e}", clip(&body.addr)),
+        )
+    })?;
+    match s.node.dial(addr).await {
+        Ok(peer) => Ok(Json(json!({ "peer_id": peer.to_string() }))),
+        Err(e) => Err(ApiError::new(
+            axum::http::StatusCode::BAD_GATEWAY,
+            "dial_failed",
+            e,
+        )),
+    }
+}

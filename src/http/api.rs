@@ -1,0 +1,367 @@
+//! The reading routes (no token needed) and `POST /tx`, shaped after Esplora (chain, mempool,
+//! addresses) and the beacon-node API (`/node/*`).
+
+use super::AppState;
+use super::error::Seg;
+use super::error::{ApiError, ApiQuery, clip, parse_hash, parse_height};
+use super::views::{BlockSummary, BlockView, PeerView, TreeBlock, TxView};
+use crate::chain::{Address, BlockHash, MempoolError, Transaction, Txid};
+use crate::node::events::TxStatus;
+use crate::node::{BlockId, BlockState};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Blocks in one page of `/blocks`.
+pub const BLOCKS_PAGE: u64 = 10;
+/// Most blocks one `/tree` answer holds.
+pub const MAX_TREE: usize = 2000;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn text(s: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], s).into_response()
+}
+
+/// `GET /node/health`: 200 ready, 206 syncing, 503 not ready (the node stopped).
+pub async fn health(State(s): State<AppState>) -> StatusCode {
+    if s.node.chain(0).await.is_err() {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    if s.node.status().syncing {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    }
+}
+
+/// `GET /node/identity`.
+pub async fn identity(State(s): State<AppState>) -> Json<Value> {
+    let st = s.node.status();
+    Json(json!({
+        "peer_id": st.peer_id.to_string(),
+        "chain_id": st.chain_id.to_hex(),
+        "listen_addresses": st.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "address": st.address.to_string(),
+        "agent": concat!("gossipchain/", env!("CARGO_PKG_VERSION")),
+    }))
+}
+
+/// `GET /node/status`: everything the REPL's `status` shows.
+pub async fn status(State(s): State<AppState>) -> ApiResult<Json<Value>> {
+    // A round trip first, so the snapshot includes every command sent before this request.
+    s.node.chain(0).await?;
+    let st = s.node.status();
+    Ok(Json(json!({
+        "peer_id": st.peer_id.to_string(),
+        "chain_id": st.chain_id.to_hex(),
+        "height": st.height,
+        "tip": st.tip.to_hex(),
+        "work": st.work.to_string(),
+        "peers": st.peers,
+        "mempool": st.mempool,
+        "orphans": st.orphans,
+        "mining": st.mining,
+        "syncing": st.syncing,
+        "address": st.address.to_string(),
+        "listen_addresses": st.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "http": s.node.http_url(),
+    })))
+}
+
+/// `GET /node/peers`.
+pub async fn peers(State(s): State<AppState>) -> Json<Vec<PeerView>> {
+    Json(s.node.peers().await.iter().map(PeerView::of).collect())
+}
+
+/// `GET /node/syncing`, after the beacon API's shape.
+pub async fn syncing(State(s): State<AppState>) -> ApiResult<Json<Value>> {
+    s.node.chain(0).await?;
+    let st = s.node.status();
+    Ok(Json(json!({
+        "is_syncing": st.syncing,
+        "head_height": st.height,
+        "head_hash": st.tip.to_hex(),
+        "peers": st.peers,
+        "orphans": st.orphans,
+    })))
+}
+
+/// `GET /blocks/tip/height` (plain text).
+pub async fn tip_height(State(s): State<AppState>) -> ApiResult<Response> {
+    s.node.chain(0).await?;
+    Ok(text(s.node.status().height.to_string()))
+}
+
+/// `GET /blocks/tip/hash` (plain text).
+pub async fn tip_hash(State(s): State<AppState>) -> ApiResult<Response> {
+    s.node.chain(0).await?;
+    Ok(text(s.node.status().tip.to_hex()))
+}
+
+/// `GET /blocks`: the newest page of the best chain.
+pub async fn blocks_tip(State(s): State<AppState>) -> ApiResult<Json<Vec<BlockSummary>>> {
+    let list = s.node.chain(BLOCKS_PAGE as usize).await?;
+    Ok(Json(list.iter().map(BlockSummary::of).collect()))
+}
+
+/// `GET /blocks/{start_height}`: ten blocks from that height down.
+pub async fn blocks_from(
+    State(s): State<AppState>,
+    Seg(start): Seg,
+) -> ApiResult<Json<Vec<BlockSummary>>> {
+    let start = parse_height(&start)?;
+    let top = s.node.status().height;
+    if start > top {
+        return Err(ApiError::not_found(
+            "no_such_height",
+            format!("height {start} is above the tip ({top})"),
+        ));
+    }
+    let mut out = Vec::new();
+    for h in (start.saturating_sub(BLOCKS_PAGE - 1)..=start).rev() {
+        if let Some(info) = s.node.block(BlockId::Height(h)).await? {
+            out.push(BlockSummary::of(&info));
+        }
+    }
+    Ok(Json(out))
+}
+
+/// `GET /block/{hash}`: the block with its transactions.
+pub async fn block(State(s): State<AppState>, Seg(hash): Seg) -> ApiResult<Json<BlockView>> {
+    let hash: BlockHash = parse_hash("block hash", &hash)?;
+    if let Some(info) = s.node.block(BlockId::Hash(hash)).await? {
+        return Ok(Json(BlockView::of(&info)));
+    }
+    Err(match s.node.block_state(hash).await? {
+        BlockState::Orphan => ApiError::not_found(
+            "block_orphan",
+            format!("block {hash} is waiting for its parent"),
+        ),
+        BlockState::Invalid(e) => {
+            ApiError::not_found("block_invalid", format!("block {hash} was rejected: {e}"))
+        }
+        _ => ApiError::not_found("no_such_block", format!("no block {hash}")),
+    })
+}
+
+/// `GET /block-height/{height}`: the best-chain hash at a height (plain text).
+pub async fn block_height(State(s): State<AppState>, Seg(height): Seg) -> ApiResult<Response> {
+    let height = parse_height(&height)?;
+    match s.node.block(BlockId::Height(height)).await? {
+        Some(info) => Ok(text(info.hash.to_hex())),
+        None => Err(ApiError::not_found(
+            "no_such_height",
+            format!(
+                "no block at height {height} (the tip is at {})",
+                s.node.status().height
+            ),
+        )),
+    }
+}
+
+/// `GET /tx/{txid}`: the transaction and where it stands.
+pub async fn tx(State(s): State<AppState>, Seg(txid): Seg) -> ApiResult<Json<Value>> {
+    let txid: Txid = parse_hash("txid", &txid)?;
+    match s.node.tx(txid).await? {
+        TxStatus::Mempool(t) => Ok(Json(json!({
+            "tx": TxView::transfer(txid, &t),
+            "status": {"state": "mempool", "confirmed": false},
+        }))),
+        TxStatus::Confirmed { tx, block, height } => Ok(Json(json!({
+            "tx": TxView::of(txid, &tx),
+            "status": {
+                "state": "confirmed",
+                "confirmed": true,
+                "block_hash": block.to_hex(),
+                "block_height": height,
+            },
+        }))),
+        TxStatus::Unknown => Err(ApiError::not_found(
+            "no_such_tx",
+            format!("transaction {txid} is neither in the mempool nor on the best chain"),
+        )),
+    }
+}
+
+/// The most hex digits a `POST /tx` body may hold (a transfer is 153 bytes).
+const MAX_TX_HEX: usize = 2 * crate::chain::tx::TRANSFER_LEN;
+
+/// `POST /tx`: a signed transfer as hex of its PROTOCOL.md encoding, as `text/plain`. Answers
+/// the txid (plain text), or why the node refused it.
+pub async fn post_tx(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ctype.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("text/plain") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "send the transfer as hex with Content-Type: text/plain (got '{}'), e.g. curl -H 'Content-Type: text/plain' --data-binary @tx.hex",
+                clip(ctype)
+            ),
+        ));
+    }
+    let body = body.map_err(|r| {
+        let code = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "payload_too_large"
+        } else {
+            "bad_body"
+        };
+        ApiError::new(r.status(), code, r.body_text())
+    })?;
+    let hex_text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_request("bad_hex", "the body is not text"))?
+        .trim();
+    if hex_text.len() > MAX_TX_HEX {
+        return Err(ApiError::bad_request(
+            "bad_tx",
+            format!(
+                "a transfer is {} hex digits; got {}",
+                MAX_TX_HEX,
+                hex_text.len()
+            ),
+        ));
+    }
+    let bytes = hex::decode(hex_text)
+        .map_err(|e| ApiError::bad_request("bad_hex", format!("the body is not hex: {e}")))?;
+    let tx = match Transaction::decode(&bytes) {
+        Ok(Transaction::Transfer(t)) => t,
+        Ok(Transaction::Coinbase(_)) => {
+            return Err(ApiError::bad_request(
+                "bad_tx",
+                "a coinbase cannot be submitted; only miners create them, inside a block",
+            ));
+        }
+        Err(e) => {
+            return Err(ApiError::bad_request(
+                "bad_tx",
+                format!("not a transfer in the PROTOCOL.md encoding: {e}"),
+            ));
+        }
+    };
+    match s.node.submit(tx).await? {
+        Ok(txid) => Ok(text(txid.to_hex())),
+        Err(e) => Err(mempool_error(e)),
+    }
+}
+
+/// A mempool refusal as an API error (422, the code names the rule).
+pub fn mempool_error(e: MempoolError) -> ApiError {
+    ApiError::unprocessable(mempool_code(&e), e.to_string())
+}
+
+/// The snake_case name of a mempool refusal (API codes and metric labels).
+pub fn mempool_code(e: &MempoolError) -> &'static str {
+    match e {
+        MempoolError::AlreadyKnown(_) => "already_known",
+        MempoolError::BadSignature(_) => "bad_signature",
+        MempoolError::NonceTooLow { .. } => "nonce_too_low",
+        MempoolError::NonceTooHigh { .. } => "nonce_too_high",
+        MempoolError::NonceTaken(_) => "nonce_taken",
+        MempoolError::AmountOverflow => "amount_overflow",
+        MempoolError::InsufficientBalance { .. } => "insufficient_balance",
+        MempoolError::Full { .. } => "mempool_full",
+    }
+}
+
+/// `GET /address/{address}`: balance, nonce and what pending transfers spend.
+pub async fn address(State(s): State<AppState>, Seg(address): Seg) -> ApiResult<Json<Value>> {
+    let address: Address = address
+        .parse()
+        .map_err(|e| ApiError::bad_request("bad_address", format!("'{}': {e}", clip(&address))))?;
+    let (account, pending_spend) = s.node.balance(address).await?;
+    let pending: Vec<TxView> = s
+        .node
+        .mempool()
+        .await?
+        .iter()
+        .filter(|(_, t)| t.from == address || t.to == address)
+        .map(|(id, t)| TxView::transfer(*id, t))
+        .collect();
+    let next_nonce = s
+        .node
+        .mempool()
+        .await?
+        .iter()
+        .filter(|(_, t)| t.from == address)
+        .map(|(_, t)| t.nonce + 1)
+        .max()
+        .unwrap_or(account.nonce)
+        .max(account.nonce);
+    Ok(Json(json!({
+        "address": address.to_string(),
+        "balance": account.balance,
+        "nonce": account.nonce,
+        "next_nonce": next_nonce,
+        "pending_spend": pending_spend,
+        "pending": pending,
+    })))
+}
+
+/// `GET /mempool`: its size and fees.
+pub async fn mempool(State(s): State<AppState>) -> ApiResult<Json<Value>> {
+    let txs = s.node.mempool().await?;
+    let total_fee: u64 = txs.iter().map(|(_, t)| t.fee).fold(0, u64::saturating_add);
+    Ok(Json(json!({
+        "count": txs.len(),
+        "bytes": txs.len() * crate::chain::tx::TRANSFER_LEN,
+        "total_fee": total_fee,
+    })))
+}
+
+/// `GET /mempool/txids`, highest fee first.
+pub async fn mempool_txids(State(s): State<AppState>) -> ApiResult<Json<Vec<String>>> {
+    let txs = s.node.mempool().await?;
+    Ok(Json(txs.iter().map(|(id, _)| id.to_hex()).collect()))
+}
+
+/// Most transfers one `/mempool/txs` answer lists.
+const MEMPOOL_PAGE: usize = 500;
+
+/// `GET /mempool/txs`: the pending transfers, highest fee first (at most 500).
+pub async fn mempool_txs(State(s): State<AppState>) -> ApiResult<Json<Vec<TxView>>> {
+    let txs = s.node.mempool().await?;
+    Ok(Json(
+        txs.iter()
+            .take(MEMPOOL_PAGE)
+            .map(|(id, t)| TxView::transfer(*id, t))
+            .collect(),
+    ))
+}
+
+/// Query of `/tree`.
+#[derive(Deserialize)]
+pub struct TreeQuery {
+    /// Lowest height (default: 50 below the tip).
+    from_height: Option<u64>,
+}
+
+/// `GET /tree?from_height=H`: recent blocks of the tree, side branches included, each with
+/// when it reached this node and from which peer.
+pub async fn tree(
+    State(s): State<AppState>,
+    ApiQuery(q): ApiQuery<TreeQuery>,
+) -> ApiResult<Json<Value>> {
+    s.node.chain(0).await?;
+    let st = s.node.status();
+    let from = q.from_height.unwrap_or(st.height.saturating_sub(50));
+    let blocks = s.node.tree(from, MAX_TREE).await?;
+    Ok(Json(json!({
+        "tip": st.tip.to_hex(),
+        "height": st.height,
+        "blocks": blocks.iter().map(|(a, best)| TreeBlock::of(a, *best)).collect::<Vec<_>>(),
+    })))
+}

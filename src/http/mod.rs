@@ -1,0 +1,297 @@
+//! The HTTP interface: a JSON API shaped after Esplora and the beacon-node API, Server-Sent
+//! Events, the action token. It is an edge like the REPL: every route calls the node through
+//! its [`NodeHandle`] and never reaches into its state.
+//!
+//! - [`api`]: reading routes and `POST /tx`; [`actions`]: the token-gated ones.
+//! - [`sse`]: `GET /events`; [`auth`]: the `.cookie` token; [`error`]: `{code, message}`.
+//!
+//! Safety by default: loopback only, request bodies of at most 16 KiB, a 10 s timeout on every
+//! request but the event stream and mining, no CORS unless origins are configured.
+
+pub mod actions;
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod sse;
+pub mod views;
+
+use crate::node::NodeHandle;
+use auth::Cookie;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::routing::{get, post};
+use error::ApiError;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::TimeoutLayer;
+
+/// The default address: loopback, port 5000 (the Flask tutorials' port, so their users find it
+/// where they expect). When it is taken (another node on this machine), the next free port up
+/// to [`DEFAULT_PORT`] + 9 is used, then any free port.
+pub const DEFAULT_PORT: u16 = 5000;
+/// The default listening address.
+pub const DEFAULT_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT);
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 16 * 1024;
+/// Longest a request may take (the event stream and `POST /mine` excepted).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How to serve.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// Where to listen.
+    pub addr: SocketAddr,
+    /// Whether another port may be taken when `addr` is in use (true for the default address
+    /// only: an address the user chose is used or the start fails).
+    pub fallback: bool,
+    /// Origins allowed by CORS (none: no CORS headers at all).
+    pub cors: Vec<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            addr: DEFAULT_ADDR,
+            fallback: true,
+            cors: Vec::new(),
+        }
+    }
+}
+
+/// What the routes share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The node.
+    pub node: NodeHandle,
+    /// The action token.
+    pub token: Arc<str>,
+    /// Open event streams.
+    pub streams: Arc<AtomicUsize>,
+    /// Becomes true at shutdown: event streams end, so the server can finish.
+    pub stopping: watch::Receiver<bool>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The address could not be bound.
+    #[error("cannot listen for HTTP on {addr}: {cause}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// The cookie file could not be written.
+    #[error("cannot write the token file {path}: {cause}")]
+    Cookie {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// A CORS origin is not a valid header value.
+    #[error("--http-cors: '{0}' is not an origin like http://localhost:3000")]
+    Cors(String),
+}
+
+/// A running server.
+pub struct HttpServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The token actions need.
+    pub cookie: Cookie,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl HttpServer {
+    /// `http://addr`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The dashboard URL with the token in its fragment (the browser keeps the fragment to
+    /// itself: it is never sent to the server or written to a log there).
+    pub fn dashboard_url(&self) -> String {
+        format!("http://{}/#token={}", self.addr, self.cookie.token)
+    }
+
+    /// Stops accepting, ends the event streams, waits for open requests, removes the cookie.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        if tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("HTTP requests still open after 5 s; closing them");
+        }
+        self.cookie.remove();
+    }
+}
+
+async fn bind(config: &HttpConfig) -> Result<TcpListener, HttpError> {
+    let first = TcpListener::bind(config.addr).await;
+    let err = match first {
+        Ok(l) => return Ok(l),
+        Err(e) => e,
+    };
+    if !config.fallback || err.kind() != std::io::ErrorKind::AddrInUse {
+        return Err(HttpError::Bind {
+            addr: config.addr,
+            cause: err,
+        });
+    }
+    let ip = config.addr.ip();
+    let base = config.addr.port();
+    for port in (1..10).filter_map(|i| base.checked_add(i)).chain([0]) {
+        if let Ok(l) = TcpListener::bind(SocketAddr::new(ip, port)).await {
+            return Ok(l);
+        }
+    }
+    Err(HttpError::Bind {
+        addr: config.addr,
+        cause: err,
+    })
+}
+
+/// The router over `state` (every route, its limits and error answers).
+pub fn router(state: AppState, cors: Option<CorsLayer>) -> Router {
+    let timed = Router::new()
+        .route("/node/health", get(api::health))
+        .route("/node/identity", get(api::identity))
+        .route("/node/status", get(api::status))
+        .route("/node/peers", get(api::peers))
+        .route("/node/syncing", get(api::syncing))
+        .route("/node/dial", post(actions::dial))
+        .route("/blocks", get(api::blocks_tip))
+        .route("/blocks/tip/height", get(api::tip_height))
+        .route("/blocks/tip/hash", get(api::tip_hash))
+        .route("/blocks/{start_height}", get(api::blocks_from))
+        .route("/block/{hash}", get(api::block))
+        .route("/block-height/{height}", get(api::block_height))
+        .route("/tx", post(api::post_tx))
+        .route("/tx/{txid}", get(api::tx))
+        .route("/address/{address}", get(api::address))
+        .route("/mempool", get(api::mempool))
+        .route("/mempool/txids", get(api::mempool_txids))
+        .route("/mempool/txs", get(api::mempool_txs))
+        .route("/tree", get(api::tree))
+        .route("/wallet/send", post(actions::send))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ));
+    let untimed = Router::new()
+        .route("/events", get(sse::events))
+        .route("/mine", post(actions::mine));
+    let app = timed
+        .merge(untimed)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state);
+    match cors {
+        Some(c) => app.layer(c),
+        None => app,
+    }
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(
+        "no_such_route",
+        format!("no route {}", error::clip(uri.path())),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", error::clip(uri.path())),
+    )
+}
+
+fn cors_layer(origins: &[String]) -> Result<Option<CorsLayer>, HttpError> {
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let list = origins
+        .iter()
+        .map(|o| HeaderValue::from_str(o).map_err(|_| HttpError::Cors(o.clone())))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(list))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION]),
+    ))
+}
+
+/// Binds, writes the token file in `data_dir` and serves on the current tokio runtime.
+pub async fn start(
+    node: NodeHandle,
+    config: HttpConfig,
+    data_dir: &Path,
+) -> Result<HttpServer, HttpError> {
+    let cors = cors_layer(&config.cors)?;
+    let listener = bind(&config).await?;
+    let addr = listener.local_addr().map_err(|cause| HttpError::Bind {
+        addr: config.addr,
+        cause,
+    })?;
+    let cookie = Cookie::create(data_dir).map_err(|cause| HttpError::Cookie {
+        path: data_dir.join(auth::COOKIE_FILE),
+        cause,
+    })?;
+    let (stop, stopping) = watch::channel(false);
+    let state = AppState {
+        node: node.clone(),
+        token: cookie.token.as_str().into(),
+        streams: Arc::default(),
+        stopping: stopping.clone(),
+    };
+    let app = router(state, cors);
+    let mut on_stop = stopping;
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = on_stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!("HTTP server failed: {e}");
+        }
+    });
+    let server = HttpServer {
+        addr,
+        cookie,
+        stop,
+        task,
+    };
+    node.set_http_url(server.url());
+    if addr != config.addr {
+        tracing::info!(
+            "HTTP API on {} ({} is taken, probably by another node on this machine)",
+            server.url(),
+            config.addr
+        );
+    } else {
+        tracing::info!("HTTP API on {}", server.url());
+    }
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            "the HTTP API listens beyond loopback ({addr}): anyone who can reach it reads the node, and anyone with the token spends its coins"
+        );
+    }
+    tracing::info!("dashboard: {}", server.dashboard_url());
+    Ok(server)
+}

@@ -1,0 +1,241 @@
+//! What the node tells its watchers (the HTTP API's event stream, the dashboard): a broadcast of
+//! block arrivals, tip changes, admitted transfers and peers; and the bounded records behind
+//! the queries that need history: when and from which peer each recent block arrived (the block
+//! tree view), and which best-chain block holds a txid.
+//!
+//! The broadcast never blocks the actor: a watcher that falls behind by more than the channel's
+//! capacity misses events and is told how many (tokio's `RecvError::Lagged`); it can then
+//! re-read the state through the handle's queries.
+
+use crate::chain::{
+    Address, Block, BlockHash, ChainState, CheckedBlock, TipChange, Transaction, Transfer, Txid,
+};
+use crate::net::Discovery;
+use libp2p::PeerId;
+use std::collections::{HashMap, VecDeque};
+use tokio::sync::broadcast;
+
+/// Events buffered per watcher before a slow one starts missing them.
+pub const EVENT_CAPACITY: usize = 1024;
+/// Recent block arrivals remembered for the block tree view.
+pub const MAX_ARRIVALS: usize = 4096;
+/// Best-chain blocks recorded at start-up (loaded from the store, arrival unknown).
+const LOADED_ARRIVALS: u64 = 256;
+
+/// Something that happened in the node.
+#[derive(Clone, Debug)]
+pub enum NodeEvent {
+    /// A valid block was stored (best chain or side branch).
+    Block(Arrival),
+    /// The best chain changed.
+    Tip {
+        /// The new tip.
+        hash: BlockHash,
+        /// Its height.
+        height: u64,
+        /// Blocks that left the best chain (0 when the tip just extended it).
+        reorg_depth: usize,
+        /// Those blocks, from the old tip down.
+        disconnected: Vec<BlockHash>,
+        /// Blocks that joined the best chain, from the fork point up.
+        connected: Vec<BlockHash>,
+    },
+    /// A transfer entered the mempool.
+    Tx {
+        /// Its txid.
+        txid: Txid,
+        /// The transfer.
+        tx: Transfer,
+    },
+    /// A peer connected or disconnected.
+    Peer {
+        /// The peer.
+        peer: PeerId,
+        /// Connected (else disconnected).
+        connected: bool,
+        /// How it was found (known on connection only).
+        found_by: Option<Discovery>,
+    },
+}
+
+/// When and from where a block reached this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Arrival {
+    /// The block hash.
+    pub hash: BlockHash,
+    /// Its parent.
+    pub parent: BlockHash,
+    /// Its height.
+    pub height: u64,
+    /// The miner's address (the coinbase recipient).
+    pub miner: Address,
+    /// Transactions in it, coinbase included.
+    pub txs: usize,
+    /// Milliseconds since the Unix epoch when it was accepted here; `None` for blocks loaded
+    /// from the store at start-up.
+    pub arrived_ms: Option<u64>,
+    /// Where it came from: `None` if this node mined or submitted it or loaded it from disk.
+    pub origin: Option<PeerId>,
+    /// Whether it was loaded from the store at start-up.
+    pub loaded: bool,
+}
+
+impl Arrival {
+    fn of(hash: BlockHash, block: &Block, arrived_ms: Option<u64>, origin: Option<PeerId>) -> Self {
+        let miner = match block.txs.first() {
+            Some(Transaction::Coinbase(c)) => c.to,
+            _ => Address::default(),
+        };
+        Self {
+            hash,
+            parent: block.header.prev_hash,
+            height: block.header.height,
+            miner,
+            txs: block.txs.len(),
+            arrived_ms,
+            origin,
+            loaded: arrived_ms.is_none(),
+        }
+    }
+}
+
+/// Where a transaction stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxStatus {
+    /// Pending in the mempool.
+    Mempool(Transfer),
+    /// In a block of the best chain.
+    Confirmed {
+        /// The transaction.
+        tx: Transaction,
+        /// The block.
+        block: BlockHash,
+        /// Its height.
+        height: u64,
+    },
+    /// Neither (never seen, or on a side branch only).
+    Unknown,
+}
+
+/// The broadcast and the records; owned by the actor.
+pub(crate) struct Watch {
+    /// Subscribers get a receiver from [`Watch::subscribe`].
+    events: broadcast::Sender<NodeEvent>,
+    /// Recent arrivals by hash, and their order for eviction.
+    arrivals: HashMap<BlockHash, Arrival>,
+    arrival_order: VecDeque<BlockHash>,
+    /// Best-chain txid → block hash.
+    txids: HashMap<Txid, BlockHash>,
+}
+
+impl Watch {
+    /// Records the loaded best chain (txid index, the last blocks for the tree).
+    pub(crate) fn new(chain: &ChainState, events: broadcast::Sender<NodeEvent>) -> Self {
+        let mut w = Self {
+            events,
+            arrivals: HashMap::new(),
+            arrival_order: VecDeque::new(),
+            txids: HashMap::new(),
+        };
+        let top = chain.height();
+        for h in 0..=top {
+            let Some(block) = chain.block_at(h) else {
+                continue;
+            };
+            let hash = block.compute_hash();
+            if h > 0 {
+                for txid in block.compute_txids() {
+                    w.txids.insert(txid, hash);
+                }
+            }
+            if top - h < LOADED_ARRIVALS {
+                w.remember(Arrival::of(hash, block, None, None));
+            }
+        }
+        w
+    }
+
+    fn send(&self, event: NodeEvent) {
+        // No receiver is fine: nobody is watching.
+        let _ = self.events.send(event);
+    }
+
+    fn remember(&mut self, arrival: Arrival) {
+        if self.arrival_order.len() >= MAX_ARRIVALS
+            && let Some(old) = self.arrival_order.pop_front()
+        {
+            self.arrivals.remove(&old);
+        }
+        self.arrival_order.push_back(arrival.hash);
+        self.arrivals.insert(arrival.hash, arrival);
+    }
+
+    /// A block was stored as valid.
+    pub(crate) fn block_accepted(
+        &mut self,
+        block: &CheckedBlock,
+        now_ms: u64,
+        origin: Option<PeerId>,
+    ) {
+        let arrival = Arrival::of(block.hash(), block.block(), Some(now_ms), origin);
+        self.remember(arrival.clone());
+        self.send(NodeEvent::Block(arrival));
+    }
+
+    /// The best chain changed.
+    pub(crate) fn tip_changed(&mut self, change: &TipChange, height: u64) {
+        let disconnected: Vec<BlockHash> = change.disconnected.iter().map(|b| b.hash()).collect();
+        let connected: Vec<BlockHash> = change.connected.iter().map(|b| b.hash()).collect();
+        for block in &change.disconnected {
+            for txid in block.txids() {
+                if self.txids.get(txid) == Some(&block.hash()) {
+                    self.txids.remove(txid);
+                }
+            }
+        }
+        for block in &change.connected {
+            for txid in block.txids() {
+                self.txids.insert(*txid, block.hash());
+            }
+        }
+        self.send(NodeEvent::Tip {
+            hash: change.new_tip,
+            height,
+            reorg_depth: disconnected.len(),
+            disconnected,
+            connected,
+        });
+    }
+
+    /// A transfer entered the mempool.
+    pub(crate) fn tx_admitted(&self, txid: Txid, tx: Transfer) {
+        self.send(NodeEvent::Tx { txid, tx });
+    }
+
+    /// A peer connected or left.
+    pub(crate) fn peer(&self, peer: PeerId, connected: bool, found_by: Option<Discovery>) {
+        self.send(NodeEvent::Peer {
+            peer,
+            connected,
+            found_by,
+        });
+    }
+
+    /// The best-chain block holding `txid`, if any.
+    pub(crate) fn block_of(&self, txid: &Txid) -> Option<BlockHash> {
+        self.txids.get(txid).copied()
+    }
+
+    /// Remembered arrivals at `min_height` or above, lowest first, at most `max`.
+    pub(crate) fn arrivals_from(&self, min_height: u64, max: usize) -> Vec<Arrival> {
+        let mut list: Vec<Arrival> = self
+            .arrivals
+            .values()
+            .filter(|a| a.height >= min_height)
+            .cloned()
+            .collect();
+        list.sort_by_key(|a| (a.height, a.arrived_ms));
+        list.truncate(max);
+        list
+    }
+}

@@ -1,0 +1,922 @@
+//! The HTTP API against the real server over a real socket (127.0.0.1, OS-assigned ports):
+//! every route, every error path, the event stream, a transfer signed outside the node, the
+//! token.
+
+mod common;
+
+use common::{DEADLINE, TestNode};
+use futures::StreamExt;
+use gossipchain::chain::{Address, BlockHash, ChainState, Transaction, Transfer};
+use gossipchain::http::{self, HttpConfig, HttpServer};
+use gossipchain::testkit;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+struct Api {
+    node: TestNode,
+    server: Option<HttpServer>,
+    base: String,
+    token: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    async fn start() -> Self {
+        let node = common::start(&[]).await;
+        let config = HttpConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            fallback: false,
+            cors: Vec::new(),
+        };
+        let server = http::start(node.handle.clone(), config, node.dir.path())
+            .await
+            .expect("server starts");
+        let base = server.url();
+        let token = std::fs::read_to_string(node.dir.path().join(".cookie")).unwrap();
+        Self {
+            node,
+            server: Some(server),
+            base,
+            token,
+            client: reqwest::Client::builder()
+                .timeout(DEADLINE)
+                .build()
+                .unwrap(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, String) {
+        let r = self.client.get(self.url(path)).send().await.unwrap();
+        (r.status(), r.text().await.unwrap())
+    }
+
+    async fn get_json(&self, path: &str) -> Value {
+        let (status, body) = self.get(path).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+    }
+
+    async fn action(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap())
+    }
+
+    async fn post_tx(&self, hex: &str) -> (StatusCode, String) {
+        let r = self
+            .client
+            .post(self.url("/tx"))
+            .header("content-type", "text/plain")
+            .body(hex.to_string())
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    }
+
+    async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+        self.node.stop().await;
+    }
+}
+
+/// Mines `n` blocks through the API.
+async fn mine(api: &Api, n: u64) -> Value {
+    let (status, body) = api.action("/mine", json!({ "n": n })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_routes_answer_in_their_shapes() {
+    let api = Api::start().await;
+    let mined = mine(&api, 3).await;
+    assert_eq!(mined["blocks"].as_array().unwrap().len(), 3);
+    let st = api.node.status();
+
+    let (s, h) = api.get("/blocks/tip/height").await;
+    assert_eq!((s, h.as_str()), (StatusCode::OK, "3"));
+    let (_, tip) = api.get("/blocks/tip/hash").await;
+    assert_eq!(tip, st.tip.to_hex());
+    let (_, at2) = api.get("/block-height/2").await;
+    assert_eq!(at2, mined["blocks"][1]["id"].as_str().unwrap());
+
+    let page = api.get_json("/blocks").await;
+    let heights: Vec<u64> = page
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["height"].as_u64().unwrap())
+        .collect();
+    assert_eq!(heights, [3, 2, 1, 0], "newest first, down to genesis");
+    let page = api.get_json("/blocks/1").await;
+    assert_eq!(page.as_array().unwrap().len(), 2);
+    assert_eq!(page[0]["height"], 1);
+
+    let block = api.get_json(&format!("/block/{tip}")).await;
+    assert_eq!(block["height"], 3);
+    assert_eq!(block["in_best_chain"], true);
+    assert_eq!(block["txs"][0]["kind"], "coinbase");
+    assert_eq!(block["txs"][0]["to"], st.address.to_string());
+    let coinbase_txid = block["txs"][0]["txid"].as_str().unwrap().to_string();
+    let tx = api.get_json(&format!("/tx/{coinbase_txid}")).await;
+    assert_eq!(tx["status"]["state"], "confirmed");
+    assert_eq!(tx["status"]["block_height"], 3);
+    assert_eq!(tx["status"]["block_hash"], tip);
+
+    let me = api.get_json(&format!("/address/{}", st.address)).await;
+    assert_eq!(me["balance"], 150);
+    assert_eq!(me["nonce"], 0);
+    assert_eq!(me["next_nonce"], 0);
+
+    let id = api.get_json("/node/identity").await;
+    assert_eq!(id["peer_id"], st.peer_id.to_string());
+    assert_eq!(id["chain_id"], st.chain_id.to_hex());
+    assert!(!id["listen_addresses"].as_array().unwrap().is_empty());
+    let status = api.get_json("/node/status").await;
+    assert_eq!(status["height"], 3);
+    assert_eq!(status["http"], api.base);
+    assert_eq!(api.get_json("/node/peers").await, json!([]));
+    let sync = api.get_json("/node/syncing").await;
+    assert_eq!(sync["is_syncing"], false);
+    assert_eq!(sync["head_height"], 3);
+    let (s, _) = api.get("/node/health").await;
+    assert_eq!(s, StatusCode::OK);
+
+    // The node's own wallet sends; the transfer is pending, then confirmed.
+    let to = Address::of(&testkit::key(7));
+    let (s, sent) = api
+        .action(
+            "/wallet/send",
+            json!({"to": to.to_string(), "amount": 40, "fee": 2}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{sent}");
+    let txid = sent["txid"].as_str().unwrap().to_string();
+    assert_eq!(api.get_json("/mempool/txids").await, json!([txid]));
+    let pool = api.get_json("/mempool").await;
+    assert_eq!(
+        (pool["count"].clone(), pool["total_fee"].clone()),
+        (json!(1), json!(2))
+    );
+    let txs = api.get_json("/mempool/txs").await;
+    assert_eq!(txs[0]["amount"], 40);
+    let tx = api.get_json(&format!("/tx/{txid}")).await;
+    assert_eq!(tx["status"]["state"], "mempool");
+    assert_eq!(tx["tx"]["from"], st.address.to_string());
+    let me = api.get_json(&format!("/address/{}", st.address)).await;
+    assert_eq!(
+        (me["pending_spend"].clone(), me["next_nonce"].clone()),
+        (json!(42), json!(1))
+    );
+    mine(&api, 1).await;
+    let tx = api.get_json(&format!("/tx/{txid}")).await;
+    assert_eq!(tx["status"]["state"], "confirmed");
+    assert_eq!(tx["status"]["block_height"], 4);
+    let them = api.get_json(&format!("/address/{to}")).await;
+    assert_eq!(them["balance"], 40);
+
+    let tree = api.get_json("/tree?from_height=0").await;
+    let blocks = tree["blocks"].as_array().unwrap();
+    assert_eq!(blocks.len(), 5, "genesis (loaded) and four mined: {tree}");
+    assert_eq!(blocks[0]["source"], "store");
+    assert!(
+        blocks[1..].iter().all(|b| b["source"] == "local"
+            && b["in_best_chain"] == true
+            && b["arrived_ms"].is_u64())
+    );
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_input_is_a_4xx_with_a_json_error() {
+    let api = Api::start().await;
+    let zeros = "0".repeat(64);
+    let long = "a".repeat(http::MAX_BODY + 10);
+    // 32 bytes that are not a point of the curve.
+    let bad_key = format!("02{}", "00".repeat(31));
+    // Signed for another chain: the signature does not verify on this one.
+    let forged = hex::encode(
+        Transaction::Transfer(Transfer::sign(
+            &testkit::key(1),
+            &BlockHash([7; 32]),
+            Address::of(&testkit::key(2)),
+            1,
+            1,
+            0,
+        ))
+        .encode(),
+    );
+    // (method, path, content type, body, with token, status, code)
+    let cases: Vec<(&str, String, &str, String, bool, u16, &str)> = vec![
+        (
+            "GET",
+            "/block/xyz".into(),
+            "",
+            "".into(),
+            false,
+            400,
+            "bad_hash",
+        ),
+        (
+            "GET",
+            format!("/block/{}", "g".repeat(64)),
+            "",
+            "".into(),
+            false,
+            400,
+            "bad_hash",
+        ),
+        (
+            "GET",
+            format!("/block/{zeros}"),
+            "",
+            "".into(),
+            false,
+            404,
+            "no_such_block",
+        ),
+        (
+            "GET",
+            "/block-height/99".into(),
+            "",
+            "".into(),
+            false,
+            404,
+            "no_such_height",
+        ),
+        (
+            "GET",
+            "/block-height/-1".into(),
+            "",
+            "".into(),
+            false,
+            400,
+            "bad_height",
+        ),
+        (
+            "GET",
+            "/block-height/18446744073709551616".into(),
+            "",
+            "".into(),
+            false,
+            400,
+            "bad_height",
+        ),
+        (
+            "GET",
+            "/blocks/abc".into(),
+            "",
+            "".into(),
+            false,
+            400,
+            "bad_height",
+        ),
+        (
+            "GET",
+            "/blocks/5".into(),
+            "",
+            "".into(),
+            false,
+            404,
+            "no_such_height",
+        ),
+        (
+            "GET",
+            format!("/tx/{zeros}"),
+            "",
+            "".into(),
+            false,
+            404,
+            "no_such_tx",
+        ),
+        (
+            "GET",
+            "/tx/12".into(),
+            "",
+            "".into(),
+            false,
+            400,
+            "bad_hash",
+        ),
+        (
+            "GET",
+            "/address/nothex".into(),
+            "",
+            "".into(),
+            false,
+            400,
+            "bad_address",
+        ),
+        (
+            "GET",
+            format!("/address/{bad_key}"),
+            "",
+            "".into(),
+            false,
+            400,
+            "bad_address",
+        ),
+        (
+            "GET",
+            "/tree?from_height=x".into(),
+            "",
+            "".into(),
+            false,
+            400,
+            "bad_query",
+        ),
+        (
+            "GET",
+            "/no/such/route".into(),
+            "",
+            "".into(),
+            false,
+            404,
+            "no_such_route",
+        ),
+        (
+            "DELETE",
+            "/blocks".into(),
+            "",
+            "".into(),
+            false,
+            405,
+            "method_not_allowed",
+        ),
+        (
+            "POST",
+            "/tx".into(),
+            "application/json",
+            "\"00\"".into(),
+            false,
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "POST",
+            "/tx".into(),
+            "",
+            "00".into(),
+            false,
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "POST",
+            "/tx".into(),
+            "text/plain",
+            "zz".into(),
+            false,
+            400,
+            "bad_hex",
+        ),
+        (
+            "POST",
+            "/tx".into(),
+            "text/plain",
+            "0102".into(),
+            false,
+            400,
+            "bad_tx",
+        ),
+        (
+            "POST",
+            "/tx".into(),
+            "text/plain",
+            long.clone(),
+            false,
+            413,
+            "payload_too_large",
+        ),
+        (
+            "POST",
+            "/tx".into(),
+            "text/plain",
+            "00".repeat(49),
+            false,
+            400,
+            "bad_tx",
+        ),
+        (
+            "POST",
+            "/tx".into(),
+            "text/plain",
+            forged.clone(),
+            false,
+            422,
+            "bad_signature",
+        ),
+        (
+            "POST",
+            "/mine".into(),
+            "application/json",
+            r#"{"n": 0}"#.into(),
+            true,
+            400,
+            "out_of_range",
+        ),
+        (
+            "POST",
+            "/mine".into(),
+            "application/json",
+            r#"{"n": 1001}"#.into(),
+            true,
+            400,
+            "out_of_range",
+        ),
+        (
+            "POST",
+            "/mine".into(),
+            "application/json",
+            r#"{"n": -1}"#.into(),
+            true,
+            422,
+            "bad_field",
+        ),
+        (
+            "POST",
+            "/mine".into(),
+            "application/json",
+            r#"{"n": 1, "on": true}"#.into(),
+            true,
+            400,
+            "bad_field",
+        ),
+        (
+            "POST",
+            "/mine".into(),
+            "application/json",
+            "{}".into(),
+            true,
+            400,
+            "bad_field",
+        ),
+        (
+            "POST",
+            "/mine".into(),
+            "application/json",
+            "{not json".into(),
+            true,
+            400,
+            "bad_json",
+        ),
+        (
+            "POST",
+            "/mine".into(),
+            "text/plain",
+            r#"{"n": 1}"#.into(),
+            true,
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "POST",
+            "/mine".into(),
+            "application/json",
+            format!(r#"{{"n": 1, "x": "{long}"}}"#),
+            true,
+            413,
+            "payload_too_large",
+        ),
+        (
+            "POST",
+            "/wallet/send".into(),
+            "application/json",
+            r#"{"to": "ab", "amount": 1}"#.into(),
+            true,
+            400,
+            "bad_address",
+        ),
+        (
+            "POST",
+            "/wallet/send".into(),
+            "application/json",
+            format!(
+                r#"{{"to": "{}", "amount": 0}}"#,
+                Address::of(&testkit::key(1))
+            ),
+            true,
+            400,
+            "bad_amount",
+        ),
+        (
+            "POST",
+            "/wallet/send".into(),
+            "application/json",
+            format!(
+                r#"{{"to": "{}", "amount": 5}}"#,
+                Address::of(&testkit::key(1))
+            ),
+            true,
+            422,
+            "insufficient_balance",
+        ),
+        (
+            "POST",
+            "/wallet/send".into(),
+            "application/json",
+            format!(
+                r#"{{"to": "{}", "amount": 18446744073709551616}}"#,
+                Address::of(&testkit::key(1))
+            ),
+            true,
+            422,
+            "bad_field",
+        ),
+        (
+            "POST",
+            "/wallet/send".into(),
+            "application/json",
+            format!(r#"{{"to": "{}", "amount": 5}}"#, api.node.status().address),
+            true,
+            422,
+            "to_self",
+        ),
+        (
+            "POST",
+            "/node/dial".into(),
+            "application/json",
+            r#"{"addr": "not an address"}"#.into(),
+            true,
+            400,
+            "bad_multiaddr",
+        ),
+        (
+            "POST",
+            "/node/dial".into(),
+            "application/json",
+            r#"{"address": "/ip4/127.0.0.1/tcp/1"}"#.into(),
+            true,
+            422,
+            "bad_field",
+        ),
+        (
+            "POST",
+            "/mine".into(),
+            "application/json",
+            r#"{"n": 1}"#.into(),
+            false,
+            401,
+            "token_required",
+        ),
+        (
+            "POST",
+            "/wallet/send".into(),
+            "application/json",
+            "{}".into(),
+            false,
+            401,
+            "token_required",
+        ),
+        (
+            "POST",
+            "/node/dial".into(),
+            "application/json",
+            "{}".into(),
+            false,
+            401,
+            "token_required",
+        ),
+    ];
+    for (method, path, ctype, body, token, status, code) in cases {
+        let mut req = api
+            .client
+            .request(method.parse().unwrap(), api.url(&path))
+            .body(body.clone());
+        if !ctype.is_empty() {
+            req = req.header("content-type", ctype);
+        }
+        if token {
+            req = req.bearer_auth(&api.token);
+        }
+        let r = req.send().await.unwrap();
+        let got = r.status().as_u16();
+        let ctype_back = r
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string());
+        let text = r.text().await.unwrap();
+        let what = format!("{method} {} ({} bytes)", common_clip(&path), body.len());
+        assert_eq!(got, status, "{what}: {text}");
+        assert_eq!(ctype_back.as_deref(), Some("application/json"), "{what}");
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(v["code"], code, "{what}: {text}");
+        assert!(
+            v["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}"
+        );
+    }
+    // A wrong token is refused as such.
+    let r = api
+        .client
+        .post(api.url("/mine"))
+        .bearer_auth("0".repeat(64))
+        .json(&json!({"n": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "bad_token");
+    assert_eq!(
+        api.node.status().height,
+        0,
+        "nothing was mined without the token"
+    );
+    api.stop().await;
+}
+
+fn common_clip(s: &str) -> String {
+    s.chars().take(60).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_signed_outside_the_node_is_accepted_and_mined() {
+    let api = Api::start().await;
+    let key = testkit::key(42);
+    let me = Address::of(&key);
+    mine(&api, 1).await;
+    let (s, sent) = api
+        .action("/wallet/send", json!({"to": me.to_string(), "amount": 20}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{sent}");
+    mine(&api, 1).await;
+    let acct = api.get_json(&format!("/address/{me}")).await;
+    assert_eq!(
+        (acct["balance"].clone(), acct["next_nonce"].clone()),
+        (json!(20), json!(0))
+    );
+
+    // Signed here, with the chain id the API reports: the node never sees the key.
+    let id = api.get_json("/node/identity").await;
+    let chain_id = id["chain_id"].as_str().unwrap().parse().unwrap();
+    let dest = Address::of(&testkit::key(43));
+    let tx = Transfer::sign(&key, &chain_id, dest, 15, 3, 0);
+    let hex = hex::encode(Transaction::Transfer(tx).encode());
+    let (s, txid) = api.post_tx(&format!("{hex}\n")).await;
+    assert_eq!(s, StatusCode::OK, "{txid}");
+    assert_eq!(txid, Transaction::Transfer(tx).compute_txid().to_hex());
+    // The same transfer again is refused with the exact reason.
+    let (s, again) = api.post_tx(&hex).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let v: Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(v["code"], "already_known");
+    // Spending more than it has.
+    let greedy = Transfer::sign(&key, &chain_id, dest, 100, 1, 1);
+    let (s, refused) = api
+        .post_tx(&hex::encode(Transaction::Transfer(greedy).encode()))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert!(refused.contains("insufficient_balance"), "{refused}");
+    // Signed for another chain.
+    let other = Transfer::sign(&key, &BlockHash([7; 32]), dest, 1, 1, 1);
+    let (_, refused) = api
+        .post_tx(&hex::encode(Transaction::Transfer(other).encode()))
+        .await;
+    assert!(refused.contains("bad_signature"), "{refused}");
+
+    let tx_view = api.get_json(&format!("/tx/{txid}")).await;
+    assert_eq!(tx_view["status"]["state"], "mempool");
+    mine(&api, 1).await;
+    let tx_view = api.get_json(&format!("/tx/{txid}")).await;
+    assert_eq!(tx_view["status"]["state"], "confirmed");
+    assert_eq!(tx_view["tx"]["hex"], hex);
+    let acct = api.get_json(&format!("/address/{dest}")).await;
+    assert_eq!(acct["balance"], 15);
+    let acct = api.get_json(&format!("/address/{me}")).await;
+    assert_eq!(
+        (acct["balance"].clone(), acct["nonce"].clone()),
+        (json!(2), json!(1))
+    );
+    api.stop().await;
+}
+
+/// Reads SSE frames until one named `name` satisfies `pred`; returns its data.
+async fn next_event(
+    stream: &mut (impl futures::Stream<Item = reqwest::Result<impl AsRef<[u8]>>> + Unpin),
+    buf: &mut String,
+    name: &str,
+    mut pred: impl FnMut(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        while let Some(end) = buf.find("\n\n") {
+            let frame: String = buf.drain(..end + 2).collect();
+            let mut event = "message";
+            let mut data = String::new();
+            for line in frame.lines() {
+                if let Some(e) = line.strip_prefix("event: ") {
+                    event = e;
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data.push_str(d);
+                }
+            }
+            if event == name
+                && let Ok(v) = serde_json::from_str::<Value>(&data)
+                && pred(&v)
+            {
+                return v;
+            }
+        }
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("no '{name}' event in time; buffered: {buf}"))
+            .expect("the stream stays open")
+            .unwrap();
+        buf.push_str(std::str::from_utf8(chunk.as_ref()).unwrap());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_shows_blocks_txs_and_a_reorganisation() {
+    let api = Api::start().await;
+    let r = api.client.get(api.url("/events")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers().get("content-type").unwrap(),
+        "text/event-stream"
+    );
+    let mut stream = r.bytes_stream();
+    let mut buf = String::new();
+    // The first frame says the stream is live, so nothing mined after it can be missed.
+    let hello = next_event(&mut stream, &mut buf, "hello", |_| true).await;
+    assert_eq!(hello, json!(0));
+
+    let mined = mine(&api, 1).await;
+    let id = mined["blocks"][0]["id"].clone();
+    let block = next_event(&mut stream, &mut buf, "block", |_| true).await;
+    assert_eq!(block["hash"], id);
+    assert_eq!(block["source"], "local");
+    assert!(block["arrived_ms"].is_u64());
+    let tip = next_event(&mut stream, &mut buf, "tip", |_| true).await;
+    assert_eq!(
+        (tip["hash"].clone(), tip["reorg_depth"].clone()),
+        (id, json!(0))
+    );
+
+    let to = Address::of(&testkit::key(9));
+    let (_, sent) = api
+        .action("/wallet/send", json!({"to": to.to_string(), "amount": 5}))
+        .await;
+    let tx = next_event(&mut stream, &mut buf, "tx", |_| true).await;
+    assert_eq!(tx["txid"], sent["txid"]);
+
+    // A fork from genesis two blocks long, submitted as if from elsewhere, overtakes the
+    // one-block chain: a reorganisation of depth 1, shown in the event and the tree.
+    let mut side = ChainState::new(common::params());
+    let miner = Address::of(&testkit::key(10));
+    let b1 = testkit::next_block(&side, &[], miner);
+    side.process_block(Arc::new(b1.clone()), testkit::NOW)
+        .unwrap();
+    let b2 = testkit::next_block(&side, &[], miner);
+    for b in [b1.clone(), b2.clone()] {
+        api.node.handle.submit_block(b).await.unwrap().unwrap();
+    }
+    let tip = next_event(&mut stream, &mut buf, "tip", |t| t["reorg_depth"] == 1).await;
+    assert_eq!(tip["hash"], b2.compute_hash().to_hex());
+    assert_eq!(tip["disconnected"], json!([mined["blocks"][0]["id"]]));
+    assert_eq!(tip["height"], 2);
+    let tree = api.get_json("/tree?from_height=1").await;
+    let blocks = tree["blocks"].as_array().unwrap();
+    assert_eq!(blocks.len(), 3, "{tree}");
+    let side_branch: Vec<&Value> = blocks
+        .iter()
+        .filter(|b| b["in_best_chain"] == false)
+        .collect();
+    assert_eq!(side_branch.len(), 1);
+    assert_eq!(side_branch[0]["hash"], mined["blocks"][0]["id"]);
+    // The pending transfer spent the reward of the block that left the chain: it is gone.
+    assert_eq!(api.get_json("/mempool").await["count"], 0);
+    let (s, _) = api
+        .get(&format!("/tx/{}", sent["txid"].as_str().unwrap()))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_default_port_falls_back_and_the_token_file_is_private() {
+    let api = Api::start().await;
+    let taken: std::net::SocketAddr = api.base.trim_start_matches("http://").parse().unwrap();
+    // A second server asking for the same address as a default takes another port...
+    let dir = tempfile::tempdir().unwrap();
+    let other = http::start(
+        api.node.handle.clone(),
+        HttpConfig {
+            addr: taken,
+            fallback: true,
+            cors: Vec::new(),
+        },
+        dir.path(),
+    )
+    .await
+    .expect("falls back to a free port");
+    assert_ne!(other.addr, taken);
+    assert_eq!(other.addr.ip(), taken.ip());
+    // ...and asking for it explicitly fails with a clear error.
+    let err = http::start(
+        api.node.handle.clone(),
+        HttpConfig {
+            addr: taken,
+            fallback: false,
+            cors: Vec::new(),
+        },
+        dir.path(),
+    )
+    .await
+    .err()
+    .expect("an explicit address in use is an error");
+    assert!(err.to_string().contains(&taken.to_string()), "{err}");
+
+    let cookie = dir.path().join(".cookie");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&cookie).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert_eq!(
+        std::fs::read_to_string(&cookie).unwrap(),
+        other.cookie.token
+    );
+    assert!(
+        other
+            .dashboard_url()
+            .ends_with(&format!("/#token={}", other.cookie.token))
+    );
+    other.shutdown().await;
+    assert!(!cookie.exists(), "removed at shutdown");
+    // No CORS headers unless configured.
+    let r = api
+        .client
+        .get(api.url("/blocks/tip/height"))
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_cors_origins_are_allowed_and_others_not() {
+    let node = common::start(&[]).await;
+    let server = http::start(
+        node.handle.clone(),
+        HttpConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            fallback: false,
+            cors: vec!["http://localhost:3000".into()],
+        },
+        node.dir.path(),
+    )
+    .await
+    .unwrap();
+    let client = reqwest::Client::new();
+    for (origin, allowed) in [("http://localhost:3000", true), ("http://other:1", false)] {
+        let r = client
+            .get(format!("{}/blocks/tip/height", server.url()))
+            .header("origin", origin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.headers().get("access-control-allow-origin").is_some(),
+            allowed,
+            "{origin}"
+        );
+    }
+    // A stopped node: not ready, and every query says so.
+    let mut node = node;
+    node.stop().await;
+    let r = client
+        .get(format!("{}/node/health", server.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let r = client
+        .get(format!("{}/blocks", server.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "node_stopped");
+    server.shutdown().await;
+}
