@@ -1,9 +1,12 @@
-//! Any bytes on a sync stream, decoded as libp2p's CBOR codec does: no panic, and a decoded
-//! request is answered from a small chain without panicking, within the protocol's bounds.
+//! Any bytes on a sync stream, read by the node's own SyncCodec (its size limits, its Malformed
+//! path) as a request and as a response: no panic; a failed read is either the sender's fault
+//! (Malformed) or an early end; a decoded request is answered from a small chain without
+//! panicking, within the protocol's bounds.
 #![no_main]
 
 use gossipchain::chain::{Address, ChainState};
-use gossipchain::net::protocol::{self, Request, Response};
+use gossipchain::net::behaviour::{Malformed, SyncCodec, SyncRequest};
+use gossipchain::net::protocol::{self, Request};
 use gossipchain::node::sync::blocks_after;
 use gossipchain::testkit;
 use libfuzzer_sys::fuzz_target;
@@ -19,10 +22,23 @@ fn chain() -> &'static ChainState {
 }
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(Request::GetBlocks { locator, max }) = cbor4ii::serde::from_slice::<Request>(data) {
-        if let Some(blocks) = blocks_after(chain(), &locator, max) {
-            assert!(blocks.len() <= protocol::MAX_BLOCKS_PER_RESPONSE as usize);
+    let mut codec = SyncCodec::new(testkit::params().max_block_bytes);
+    match codec.decode_request(data) {
+        Ok(SyncRequest::Valid(Request::GetBlocks { locator, max })) => {
+            assert!(data.len() as u64 <= protocol::MAX_REQUEST_BYTES);
+            if let Some(blocks) = blocks_after(chain(), &locator, max) {
+                assert!(blocks.len() <= protocol::MAX_BLOCKS_PER_RESPONSE as usize);
+            }
         }
+        Ok(SyncRequest::Valid(_)) => assert!(data.len() as u64 <= protocol::MAX_REQUEST_BYTES),
+        Ok(SyncRequest::Malformed(_)) => {}
+        // Only an early end passes through: everything else is the sender's fault.
+        Err(e) => assert!(!Malformed::is(&e), "a malformed request surfaced as an error: {e}"),
     }
-    let _ = cbor4ii::serde::from_slice::<Response>(data);
+    if let Err(e) = codec.decode_response(data) {
+        assert!(
+            Malformed::is(&e) || e.kind() == std::io::ErrorKind::UnexpectedEof,
+            "a response read failed for another reason: {e}"
+        );
+    }
 });

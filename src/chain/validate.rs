@@ -97,9 +97,6 @@ pub enum ValidationError {
         /// The header's value.
         got: TxRoot,
     },
-    /// The parent is not a known block.
-    #[error("unknown parent {0}")]
-    UnknownParent(BlockHash),
     /// The parent, or an ancestor, is invalid.
     #[error("descends from invalid block {0}")]
     InvalidAncestor(BlockHash),
@@ -168,12 +165,10 @@ pub enum ValidationError {
 
 impl ValidationError {
     /// Whether the block can never become valid (so it is worth remembering and the sender
-    /// is at fault). A timestamp ahead of our clock, or a parent we lack, may resolve later.
+    /// is at fault). A timestamp ahead of our clock may resolve later. (A block whose parent
+    /// is unknown is no error: it waits in the orphan pool.)
     pub fn is_permanent(&self) -> bool {
-        !matches!(
-            self,
-            ValidationError::TimestampTooNew { .. } | ValidationError::UnknownParent(_)
-        )
+        !matches!(self, ValidationError::TimestampTooNew { .. })
     }
 }
 

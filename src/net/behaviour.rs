@@ -126,6 +126,41 @@ fn decode_error(e: io::Error) -> io::Error {
     }
 }
 
+impl SyncCodec {
+    /// The codec of a chain whose blocks are at most `max_block_bytes`, with the protocol's
+    /// request and response limits.
+    pub fn new(max_block_bytes: u32) -> Self {
+        Self {
+            cbor: Default::default(),
+            max_request: protocol::MAX_REQUEST_BYTES,
+            max_response: protocol::max_response_bytes(max_block_bytes),
+        }
+    }
+
+    /// Reads a request from `bytes` exactly as from a stream that ends after them (for fuzzing
+    /// and tests: the same limits and the same [`SyncRequest::Malformed`] path).
+    pub fn decode_request(&mut self, bytes: &[u8]) -> io::Result<SyncRequest> {
+        let protocol = StreamProtocol::new(protocol::SYNC_PROTOCOL);
+        let mut stream = futures::io::Cursor::new(bytes);
+        futures::executor::block_on(request_response::Codec::read_request(
+            self,
+            &protocol,
+            &mut stream,
+        ))
+    }
+
+    /// Reads a response from `bytes` exactly as from a stream that ends after them.
+    pub fn decode_response(&mut self, bytes: &[u8]) -> io::Result<Response> {
+        let protocol = StreamProtocol::new(protocol::SYNC_PROTOCOL);
+        let mut stream = futures::io::Cursor::new(bytes);
+        futures::executor::block_on(request_response::Codec::read_response(
+            self,
+            &protocol,
+            &mut stream,
+        ))
+    }
+}
+
 impl request_response::Codec for SyncCodec {
     type Protocol = StreamProtocol;
     type Request = SyncRequest;
@@ -229,11 +264,18 @@ pub fn new_gossipsub(
     config: &BehaviourConfig,
     validate_messages: bool,
 ) -> Result<gossipsub::Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+    let topics = [
+        gossipsub::IdentTopic::new(protocol::blocks_topic(&config.chain_id)).hash(),
+        gossipsub::IdentTopic::new(protocol::txs_topic(&config.chain_id)).hash(),
+    ];
     let mut builder = gossipsub::ConfigBuilder::default();
     builder
         .validation_mode(gossipsub::ValidationMode::Strict)
         .message_id_fn(message_id)
         .max_transmit_size(protocol::max_transmit_size(config.max_block_bytes))
+        // Over a topic's own limit, gossipsub counts a message as invalid (a score penalty);
+        // over the frame limit above it only drops the stream, unseen by scoring and the node.
+        .max_transmit_size_for_topic(protocol::MAX_TX_GOSSIP_BYTES, topics[1].clone())
         .heartbeat_interval(config.heartbeat);
     if validate_messages {
         builder.validate_messages();
@@ -242,10 +284,6 @@ pub fn new_gossipsub(
         gossipsub::MessageAuthenticity::Signed(key.clone()),
         builder.build()?,
     )?;
-    let topics = [
-        gossipsub::IdentTopic::new(protocol::blocks_topic(&config.chain_id)).hash(),
-        gossipsub::IdentTopic::new(protocol::txs_topic(&config.chain_id)).hash(),
-    ];
     gossipsub.with_peer_score(
         score_params(&topics),
         gossipsub::PeerScoreThresholds::default(),
@@ -262,11 +300,7 @@ impl Behaviour {
         let peer_id = key.public().to_peer_id();
         let gossipsub = new_gossipsub(key, config, true)?;
 
-        let codec = SyncCodec {
-            cbor: Default::default(),
-            max_request: protocol::MAX_REQUEST_BYTES,
-            max_response: protocol::max_response_bytes(config.max_block_bytes),
-        };
+        let codec = SyncCodec::new(config.max_block_bytes);
         let sync = request_response::Behaviour::with_codec(
             codec,
             [(

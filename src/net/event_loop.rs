@@ -208,12 +208,31 @@ impl EventLoop {
                 }
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown) | None => break,
-                    Some(command) => self.on_command(command),
+                    Some(command) => {
+                        self.on_command(command);
+                        if !self.drain_commands() {
+                            break;
+                        }
+                    }
                 },
                 _ = tick.tick() => self.on_tick(),
             }
         }
         tracing::debug!("network event loop stopped");
+    }
+
+    /// Runs every command queued behind the one just taken (at most a queue's worth, so swarm
+    /// events still get their turn): a burst from the node is never left waiting behind one
+    /// swarm event per command. False on a shutdown.
+    fn drain_commands(&mut self) -> bool {
+        for _ in 0..super::CHANNEL {
+            match self.commands.try_recv() {
+                Ok(Command::Shutdown) => return false,
+                Ok(command) => self.on_command(command),
+                Err(_) => break,
+            }
+        }
+        true
     }
 
     /// Hands an event to the node; false if the node is gone.

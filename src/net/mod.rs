@@ -160,6 +160,34 @@ enum Command {
     Shutdown,
 }
 
+impl Command {
+    /// What the command is, for logs.
+    fn kind(&self) -> &'static str {
+        match self {
+            Command::Publish { .. } => "publish",
+            Command::Validation { .. } => "gossip verdict",
+            Command::Request { .. } => "sync request",
+            Command::Respond { .. } => "sync response",
+            Command::Ban { .. } => "ban",
+            Command::Dial { .. } => "dial",
+            Command::Peers { .. } => "peers",
+            Command::ListenAddrs { .. } => "listen addresses",
+            Command::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Why a command did not reach the network's event loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotQueued {
+    /// Its queue was full.
+    #[error("its queue is full")]
+    Full,
+    /// It has stopped.
+    #[error("it has stopped")]
+    Stopped,
+}
+
 /// Settings of the network layer.
 #[derive(Clone, Debug)]
 pub struct NetConfig {
@@ -240,21 +268,29 @@ impl Client {
     }
 
     /// Sends without waiting: the node never blocks on the network (the network may be
-    /// waiting to hand the node an event). A full queue drops the command with a warning.
-    fn send(&self, command: Command) {
-        if let Err(e) = self.tx.try_send(command) {
-            tracing::warn!("network command dropped: {e}");
-        }
+    /// waiting to hand the node an event). A command that cannot be queued is logged and
+    /// reported to the caller.
+    fn send(&self, command: Command) -> Result<(), NotQueued> {
+        self.tx.try_send(command).map_err(|e| {
+            let (why, command) = match e {
+                mpsc::error::TrySendError::Full(c) => (NotQueued::Full, c),
+                mpsc::error::TrySendError::Closed(c) => (NotQueued::Stopped, c),
+            };
+            tracing::warn!("network command not queued ({why}): {}", command.kind());
+            why
+        })
     }
 
-    /// Gossips a block or transfer (its consensus encoding).
+    /// Gossips a block or transfer (its consensus encoding). A failure is logged; peers still
+    /// learn of it by sync (status rounds, mempool requests).
     pub fn publish(&self, topic: Topic, data: Vec<u8>) {
-        self.send(Command::Publish { topic, data });
+        let _ = self.send(Command::Publish { topic, data });
     }
 
-    /// Tells gossipsub whether a message may be forwarded.
+    /// Tells gossipsub whether a message may be forwarded (a failure is logged; gossipsub
+    /// forgets an unvalidated message after its cache time).
     pub fn report_validation(&self, id: MessageId, source: PeerId, acceptance: MessageAcceptance) {
-        self.send(Command::Validation {
+        let _ = self.send(Command::Validation {
             id,
             source,
             acceptance,
@@ -262,31 +298,20 @@ impl Client {
     }
 
     /// Sends a sync request; the answer comes as [`Event::Response`] with the same `tag`.
-    pub fn request(&self, peer: PeerId, request: Request, tag: u64) {
-        self.send(Command::Request { peer, request, tag });
+    /// `Err`: the request never left (no event will follow), the caller may retry.
+    pub fn request(&self, peer: PeerId, request: Request, tag: u64) -> Result<(), NotQueued> {
+        self.send(Command::Request { peer, request, tag })
     }
 
-    /// Sends a sync request like [`Client::request`]; false (and nothing sent) if the queue to
-    /// the swarm is full, so that the caller can try elsewhere instead of waiting for an answer
-    /// that will never come.
-    pub fn try_request(&self, peer: PeerId, request: Request, tag: u64) -> bool {
-        match self.tx.try_send(Command::Request { peer, request, tag }) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(%peer, "sync request not sent: {e}");
-                false
-            }
-        }
-    }
-
-    /// Answers a sync request.
+    /// Answers a sync request (a failure is logged: the requester sees its request time out).
     pub fn respond(&self, channel: ResponseChannel<Response>, response: Response) {
-        self.send(Command::Respond { channel, response });
+        let _ = self.send(Command::Respond { channel, response });
     }
 
-    /// Disconnects a peer and refuses it for the configured ban duration.
+    /// Disconnects a peer and refuses it for the configured ban duration (a failure is
+    /// logged).
     pub fn ban(&self, peer: PeerId, reason: impl Into<String>) {
-        self.send(Command::Ban {
+        let _ = self.send(Command::Ban {
             peer,
             reason: reason.into(),
         });
@@ -294,7 +319,7 @@ impl Client {
 
     /// Asks the loop to stop; it closes every connection as it ends.
     pub fn shutdown(&self) {
-        self.send(Command::Shutdown);
+        let _ = self.send(Command::Shutdown);
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {

@@ -38,6 +38,12 @@ pub fn kad_protocol(chain_id: &ChainId) -> String {
     format!("/gossipchain/{}/kad/1", chain_id.to_hex())
 }
 
+/// Largest gossipsub message accepted on the transfers topic, counted as
+/// [`max_transmit_size`] is: the whole protobuf `Message` (payload, author, sequence number,
+/// signature, topic). A transfer's takes about 360 bytes; a bigger one is an invalid message
+/// that costs its sender gossipsub score at once (under the graylist threshold).
+pub const MAX_TX_GOSSIP_BYTES: usize = 2048;
+
 /// The gossip topic carrying mined blocks.
 pub fn blocks_topic(chain_id: &ChainId) -> String {
     format!("/gossipchain/{}/blocks/1", chain_id.to_hex())
@@ -153,7 +159,8 @@ pub enum Response {
 }
 
 /// Hashes back from `height` on a chain, newest first: the 10 most recent, then doubling gaps,
-/// always ending with genesis (height 0). `hash_at` gives the chain's hash at a height.
+/// always ending with genesis (height 0). The caller maps each height to its chain's hash there
+/// (see `node::sync::locator_from`, which also starts a locator on a side branch).
 pub fn locator_heights(height: u64) -> Vec<u64> {
     let mut out = Vec::new();
     let mut h = height;

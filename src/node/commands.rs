@@ -14,6 +14,7 @@ fn info(block: &Arc<CheckedBlock>, on_best_chain: bool) -> BlockInfo {
         hash: block.hash(),
         block: block.block().clone(),
         on_best_chain,
+        found_at: None,
     }
 }
 

@@ -146,6 +146,9 @@ pub struct BlockInfo {
     pub block: Arc<Block>,
     /// Whether it is on the best chain.
     pub on_best_chain: bool,
+    /// When this node's miner found it (a block returned by [`NodeHandle::mine_one`]), taken
+    /// on the mining thread; `None` for any other block.
+    pub found_at: Option<std::time::Instant>,
 }
 
 /// What the node knows of a block hash.

@@ -9,6 +9,7 @@ use crate::miner::{self, Mined};
 use crate::net::Topic;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 /// A mining job's result.
 pub(super) struct MinedResult {
@@ -18,6 +19,8 @@ pub(super) struct MinedResult {
     template: Block,
     /// A solution, or why there is none.
     result: Mined,
+    /// When the search ended.
+    at: Instant,
 }
 
 /// The running mining job.
@@ -56,10 +59,12 @@ impl Node {
         let tx = self.mined_tx.clone();
         tokio::task::spawn_blocking(move || {
             let result = miner::solve(&template.header, threads, &cancel);
+            let at = Instant::now();
             let _ = tx.blocking_send(MinedResult {
                 job: id,
                 template,
                 result,
+                at,
             });
         });
     }
@@ -99,6 +104,7 @@ impl Node {
                         hash,
                         on_best_chain: self.chain.is_active(&hash),
                         block: checked.block().clone(),
+                        found_at: Some(mined.at),
                     }));
                 }
             }

@@ -44,7 +44,7 @@ use mining::{Job, MinedResult};
 use persist::{Batch, Persister};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
-use sync::SyncDriver;
+use sync::{SyncDriver, VerifiedPage};
 use sync_machine::{Event as SyncEvent, SyncConfig};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -66,6 +66,8 @@ struct Node {
     unsaved_rejected: Vec<BlockHash>,
     /// Whether the tip changed since the last commit.
     tip_dirty: bool,
+    /// The store writer's queue was full at the last flush: retry soon.
+    store_behind: bool,
     /// The net change of the best chain during this step, applied to the mempool and the miner
     /// at its end.
     tip_change: Option<TipChange>,
@@ -74,6 +76,8 @@ struct Node {
     next_job: u64,
     mine_waiters: Vec<oneshot::Sender<Result<BlockInfo, String>>>,
     mined_tx: mpsc::Sender<MinedResult>,
+    /// Where sync pages checked off the actor come back.
+    verified_tx: mpsc::Sender<VerifiedPage>,
     /// Events for watchers, block arrivals and the txid index.
     watch: Watch,
 }
@@ -82,6 +86,9 @@ struct Node {
 fn origin(from: Option<PeerId>) -> String {
     from.map_or_else(|| "this node".into(), |p| p.to_string())
 }
+
+/// How soon a batch the store writer had no room for is offered again.
+const STORE_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -151,6 +158,8 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
         },
         &chain,
     );
+    // One page at a time is validated, so a few slots are plenty.
+    let (verified_tx, verified_rx) = mpsc::channel(4);
     let (events_tx, _) = broadcast::channel(events::EVENT_CAPACITY);
     let watch = Watch::new(&chain, events_tx.clone());
     let node = Node {
@@ -167,13 +176,15 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
         unsaved: Vec::new(),
         unsaved_rejected: Vec::new(),
         tip_dirty: false,
+        store_behind: false,
         tip_change: None,
         job: None,
         next_job: 0,
         mine_waiters: Vec::new(),
         mined_tx,
+        verified_tx,
     };
-    let task = tokio::spawn(node.run(events, cmd_rx, mined_rx, net_task));
+    let task = tokio::spawn(node.run(events, cmd_rx, mined_rx, verified_rx, net_task));
     Ok((
         NodeHandle {
             tx: cmd_tx,
@@ -192,6 +203,7 @@ impl Node {
         mut events: mpsc::Receiver<Event>,
         mut commands: mpsc::Receiver<Command>,
         mut mined: mpsc::Receiver<MinedResult>,
+        mut verified: mpsc::Receiver<VerifiedPage>,
         net_task: JoinHandle<()>,
     ) {
         // Drives the sync machine's deadlines and periodic status requests.
@@ -210,7 +222,10 @@ impl Node {
                     Some(command) => self.on_command(command),
                 },
                 Some(result) = mined.recv() => self.on_mined(result),
+                Some(page) = verified.recv() => self.on_verified_page(page),
                 _ = tick.tick() => self.sync_event(SyncEvent::Tick),
+                // The store writer's queue was full: offer the batch again soon.
+                _ = tokio::time::sleep(STORE_RETRY), if self.store_behind => {}
             }
             self.end_of_step();
         }
@@ -220,12 +235,12 @@ impl Node {
         for waiter in self.mine_waiters.drain(..) {
             let _ = waiter.send(Err("the node is shutting down".into()));
         }
-        self.flush();
+        let last = self.take_batch();
         self.net.shutdown();
         drop(events);
         let _ = net_task.await;
         let persister = self.persister;
-        let _ = tokio::task::spawn_blocking(move || persister.close()).await;
+        let _ = tokio::task::spawn_blocking(move || persister.close(last)).await;
         tracing::info!(height = self.chain.height(), "node stopped");
     }
 
@@ -307,17 +322,38 @@ impl Node {
         }
     }
 
-    /// Hands accepted blocks and the tip to the store writer (one transaction per batch).
+    /// Hands accepted blocks and the tip to the store writer (one transaction per batch)
+    /// without waiting: if its queue is full, the batch stays here, grows with what comes next,
+    /// and is offered again after [`STORE_RETRY`].
     fn flush(&mut self) {
-        if self.unsaved.is_empty() && self.unsaved_rejected.is_empty() && !self.tip_dirty {
+        let Some(batch) = self.take_batch() else {
             return;
+        };
+        match self.persister.try_submit(batch) {
+            Ok(()) => self.store_behind = false,
+            Err(batch) => {
+                if !self.store_behind {
+                    tracing::warn!("the store writer is behind; keeping new blocks in memory");
+                }
+                self.store_behind = true;
+                self.unsaved = batch.accepted;
+                self.unsaved_rejected = batch.rejected;
+                self.tip_dirty = true;
+            }
         }
-        self.persister.submit(Batch {
+    }
+
+    /// What the store has not been handed yet, if anything.
+    fn take_batch(&mut self) -> Option<Batch> {
+        if self.unsaved.is_empty() && self.unsaved_rejected.is_empty() && !self.tip_dirty {
+            return None;
+        }
+        self.tip_dirty = false;
+        Some(Batch {
             accepted: std::mem::take(&mut self.unsaved),
             rejected: std::mem::take(&mut self.unsaved_rejected),
             tip: self.chain.tip(),
-        });
-        self.tip_dirty = false;
+        })
     }
 
     fn our_status(&self) -> Status {
@@ -367,26 +403,58 @@ impl Node {
         wire: Option<Vec<u8>>,
         from: Option<PeerId>,
     ) -> Result<Processed, ValidationError> {
-        let result = match self.chain.known(&hash) {
-            Some(known) => known.map(|outcome| Processed {
-                outcome,
+        if self.chain.known(&hash).is_some() {
+            return self.apply_known(hash);
+        }
+        let block = Arc::new(block);
+        match CheckedBlock::check(block.clone(), hash, wire, self.chain.params()) {
+            Ok(checked) => self.apply_checked(Arc::new(checked), from),
+            Err(e) => self.reject_unchecked(&block, hash, e, from),
+        }
+    }
+
+    /// The answer for a block the tree knows already (stored, orphan, or invalid).
+    fn apply_known(&mut self, hash: BlockHash) -> Result<Processed, ValidationError> {
+        match self.chain.known(&hash) {
+            Some(Err(e)) => Err(e),
+            _ => Ok(Processed {
+                outcome: crate::chain::Outcome::AlreadyKnown,
                 accepted: Vec::new(),
                 rejected: Vec::new(),
                 tip_change: None,
             }),
-            None => {
-                let block = Arc::new(block);
-                match CheckedBlock::check(block.clone(), hash, wire, self.chain.params()) {
-                    Ok(checked) => self
-                        .chain
-                        .process_checked(Arc::new(checked), now_ms(), true),
-                    Err(e) => {
-                        self.chain.note_invalid(&block, hash, &e);
-                        Err(e)
-                    }
-                }
-            }
-        };
+        }
+    }
+
+    /// A block that broke a rule checked without the tree: remembered if that condemns its hash,
+    /// logged.
+    fn reject_unchecked(
+        &mut self,
+        block: &Block,
+        hash: BlockHash,
+        error: ValidationError,
+        from: Option<PeerId>,
+    ) -> Result<Processed, ValidationError> {
+        if self.chain.known(&hash).is_some() {
+            return self.apply_known(hash);
+        }
+        self.chain.note_invalid(block, hash, &error);
+        tracing::warn!(block = %hash.short(), from = %origin(from), "block rejected: {error}");
+        Err(error)
+    }
+
+    /// Validates a checked block against the tree and records what follows for the end of the
+    /// step: persistence, the tip change for the mempool and the miner.
+    fn apply_checked(
+        &mut self,
+        checked: Arc<CheckedBlock>,
+        from: Option<PeerId>,
+    ) -> Result<Processed, ValidationError> {
+        let hash = checked.hash();
+        if self.chain.known(&hash).is_some() {
+            return self.apply_known(hash);
+        }
+        let result = self.chain.process_checked(checked, now_ms(), true);
         // Blocks stored earlier that this call found invalid (a branch failing the ledger
         // rules), whether or not the submitted block itself is valid.
         self.unsaved_rejected.extend(self.chain.take_dropped());

@@ -30,7 +30,7 @@ impl Batch {
     }
 }
 
-/// Batches queued before [`Persister::submit`] waits for the writer.
+/// Batches queued before [`Persister::try_submit`] hands a batch back.
 const QUEUE: usize = 64;
 
 /// The writer thread and the queue to it.
@@ -54,17 +54,31 @@ impl Persister {
         })
     }
 
-    /// Queues a batch; waits only if [`QUEUE`] batches are already waiting.
-    pub fn submit(&self, batch: Batch) {
-        if let Some(tx) = &self.tx
-            && tx.send(batch).is_err()
-        {
-            tracing::error!("the store writer has stopped; blocks are kept in memory only");
+    /// Queues a batch without ever waiting. If [`QUEUE`] batches already wait (the disk is
+    /// behind), hands it back: the caller keeps it, merges what comes next into it and offers
+    /// it again later, so the writer's queue and the caller's thread are never blocked.
+    pub fn try_submit(&self, batch: Batch) -> Result<(), Batch> {
+        let Some(tx) = &self.tx else {
+            return Ok(());
+        };
+        match tx.try_send(batch) {
+            Ok(()) => Ok(()),
+            Err(mpsc::TrySendError::Full(batch)) => Err(batch),
+            Err(mpsc::TrySendError::Disconnected(_)) => {
+                tracing::error!("the store writer has stopped; blocks are kept in memory only");
+                Ok(())
+            }
         }
     }
 
-    /// Writes everything queued and stops the thread (blocking).
-    pub fn close(mut self) {
+    /// Queues `last` (waiting for room if need be), writes everything queued and stops the
+    /// thread (blocking).
+    pub fn close(mut self, last: Option<Batch>) {
+        if let (Some(tx), Some(batch)) = (&self.tx, last)
+            && tx.send(batch).is_err()
+        {
+            tracing::error!("the store writer has stopped; the last blocks were not written");
+        }
         self.tx = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();

@@ -43,18 +43,19 @@ impl Node {
     }
 
     pub(super) fn on_gossip_tx(&mut self, source: PeerId, id: MessageId, data: Vec<u8>) {
+        // Undecodable bytes, a coinbase or a forged signature are the sender's fault (an honest
+        // node validates before it forwards), and are banned as they are when sent by sync.
         let tx = match Transaction::decode(&data) {
             Ok(Transaction::Transfer(t)) => t,
             Ok(Transaction::Coinbase(_)) => {
-                self.net
-                    .report_validation(id, source, MessageAcceptance::Reject);
-                return;
+                return self.reject_gossip_tx(id, source, "relayed a coinbase as a transaction");
             }
             Err(e) => {
-                tracing::debug!(%source, "malformed transaction: {e}");
-                self.net
-                    .report_validation(id, source, MessageAcceptance::Reject);
-                return;
+                return self.reject_gossip_tx(
+                    id,
+                    source,
+                    &format!("relayed a malformed transaction: {e}"),
+                );
             }
         };
         let acceptance = match self.mempool.add(tx, self.chain.ledger()) {
@@ -63,15 +64,30 @@ impl Node {
                 self.watch.tx_admitted(txid, tx);
                 MessageAcceptance::Accept
             }
-            // A forged signature is the sender's fault; anything else may just be a view of the
-            // chain that differs from ours (a nonce already mined here, a balance not yet).
-            Err(MempoolError::BadSignature(_)) => MessageAcceptance::Reject,
+            Err(MempoolError::BadSignature(e)) => {
+                return self.reject_gossip_tx(
+                    id,
+                    source,
+                    &format!("relayed a transaction with a forged signature: {e}"),
+                );
+            }
+            // Anything else may just be a view of the chain that differs from ours (a nonce
+            // already mined here, a balance not yet).
             Err(e) => {
                 tracing::debug!(%source, "transaction ignored: {e}");
                 MessageAcceptance::Ignore
             }
         };
         self.net.report_validation(id, source, acceptance);
+    }
+
+    /// Rejects a gossiped transfer (not forwarded, the sender's score penalised) and bans its
+    /// sender.
+    fn reject_gossip_tx(&mut self, id: MessageId, source: PeerId, reason: &str) {
+        tracing::warn!(%source, "transaction rejected: {reason}");
+        self.net
+            .report_validation(id, source, MessageAcceptance::Reject);
+        self.net.ban(source, reason);
     }
 
     /// Admits transfers a peer sent over sync and gossips the new ones onwards. `None` (and a
@@ -122,7 +138,9 @@ impl Node {
                 .collect();
             for peer in &peers {
                 let tag = self.sync.push_tag();
-                self.net
+                // A push that cannot be queued is only logged: the peer asks for our mempool.
+                let _ = self
+                    .net
                     .request(*peer, Request::Transactions(encoded.clone()), tag);
             }
         }

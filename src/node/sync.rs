@@ -10,11 +10,13 @@ use super::sync_machine::{
     Action, Event, Failure, PageEnd, PageResult, Req, SyncConfig, SyncMachine, Tag, Tip,
 };
 use crate::chain::{
-    Block, BlockHash, ChainParams, ChainState, Outcome, Processed, Transaction, ValidationError,
+    Block, BlockHash, ChainParams, ChainState, CheckedBlock, Outcome, Processed, Transaction,
+    ValidationError,
 };
 use crate::net::protocol::{self, Request, Response};
 use libp2p::PeerId;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The node's side of sync.
@@ -30,6 +32,8 @@ pub(super) struct SyncDriver {
     pushes: HashSet<Tag>,
     /// The tip the machine was last told.
     told: BlockHash,
+    /// The page whose blocks are being checked off the actor, if any.
+    verifying: Option<Tag>,
 }
 
 impl SyncDriver {
@@ -41,6 +45,7 @@ impl SyncDriver {
             held: HashMap::new(),
             pushes: HashSet::new(),
             told: chain.tip(),
+            verifying: None,
         }
     }
 
@@ -130,6 +135,10 @@ impl Node {
                 Action::Discard { tag } => {
                     self.sync.held.remove(&tag);
                     self.sync.locators.remove(&tag);
+                    if self.sync.verifying == Some(tag) {
+                        // Its checks finish unused: the page is dropped when they come back.
+                        self.sync.verifying = None;
+                    }
                     Vec::new()
                 }
                 Action::Ban { peer, reason } => {
@@ -164,7 +173,7 @@ impl Node {
                 }
             }
         };
-        if self.net.try_request(peer, request, tag) {
+        if self.net.request(peer, request, tag).is_ok() {
             Vec::new()
         } else {
             self.sync.locators.remove(&tag);
@@ -176,15 +185,64 @@ impl Node {
         }
     }
 
-    /// Validates and applies a held page, and reports how it went.
+    /// Starts applying a held page: its links are checked here (cheap), then the checks that
+    /// need no chain state (each block's structure and signatures, the costly part) run on a
+    /// blocking thread so that the node keeps answering meanwhile; [`Node::on_verified_page`]
+    /// applies the results in order and reports to the machine.
     fn apply_held(&mut self, tag: Tag) -> Vec<Event<PeerId>> {
         let Some((peer, blocks)) = self.sync.held.remove(&tag) else {
             return Vec::new();
         };
         let locator = self.sync.locators.remove(&tag).unwrap_or_default();
-        let result = apply_page(blocks, &locator, |b| {
-            self.process_block(b.block, b.hash, Some(b.wire), Some(peer))
+        if !page_connects(&blocks, &locator) {
+            let result = PageResult::Invalid("blocks that do not connect to the locator".into());
+            tracing::warn!(%peer, "sync page rejected: blocks that do not connect to the locator");
+            return vec![Event::PageApplied { tag, result }];
+        }
+        let page: Vec<(PageBlock, bool)> = blocks
+            .into_iter()
+            .map(|b| {
+                let known = self.chain.known(&b.hash).is_some();
+                (b, known)
+            })
+            .collect();
+        self.sync.verifying = Some(tag);
+        let params = self.chain.params().clone();
+        let chain_id = self.chain.chain_id();
+        let done = self.verified_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let blocks = verify_page(page, &params, &chain_id);
+            // Fails only when the node has stopped.
+            let _ = done.blocking_send(VerifiedPage { tag, peer, blocks });
         });
+        Vec::new()
+    }
+
+    /// Applies a page whose blocks were checked off the actor, in order, and tells the machine
+    /// how it went (a page discarded meanwhile is dropped).
+    pub(super) fn on_verified_page(&mut self, page: VerifiedPage) {
+        if self.sync.verifying != Some(page.tag) {
+            tracing::debug!(peer = %page.peer, "a discarded sync page finished its checks");
+            return;
+        }
+        self.sync.verifying = None;
+        let (tag, peer) = (page.tag, page.peer);
+        let (mut new, mut known) = (0, 0);
+        let mut end = None;
+        for verified in page.blocks {
+            let processed = match verified {
+                Verified::Known(hash) => self.apply_known(hash),
+                Verified::Checked(checked) => self.apply_checked(checked, Some(peer)),
+                Verified::Invalid { block, hash, error } => {
+                    self.reject_unchecked(&block, hash, error, Some(peer))
+                }
+            };
+            if let Some(result) = tally(processed, &mut new, &mut known) {
+                end = Some(result);
+                break;
+            }
+        }
+        let result = end.unwrap_or(PageResult::Applied { new, known });
         match &result {
             PageResult::Applied { new, known } => {
                 tracing::debug!(%peer, new, known, height = self.chain.height(), "sync page applied")
@@ -192,13 +250,8 @@ impl Node {
             PageResult::Invalid(reason) => tracing::warn!(%peer, "sync page rejected: {reason}"),
             PageResult::Paused(reason) => tracing::info!(%peer, "sync paused: {reason}"),
         }
-        let mut out = Vec::new();
-        if self.sync.told != self.chain.tip() {
-            self.sync.told = self.chain.tip();
-            out.push(Event::LocalTip(tip_of(&self.chain)));
-        }
-        out.push(Event::PageApplied { tag, result });
-        out
+        self.tell_tip();
+        self.sync_event(Event::PageApplied { tag, result });
     }
 
     /// Asks every peer for its status now.
@@ -310,6 +363,63 @@ impl Node {
     }
 }
 
+/// A block of a page after the checks that need no chain state.
+pub(super) enum Verified {
+    /// The node had it already when the page was handed over: not checked again.
+    Known(BlockHash),
+    /// Structure and signatures hold.
+    Checked(Arc<CheckedBlock>),
+    /// It breaks a rule; the blocks after it in the page were not checked.
+    Invalid {
+        /// The block.
+        block: Arc<Block>,
+        /// Its hash.
+        hash: BlockHash,
+        /// The rule.
+        error: ValidationError,
+    },
+}
+
+/// A page of blocks checked off the actor, for [`Node::on_verified_page`].
+pub(super) struct VerifiedPage {
+    /// The page's request.
+    tag: Tag,
+    /// Who served it.
+    peer: PeerId,
+    /// Its blocks in order, up to the first invalid one.
+    blocks: Vec<Verified>,
+}
+
+/// The checks of a page that need no chain state (run on a blocking thread): each block's
+/// header and structure, then its signatures; stops at the first block that fails.
+fn verify_page(
+    page: Vec<(PageBlock, bool)>,
+    params: &ChainParams,
+    chain_id: &crate::chain::ChainId,
+) -> Vec<Verified> {
+    let mut out = Vec::with_capacity(page.len());
+    for (PageBlock { block, hash, wire }, known) in page {
+        if known {
+            out.push(Verified::Known(hash));
+            continue;
+        }
+        let block = Arc::new(block);
+        let checked =
+            CheckedBlock::check(block.clone(), hash, Some(wire), params).and_then(|mut c| {
+                c.verify_signatures(chain_id)?;
+                Ok(c)
+            });
+        match checked {
+            Ok(c) => out.push(Verified::Checked(Arc::new(c))),
+            Err(error) => {
+                out.push(Verified::Invalid { block, hash, error });
+                break;
+            }
+        }
+    }
+    out
+}
+
 /// The locator for a page starting after `from`: [`locator_from`] if our chain holds `from`;
 /// else (`from` ends a received page not yet applied) `from` followed by our tip's locator, so
 /// a peer serves the blocks after `from` without our having applied it first.
@@ -362,15 +472,9 @@ pub fn decode_page(
     Ok((blocks, end))
 }
 
-/// Applies a page that answered `locator`: the first block must build on a locator hash and
-/// each next one on the block before it, and every block must be valid (`process` validates
-/// and stores one). Stops at the first block that fails.
-pub fn apply_page(
-    blocks: Vec<PageBlock>,
-    locator: &[BlockHash],
-    mut process: impl FnMut(PageBlock) -> Result<Processed, ValidationError>,
-) -> PageResult {
-    let (mut new, mut known) = (0, 0);
+/// Whether a page answers `locator`: its first block builds on a locator hash and each next
+/// one on the block before it.
+pub fn page_connects(blocks: &[PageBlock], locator: &[BlockHash]) -> bool {
     let mut prev: Option<BlockHash> = None;
     for block in blocks {
         let parent = block.block.header.prev_hash;
@@ -379,21 +483,53 @@ pub fn apply_page(
             Some(p) => parent == p,
         };
         if !connects {
-            return PageResult::Invalid("blocks that do not connect to the locator".into());
+            return false;
         }
-        let hash = block.hash;
-        match process(block) {
-            Ok(p) => match p.outcome {
-                Outcome::Accepted => new += 1,
-                Outcome::AlreadyKnown => known += 1,
-                Outcome::Orphan { .. } => {
-                    return PageResult::Invalid("a block whose parent it did not send".into());
-                }
-            },
-            Err(e) if e.is_permanent() => return PageResult::Invalid(format!("{e}")),
-            Err(e) => return PageResult::Paused(format!("{e}")),
+        prev = Some(block.hash);
+    }
+    true
+}
+
+/// Counts one block of a page as new or known; `Some` ends the page: a block whose parent the
+/// page lacks or that breaks a rule condemns it, one that cannot be accepted yet pauses it.
+fn tally(
+    processed: Result<Processed, ValidationError>,
+    new: &mut usize,
+    known: &mut usize,
+) -> Option<PageResult> {
+    match processed {
+        Ok(p) => match p.outcome {
+            Outcome::Accepted => *new += 1,
+            Outcome::AlreadyKnown => *known += 1,
+            Outcome::Orphan { .. } => {
+                return Some(PageResult::Invalid(
+                    "a block whose parent it did not send".into(),
+                ));
+            }
+        },
+        Err(e) if e.is_permanent() => return Some(PageResult::Invalid(format!("{e}"))),
+        Err(e) => return Some(PageResult::Paused(format!("{e}"))),
+    }
+    None
+}
+
+/// Applies a page that answered `locator` in one go (the simulator's way; the node checks
+/// structure and signatures off its actor first): the page must connect ([`page_connects`])
+/// and every block must be valid (`process` validates and stores one). Stops at the first
+/// block that fails.
+pub fn apply_page(
+    blocks: Vec<PageBlock>,
+    locator: &[BlockHash],
+    mut process: impl FnMut(PageBlock) -> Result<Processed, ValidationError>,
+) -> PageResult {
+    if !page_connects(&blocks, locator) {
+        return PageResult::Invalid("blocks that do not connect to the locator".into());
+    }
+    let (mut new, mut known) = (0, 0);
+    for block in blocks {
+        if let Some(end) = tally(process(block), &mut new, &mut known) {
+            return end;
         }
-        prev = Some(hash);
     }
     PageResult::Applied { new, known }
 }

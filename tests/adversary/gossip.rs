@@ -366,7 +366,50 @@ async fn an_oversized_gossip_message_is_dropped_unread_and_not_forwarded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_transfers_are_rejected_not_forwarded_and_penalised() {
+async fn an_oversized_message_on_the_transfers_topic_costs_its_sender_score() {
+    let mut net = Net::start().await;
+    let topic = gossipchain::net::protocol::txs_topic(&net.mirror.chain_id());
+    // Within the frame limit, over the transfers topic's own limit of 2048 bytes.
+    let liar = GossipLiar::connect_on(&net.honest.addr, 1 << 20, topic).await;
+    net.honest
+        .wait("the liar to connect", |s| s.peers == 3)
+        .await;
+    let big = vec![0x01; 10_000];
+    liar.publish(big.clone());
+    // Gossipsub counts it as an invalid message: the sender falls under the graylist
+    // threshold (-80) at once; the node never sees it, so nothing is admitted or forwarded.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let score = net
+            .honest
+            .handle
+            .peers()
+            .await
+            .into_iter()
+            .find(|p| p.peer == liar.id)
+            .map(|p| p.score);
+        if score.is_some_and(|s| s < -80.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never penalised (score {score:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(net.honest.status().mempool, 0);
+    net.watcher
+        .assert_never_saw("the oversized transfer", std::slice::from_ref(&big));
+    drop(liar);
+    net.assert_only_honest_peers("after the oversized transfer")
+        .await;
+    net.assert_still_serving("after the oversized transfer")
+        .await;
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_transfers_are_rejected_not_forwarded_and_their_sender_banned() {
     let mut net = Net::start().await;
     let chain_id = net.mirror.chain_id();
     let mut forged = Transfer::sign(&key(1), &chain_id, Address::of(&key(3)), 5, 1, 1);
@@ -400,37 +443,31 @@ async fn invalid_transfers_are_rejected_not_forwarded_and_penalised() {
         ),
     ];
     for (what, bytes) in cases {
-        let liar = RawPeer::connect(&net.honest.addr, RawOpts::new(quiet())).await;
+        let mut liar = RawPeer::connect(&net.honest.addr, RawOpts::new(quiet())).await;
         net.honest
             .wait("the liar to connect", |s| s.peers == 3)
             .await;
-        // Penalised: one rejected message puts the sender under the graylist threshold (-80)
-        // at once. A publish before the subscription exchange is dropped at the liar (no
-        // peer yet, and not remembered), after it a repeat is a duplicate the liar does not
-        // send: publish until the score shows the message arrived.
+        // Banned, as the same transfer sent by sync is. A publish before the subscription
+        // exchange is dropped at the liar (no peer yet, and not remembered), after it a repeat
+        // is a duplicate the liar does not send: publish until the ban shows it arrived.
         let deadline = Instant::now() + DEADLINE;
         loop {
             liar.client.publish(Topic::Txs, bytes.clone());
-            let score = net
-                .honest
-                .handle
-                .peers()
-                .await
-                .into_iter()
-                .find(|p| p.peer == liar.id)
-                .map(|p| p.score);
-            if score.is_some_and(|s| s < -80.0) {
+            if disconnected_within(&mut liar, Duration::from_millis(200)).await {
                 break;
             }
-            assert!(Instant::now() < deadline, "{what}: never penalised");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert!(
+                Instant::now() < deadline,
+                "{what}: the sender was never banned"
+            );
         }
         assert_eq!(net.honest.status().mempool, 0, "{what}: admitted");
         assert_eq!(net.other.status().mempool, 0, "{what}: forwarded");
         net.watcher
             .assert_never_saw(what, std::slice::from_ref(&bytes));
-        drop(liar);
         net.assert_only_honest_peers(what).await;
+        assert_redial_refused(&net, &mut liar, what).await;
+        drop(liar);
     }
     net.assert_still_serving("after invalid transfers").await;
     net.stop().await;

@@ -719,8 +719,18 @@ impl GossipLiar {
     /// `addr` and waits until the peer there is subscribed to the block topic (from then on a
     /// publish reaches it).
     pub async fn connect(addr: &Multiaddr, max_transmit: usize) -> Self {
+        Self::connect_on(
+            addr,
+            max_transmit,
+            protocol::blocks_topic(&params().chain_id()),
+        )
+        .await
+    }
+
+    /// [`GossipLiar::connect`] publishing on `topic` instead of the block topic.
+    pub async fn connect_on(addr: &Multiaddr, max_transmit: usize, topic: String) -> Self {
         use libp2p::gossipsub;
-        let topic = gossipsub::IdentTopic::new(protocol::blocks_topic(&params().chain_id()));
+        let topic = gossipsub::IdentTopic::new(topic);
         let mut swarm = libp2p::SwarmBuilder::with_new_identity()
             .with_tokio()
             .with_tcp(

@@ -255,7 +255,9 @@ async fn peers_that_lie_over_sync_are_banned() {
         let before = tips(&net);
         let mut liar = RawPeer::connect(&net.honest.addr, RawOpts::new(lie.responder)).await;
         if let Some(request) = lie.request {
-            liar.client.request(honest, request, 1);
+            liar.client
+                .request(honest, request, 1)
+                .expect("the request is queued");
         }
         if lie.after_download {
             liar.expect("the download from the liar", |n| {
@@ -333,7 +335,8 @@ async fn peers_that_lie_over_sync_are_banned() {
     for (tag, locator) in refused.into_iter().enumerate() {
         asker
             .client
-            .request(honest, Request::GetBlocks { locator, max: 10 }, tag as u64);
+            .request(honest, Request::GetBlocks { locator, max: 10 }, tag as u64)
+            .expect("the request is queued");
         let n = asker
             .expect(
                 "the answer",
@@ -345,14 +348,17 @@ async fn peers_that_lie_over_sync_are_banned() {
             "{n:?}"
         );
     }
-    asker.client.request(
-        honest,
-        Request::GetBlocks {
-            locator: vec![chain_id],
-            max: u32::MAX,
-        },
-        9,
-    );
+    asker
+        .client
+        .request(
+            honest,
+            Request::GetBlocks {
+                locator: vec![chain_id],
+                max: u32::MAX,
+            },
+            9,
+        )
+        .expect("the request is queued");
     let n = asker
         .expect("the blocks", |n| matches!(n, Note::Response(9, _)))
         .await;
@@ -441,11 +447,16 @@ async fn a_request_flood_is_refused_then_banned_while_honest_peers_are_served() 
     let mut asked = 0u64;
     let banned_at = loop {
         while in_flight < 32 && sent < 10_000 {
-            liar.client.request(honest, get(), sent);
+            liar.client
+                .request(honest, get(), sent)
+                .expect("the request is queued");
             sent += 1;
             in_flight += 1;
             if sent % 50 == 0 {
-                asker.client.request(honest, get(), asked);
+                asker
+                    .client
+                    .request(honest, get(), asked)
+                    .expect("the request is queued");
                 asked += 1;
             }
         }
