@@ -31,7 +31,7 @@ use std::cmp::Reverse;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-/// Bounds on what the tree keeps besides valid blocks.
+/// Bounds on what the tree keeps besides the best chain.
 #[derive(Clone, Debug)]
 pub struct TreeLimits {
     /// Most orphan blocks held.
@@ -40,6 +40,12 @@ pub struct TreeLimits {
     pub max_orphan_bytes: usize,
     /// How many invalid block hashes are remembered, so a resent one is refused at once.
     pub max_remembered_invalid: usize,
+    /// A side branch whose highest block is this many heights below the tip is pruned (from
+    /// memory and, through [`ChainState::take_dropped`], from the store).
+    pub prune_depth: u64,
+    /// Most side-branch blocks kept, whatever peers send: beyond it the branches with the
+    /// least work are pruned first.
+    pub max_side_blocks: usize,
 }
 
 impl Default for TreeLimits {
@@ -48,6 +54,8 @@ impl Default for TreeLimits {
             max_orphans: 512,
             max_orphan_bytes: 32 << 20,
             max_remembered_invalid: 16_384,
+            prune_depth: 2_016,
+            max_side_blocks: 8_192,
         }
     }
 }
@@ -271,6 +279,9 @@ enum ReorgError {
 /// read).
 pub const RECENT_BLOCKS: u64 = 512;
 
+/// Tip changes between two prunings of side branches.
+const PRUNE_EVERY: u32 = 256;
+
 /// The chain state: the block index, the best chain, the ledger and orphans. Pure: no I/O, time
 /// is passed in; block bodies beyond the recent ones are read through a [`BlockSource`].
 pub struct ChainState {
@@ -305,6 +316,8 @@ pub struct ChainState {
     orphans: OrphanPool,
     /// The bounds.
     limits: TreeLimits,
+    /// Tip changes since side branches were last pruned.
+    side_since_prune: u32,
     /// Valid blocks later dropped (their branch broke a ledger rule, or was pruned), for the
     /// caller to delete from its store; see [`ChainState::take_dropped`].
     dropped: Vec<BlockHash>,
@@ -349,6 +362,7 @@ impl ChainState {
             orphans: OrphanPool::default(),
             limits,
             dropped: Vec::new(),
+            side_since_prune: 0,
             params,
         }
         .with_active_genesis()
@@ -973,10 +987,64 @@ impl ChainState {
         Ok(())
     }
 
-    /// What follows a change of the tip: old bodies leave memory.
+    /// What follows a change of the tip: old bodies leave memory, and now and then side
+    /// branches far behind are pruned.
     fn after_tip_change(&mut self) {
         if self.bodies.len() > 2 * RECENT_BLOCKS as usize {
             self.evict();
+        }
+        self.side_since_prune = self.side_since_prune.saturating_add(1);
+        if self.side_since_prune >= PRUNE_EVERY {
+            self.prune();
+        }
+    }
+
+    /// Removes the side branches whose highest block is more than `prune_depth` below the
+    /// tip, then, while more than `max_side_blocks` side blocks remain, the branches whose best
+    /// block has the least work. A branch is a subtree hanging off the best chain; it goes
+    /// whole. Scans the index once (a few milliseconds at a million blocks).
+    pub fn prune(&mut self) {
+        self.side_since_prune = 0;
+        let tip_height = self.height();
+        let side: Vec<u32> = self
+            .index
+            .live_from(1)
+            .filter(|&p| !self.is_active_pos(p))
+            .collect();
+        if side.is_empty() {
+            return;
+        }
+        // Per side block: the highest height, the most work and the block count of its
+        // subtree. Children come after parents, so one pass from the end carries them up.
+        let mut sub: HashMap<u32, (u32, u128, usize)> = side
+            .iter()
+            .map(|&p| {
+                let s = self.index.get(p);
+                (p, (s.height, s.work(), 1))
+            })
+            .collect();
+        let mut roots = Vec::new();
+        for &p in side.iter().rev() {
+            let parent = self.index.get(p).parent;
+            let mine = sub[&p];
+            match sub.get_mut(&parent) {
+                Some(b) => *b = (b.0.max(mine.0), b.1.max(mine.1), b.2 + mine.2),
+                None => roots.push((p, mine)),
+            }
+        }
+        roots.sort_by_key(|&(_, (_, work, _))| work);
+        let mut kept = side.len();
+        let mut doomed = Vec::new();
+        for (root, (height, _, size)) in roots {
+            let far = u64::from(height) + self.limits.prune_depth < tip_height;
+            if far || kept > self.limits.max_side_blocks {
+                doomed.push(root);
+                kept -= size;
+            }
+        }
+        if !doomed.is_empty() {
+            let pruned = self.remove_subtrees(&doomed).len();
+            tracing::info!(pruned, kept, "side branches pruned");
         }
     }
 
@@ -1001,10 +1069,23 @@ impl ChainState {
     /// Removes the block at `root` (not on the best chain) and its descendants from the tree;
     /// returns their hashes, which are also recorded for [`ChainState::take_dropped`].
     fn remove_subtree(&mut self, root: u32) -> Vec<BlockHash> {
-        let mut removed = vec![self.index.get(root).hash];
-        self.index.remove(root);
+        self.remove_subtrees(&[root])
+    }
+
+    /// [`ChainState::remove_subtree`] for several roots at once, in one pass over the index.
+    fn remove_subtrees(&mut self, roots: &[u32]) -> Vec<BlockHash> {
+        let mut removed = Vec::new();
+        for &root in roots {
+            if self.index.get(root).live() {
+                removed.push(self.index.get(root).hash);
+                self.index.remove(root);
+            }
+        }
+        let Some(&first) = roots.iter().min() else {
+            return removed;
+        };
         // Children come after their parent: one pass finds every descendant.
-        let later: Vec<u32> = self.index.live_from(root + 1).collect();
+        let later: Vec<u32> = self.index.live_from(first + 1).collect();
         for pos in later {
             let slot = *self.index.get(pos);
             if !self.index.get(slot.parent).live() {

@@ -143,3 +143,63 @@ fn a_ledger_invalid_branch_is_dropped_and_the_old_chain_restored() {
         Some(ValidationError::InsufficientBalance { .. })
     ));
 }
+
+#[test]
+fn side_branches_far_behind_are_pruned_and_may_come_back() {
+    let limits = TreeLimits {
+        prune_depth: 5,
+        ..TreeLimits::default()
+    };
+    let mut chain = ChainState::with_limits(testkit::params(), limits);
+    testkit::extend(&mut chain, 2, addr(1));
+    let fork = chain.hash_at(1).unwrap();
+    let side = block_on(&chain, fork, &[], addr(2));
+    let side_hash = side.compute_hash();
+    chain.process_block(Arc::new(side.clone()), NOW).unwrap();
+    assert!(chain.contains(&side_hash));
+    // Within the depth it stays.
+    testkit::extend(&mut chain, 3, addr(1));
+    chain.prune();
+    assert!(chain.contains(&side_hash));
+    assert!(chain.take_dropped().is_empty());
+    testkit::extend(&mut chain, 5, addr(1));
+    chain.prune();
+    assert!(!chain.contains(&side_hash), "pruned");
+    assert_eq!(chain.take_dropped(), vec![side_hash]);
+    assert_eq!(chain.block_count(), chain.height() as usize + 1);
+    // Pruned is not invalid: sent again, it is accepted again (as a side block).
+    assert!(chain.invalid_reason(&side_hash).is_none());
+    let r = chain.process_block(Arc::new(side), NOW).unwrap();
+    assert_eq!(r.outcome, Outcome::Accepted);
+    // The best chain and its ledger are untouched.
+    assert_eq!(
+        chain.ledger().account(&addr(1)).balance,
+        50 * chain.height()
+    );
+}
+
+#[test]
+fn side_branch_storage_is_bounded_whatever_peers_send() {
+    let limits = TreeLimits {
+        max_side_blocks: 3,
+        ..TreeLimits::default()
+    };
+    let mut chain = ChainState::with_limits(testkit::params(), limits);
+    testkit::extend(&mut chain, 4, addr(1));
+    let tip = chain.tip();
+    let parent = chain.hash_at(3).unwrap();
+    // Eight competitors of the tip (equal work: the tip, seen first, stays).
+    for miner in 10..18 {
+        let b = block_on(&chain, parent, &[], addr(miner));
+        chain.process_block(Arc::new(b), NOW).unwrap();
+    }
+    assert_eq!(chain.block_count(), 5 + 8);
+    chain.prune();
+    assert_eq!(chain.tip(), tip);
+    assert_eq!(chain.block_count() - chain.height() as usize - 1, 3);
+    assert_eq!(chain.take_dropped().len(), 5);
+    // Every block of the best chain is still there and readable.
+    for h in 0..=chain.height() {
+        assert!(chain.block_at(h).is_some());
+    }
+}
