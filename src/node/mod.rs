@@ -303,14 +303,23 @@ impl Node {
     /// of a losing branch come back and are pushed to peers) and the miner (a new template).
     fn apply_tip_change(&mut self, change: &TipChange) {
         self.watch.tip_changed(change, self.chain.height());
-        if !change.disconnected.is_empty() {
-            tracing::warn!(
+        // A one-block reorganisation is the daily life of several miners (two found a block
+        // at once); a deeper one is worth a warning.
+        match change.disconnected.len() {
+            0 => {}
+            1 => tracing::info!(
                 from = %change.old_tip.short(),
                 to = %change.new_tip.short(),
-                disconnected = change.disconnected.len(),
+                connected = change.connected.len(),
+                "reorganisation of one block"
+            ),
+            depth => tracing::warn!(
+                from = %change.old_tip.short(),
+                to = %change.new_tip.short(),
+                disconnected = depth,
                 connected = change.connected.len(),
                 "reorganisation"
-            );
+            ),
         }
         let resync = self.mempool.resync(change, self.chain.ledger());
         if !resync.returned.is_empty() || resync.dropped > 0 {
