@@ -6,9 +6,10 @@
 //! timestamps of the final best chain (what the consensus rule sees): the mean interval of its
 //! last 100 blocks against the target, the hash rate those blocks imply (their work over their
 //! time span), and the blocks the rate took to settle after the change: the first block of the
-//! phase from which every block's expected interval (its work over that hash rate) stays within
-//! ±25 % of the target. Single intervals are exponentially distributed, so the settle measure
-//! uses the difficulty each block carries, not the noisy interval itself.
+//! phase from which the expected interval (a block's work over that hash rate), averaged over
+//! the next 16 blocks (one half-life), is within ±25 % of the target. Single intervals are
+//! exponentially distributed, so the settle measure uses the difficulty the blocks carry, not
+//! the noisy intervals themselves.
 //!
 //! The miners share the machine's cores: once there are more mining threads than cores, a new
 //! miner adds no hash rate. The core count and the load average are printed with the figures.
@@ -145,14 +146,14 @@ async fn run() {
     }
 }
 
-/// The number of blocks before the first from which every expected interval is within ±25 %
-/// of `target`.
+/// Blocks in the settle measure's window: the half-life of the 500 ms chain, in blocks.
+const WINDOW: usize = 16;
+
+/// The number of blocks before the first window of [`WINDOW`] expected intervals whose mean is
+/// within ±25 % of `target`.
 fn settle(expected: &[f64], target: f64) -> Option<usize> {
-    let ok = |e: &f64| (e - target).abs() <= 0.25 * target;
-    let bad_after = expected.iter().rposition(|e| !ok(e));
-    match bad_after {
-        None => Some(0),
-        Some(i) if i + 1 < expected.len() => Some(i + 1),
-        Some(_) => None,
-    }
+    expected.windows(WINDOW).position(|w| {
+        let mean = w.iter().sum::<f64>() / WINDOW as f64;
+        (mean - target).abs() <= 0.25 * target
+    })
 }

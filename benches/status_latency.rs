@@ -96,7 +96,7 @@ fn main() {
     let height = blocks.len() as u64;
     let dir = TempDir::new().expect("temp dir");
     {
-        let store = Store::open(&dir.path().join("blocks.redb"), params.chain_id()).expect("store");
+        let store = Store::open(&dir.path().join("blocks.redb"), &params).expect("store");
         let tip = blocks.last().expect("blocks").hash();
         store.commit(&blocks, &[], tip).expect("store commit");
     }

@@ -92,7 +92,7 @@ fn chain_with_transfers(params: &ChainParams) -> Vec<Arc<Block>> {
 /// Writes `blocks` (heights 1.. in order) into the store of `dir`, in transactions of
 /// [`BATCH`] blocks.
 fn preload(dir: &Path, params: &ChainParams, blocks: &[Arc<Block>]) {
-    let store = Store::open(&dir.join("blocks.redb"), params.chain_id()).expect("store opens");
+    let store = Store::open(&dir.join("blocks.redb"), params).expect("store opens");
     for batch in blocks.chunks(BATCH) {
         let rows: Vec<Arc<CheckedBlock>> = batch
             .iter()
@@ -158,10 +158,10 @@ async fn part_a(params: &ChainParams) {
     // The blocks as the local validation reads them: decoded from the store.
     let t_read = Instant::now();
     let blocks: Vec<Arc<Block>> = {
-        let store = Store::open(&server_dir.path().join("blocks.redb"), params.chain_id())
-            .expect("store opens");
+        let store =
+            Store::open(&server_dir.path().join("blocks.redb"), params).expect("store opens");
         store
-            .blocks(params)
+            .blocks()
             .expect("store reads")
             .into_iter()
             .map(|(_, b)| Arc::new(b))

@@ -330,14 +330,14 @@ fn run_wallet(command: WalletCommand) -> anyhow::Result<()> {
                     dir.display()
                 );
             }
-            let store = Store::open(&store_path, params.chain_id()).map_err(|e| match e {
+            let store = Store::open(&store_path, &params).map_err(|e| match e {
                 // Only a database error can mean a running node holds the lock.
                 e @ StoreError::Db { .. } => anyhow::Error::new(e).context(
                     "cannot open the block store (is a node running on this data dir? type `balance` at its prompt)",
                 ),
                 e => anyhow::Error::new(e).context("cannot open the block store"),
             })?;
-            let chain_state = store.load_chain(&params, Default::default())?;
+            let chain_state = store.load_chain(Default::default())?;
             let account = chain_state.ledger().account(&address);
             println!(
                 "{address}\nbalance    {}\nnonce      {}\nheight     {}",

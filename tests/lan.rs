@@ -99,6 +99,18 @@ impl Setup {
         self.nodes.push(node);
     }
 
+    /// Checks node `i`'s store (the node must be stopped): every block, and the stored ledger,
+    /// undo records and txid index against a replay of its stored best chain.
+    fn verify_store(&self, i: usize) -> gossipchain::store::Verified {
+        let params = gossipchain::chain::ChainParams::with_bits(self.difficulty);
+        let path = self.dirs[i].path().join("blocks.redb");
+        let store = gossipchain::store::Store::open(&path, &params)
+            .unwrap_or_else(|e| panic!("node {i}'s store: {e}"));
+        store
+            .verify()
+            .unwrap_or_else(|e| panic!("node {i}'s store after a SIGKILL: {e}"))
+    }
+
     /// Starts the node of host `i` again on its data directory, once its process has ended.
     fn restart(&mut self, i: usize) {
         assert!(self.nodes[i].exited(), "{} still runs", self.nodes[i].name);
@@ -650,6 +662,8 @@ fn lan_crash_while_mining_and_while_syncing_then_rejoin() {
         }
         let (h2_at_kill, _) = s.nodes[1].head();
         s.nodes[1].wait_status("h2 to see h1 gone", NET_WAIT, |st| st["peers"] == "0");
+        let verified = s.verify_store(0);
+        assert!(verified.height >= start_h, "round {round}: {verified:?}");
 
         // Restart h1 on its data directory: it keeps its peer id and chain, rejoins by mDNS.
         s.restart(0);
@@ -717,6 +731,7 @@ fn lan_crash_while_mining_and_while_syncing_then_rejoin() {
         accepted < target,
         "h3 was killed after its sync ended ({accepted} of {target}); first line {line}"
     );
+    assert!(s.verify_store(2).height <= accepted);
     s.restart(2);
     let t3 = Instant::now();
     let started = s.nodes[2].wait_log("h3 restarted", WAIT, |l| l.contains("node started"));

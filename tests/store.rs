@@ -165,21 +165,21 @@ fn db_path(dir: &Path) -> PathBuf {
 }
 
 fn open(dir: &Path, params: &ChainParams) -> Store {
-    match Store::open(&db_path(dir), params.chain_id()) {
+    match Store::open(&db_path(dir), params) {
         Ok(store) => store,
         Err(e) => panic!("opening the store failed: {e}"),
     }
 }
 
 fn open_err(path: &Path, params: &ChainParams) -> StoreError {
-    match Store::open(path, params.chain_id()) {
+    match Store::open(path, params) {
         Ok(_) => panic!("opening {} succeeded", path.display()),
         Err(e) => e,
     }
 }
 
-fn load(store: &Store, params: &ChainParams) -> ChainState {
-    match store.load_chain(params, TreeLimits::default()) {
+fn load(store: &Store) -> ChainState {
+    match store.load_chain(TreeLimits::default()) {
         Ok(chain) => chain,
         Err(e) => panic!("loading the chain failed: {e}"),
     }
@@ -190,8 +190,16 @@ fn load(store: &Store, params: &ChainParams) -> ChainState {
 /// chain links height by height, its ledger equals a replay from genesis, and the supply is the
 /// reward times the height (fees only move coins to miners).
 fn load_and_check(store: &Store, params: &ChainParams) -> ChainState {
-    let chain = load(store, params);
-    let stored = store.blocks(params).expect("blocks");
+    // The stored ledger, undo records and txid index equal a replay of the stored best chain.
+    let verified = match store.verify() {
+        Ok(v) => v,
+        Err(e) => panic!("the store does not verify: {e}"),
+    };
+    let chain = load(store);
+    assert_eq!(verified.height, chain.height());
+    assert_eq!(verified.accounts, chain.ledger().len());
+    assert_eq!(&store.ledger().expect("ledger"), chain.ledger());
+    let stored = store.blocks().expect("blocks");
     assert_eq!(store.block_count().expect("count"), stored.len() as u64);
     assert_eq!(chain.orphan_count(), 0, "a stored block lacks its parent");
     assert_eq!(
@@ -251,7 +259,7 @@ fn crash_child() {
         .unwrap_or(0);
     let params = testkit::params();
     let store = open(Path::new(&dir), &params);
-    let mut chain = load(&store, &params);
+    let mut chain = load(&store);
     let mut builder = Builder::new(seed);
     // Written straight to the stdout handle: libtest's output capture does not see it.
     let mut out = std::io::stdout().lock();
@@ -394,7 +402,7 @@ fn crash_kill_restart_keeps_every_committed_block() {
 
     // Finally the stored best chain passes full validation, signatures included.
     let store = open(dir.path(), &params);
-    let chain = load(&store, &params);
+    let chain = load(&store);
     let mut full = ChainState::new(params.clone());
     for h in 1..=chain.height() {
         full.process_block(chain.block_at(h).expect("active").clone(), NOW)
@@ -406,7 +414,7 @@ fn crash_kill_restart_keeps_every_committed_block() {
 /// A store with `n` builder blocks (transfers, forks, reorganisations) in `dir`.
 fn build_store(dir: &Path, params: &ChainParams, n: usize, seed: u64) -> ChainState {
     let store = open(dir, params);
-    let mut chain = load(&store, params);
+    let mut chain = load(&store);
     let mut builder = Builder::new(seed);
     for _ in 0..n {
         let block = builder.next(&chain);
@@ -432,7 +440,7 @@ fn a_reopened_store_has_the_same_tip_height_ledger_and_blocks() {
     let dir = tempfile::tempdir().expect("temp dir");
     let params = testkit::params();
     let before = build_store(dir.path(), &params, 300, 7);
-    let stored_before = open(dir.path(), &params).blocks(&params).expect("blocks");
+    let stored_before = open(dir.path(), &params).blocks().expect("blocks");
     assert!(before.height() > 150);
     assert!(
         before.block_count() > before.height() as usize + 1,
@@ -450,7 +458,7 @@ fn a_reopened_store_has_the_same_tip_height_ledger_and_blocks() {
     assert_eq!(after.tip_work(), before.tip_work());
     assert_eq!(after.ledger(), before.ledger());
     assert_eq!(after.block_count(), before.block_count());
-    assert_eq!(store.blocks(&params).expect("blocks"), stored_before);
+    assert_eq!(store.blocks().expect("blocks"), stored_before);
     for (hash, block) in &stored_before {
         assert_eq!(before.block(hash).map(|b| &**b), Some(block));
         assert_eq!(after.is_active(hash), before.is_active(hash));
@@ -541,9 +549,8 @@ fn a_damaged_stored_block_is_reported_as_corrupt() {
     }
     std::fs::write(&path, &bytes).expect("write");
     let err = open(dir.path(), &params)
-        .load_chain(&params, TreeLimits::default())
-        .err()
-        .expect("a damaged block is an error");
+        .verify()
+        .expect_err("a damaged block is an error");
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(msg.contains("is corrupt"), "{msg}");
@@ -559,9 +566,8 @@ fn a_damaged_stored_block_is_reported_as_corrupt() {
     }
     std::fs::write(&path, &bytes).expect("write");
     let err = open(dir.path(), &params)
-        .load_chain(&params, TreeLimits::default())
-        .err()
-        .expect("a damaged block is an error");
+        .verify()
+        .expect_err("a damaged block is an error");
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
     assert!(err.to_string().contains("is invalid"), "{err}");
 
@@ -588,9 +594,12 @@ fn overwritten_bytes_anywhere_never_panic() {
             *b = rng.next_u64() as u8;
         }
         std::fs::write(&path, &bytes).expect("write");
+        // A restart reads no block and replays nothing, so damage inside a record that still
+        // decodes is found by `verify`, which the node's data is checked with.
         let result = std::panic::catch_unwind(|| {
-            let store = Store::open(&path, params.chain_id())?;
-            let loaded = store.load_chain(&params, TreeLimits::default())?;
+            let store = Store::open(&path, &params)?;
+            let loaded = store.load_chain(TreeLimits::default())?;
+            store.verify()?;
             Ok::<_, StoreError>((loaded.tip(), loaded.ledger().clone()))
         });
         match result {
@@ -608,8 +617,9 @@ fn overwritten_bytes_anywhere_never_panic() {
                     caught += 1;
                 }
             }
-            // The chain id record itself was hit: indistinguishable from another chain's store.
-            Ok(Err(StoreError::WrongChain { .. })) => db += 1,
+            // The chain id or schema record itself was hit: indistinguishable from another
+            // chain's store or a newer one.
+            Ok(Err(StoreError::WrongChain { .. } | StoreError::TooNew { .. })) => db += 1,
         }
     }
     eprintln!(
@@ -623,7 +633,7 @@ fn commit_deletes_rejected_blocks() {
     let dir = tempfile::tempdir().expect("temp dir");
     let params = testkit::params();
     let store = open(dir.path(), &params);
-    let mut chain = load(&store, &params);
+    let mut chain = load(&store);
     let miner = Address::of(&key(1));
     for _ in 0..3 {
         let block = testkit::next_block(&chain, &[], miner);
@@ -641,7 +651,7 @@ fn commit_deletes_rejected_blocks() {
         .commit(&[], &[side_hash, BlockHash([7; 32])], tip)
         .expect("commit");
     assert_eq!(store.block_count().expect("count"), 3);
-    let stored = store.blocks(&params).expect("blocks");
+    let stored = store.blocks().expect("blocks");
     assert!(stored.iter().all(|(h, _)| *h != side_hash));
     let reloaded = load_and_check(&store, &params);
     assert!(!reloaded.contains(&side_hash));
@@ -653,7 +663,7 @@ fn a_stored_side_branch_found_invalid_by_a_reorganisation_is_deleted() {
     let dir = tempfile::tempdir().expect("temp dir");
     let params = testkit::params();
     let store = open(dir.path(), &params);
-    let mut chain = load(&store, &params);
+    let mut chain = load(&store);
     let (alice, bob) = (key(1), key(2));
     let miner = Address::of(&alice);
     for _ in 0..3 {
@@ -671,7 +681,7 @@ fn a_stored_side_branch_found_invalid_by_a_reorganisation_is_deleted() {
     let s3 = block_on(&chain, s2_hash, &[], Address::of(&bob));
     let s3_hash = s3.compute_hash();
     // Built on a scratch copy of the chain that holds s3.
-    let mut scratch = load(&store, &params);
+    let mut scratch = load(&store);
     scratch
         .process_block(Arc::new(s3.clone()), NOW)
         .expect("s3");
@@ -711,7 +721,7 @@ fn side_branches_and_the_tie_rule_survive_a_restart() {
     for attempt in 0..64u64 {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = open(dir.path(), &params);
-        let mut chain = load(&store, &params);
+        let mut chain = load(&store);
         let (ma, mb) = (
             Address::of(&key(1000 + attempt)),
             Address::of(&key(20 + attempt)),
@@ -747,7 +757,7 @@ fn side_branches_and_the_tie_rule_survive_a_restart() {
         // And after a reload the side branch still takes over once it gets ahead.
         drop(store);
         let store = open(dir.path(), &params);
-        let mut chain = load(&store, &params);
+        let mut chain = load(&store);
         let a4 = block_on(&chain, a3h, &[], ma);
         let a4h = process_and_commit(&store, &mut chain, a4);
         assert_eq!(chain.tip(), a4h);
@@ -762,7 +772,7 @@ fn side_branches_and_the_tie_rule_survive_a_restart() {
 }
 
 #[test]
-fn a_missing_parent_or_a_missing_tip_is_reported_as_corruption() {
+fn a_block_without_its_parent_or_an_unknown_tip_is_refused_at_commit() {
     use gossipchain::chain::{Address, BlockHash, ChainState};
     use gossipchain::store::{Store, StoreError};
     use gossipchain::testkit;
@@ -772,22 +782,138 @@ fn a_missing_parent_or_a_missing_tip_is_reported_as_corruption() {
     let third = chain.checked_at(3).unwrap().clone();
 
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("a.redb"), params.chain_id()).unwrap();
-    store
-        .commit(std::slice::from_ref(&third), &[], third.hash())
-        .unwrap();
+    let store = Store::open(&dir.path().join("a.redb"), &params).unwrap();
     let err = store
-        .load_chain(&params, Default::default())
-        .err()
-        .expect("corrupt");
+        .commit(std::slice::from_ref(&third), &[], third.hash())
+        .expect_err("a block without its parent is refused");
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains("has no stored parent"), "{err}");
+    // Nothing of the refused batch was written.
+    assert_eq!(store.block_count().unwrap(), 0);
+    assert_eq!(store.tip().unwrap(), None);
 
-    let store = Store::open(&dir.path().join("b.redb"), params.chain_id()).unwrap();
-    store.commit(&[], &[], BlockHash([9; 32])).unwrap();
+    let store = Store::open(&dir.path().join("b.redb"), &params).unwrap();
     let err = store
-        .load_chain(&params, Default::default())
-        .err()
-        .expect("corrupt");
+        .commit(&[], &[], BlockHash([9; 32]))
+        .expect_err("an unknown tip is refused");
     assert!(err.to_string().contains("is not stored"), "{err}");
+    assert_eq!(store.tip().unwrap(), None);
+    assert_eq!(store.load_chain(Default::default()).unwrap().height(), 0);
+}
+
+/// Writes `blocks` and `tip` in the format of schema 1 (the tables `blocks`, `by_height` and
+/// `meta` with the chain id and the tip, no ledger), as the versions before the stored ledger did.
+fn write_schema_1(
+    path: &Path,
+    params: &ChainParams,
+    blocks: &[(BlockHash, Block)],
+    tip: BlockHash,
+) {
+    use redb::{Database, TableDefinition};
+    const BLOCKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("blocks");
+    const BY_HEIGHT: TableDefinition<(u64, &[u8; 32]), ()> = TableDefinition::new("by_height");
+    const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+    let db = Database::create(path).expect("create");
+    let tx = db.begin_write().expect("write");
+    {
+        let mut meta = tx.open_table(META).expect("meta");
+        meta.insert("chain_id", params.chain_id().as_bytes().as_slice())
+            .expect("chain id");
+        meta.insert("tip", tip.as_bytes().as_slice()).expect("tip");
+        let mut b = tx.open_table(BLOCKS).expect("blocks");
+        let mut h = tx.open_table(BY_HEIGHT).expect("by_height");
+        for (hash, block) in blocks {
+            b.insert(hash.as_bytes(), block.encode().as_slice())
+                .expect("block");
+            h.insert((block.header.height, hash.as_bytes()), ())
+                .expect("height");
+        }
+    }
+    tx.commit().expect("commit");
+}
+
+#[test]
+fn a_store_of_the_former_format_is_migrated_on_open_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let params = testkit::params();
+    let chain = build_store(dir.path(), &params, 200, 21);
+    let (blocks, tip) = {
+        let store = open(dir.path(), &params);
+        (store.blocks().expect("blocks"), store.tip().expect("tip"))
+    };
+    assert!(blocks.len() > chain.height() as usize, "side branches too");
+    let old = dir.path().join("old.redb");
+    write_schema_1(&old, &params, &blocks, tip.expect("a tip"));
+
+    let store = Store::open(&old, &params).expect("the former format opens");
+    let migrated = load_and_check(&store, &params);
+    assert_eq!(migrated.tip(), chain.tip());
+    assert_eq!(migrated.ledger(), chain.ledger());
+    assert_eq!(migrated.block_count(), chain.block_count());
+    assert_eq!(store.blocks().expect("blocks"), blocks);
+    drop(store);
+    // Opened again, it is of the new format already and holds the same.
+    let store = Store::open(&old, &params).expect("reopens");
+    assert_eq!(load_and_check(&store, &params).ledger(), chain.ledger());
+
+    // A former store whose best chain breaks a ledger rule is refused, and left as it was.
+    let bad = dir.path().join("bad.redb");
+    let mut scratch = ChainState::new(params.clone());
+    testkit::extend(&mut scratch, 1, Address::of(&key(1)));
+    let over = Transfer::sign(&key(1), &params.chain_id(), Address::of(&key(2)), 60, 0, 0);
+    let b2 = block_on(&scratch, scratch.tip(), &[over], Address::of(&key(2)));
+    let rows = vec![
+        (
+            scratch.tip(),
+            (**scratch.block_at(1).expect("block 1")).clone(),
+        ),
+        (b2.compute_hash(), b2.clone()),
+    ];
+    write_schema_1(&bad, &params, &rows, b2.compute_hash());
+    let err = open_err(&bad, &params);
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains("is invalid"), "{err}");
+    assert!(
+        err.to_string().contains(&b2.compute_hash().to_hex()),
+        "{err}"
+    );
+    // The refused migration wrote nothing: the former tables are there as they were.
+    {
+        use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableDefinition};
+        const BY_HEIGHT: TableDefinition<(u64, &[u8; 32]), ()> = TableDefinition::new("by_height");
+        let db = Database::create(&bad).expect("open");
+        let tx = db.begin_read().expect("read");
+        assert_eq!(
+            tx.open_table(BY_HEIGHT)
+                .expect("by_height")
+                .len()
+                .expect("len"),
+            2
+        );
+    }
+}
+
+#[test]
+fn a_store_of_a_newer_format_is_refused_with_what_to_do() {
+    use redb::{Database, TableDefinition};
+    const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let params = testkit::params();
+    build_store(dir.path(), &params, 3, 2);
+    let path = db_path(dir.path());
+    {
+        let db = Database::create(&path).expect("open");
+        let tx = db.begin_write().expect("write");
+        tx.open_table(META)
+            .expect("meta")
+            .insert("schema", [9u8].as_slice())
+            .expect("schema");
+        tx.commit().expect("commit");
+    }
+    let err = open_err(&path, &params);
+    assert!(
+        matches!(err, StoreError::TooNew { found: 9, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("newer gossipchain"), "{err}");
 }

@@ -55,6 +55,18 @@ impl CheckedBlock {
         })
     }
 
+    /// A block this node validated before and read back from its own store: its checks are
+    /// not run again (signatures included), only its hash and txids are recomputed.
+    pub fn stored(block: Block, wire: Vec<u8>) -> Self {
+        Self {
+            hash: block.compute_hash(),
+            txids: block.compute_txids(),
+            block: Arc::new(block),
+            wire,
+            signatures_verified: true,
+        }
+    }
+
     /// The genesis block of `params`, which no rule applies to (it is part of the parameters).
     pub(crate) fn genesis(params: &ChainParams) -> Self {
         let block = Arc::new(params.genesis());

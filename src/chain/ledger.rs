@@ -32,7 +32,82 @@ pub struct Ledger {
     accounts: HashMap<Address, Account>,
 }
 
+impl Undo {
+    /// The addresses the block touched, in the order it touched them (repeats included).
+    pub fn addresses(&self) -> impl Iterator<Item = &Address> {
+        self.prior.iter().map(|(a, _)| a)
+    }
+
+    /// The record as bytes: a u32 count, then per entry the address (32 bytes) and either
+    /// `0` (absent before) or `1`, balance and nonce (u64 each); integers big-endian.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(4 + self.prior.len() * 49);
+        out.extend_from_slice(&(self.prior.len() as u32).to_be_bytes());
+        for (address, prior) in &self.prior {
+            out.extend_from_slice(&address.0);
+            match prior {
+                None => out.push(0),
+                Some(a) => {
+                    out.push(1);
+                    out.extend_from_slice(&a.balance.to_be_bytes());
+                    out.extend_from_slice(&a.nonce.to_be_bytes());
+                }
+            }
+        }
+        out
+    }
+
+    /// Reads [`Undo::encode`]'s bytes; `None` if they are not exactly such a record.
+    pub fn decode(bytes: &[u8]) -> Option<Undo> {
+        fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+            let (head, rest) = bytes.split_at_checked(n)?;
+            *bytes = rest;
+            Some(head)
+        }
+        fn u64_of(bytes: &mut &[u8]) -> Option<u64> {
+            Some(u64::from_be_bytes(take(bytes, 8)?.try_into().ok()?))
+        }
+        let mut rest = bytes;
+        let count = u32::from_be_bytes(take(&mut rest, 4)?.try_into().ok()?) as usize;
+        // Each entry takes at least 33 bytes: a count beyond that is a damaged record.
+        if count > rest.len() / 33 {
+            return None;
+        }
+        let mut prior = Vec::with_capacity(count);
+        for _ in 0..count {
+            let address = Address(take(&mut rest, 32)?.try_into().ok()?);
+            let account = match take(&mut rest, 1)?[0] {
+                0 => None,
+                1 => Some(Account {
+                    balance: u64_of(&mut rest)?,
+                    nonce: u64_of(&mut rest)?,
+                }),
+                _ => return None,
+            };
+            prior.push((address, account));
+        }
+        rest.is_empty().then_some(Undo { prior })
+    }
+}
+
 impl Ledger {
+    /// A ledger holding exactly `accounts`.
+    pub fn from_accounts(accounts: impl IntoIterator<Item = (Address, Account)>) -> Self {
+        Self {
+            accounts: accounts.into_iter().collect(),
+        }
+    }
+
+    /// Every account, in no particular order.
+    pub fn accounts(&self) -> impl Iterator<Item = (&Address, &Account)> {
+        self.accounts.iter()
+    }
+
+    /// The state of `address` if it has one (an address never credited nor debited has none).
+    pub fn get(&self, address: &Address) -> Option<Account> {
+        self.accounts.get(address).copied()
+    }
+
     /// The state of `address` (zero balance, nonce 0 if never seen).
     pub fn account(&self, address: &Address) -> Account {
         self.accounts.get(address).copied().unwrap_or_default()
@@ -151,5 +226,44 @@ impl Ledger {
                 None => self.accounts.remove(&address),
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn undo_records_round_trip_and_damaged_ones_are_refused() {
+        let a = Address([1; 32]);
+        let b = Address([2; 32]);
+        let undo = Undo {
+            prior: vec![
+                (a, None),
+                (
+                    b,
+                    Some(Account {
+                        balance: 7,
+                        nonce: u64::MAX,
+                    }),
+                ),
+                (a, Some(Account::default())),
+            ],
+        };
+        let bytes = undo.encode();
+        assert_eq!(bytes.len(), 4 + 33 + 49 + 49);
+        assert_eq!(Undo::decode(&bytes), Some(undo.clone()));
+        assert_eq!(
+            Undo::decode(&Undo::default().encode()),
+            Some(Undo::default())
+        );
+        assert_eq!(undo.addresses().copied().collect::<Vec<_>>(), vec![a, b, a]);
+        // Truncated, extended, a bad flag, an absurd count.
+        assert_eq!(Undo::decode(&bytes[..bytes.len() - 1]), None);
+        assert_eq!(Undo::decode(&[bytes.as_slice(), &[0]].concat()), None);
+        let mut flag = bytes.clone();
+        flag[4 + 32] = 2;
+        assert_eq!(Undo::decode(&flag), None);
+        assert_eq!(Undo::decode(&[0xff, 0xff, 0xff, 0xff]), None);
     }
 }

@@ -100,6 +100,25 @@ pub struct Processed {
     pub tip_change: Option<TipChange>,
 }
 
+/// What the tree keeps of a stored block besides its body: the header fields the rules of its
+/// children need, and its cumulative work. A store keeps one per block, so a restart rebuilds
+/// the tree without reading the blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeaderRecord {
+    /// The block hash.
+    pub hash: BlockHash,
+    /// The parent's hash.
+    pub prev: BlockHash,
+    /// The height.
+    pub height: u64,
+    /// The header's timestamp, ms.
+    pub timestamp: u64,
+    /// The header's compact target.
+    pub bits: u32,
+    /// Cumulative work from genesis through this block.
+    pub work: Work,
+}
+
 /// A valid block in the tree.
 struct Entry {
     /// The block with its hash, txids and wire bytes, shared with the store and the network
@@ -288,6 +307,88 @@ impl ChainState {
             next_seq: 1,
             dropped: Vec::new(),
         }
+    }
+
+    /// Rebuilds a chain from what a store kept: `records` of every block but genesis, parents
+    /// before children (height order); the best `tip`; the `ledger` at that tip; the bodies;
+    /// the undo records of the best chain. Nothing is validated again: the blocks were
+    /// validated before they were stored. Fails if a record's parent or body is missing, or
+    /// the tip is unknown.
+    pub fn restore(
+        params: ChainParams,
+        limits: TreeLimits,
+        records: Vec<HeaderRecord>,
+        tip: BlockHash,
+        ledger: Ledger,
+        mut bodies: HashMap<BlockHash, Arc<CheckedBlock>>,
+        mut undos: HashMap<BlockHash, Undo>,
+    ) -> Result<Self, String> {
+        let mut chain = Self::with_limits(params, limits);
+        chain.entries.reserve(records.len());
+        for record in records {
+            let hash = record.hash;
+            let block = bodies
+                .remove(&hash)
+                .ok_or_else(|| format!("block {hash} is indexed but missing"))?;
+            let parent = chain
+                .entries
+                .get_mut(&record.prev)
+                .ok_or_else(|| format!("stored block {hash} has no stored parent"))?;
+            parent.children.push(hash);
+            let anchor_time = if record.height == 1 {
+                record.timestamp
+            } else {
+                parent.anchor_time
+            };
+            chain.entries.insert(
+                hash,
+                Entry {
+                    block,
+                    work: record.work,
+                    anchor_time,
+                    seq: 0,
+                    children: Vec::new(),
+                },
+            );
+        }
+        if !chain.entries.contains_key(&tip) {
+            return Err(format!("the recorded tip {tip} is not stored"));
+        }
+        let mut active = Vec::new();
+        let mut hash = tip;
+        loop {
+            active.push(hash);
+            let header = &chain.entries[&hash].block.header;
+            if header.height == 0 {
+                break;
+            }
+            hash = header.prev_hash;
+        }
+        active.reverse();
+        for hash in active.iter().skip(1) {
+            let undo = undos
+                .remove(hash)
+                .ok_or_else(|| format!("best-chain block {hash} has no undo record"))?;
+            chain.undos.insert(*hash, undo);
+        }
+        // Arrival order: among equal work the recorded best chain stays best, as it was.
+        let mut seq = 1;
+        for hash in &active {
+            if let Some(e) = chain.entries.get_mut(hash) {
+                e.seq = seq;
+                seq += 1;
+            }
+        }
+        for e in chain.entries.values_mut() {
+            if e.seq == 0 && e.block.header.height > 0 {
+                e.seq = seq;
+                seq += 1;
+            }
+        }
+        chain.next_seq = seq;
+        chain.active = active;
+        chain.ledger = ledger;
+        Ok(chain)
     }
 
     /// The consensus parameters.

@@ -106,8 +106,8 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
         cause,
     })?;
     let chain_id = config.params.chain_id();
-    let store = Store::open(&dir.join("blocks.redb"), chain_id)?;
-    let chain = store.load_chain(&config.params, config.tree.clone())?;
+    let store = Store::open(&dir.join("blocks.redb"), &config.params)?;
+    let chain = store.load_chain(config.tree.clone())?;
     let persister = Persister::spawn(store).map_err(|cause| NodeError::DataDir {
         path: dir.clone(),
         cause,

@@ -526,8 +526,8 @@ fn history() -> (Vec<Arc<Block>>, Transfer) {
 /// Writes `blocks` (a chain from genesis) into the store of `dir`.
 pub fn preload_blocks(dir: &tempfile::TempDir, blocks: &[Arc<Block>]) {
     let p = params();
-    let store = gossipchain::store::Store::open(&dir.path().join("blocks.redb"), p.chain_id())
-        .expect("store opens");
+    let store =
+        gossipchain::store::Store::open(&dir.path().join("blocks.redb"), &p).expect("store opens");
     let list: Vec<_> = blocks
         .iter()
         .map(|b| {

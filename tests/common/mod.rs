@@ -96,7 +96,7 @@ pub fn preload(
     let blocks: Vec<_> = (1..=n as u64)
         .map(|h| chain.checked_at(h).unwrap().clone())
         .collect();
-    let store = Store::open(&dir.path().join("blocks.redb"), p.chain_id()).unwrap();
+    let store = Store::open(&dir.path().join("blocks.redb"), &p).unwrap();
     store.commit(&blocks, &[], chain.tip()).unwrap();
     blocks.into_iter().map(|b| b.block().clone()).collect()
 }

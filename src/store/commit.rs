@@ -1,0 +1,335 @@
+//! Writing a batch: new blocks and their index records, deletions, the new tip, and the stored
+//! ledger moved to that tip, all in one transaction.
+
+use super::{
+    ACCOUNTS, BLOCKS, INDEX, META, Store, StoreError, TXIDS, UNDO, catch_panic, decode_record,
+    decode_undo, encode_record,
+};
+use crate::chain::ledger::Undo;
+use crate::chain::target::Target;
+use crate::chain::tree::HeaderRecord;
+use crate::chain::{Account, Address, Block, BlockHash, CheckedBlock, Ledger, Transaction, Txid};
+use redb::{ReadableTable, Table, WriteTransaction};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The tables a commit writes, open in one transaction.
+pub(super) struct Tables<'t> {
+    pub(super) blocks: Table<'t, &'static [u8; 32], &'static [u8]>,
+    pub(super) index: Table<'t, &'static [u8; 32], &'static [u8]>,
+    pub(super) accounts: Table<'t, &'static [u8; 32], (u64, u64)>,
+    pub(super) undo: Table<'t, &'static [u8; 32], &'static [u8]>,
+    pub(super) txids: Table<'t, &'static [u8; 32], &'static [u8; 32]>,
+}
+
+impl<'t> Tables<'t> {
+    pub(super) fn open(store: &Store, tx: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Self {
+            blocks: tx.open_table(BLOCKS).map_err(|e| store.err(e))?,
+            index: tx.open_table(INDEX).map_err(|e| store.err(e))?,
+            accounts: tx.open_table(ACCOUNTS).map_err(|e| store.err(e))?,
+            undo: tx.open_table(UNDO).map_err(|e| store.err(e))?,
+            txids: tx.open_table(TXIDS).map_err(|e| store.err(e))?,
+        })
+    }
+}
+
+/// Every address a block's transactions touch.
+fn touched(block: &Block) -> Vec<Address> {
+    let mut out = Vec::with_capacity(block.txs.len() * 2);
+    for tx in &block.txs {
+        match tx {
+            Transaction::Coinbase(c) => out.push(c.to),
+            Transaction::Transfer(t) => {
+                out.push(t.from);
+                out.push(t.to);
+            }
+        }
+    }
+    out
+}
+
+impl Store {
+    /// Writes `accepted` blocks (their wire bytes as they are), deletes `rejected` ones, and
+    /// records `tip` with the ledger at `tip`, in one durable transaction. Every accepted
+    /// block's parent must be stored or come earlier in `accepted`, and `tip` must be stored.
+    pub fn commit(
+        &self,
+        accepted: &[Arc<CheckedBlock>],
+        rejected: &[BlockHash],
+        tip: BlockHash,
+    ) -> Result<(), StoreError> {
+        catch_panic(&self.path, || self.commit_inner(accepted, rejected, tip))
+    }
+
+    fn commit_inner(
+        &self,
+        accepted: &[Arc<CheckedBlock>],
+        rejected: &[BlockHash],
+        tip: BlockHash,
+    ) -> Result<(), StoreError> {
+        let tx = self.db().begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut t = Tables::open(self, &tx)?;
+            let mut batch: HashMap<BlockHash, &Arc<CheckedBlock>> = HashMap::new();
+            for block in accepted {
+                let hash = block.hash();
+                batch.insert(hash, block);
+                if t.index
+                    .get(hash.as_bytes())
+                    .map_err(|e| self.err(e))?
+                    .is_some()
+                {
+                    continue;
+                }
+                let record = self.record_of(&t, block.block(), hash)?;
+                t.index
+                    .insert(hash.as_bytes(), encode_record(&record).as_slice())
+                    .map_err(|e| self.err(e))?;
+                t.blocks
+                    .insert(hash.as_bytes(), block.wire())
+                    .map_err(|e| self.err(e))?;
+            }
+            let old_tip = self.stored_tip(&tx)?.unwrap_or(self.params.chain_id());
+            if old_tip != tip {
+                self.move_tip(&mut t, old_tip, tip, &batch)?;
+            }
+            let chain_id = self.params.chain_id();
+            for hash in rejected.iter().filter(|h| **h != chain_id) {
+                t.blocks.remove(hash.as_bytes()).map_err(|e| self.err(e))?;
+                t.index.remove(hash.as_bytes()).map_err(|e| self.err(e))?;
+                t.undo.remove(hash.as_bytes()).map_err(|e| self.err(e))?;
+            }
+        }
+        {
+            let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+            meta.insert("tip", tip.as_bytes().as_slice())
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// The index record of a new block, from its parent's.
+    pub(super) fn record_of(
+        &self,
+        t: &Tables<'_>,
+        block: &Block,
+        hash: BlockHash,
+    ) -> Result<HeaderRecord, StoreError> {
+        let prev = block.header.prev_hash;
+        let parent = self
+            .read_record(&t.index, &prev)?
+            .ok_or_else(|| self.corrupt(format!("stored block {hash} has no stored parent")))?;
+        let own = Target::from_compact(block.header.bits)
+            .map_err(|e| self.corrupt(format!("block {hash}: {e}")))?
+            .work();
+        Ok(HeaderRecord {
+            hash,
+            prev,
+            height: block.header.height,
+            timestamp: block.header.timestamp,
+            bits: block.header.bits,
+            work: parent.work.saturating_add(own),
+        })
+    }
+
+    /// The index record of `hash`, if stored.
+    pub(super) fn read_record(
+        &self,
+        index: &impl ReadableTable<&'static [u8; 32], &'static [u8]>,
+        hash: &BlockHash,
+    ) -> Result<Option<HeaderRecord>, StoreError> {
+        let Some(v) = index.get(hash.as_bytes()).map_err(|e| self.err(e))? else {
+            return Ok(None);
+        };
+        decode_record(*hash, v.value())
+            .map(Some)
+            .ok_or_else(|| self.corrupt(format!("the index record of block {hash} is damaged")))
+    }
+
+    fn must_record(
+        &self,
+        t: &Tables<'_>,
+        hash: &BlockHash,
+        role: &str,
+    ) -> Result<HeaderRecord, StoreError> {
+        self.read_record(&t.index, hash)?
+            .ok_or_else(|| self.corrupt(format!("{role} {hash} is not stored")))
+    }
+
+    /// Moves the stored ledger, undo records and txid index from the best chain ending at
+    /// `old` to the one ending at `new`: undoes blocks down to their fork point, then applies
+    /// `new`'s branch.
+    fn move_tip(
+        &self,
+        t: &mut Tables<'_>,
+        old: BlockHash,
+        new: BlockHash,
+        batch: &HashMap<BlockHash, &Arc<CheckedBlock>>,
+    ) -> Result<(), StoreError> {
+        let (mut a, mut b) = (
+            self.must_record(t, &old, "the recorded tip")?,
+            self.must_record(t, &new, "the new tip")?,
+        );
+        let mut disconnect = Vec::new();
+        let mut connect = Vec::new();
+        while a.height > b.height {
+            disconnect.push(a.hash);
+            a = self.must_record(t, &a.prev, "the parent of a stored block")?;
+        }
+        while b.height > a.height {
+            connect.push(b.hash);
+            b = self.must_record(t, &b.prev, "the parent of a stored block")?;
+        }
+        while a.hash != b.hash {
+            if a.height == 0 {
+                return Err(self.corrupt(format!("blocks {old} and {new} share no ancestor")));
+            }
+            disconnect.push(a.hash);
+            connect.push(b.hash);
+            a = self.must_record(t, &a.prev, "the parent of a stored block")?;
+            b = self.must_record(t, &b.prev, "the parent of a stored block")?;
+        }
+        for hash in disconnect {
+            self.disconnect(t, &hash, batch)?;
+        }
+        for hash in connect.into_iter().rev() {
+            self.connect(t, &hash, batch)?;
+        }
+        Ok(())
+    }
+
+    /// A stored block with its txids: from the batch, or read and decoded.
+    fn body(
+        &self,
+        t: &Tables<'_>,
+        hash: &BlockHash,
+        batch: &HashMap<BlockHash, &Arc<CheckedBlock>>,
+    ) -> Result<(Arc<Block>, Vec<Txid>), StoreError> {
+        if let Some(b) = batch.get(hash) {
+            return Ok((b.block().clone(), b.txids().to_vec()));
+        }
+        let v = t
+            .blocks
+            .get(hash.as_bytes())
+            .map_err(|e| self.err(e))?
+            .ok_or_else(|| self.corrupt(format!("block {hash} is indexed but missing")))?;
+        let block = self.decode_block(hash, v.value())?;
+        let txids = block.compute_txids();
+        Ok((Arc::new(block), txids))
+    }
+
+    /// Decodes a stored block and checks it is the one its key names.
+    pub(super) fn decode_block(&self, hash: &BlockHash, bytes: &[u8]) -> Result<Block, StoreError> {
+        let block = Block::decode(
+            bytes,
+            self.params.max_block_bytes as usize,
+            self.params.max_block_txs,
+        )
+        .map_err(|e| self.corrupt(format!("block {hash}: {e}")))?;
+        if block.compute_hash() != *hash {
+            return Err(self.corrupt(format!("block {hash} does not match its key")));
+        }
+        Ok(block)
+    }
+
+    /// The stored accounts of `addresses`, as a ledger holding only them.
+    fn accounts_of(
+        &self,
+        t: &Tables<'_>,
+        addresses: impl IntoIterator<Item = Address>,
+    ) -> Result<Ledger, StoreError> {
+        let mut found = Vec::new();
+        for address in addresses {
+            if let Some(v) = t.accounts.get(&address.0).map_err(|e| self.err(e))? {
+                let (balance, nonce) = v.value();
+                found.push((address, Account { balance, nonce }));
+            }
+        }
+        Ok(Ledger::from_accounts(found))
+    }
+
+    /// Writes back the accounts `undo` names from `ledger` (deleting those it no longer has).
+    fn write_accounts(
+        &self,
+        t: &mut Tables<'_>,
+        ledger: &Ledger,
+        undo: &Undo,
+    ) -> Result<(), StoreError> {
+        for address in undo.addresses() {
+            match ledger.get(address) {
+                Some(a) => t
+                    .accounts
+                    .insert(&address.0, (a.balance, a.nonce))
+                    .map_err(|e| self.err(e))?,
+                None => t.accounts.remove(&address.0).map_err(|e| self.err(e))?,
+            };
+        }
+        Ok(())
+    }
+
+    fn disconnect(
+        &self,
+        t: &mut Tables<'_>,
+        hash: &BlockHash,
+        batch: &HashMap<BlockHash, &Arc<CheckedBlock>>,
+    ) -> Result<(), StoreError> {
+        let undo = {
+            let v = t
+                .undo
+                .remove(hash.as_bytes())
+                .map_err(|e| self.err(e))?
+                .ok_or_else(|| {
+                    self.corrupt(format!("best-chain block {hash} has no undo record"))
+                })?;
+            decode_undo(hash, v.value()).map_err(|e| self.corrupt(e))?
+        };
+        let mut ledger = self.accounts_of(t, undo.addresses().copied())?;
+        ledger.undo_block(undo.clone());
+        self.write_accounts(t, &ledger, &undo)?;
+        let (_, txids) = self.body(t, hash, batch)?;
+        for txid in txids {
+            t.txids.remove(txid.as_bytes()).map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn connect(
+        &self,
+        t: &mut Tables<'_>,
+        hash: &BlockHash,
+        batch: &HashMap<BlockHash, &Arc<CheckedBlock>>,
+    ) -> Result<(), StoreError> {
+        let (block, txids) = self.body(t, hash, batch)?;
+        let mut ledger = self.accounts_of(t, touched(&block))?;
+        let undo = ledger
+            .apply_block(&block, &txids, &self.params)
+            .map_err(|e| self.corrupt(format!("stored block {hash} is invalid: {e}")))?;
+        self.write_accounts(t, &ledger, &undo)?;
+        t.undo
+            .insert(hash.as_bytes(), undo.encode().as_slice())
+            .map_err(|e| self.err(e))?;
+        for txid in txids {
+            t.txids
+                .insert(txid.as_bytes(), hash.as_bytes())
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// The tip recorded in `tx`.
+    pub(super) fn stored_tip(
+        &self,
+        tx: &WriteTransaction,
+    ) -> Result<Option<BlockHash>, StoreError> {
+        let meta = tx.open_table(META).map_err(|e| self.err(e))?;
+        let Some(v) = meta.get("tip").map_err(|e| self.err(e))? else {
+            return Ok(None);
+        };
+        let bytes: [u8; 32] = v
+            .value()
+            .try_into()
+            .map_err(|_| self.corrupt("tip record is not 32 bytes".into()))?;
+        Ok(Some(BlockHash(bytes)))
+    }
+}

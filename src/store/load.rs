@@ -1,0 +1,271 @@
+//! Reading the store back: the tip, the index, the ledger, and [`Store::verify`], which checks
+//! every table against the stored blocks and a replay of the best chain.
+
+use super::{
+    ACCOUNTS, BLOCKS, INDEX, META, Store, StoreError, TXIDS, UNDO, catch_panic, decode_record,
+    decode_undo,
+};
+use crate::chain::ledger::Undo;
+use crate::chain::target::Target;
+use crate::chain::tree::{HeaderRecord, TreeLimits};
+use crate::chain::{Account, Address, Block, BlockHash, ChainState, CheckedBlock, Ledger};
+use redb::{ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What [`Store::verify`] checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Stored blocks (genesis excluded).
+    pub blocks: u64,
+    /// Height of the best chain.
+    pub height: u64,
+    /// Accounts in the ledger.
+    pub accounts: usize,
+}
+
+impl Store {
+    fn read(&self) -> Result<ReadTransaction, StoreError> {
+        self.db().begin_read().map_err(|e| self.err(e))
+    }
+
+    /// The recorded best tip, if any block was ever committed.
+    pub fn tip(&self) -> Result<Option<BlockHash>, StoreError> {
+        catch_panic(&self.path, || self.tip_in(&self.read()?))
+    }
+
+    fn tip_in(&self, tx: &ReadTransaction) -> Result<Option<BlockHash>, StoreError> {
+        let meta = tx.open_table(META).map_err(|e| self.err(e))?;
+        let Some(v) = meta.get("tip").map_err(|e| self.err(e))? else {
+            return Ok(None);
+        };
+        let bytes: [u8; 32] = v
+            .value()
+            .try_into()
+            .map_err(|_| self.corrupt("tip record is not 32 bytes".into()))?;
+        Ok(Some(BlockHash(bytes)))
+    }
+
+    /// Number of blocks stored (genesis is not).
+    pub fn block_count(&self) -> Result<u64, StoreError> {
+        catch_panic(&self.path, || {
+            let tx = self.read()?;
+            let blocks = tx.open_table(BLOCKS).map_err(|e| self.err(e))?;
+            blocks.len().map_err(|e| self.err(e))
+        })
+    }
+
+    /// The stored ledger (at the recorded tip).
+    pub fn ledger(&self) -> Result<Ledger, StoreError> {
+        catch_panic(&self.path, || self.ledger_in(&self.read()?))
+    }
+
+    fn ledger_in(&self, tx: &ReadTransaction) -> Result<Ledger, StoreError> {
+        let table = tx.open_table(ACCOUNTS).map_err(|e| self.err(e))?;
+        let mut accounts = Vec::with_capacity(table.len().map_err(|e| self.err(e))? as usize);
+        for row in table.iter().map_err(|e| self.err(e))? {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            let (balance, nonce) = v.value();
+            accounts.push((Address(*k.value()), Account { balance, nonce }));
+        }
+        Ok(Ledger::from_accounts(accounts))
+    }
+
+    /// Every index record but genesis's, in height order (then by hash).
+    fn records_in(&self, tx: &ReadTransaction) -> Result<Vec<HeaderRecord>, StoreError> {
+        let index = tx.open_table(INDEX).map_err(|e| self.err(e))?;
+        let mut out = Vec::with_capacity(index.len().map_err(|e| self.err(e))? as usize);
+        for row in index.iter().map_err(|e| self.err(e))? {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            let hash = BlockHash(*k.value());
+            let record = decode_record(hash, v.value()).ok_or_else(|| {
+                self.corrupt(format!("the index record of block {hash} is damaged"))
+            })?;
+            if record.height > 0 {
+                out.push(record);
+            }
+        }
+        out.sort_unstable_by_key(|r| (r.height, r.hash));
+        Ok(out)
+    }
+
+    /// Every stored block with its hash, in height order.
+    pub fn blocks(&self) -> Result<Vec<(BlockHash, Block)>, StoreError> {
+        catch_panic(&self.path, || {
+            let tx = self.read()?;
+            let blocks = tx.open_table(BLOCKS).map_err(|e| self.err(e))?;
+            let mut out = Vec::new();
+            for record in self.records_in(&tx)? {
+                let hash = record.hash;
+                let v = blocks
+                    .get(hash.as_bytes())
+                    .map_err(|e| self.err(e))?
+                    .ok_or_else(|| self.corrupt(format!("block {hash} is indexed but missing")))?;
+                out.push((hash, self.decode_block(&hash, v.value())?));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Rebuilds the chain state from the store: the recorded tip, the index, the ledger and the
+    /// undo records as they are. Nothing is replayed or re-validated (the blocks were validated
+    /// before they were written; [`Store::verify`] checks a store against a replay).
+    pub fn load_chain(&self, limits: TreeLimits) -> Result<ChainState, StoreError> {
+        catch_panic(&self.path, || self.load_inner(limits))
+    }
+
+    fn load_inner(&self, limits: TreeLimits) -> Result<ChainState, StoreError> {
+        let tx = self.read()?;
+        let tip = self.tip_in(&tx)?.unwrap_or(self.params.chain_id());
+        let records = self.records_in(&tx)?;
+        let ledger = self.ledger_in(&tx)?;
+        let blocks = tx.open_table(BLOCKS).map_err(|e| self.err(e))?;
+        let mut bodies = HashMap::with_capacity(records.len());
+        for record in &records {
+            let hash = record.hash;
+            let v = blocks
+                .get(hash.as_bytes())
+                .map_err(|e| self.err(e))?
+                .ok_or_else(|| self.corrupt(format!("block {hash} is indexed but missing")))?;
+            let block = self.decode_block(&hash, v.value())?;
+            bodies.insert(
+                hash,
+                Arc::new(CheckedBlock::stored(block, v.value().to_vec())),
+            );
+        }
+        let undo_table = tx.open_table(UNDO).map_err(|e| self.err(e))?;
+        let mut undos = HashMap::new();
+        for row in undo_table.iter().map_err(|e| self.err(e))? {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            let hash = BlockHash(*k.value());
+            undos.insert(
+                hash,
+                decode_undo(&hash, v.value()).map_err(|e| self.corrupt(e))?,
+            );
+        }
+        ChainState::restore(
+            self.params.clone(),
+            limits,
+            records,
+            tip,
+            ledger,
+            bodies,
+            undos,
+        )
+        .map_err(|e| self.corrupt(e))
+    }
+
+    /// Checks the whole store: every block decodes to the hash it is stored under and passes
+    /// the rules that need no chain state; its index record matches its header and its parent's
+    /// record; and the stored ledger, undo records and txid index equal a replay of the stored
+    /// best chain from genesis. Reads every block: the cost grows with the chain.
+    pub fn verify(&self) -> Result<Verified, StoreError> {
+        catch_panic(&self.path, || self.verify_inner())
+    }
+
+    fn verify_inner(&self) -> Result<Verified, StoreError> {
+        let tx = self.read()?;
+        let params = &self.params;
+        let chain_id = params.chain_id();
+        let index = tx.open_table(INDEX).map_err(|e| self.err(e))?;
+        let blocks = tx.open_table(BLOCKS).map_err(|e| self.err(e))?;
+        let records = self.records_in(&tx)?;
+        let stored = blocks.len().map_err(|e| self.err(e))?;
+        if stored != records.len() as u64 {
+            return Err(self.corrupt(format!(
+                "{stored} blocks are stored but {} are indexed",
+                records.len()
+            )));
+        }
+        let mut by_hash: HashMap<BlockHash, Arc<CheckedBlock>> = HashMap::new();
+        for record in &records {
+            let hash = record.hash;
+            let v = blocks
+                .get(hash.as_bytes())
+                .map_err(|e| self.err(e))?
+                .ok_or_else(|| self.corrupt(format!("block {hash} is indexed but missing")))?;
+            let block = self.decode_block(&hash, v.value())?;
+            let checked =
+                CheckedBlock::check(Arc::new(block), hash, Some(v.value().to_vec()), params)
+                    .map_err(|e| self.corrupt(format!("stored block {hash} is invalid: {e}")))?;
+            let parent = self
+                .read_record(&index, &record.prev)?
+                .ok_or_else(|| self.corrupt(format!("stored block {hash} has no stored parent")))?;
+            let own = Target::from_compact(record.bits)
+                .map_err(|e| self.corrupt(format!("block {hash}: {e}")))?
+                .work();
+            let h = &checked.header;
+            if h.height != record.height
+                || h.prev_hash != record.prev
+                || h.timestamp != record.timestamp
+                || h.bits != record.bits
+                || parent.height + 1 != record.height
+                || parent.work.saturating_add(own) != record.work
+            {
+                return Err(self.corrupt(format!("the index record of block {hash} is wrong")));
+            }
+            by_hash.insert(hash, Arc::new(checked));
+        }
+        // The best chain, tip down, then replayed from genesis.
+        let tip = self.tip_in(&tx)?.unwrap_or(chain_id);
+        let mut best = Vec::new();
+        let mut hash = tip;
+        while hash != chain_id {
+            let block = by_hash
+                .get(&hash)
+                .ok_or_else(|| self.corrupt(format!("the recorded tip {tip} is not stored")))?;
+            best.push(block.clone());
+            hash = block.header.prev_hash;
+        }
+        best.reverse();
+        let undo_table = tx.open_table(UNDO).map_err(|e| self.err(e))?;
+        let txids = tx.open_table(TXIDS).map_err(|e| self.err(e))?;
+        let mut ledger = Ledger::default();
+        let mut tx_count = 0u64;
+        for block in &best {
+            let hash = block.hash();
+            let undo = ledger
+                .apply_block(block, block.txids(), params)
+                .map_err(|e| self.corrupt(format!("stored block {hash} is invalid: {e}")))?;
+            let stored: Option<Undo> = undo_table
+                .get(hash.as_bytes())
+                .map_err(|e| self.err(e))?
+                .map(|v| decode_undo(&hash, v.value()))
+                .transpose()
+                .map_err(|e| self.corrupt(e))?;
+            if stored.as_ref() != Some(&undo) {
+                return Err(self.corrupt(format!("the undo record of block {hash} is wrong")));
+            }
+            for txid in block.txids() {
+                let holder = txids.get(txid.as_bytes()).map_err(|e| self.err(e))?;
+                if holder.map(|v| *v.value()) != Some(*hash.as_bytes()) {
+                    return Err(self.corrupt(format!("txid {txid} is not indexed to block {hash}")));
+                }
+            }
+            tx_count += block.txids().len() as u64;
+        }
+        let undos = undo_table.len().map_err(|e| self.err(e))?;
+        if undos != best.len() as u64 {
+            return Err(self.corrupt(format!(
+                "{undos} undo records for {} best-chain blocks",
+                best.len()
+            )));
+        }
+        let indexed = txids.len().map_err(|e| self.err(e))?;
+        if indexed != tx_count {
+            return Err(self.corrupt(format!(
+                "{indexed} txids indexed for {tx_count} best-chain transactions"
+            )));
+        }
+        if self.ledger_in(&tx)? != ledger {
+            return Err(self.corrupt(
+                "the stored ledger differs from a replay of the stored best chain".into(),
+            ));
+        }
+        Ok(Verified {
+            blocks: stored,
+            height: best.len() as u64,
+            accounts: ledger.len(),
+        })
+    }
+}

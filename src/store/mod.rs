@@ -1,0 +1,278 @@
+//! The block store: an embedded ACID database (redb) holding every valid block, a compact index
+//! of them, the ledger at the best tip and what undoing each best-chain block needs. Each batch
+//! of accepted blocks and the new tip are committed in one transaction, durable when `commit`
+//! returns, and that transaction also moves the stored ledger to the new tip (undoing and
+//! applying blocks as the tree did), so a node killed at any instant reopens a store whose
+//! ledger is exactly a replay of its stored best chain. A restart reads the tip, the index and
+//! the ledger; it replays and re-verifies nothing (the blocks were validated before they were
+//! written). [`Store::verify`] checks everything against a replay, for tests and repairs.
+//!
+//! Tables (schema 2; `meta` "schema" = 2):
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `blocks` | block hash | the block's consensus encoding, as received |
+//! | `index` | block hash | [`HeaderRecord`]: height, parent, timestamp, bits, cumulative work (genesis included) |
+//! | `accounts` | address | (balance, nonce) at the best tip |
+//! | `undo` | block hash | the accounts a best-chain block touched, before it ([`Undo::encode`]) |
+//! | `txids` | txid | the best-chain block holding it |
+//! | `meta` | `chain_id`, `tip`, `schema` | the chain the store belongs to, the best tip, the format |
+//!
+//! A store of schema 1 (blocks, `by_height` and meta only) is migrated when opened, in one
+//! transaction: the index is built and the ledger replayed once from the stored best chain.
+
+mod commit;
+mod load;
+mod migrate;
+
+pub use load::Verified;
+
+use crate::chain::ledger::Undo;
+use crate::chain::target::Work;
+use crate::chain::tree::HeaderRecord;
+use crate::chain::{BlockHash, ChainId, ChainParams};
+use redb::{Database, ReadableTable, TableDefinition};
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Encoded blocks by hash.
+const BLOCKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("blocks");
+/// A [`HeaderRecord`] of every stored block and of genesis, by hash.
+const INDEX: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("index");
+/// (balance, nonce) of every account at the best tip.
+const ACCOUNTS: TableDefinition<&[u8; 32], (u64, u64)> = TableDefinition::new("accounts");
+/// The undo record of every best-chain block but genesis.
+const UNDO: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("undo");
+/// The best-chain block of every best-chain transaction.
+const TXIDS: TableDefinition<&[u8; 32], &[u8; 32]> = TableDefinition::new("txids");
+/// Single values: the chain id the store belongs to, the best tip, the schema.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Schema 1's (height, hash) index, replaced by [`INDEX`]; read only by the migration.
+const BY_HEIGHT_V1: TableDefinition<(u64, &[u8; 32]), ()> = TableDefinition::new("by_height");
+
+/// The format written by this version.
+const SCHEMA: u8 = 2;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database itself failed (I/O, or a file that is not a redb database).
+    #[error("block store {path}: {cause}")]
+    Db {
+        /// The database file.
+        path: PathBuf,
+        /// The database error.
+        cause: Box<redb::Error>,
+    },
+    /// The store belongs to another chain (other parameters).
+    #[error(
+        "block store {path} belongs to chain {found}, not {expected}: use another data directory for other chain parameters"
+    )]
+    WrongChain {
+        /// The database file.
+        path: PathBuf,
+        /// Our chain id.
+        expected: ChainId,
+        /// The store's.
+        found: String,
+    },
+    /// A stored record does not decode or does not fit the chain.
+    #[error("block store {path} is corrupt: {what}")]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// The store was written by a newer version of gossipchain.
+    #[error(
+        "block store {path} has format {found}, newer than this version's ({SCHEMA}): run a newer gossipchain, or use another data directory"
+    )]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// The store's schema.
+        found: u8,
+    },
+}
+
+/// An open block store.
+pub struct Store {
+    /// The database, shared with [`StoreReader`]s; `None` only while being dropped.
+    db: Option<Arc<Database>>,
+    /// Its file, for error messages.
+    path: PathBuf,
+    /// The chain's parameters: the genesis and the ledger rules the stored ledger follows.
+    params: ChainParams,
+}
+
+impl Store {
+    /// Opens or creates the store at `path` for the chain of `params`; a store of an older
+    /// format is migrated first.
+    pub fn open(path: &Path, params: &ChainParams) -> Result<Self, StoreError> {
+        catch_panic(path, || Self::open_inner(path, params))
+    }
+
+    fn open_inner(path: &Path, params: &ChainParams) -> Result<Self, StoreError> {
+        let db = Database::create(path).map_err(|e| Self::db_err(path, e))?;
+        let store = Self {
+            db: Some(Arc::new(db)),
+            path: path.to_path_buf(),
+            params: params.clone(),
+        };
+        let chain_id = params.chain_id();
+        let tx = store.db().begin_write().map_err(|e| store.err(e))?;
+        let schema = {
+            let mut meta = tx.open_table(META).map_err(|e| store.err(e))?;
+            let existing = meta
+                .get("chain_id")
+                .map_err(|e| store.err(e))?
+                .map(|v| v.value().to_vec());
+            let schema = meta
+                .get("schema")
+                .map_err(|e| store.err(e))?
+                .map(|v| v.value().first().copied().unwrap_or(0));
+            match existing {
+                Some(found) if found != chain_id.as_bytes() => {
+                    return Err(StoreError::WrongChain {
+                        path: store.path.clone(),
+                        expected: chain_id,
+                        found: hex::encode(found),
+                    });
+                }
+                Some(_) => schema.unwrap_or(1),
+                None => {
+                    meta.insert("chain_id", chain_id.as_bytes().as_slice())
+                        .map_err(|e| store.err(e))?;
+                    meta.insert("schema", [SCHEMA].as_slice())
+                        .map_err(|e| store.err(e))?;
+                    SCHEMA
+                }
+            }
+        };
+        if schema > SCHEMA {
+            return Err(StoreError::TooNew {
+                path: store.path.clone(),
+                found: schema,
+            });
+        }
+        // Opened after `meta` is closed: a write table still open while redb unwinds from a
+        // panic (on a damaged file) panics again in its destructor, which aborts the process.
+        tx.open_table(BLOCKS).map_err(|e| store.err(e))?;
+        tx.open_table(ACCOUNTS).map_err(|e| store.err(e))?;
+        tx.open_table(UNDO).map_err(|e| store.err(e))?;
+        tx.open_table(TXIDS).map_err(|e| store.err(e))?;
+        {
+            let mut index = tx.open_table(INDEX).map_err(|e| store.err(e))?;
+            if index
+                .get(chain_id.as_bytes())
+                .map_err(|e| store.err(e))?
+                .is_none()
+            {
+                let genesis = params.genesis();
+                let record = HeaderRecord {
+                    hash: chain_id,
+                    prev: genesis.header.prev_hash,
+                    height: 0,
+                    timestamp: genesis.header.timestamp,
+                    bits: genesis.header.bits,
+                    work: params.genesis_target().work(),
+                };
+                index
+                    .insert(chain_id.as_bytes(), encode_record(&record).as_slice())
+                    .map_err(|e| store.err(e))?;
+            }
+        }
+        if schema < SCHEMA {
+            store.migrate(&tx)?;
+        }
+        tx.commit().map_err(|e| store.err(e))?;
+        Ok(store)
+    }
+
+    fn db(&self) -> &Database {
+        self.db
+            .as_ref()
+            .expect("the database is open until the store is dropped")
+    }
+
+    fn db_err(path: &Path, e: impl Into<redb::Error>) -> StoreError {
+        StoreError::Db {
+            path: path.to_path_buf(),
+            cause: Box::new(e.into()),
+        }
+    }
+
+    fn err(&self, e: impl Into<redb::Error>) -> StoreError {
+        Self::db_err(&self.path, e)
+    }
+
+    fn corrupt(&self, what: String) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            what,
+        }
+    }
+
+    /// The chain's parameters.
+    pub fn params(&self) -> &ChainParams {
+        &self.params
+    }
+}
+
+/// The 84 bytes of a [`HeaderRecord`] in the `index` table: height (u64), parent hash,
+/// timestamp (u64), bits (u32), cumulative work (32 bytes), integers big-endian.
+fn encode_record(r: &HeaderRecord) -> [u8; 84] {
+    let mut out = [0u8; 84];
+    out[0..8].copy_from_slice(&r.height.to_be_bytes());
+    out[8..40].copy_from_slice(r.prev.as_bytes());
+    out[40..48].copy_from_slice(&r.timestamp.to_be_bytes());
+    out[48..52].copy_from_slice(&r.bits.to_be_bytes());
+    out[52..84].copy_from_slice(&r.work.to_be_bytes());
+    out
+}
+
+/// Reads [`encode_record`]'s bytes for the block `hash`.
+fn decode_record(hash: BlockHash, bytes: &[u8]) -> Option<HeaderRecord> {
+    let b: &[u8; 84] = bytes.try_into().ok()?;
+    Some(HeaderRecord {
+        hash,
+        height: u64::from_be_bytes(b[0..8].try_into().ok()?),
+        prev: BlockHash(b[8..40].try_into().ok()?),
+        timestamp: u64::from_be_bytes(b[40..48].try_into().ok()?),
+        bits: u32::from_be_bytes(b[48..52].try_into().ok()?),
+        work: Work::from_be_bytes(b[52..84].try_into().ok()?),
+    })
+}
+
+/// Decodes an undo record, or says which block's is damaged.
+fn decode_undo(hash: &BlockHash, bytes: &[u8]) -> Result<Undo, String> {
+    Undo::decode(bytes).ok_or_else(|| format!("the undo record of block {hash} does not decode"))
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Closing commits redb's allocator state, which can panic on a damaged file too.
+        if let Some(db) = self.db.take() {
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(db)));
+        }
+    }
+}
+
+/// Runs a database operation, turning a panic into [`StoreError::Corrupt`]: redb 4 panics
+/// (`unreachable!`, slice indices out of range) on some damaged files instead of returning an
+/// error. The store should not be used after such an error.
+fn catch_panic<T>(path: &Path, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            what: format!("the database file is damaged (redb panicked: {why})"),
+        })
+    })
+}
