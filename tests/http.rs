@@ -1107,3 +1107,43 @@ async fn metrics_parse_and_follow_blocks_transfers_and_a_reorganisation() {
     assert_eq!(m["gossipchain_mempool_transfers"], 0.0);
     api.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_naming_another_host_is_refused_against_dns_rebinding() {
+    let api = Api::start().await;
+    let port = api.base.rsplit(':').next().unwrap().to_string();
+    for (host, status) in [
+        (format!("evil.example:{port}"), StatusCode::FORBIDDEN),
+        ("127.0.0.1.nip.io".to_string(), StatusCode::FORBIDDEN),
+        (format!("localhost:{port}"), StatusCode::OK),
+        (format!("127.0.0.1:{port}"), StatusCode::OK),
+    ] {
+        for path in ["/blocks/tip/height", "/", "/metrics"] {
+            let r = api
+                .client
+                .get(api.url(path))
+                .header("host", &host)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), status, "{host} {path}");
+            if status == StatusCode::FORBIDDEN {
+                let v: Value = r.json().await.unwrap();
+                assert_eq!(v["code"], "host_not_allowed", "{v}");
+            }
+        }
+    }
+    // Actions too, even with the token.
+    let r = api
+        .client
+        .post(api.url("/mine"))
+        .header("host", "evil.example")
+        .bearer_auth(&api.token)
+        .json(&json!({"n": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(api.node.status().height, 0);
+    api.stop().await;
+}

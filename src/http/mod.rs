@@ -7,12 +7,15 @@
 //! - [`pages`]: the dashboard and the wallet page, embedded; [`metrics`]: `GET /metrics`.
 //!
 //! Safety by default: loopback only, request bodies of at most 16 KiB, a 10 s timeout on every
-//! request but the event stream and mining, no CORS unless origins are configured.
+//! request but the event stream and mining, no CORS unless origins are configured, and only
+//! requests naming the server by an IP address or `localhost` ([`host`], against DNS
+//! rebinding).
 
 pub mod actions;
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod host;
 pub mod metrics;
 pub mod pages;
 pub mod sse;
@@ -203,6 +206,7 @@ pub fn router(state: AppState, cors: Option<CorsLayer>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(host::check))
         .with_state(state);
     match cors {
         Some(c) => app.layer(c),
