@@ -208,7 +208,7 @@ fn load_and_check(store: &Store, params: &ChainParams) -> ChainState {
         "genesis plus the stored"
     );
     for (hash, block) in &stored {
-        assert_eq!(chain.block(hash).map(|b| &**b), Some(block));
+        assert_eq!(chain.block(hash).as_deref(), Some(block));
     }
     match store.tip().expect("tip") {
         Some(tip) => assert_eq!(chain.tip(), tip, "the recorded tip is the tip"),
@@ -411,10 +411,12 @@ fn crash_kill_restart_keeps_every_committed_block() {
     assert_eq!(full.ledger(), chain.ledger());
 }
 
-/// A store with `n` builder blocks (transfers, forks, reorganisations) in `dir`.
+/// A store with `n` builder blocks (transfers, forks, reorganisations) in the fresh `dir`,
+/// and the chain that made them (in memory only: it holds no handle on the store).
 fn build_store(dir: &Path, params: &ChainParams, n: usize, seed: u64) -> ChainState {
     let store = open(dir, params);
-    let mut chain = load(&store);
+    assert_eq!(store.tip().expect("tip"), None, "a fresh store");
+    let mut chain = ChainState::new(params.clone());
     let mut builder = Builder::new(seed);
     for _ in 0..n {
         let block = builder.next(&chain);
@@ -460,7 +462,7 @@ fn a_reopened_store_has_the_same_tip_height_ledger_and_blocks() {
     assert_eq!(after.block_count(), before.block_count());
     assert_eq!(store.blocks().expect("blocks"), stored_before);
     for (hash, block) in &stored_before {
-        assert_eq!(before.block(hash).map(|b| &**b), Some(block));
+        assert_eq!(before.block(hash).as_deref(), Some(block));
         assert_eq!(after.is_active(hash), before.is_active(hash));
     }
 }
@@ -721,7 +723,7 @@ fn side_branches_and_the_tie_rule_survive_a_restart() {
     for attempt in 0..64u64 {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = open(dir.path(), &params);
-        let mut chain = load(&store);
+        let mut chain = ChainState::new(params.clone());
         let (ma, mb) = (
             Address::of(&key(1000 + attempt)),
             Address::of(&key(20 + attempt)),
@@ -755,12 +757,15 @@ fn side_branches_and_the_tie_rule_survive_a_restart() {
             assert!(reloaded.is_active(&h));
         }
         // And after a reload the side branch still takes over once it gets ahead.
+        drop(reloaded);
         drop(store);
         let store = open(dir.path(), &params);
         let mut chain = load(&store);
         let a4 = block_on(&chain, a3h, &[], ma);
         let a4h = process_and_commit(&store, &mut chain, a4);
         assert_eq!(chain.tip(), a4h);
+        // The loaded chain reads the store: closed with it.
+        drop(chain);
         drop(store);
         let store = open(dir.path(), &params);
         let reloaded = load_and_check(&store, &params);
@@ -851,6 +856,7 @@ fn a_store_of_the_former_format_is_migrated_on_open_and_nothing_is_lost() {
     assert_eq!(migrated.ledger(), chain.ledger());
     assert_eq!(migrated.block_count(), chain.block_count());
     assert_eq!(store.blocks().expect("blocks"), blocks);
+    drop(migrated);
     drop(store);
     // Opened again, it is of the new format already and holds the same.
     let store = Store::open(&old, &params).expect("reopens");
@@ -865,7 +871,7 @@ fn a_store_of_the_former_format_is_migrated_on_open_and_nothing_is_lost() {
     let rows = vec![
         (
             scratch.tip(),
-            (**scratch.block_at(1).expect("block 1")).clone(),
+            (*scratch.block_at(1).expect("block 1")).clone(),
         ),
         (b2.compute_hash(), b2.clone()),
     ];
@@ -916,4 +922,61 @@ fn a_store_of_a_newer_format_is_refused_with_what_to_do() {
         "{err:?}"
     );
     assert!(err.to_string().contains("newer gossipchain"), "{err}");
+}
+
+#[test]
+fn old_bodies_leave_memory_and_a_deep_reorganisation_reads_them_back() {
+    use gossipchain::chain::tree::RECENT_BLOCKS;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let params = testkit::params();
+    let store = open(dir.path(), &params);
+    let mut chain = load(&store);
+    let (alice, bob) = (key(1), key(2));
+    let commit = |chain: &mut ChainState, block: Block| {
+        let hash = process_and_commit(&store, chain, block);
+        // As the node does once the store has committed a batch.
+        let g = chain.next_generation();
+        chain.persisted(g);
+        hash
+    };
+    let n = RECENT_BLOCKS + 300;
+    for i in 0..n {
+        let transfers = if i == 5 {
+            vec![Transfer::sign(
+                &alice,
+                &chain.chain_id(),
+                Address::of(&bob),
+                20,
+                1,
+                0,
+            )]
+        } else {
+            Vec::new()
+        };
+        let block = testkit::next_block(&chain, &transfers, Address::of(&alice));
+        commit(&mut chain, block);
+    }
+    assert!(
+        chain.bodies_in_memory() <= 2 * RECENT_BLOCKS as usize + 1,
+        "{} bodies in memory",
+        chain.bodies_in_memory()
+    );
+    // Old blocks are still served, read from the store.
+    assert_eq!(chain.block_at(3).expect("block 3").header.height, 3);
+    // A branch from height 2 (below the transfer) that overtakes: every block above the fork
+    // is undone with undo records read back from the store.
+    let old_tip = chain.tip();
+    let mut parent = chain.hash_at(2).expect("fork point");
+    let mut side = Vec::new();
+    for _ in 0..n {
+        let block = block_on(&chain, parent, &[], Address::of(&bob));
+        parent = block.compute_hash();
+        side.push(parent);
+        commit(&mut chain, block);
+    }
+    assert_ne!(chain.tip(), old_tip);
+    assert_eq!(chain.tip(), parent);
+    assert_eq!(chain.ledger().account(&Address::of(&bob)).balance, 50 * n);
+    drop(chain);
+    load_and_check(&store, &params);
 }

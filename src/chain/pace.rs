@@ -36,17 +36,17 @@ impl ChainPace {
         let from = tip.saturating_sub(PACE_WINDOW).max(1);
         let intervals = tip.saturating_sub(from);
         let (mut mean_interval_ms, mut hash_rate) = (None, None);
-        if let (Some(first), Some(last)) = (chain.block_at(from), chain.block_at(tip))
+        if let (Some(first), Some(last)) = (chain.header_at(from), chain.header_at(tip))
             && intervals > 0
-            && last.header.timestamp > first.header.timestamp
+            && last.timestamp > first.timestamp
         {
-            let span_ms = (last.header.timestamp - first.header.timestamp) as f64;
+            let span_ms = (last.timestamp - first.timestamp) as f64;
             mean_interval_ms = Some(span_ms / intervals as f64);
             let mut work = Work::ZERO;
             for h in from + 1..=tip {
                 if let Some(t) = chain
-                    .block_at(h)
-                    .and_then(|b| Target::from_compact(b.header.bits).ok())
+                    .header_at(h)
+                    .and_then(|b| Target::from_compact(b.bits).ok())
                 {
                     work = work.saturating_add(t.work());
                 }

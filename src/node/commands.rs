@@ -26,7 +26,7 @@ impl Node {
                 let list = (0..count as u64)
                     .map_while(|i| top.checked_sub(i))
                     .filter_map(|h| self.chain.checked_at(h))
-                    .map(|b| info(b, true))
+                    .map(|b| info(&b, true))
                     .collect();
                 let _ = reply.send(list);
             }
@@ -35,7 +35,7 @@ impl Node {
                     BlockId::Height(h) => self.chain.checked_at(h),
                     BlockId::Hash(h) => self.chain.checked(&h),
                 };
-                let _ = reply.send(block.map(|b| info(b, self.chain.is_active(&b.hash()))));
+                let _ = reply.send(block.map(|b| info(&b, self.chain.is_active(&b.hash()))));
             }
             Command::BlockState { hash, reply } => {
                 let _ = reply.send(self.block_state(&hash));
@@ -107,7 +107,21 @@ impl Node {
         if let Some(tx) = self.mempool.get(txid) {
             return TxStatus::Mempool(*tx);
         }
-        let Some(hash) = self.watch.block_of(txid) else {
+        let stored = || match self.store.block_of(txid) {
+            Ok(hash) => hash,
+            Err(e) => {
+                tracing::error!("cannot read the txid index: {e}");
+                None
+            }
+        };
+        // The store's index may lag the tip by a commit: the block must still be on the best
+        // chain.
+        let Some(hash) = self
+            .watch
+            .block_of(txid)
+            .or_else(stored)
+            .filter(|h| self.chain.is_active(h))
+        else {
             return TxStatus::Unknown;
         };
         let found = self.chain.block(&hash).and_then(|b| {

@@ -21,6 +21,9 @@ pub const EVENT_CAPACITY: usize = 1024;
 pub const MAX_ARRIVALS: usize = 4096;
 /// Best-chain blocks recorded at start-up (loaded from the store, arrival unknown).
 const LOADED_ARRIVALS: u64 = 256;
+/// Best-chain blocks whose txids are indexed in memory: the newest, which the store may not
+/// have committed yet (older ones are looked up in the store's txid index).
+const MAX_TXID_BLOCKS: usize = 4096;
 
 /// Something that happened in the node.
 #[derive(Clone, Debug)]
@@ -124,35 +127,53 @@ pub(crate) struct Watch {
     /// Recent arrivals by hash, and their order for eviction.
     arrivals: HashMap<BlockHash, Arrival>,
     arrival_order: VecDeque<BlockHash>,
-    /// Best-chain txid → block hash.
+    /// Best-chain txid → block hash, for the last [`MAX_TXID_BLOCKS`] blocks connected.
     txids: HashMap<Txid, BlockHash>,
+    /// Those blocks with their txids, oldest first.
+    txid_blocks: VecDeque<(BlockHash, Vec<Txid>)>,
 }
 
 impl Watch {
-    /// Records the loaded best chain (txid index, the last blocks for the tree).
+    /// Records the last blocks of the loaded best chain (for the tree and the txid index;
+    /// older txids are looked up in the store).
     pub(crate) fn new(chain: &ChainState, events: broadcast::Sender<NodeEvent>) -> Self {
         let mut w = Self {
             events,
             arrivals: HashMap::new(),
             arrival_order: VecDeque::new(),
             txids: HashMap::new(),
+            txid_blocks: VecDeque::new(),
         };
         let top = chain.height();
-        for h in 0..=top {
-            let Some(block) = chain.block_at(h) else {
+        for h in top.saturating_sub(LOADED_ARRIVALS - 1)..=top {
+            let Some(block) = chain.checked_at(h) else {
                 continue;
             };
-            let hash = block.compute_hash();
             if h > 0 {
-                for txid in block.compute_txids() {
-                    w.txids.insert(txid, hash);
-                }
+                w.index_txids(&block);
             }
-            if top - h < LOADED_ARRIVALS {
-                w.remember(Arrival::of(hash, block, None, None));
-            }
+            w.remember(Arrival::of(block.hash(), &block, None, None));
         }
         w
+    }
+
+    /// Indexes a best-chain block's txids, forgetting those of the oldest indexed block beyond
+    /// [`MAX_TXID_BLOCKS`] (the store's txid index has them).
+    fn index_txids(&mut self, block: &CheckedBlock) {
+        for txid in block.txids() {
+            self.txids.insert(*txid, block.hash());
+        }
+        self.txid_blocks
+            .push_back((block.hash(), block.txids().to_vec()));
+        while self.txid_blocks.len() > MAX_TXID_BLOCKS {
+            if let Some((hash, txids)) = self.txid_blocks.pop_front() {
+                for txid in txids {
+                    if self.txids.get(&txid) == Some(&hash) {
+                        self.txids.remove(&txid);
+                    }
+                }
+            }
+        }
     }
 
     fn send(&self, event: NodeEvent) {
@@ -194,9 +215,7 @@ impl Watch {
             }
         }
         for block in &change.connected {
-            for txid in block.txids() {
-                self.txids.insert(*txid, block.hash());
-            }
+            self.index_txids(block);
         }
         self.send(NodeEvent::Tip {
             hash: change.new_tip,
@@ -221,7 +240,7 @@ impl Watch {
         });
     }
 
-    /// The best-chain block holding `txid`, if any.
+    /// The best-chain block holding `txid`, if it is among the newest (else ask the store).
     pub(crate) fn block_of(&self, txid: &Txid) -> Option<BlockHash> {
         self.txids.get(txid).copied()
     }

@@ -57,6 +57,8 @@ struct Node {
     mempool: Mempool,
     /// Writes accepted blocks on its own thread.
     persister: Persister,
+    /// Reads the store (the txid index) while the writer writes it.
+    store: crate::store::StoreReader,
     wallet: Wallet,
     net: net::Client,
     sync: SyncDriver,
@@ -111,6 +113,7 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
     let chain_id = config.params.chain_id();
     let store = Store::open(&dir.join("blocks.redb"), &config.params)?;
     let chain = store.load_chain(config.tree.clone())?;
+    let reader = store.reader();
     let persister = Persister::spawn(store).map_err(|cause| NodeError::DataDir {
         path: dir.clone(),
         cause,
@@ -174,6 +177,7 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
         config,
         chain,
         persister,
+        store: reader,
         wallet,
         net: client.clone(),
         sync,
@@ -298,6 +302,8 @@ impl Node {
         self.tell_tip();
         self.publish_status();
         self.flush();
+        // What the store has committed may leave memory.
+        self.chain.persisted(self.persister.committed());
     }
 
     /// What a change of the best chain means for the mempool (included transfers leave, those
@@ -361,6 +367,7 @@ impl Node {
             accepted: std::mem::take(&mut self.unsaved),
             rejected: std::mem::take(&mut self.unsaved_rejected),
             tip: self.chain.tip(),
+            generation: self.chain.next_generation(),
         })
     }
 

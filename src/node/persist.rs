@@ -7,6 +7,7 @@
 use crate::chain::{BlockHash, CheckedBlock};
 use crate::store::Store;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -19,6 +20,9 @@ pub struct Batch {
     pub rejected: Vec<BlockHash>,
     /// The best tip after the change.
     pub tip: BlockHash,
+    /// The chain state's generation this batch ends ([`crate::chain::ChainState::next_generation`]):
+    /// once committed, what the tree made up to it can be read back from the store.
+    pub generation: u64,
 }
 
 impl Batch {
@@ -27,6 +31,7 @@ impl Batch {
         self.accepted.extend(later.accepted);
         self.rejected.extend(later.rejected);
         self.tip = later.tip;
+        self.generation = later.generation;
     }
 }
 
@@ -35,6 +40,8 @@ const QUEUE: usize = 64;
 
 /// The writer thread and the queue to it.
 pub struct Persister {
+    /// The generation of the last batch committed, for the node to release memory.
+    committed: Arc<AtomicU64>,
     /// `None` once closed.
     tx: Option<mpsc::SyncSender<Batch>>,
     /// The thread, joined on close.
@@ -45,10 +52,13 @@ impl Persister {
     /// Starts the writer thread, which owns `store` from now on.
     pub fn spawn(store: Store) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::sync_channel::<Batch>(QUEUE);
+        let committed = Arc::new(AtomicU64::new(0));
+        let done = committed.clone();
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || write_loop(&store, &rx))?;
+            .spawn(move || write_loop(&store, &rx, &done))?;
         Ok(Self {
+            committed,
             tx: Some(tx),
             thread: Some(thread),
         })
@@ -71,6 +81,11 @@ impl Persister {
         }
     }
 
+    /// The generation of the last batch the store committed.
+    pub fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
+    }
+
     /// Queues `last` (waiting for room if need be), writes everything queued and stops the
     /// thread (blocking).
     pub fn close(mut self, last: Option<Batch>) {
@@ -86,7 +101,7 @@ impl Persister {
     }
 }
 
-fn write_loop(store: &Store, rx: &mpsc::Receiver<Batch>) {
+fn write_loop(store: &Store, rx: &mpsc::Receiver<Batch>, committed: &AtomicU64) {
     let mut open = true;
     while open {
         let mut batch = match rx.recv() {
@@ -98,7 +113,10 @@ fn write_loop(store: &Store, rx: &mpsc::Receiver<Batch>) {
                 batch.merge(more);
             }
             match store.commit(&batch.accepted, &batch.rejected, batch.tip) {
-                Ok(()) => break,
+                Ok(()) => {
+                    committed.store(batch.generation, Ordering::Release);
+                    break;
+                }
                 Err(e) => {
                     tracing::error!("cannot write the block store (retrying in 1 s): {e}");
                     // Waits for the disk to recover, gathering what arrives meanwhile; once

@@ -69,18 +69,18 @@ fn tip_of(chain: &ChainState) -> Tip {
 /// [`protocol::locator_heights`]. Walks back only to the best chain, then reads heights from it,
 /// so the cost does not grow with the chain.
 pub fn locator_from(chain: &ChainState, from: BlockHash) -> Vec<BlockHash> {
-    let Some(block) = chain.block(&from) else {
+    let Some(header) = chain.header(&from) else {
         return locator_from(chain, chain.tip());
     };
-    let heights = protocol::locator_heights(block.header.height);
+    let heights = protocol::locator_heights(header.height);
     let mut out = Vec::with_capacity(heights.len());
     let mut hash = from;
-    let mut height = block.header.height;
+    let mut height = header.height;
     for h in heights {
         // Step back along the side branch until on the best chain or at height h.
         while height > h && !chain.is_active(&hash) {
-            let Some(b) = chain.block(&hash) else { break };
-            hash = b.header.prev_hash;
+            let Some(b) = chain.header(&hash) else { break };
+            hash = b.prev;
             height -= 1;
         }
         if chain.is_active(&hash) {
@@ -104,20 +104,19 @@ pub fn blocks_after(
     max: u32,
 ) -> Option<Vec<protocol::Bytes>> {
     let fork = locator.iter().find(|h| chain.is_active(h))?;
-    let start = chain.block(fork)?.header.height + 1;
+    let start = chain.header(fork)?.height + 1;
     let max = max.min(protocol::MAX_BLOCKS_PER_RESPONSE) as u64;
     let mut out = Vec::new();
     let mut bytes = 0;
     for height in start..start.saturating_add(max) {
-        let Some(block) = chain.checked_at(height) else {
+        let Some(wire) = chain.wire_at(height) else {
             break;
         };
-        let wire = block.wire();
         if !out.is_empty() && bytes + wire.len() > protocol::RESPONSE_BLOCK_BYTES {
             break;
         }
         bytes += wire.len();
-        out.push(protocol::Bytes(wire.to_vec()));
+        out.push(protocol::Bytes(wire));
     }
     Some(out)
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 /// The tables a commit writes, open in one transaction.
 pub(super) struct Tables<'t> {
     pub(super) blocks: Table<'t, &'static [u8; 32], &'static [u8]>,
-    pub(super) index: Table<'t, &'static [u8; 32], &'static [u8]>,
+    pub(super) index: Table<'t, (u64, &'static [u8; 32]), &'static [u8]>,
     pub(super) accounts: Table<'t, &'static [u8; 32], (u64, u64)>,
     pub(super) undo: Table<'t, &'static [u8; 32], &'static [u8]>,
     pub(super) txids: Table<'t, &'static [u8; 32], &'static [u8; 32]>,
@@ -32,6 +32,11 @@ impl<'t> Tables<'t> {
             txids: tx.open_table(TXIDS).map_err(|e| store.err(e))?,
         })
     }
+}
+
+/// The height in a stored block's header (bytes 4..12 of its encoding).
+pub(super) fn header_height(wire: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(wire.get(4..12)?.try_into().ok()?))
 }
 
 /// Every address a block's transactions touch.
@@ -76,7 +81,7 @@ impl Store {
                 let hash = block.hash();
                 batch.insert(hash, block);
                 if t.index
-                    .get(hash.as_bytes())
+                    .get((block.height(), hash.as_bytes()))
                     .map_err(|e| self.err(e))?
                     .is_some()
                 {
@@ -84,7 +89,10 @@ impl Store {
                 }
                 let record = self.record_of(&t, block.block(), hash)?;
                 t.index
-                    .insert(hash.as_bytes(), encode_record(&record).as_slice())
+                    .insert(
+                        (record.height, hash.as_bytes()),
+                        encode_record(&record).as_slice(),
+                    )
                     .map_err(|e| self.err(e))?;
                 t.blocks
                     .insert(hash.as_bytes(), block.wire())
@@ -96,8 +104,16 @@ impl Store {
             }
             let chain_id = self.params.chain_id();
             for hash in rejected.iter().filter(|h| **h != chain_id) {
-                t.blocks.remove(hash.as_bytes()).map_err(|e| self.err(e))?;
-                t.index.remove(hash.as_bytes()).map_err(|e| self.err(e))?;
+                let height = t
+                    .blocks
+                    .remove(hash.as_bytes())
+                    .map_err(|e| self.err(e))?
+                    .and_then(|v| header_height(v.value()));
+                if let Some(height) = height {
+                    t.index
+                        .remove((height, hash.as_bytes()))
+                        .map_err(|e| self.err(e))?;
+                }
                 t.undo.remove(hash.as_bytes()).map_err(|e| self.err(e))?;
             }
         }
@@ -118,7 +134,7 @@ impl Store {
     ) -> Result<HeaderRecord, StoreError> {
         let prev = block.header.prev_hash;
         let parent = self
-            .read_record(&t.index, &prev)?
+            .read_record(&t.index, block.header.height.wrapping_sub(1), &prev)?
             .ok_or_else(|| self.corrupt(format!("stored block {hash} has no stored parent")))?;
         let own = Target::from_compact(block.header.bits)
             .map_err(|e| self.corrupt(format!("block {hash}: {e}")))?
@@ -133,28 +149,60 @@ impl Store {
         })
     }
 
-    /// The index record of `hash`, if stored.
+    /// The index record of `hash` at `height`, if stored.
     pub(super) fn read_record(
         &self,
-        index: &impl ReadableTable<&'static [u8; 32], &'static [u8]>,
+        index: &impl ReadableTable<(u64, &'static [u8; 32]), &'static [u8]>,
+        height: u64,
         hash: &BlockHash,
     ) -> Result<Option<HeaderRecord>, StoreError> {
-        let Some(v) = index.get(hash.as_bytes()).map_err(|e| self.err(e))? else {
+        let Some(v) = index
+            .get((height, hash.as_bytes()))
+            .map_err(|e| self.err(e))?
+        else {
             return Ok(None);
         };
-        decode_record(*hash, v.value())
+        decode_record(height, *hash, v.value())
             .map(Some)
             .ok_or_else(|| self.corrupt(format!("the index record of block {hash} is damaged")))
     }
 
-    fn must_record(
+    /// The index record of a stored block whose height is not known: read from its stored
+    /// header (genesis is at 0).
+    pub(super) fn must_record(
         &self,
         t: &Tables<'_>,
         hash: &BlockHash,
         role: &str,
     ) -> Result<HeaderRecord, StoreError> {
-        self.read_record(&t.index, hash)?
-            .ok_or_else(|| self.corrupt(format!("{role} {hash} is not stored")))
+        let missing = || self.corrupt(format!("{role} {hash} is not stored"));
+        let height = if *hash == self.params.chain_id() {
+            0
+        } else {
+            let v = t
+                .blocks
+                .get(hash.as_bytes())
+                .map_err(|e| self.err(e))?
+                .ok_or_else(missing)?;
+            header_height(v.value()).ok_or_else(missing)?
+        };
+        self.read_record(&t.index, height, hash)?
+            .ok_or_else(missing)
+    }
+
+    /// The record of the parent of `child`.
+    fn parent_record(
+        &self,
+        t: &Tables<'_>,
+        child: &HeaderRecord,
+    ) -> Result<HeaderRecord, StoreError> {
+        self.read_record(&t.index, child.height.wrapping_sub(1), &child.prev)?
+            .ok_or_else(|| {
+                self.corrupt(format!(
+                    "the parent of stored block {} is not stored",
+                    child.hash
+                ))
+            })
     }
 
     /// Moves the stored ledger, undo records and txid index from the best chain ending at
@@ -175,11 +223,11 @@ impl Store {
         let mut connect = Vec::new();
         while a.height > b.height {
             disconnect.push(a.hash);
-            a = self.must_record(t, &a.prev, "the parent of a stored block")?;
+            a = self.parent_record(t, &a)?;
         }
         while b.height > a.height {
             connect.push(b.hash);
-            b = self.must_record(t, &b.prev, "the parent of a stored block")?;
+            b = self.parent_record(t, &b)?;
         }
         while a.hash != b.hash {
             if a.height == 0 {
@@ -187,8 +235,8 @@ impl Store {
             }
             disconnect.push(a.hash);
             connect.push(b.hash);
-            a = self.must_record(t, &a.prev, "the parent of a stored block")?;
-            b = self.must_record(t, &b.prev, "the parent of a stored block")?;
+            a = self.parent_record(t, &a)?;
+            b = self.parent_record(t, &b)?;
         }
         for hash in disconnect {
             self.disconnect(t, &hash, batch)?;

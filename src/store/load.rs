@@ -71,21 +71,36 @@ impl Store {
         Ok(Ledger::from_accounts(accounts))
     }
 
-    /// Every index record but genesis's, in height order (then by hash).
-    fn records_in(&self, tx: &ReadTransaction) -> Result<Vec<HeaderRecord>, StoreError> {
+    /// Every index record but genesis's, in height order (then by hash), to `f`.
+    fn each_record(
+        &self,
+        tx: &ReadTransaction,
+        mut f: impl FnMut(HeaderRecord) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
         let index = tx.open_table(INDEX).map_err(|e| self.err(e))?;
-        let mut out = Vec::with_capacity(index.len().map_err(|e| self.err(e))? as usize);
+        let mut count = 0;
         for row in index.iter().map_err(|e| self.err(e))? {
             let (k, v) = row.map_err(|e| self.err(e))?;
-            let hash = BlockHash(*k.value());
-            let record = decode_record(hash, v.value()).ok_or_else(|| {
+            let (height, hash) = k.value();
+            let hash = BlockHash(*hash);
+            let record = decode_record(height, hash, v.value()).ok_or_else(|| {
                 self.corrupt(format!("the index record of block {hash} is damaged"))
             })?;
-            if record.height > 0 {
-                out.push(record);
+            if height > 0 {
+                f(record)?;
+                count += 1;
             }
         }
-        out.sort_unstable_by_key(|r| (r.height, r.hash));
+        Ok(count)
+    }
+
+    /// Every index record but genesis's, in height order (then by hash).
+    fn records_in(&self, tx: &ReadTransaction) -> Result<Vec<HeaderRecord>, StoreError> {
+        let mut out = Vec::new();
+        self.each_record(tx, |r| {
+            out.push(r);
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -117,42 +132,17 @@ impl Store {
     fn load_inner(&self, limits: TreeLimits) -> Result<ChainState, StoreError> {
         let tx = self.read()?;
         let tip = self.tip_in(&tx)?.unwrap_or(self.params.chain_id());
-        let records = self.records_in(&tx)?;
+        let count = tx
+            .open_table(INDEX)
+            .map_err(|e| self.err(e))?
+            .len()
+            .map_err(|e| self.err(e))?;
+        let mut restore = ChainState::restore(self.params.clone(), limits, count as usize);
+        self.each_record(&tx, |r| restore.push(&r).map_err(|e| self.corrupt(e)))?;
         let ledger = self.ledger_in(&tx)?;
-        let blocks = tx.open_table(BLOCKS).map_err(|e| self.err(e))?;
-        let mut bodies = HashMap::with_capacity(records.len());
-        for record in &records {
-            let hash = record.hash;
-            let v = blocks
-                .get(hash.as_bytes())
-                .map_err(|e| self.err(e))?
-                .ok_or_else(|| self.corrupt(format!("block {hash} is indexed but missing")))?;
-            let block = self.decode_block(&hash, v.value())?;
-            bodies.insert(
-                hash,
-                Arc::new(CheckedBlock::stored(block, v.value().to_vec())),
-            );
-        }
-        let undo_table = tx.open_table(UNDO).map_err(|e| self.err(e))?;
-        let mut undos = HashMap::new();
-        for row in undo_table.iter().map_err(|e| self.err(e))? {
-            let (k, v) = row.map_err(|e| self.err(e))?;
-            let hash = BlockHash(*k.value());
-            undos.insert(
-                hash,
-                decode_undo(&hash, v.value()).map_err(|e| self.corrupt(e))?,
-            );
-        }
-        ChainState::restore(
-            self.params.clone(),
-            limits,
-            records,
-            tip,
-            ledger,
-            bodies,
-            undos,
-        )
-        .map_err(|e| self.corrupt(e))
+        restore
+            .finish(tip, ledger, Arc::new(self.reader()))
+            .map_err(|e| self.corrupt(e))
     }
 
     /// Checks the whole store: every block decodes to the hash it is stored under and passes
@@ -189,7 +179,7 @@ impl Store {
                 CheckedBlock::check(Arc::new(block), hash, Some(v.value().to_vec()), params)
                     .map_err(|e| self.corrupt(format!("stored block {hash} is invalid: {e}")))?;
             let parent = self
-                .read_record(&index, &record.prev)?
+                .read_record(&index, record.height - 1, &record.prev)?
                 .ok_or_else(|| self.corrupt(format!("stored block {hash} has no stored parent")))?;
             let own = Target::from_compact(record.bits)
                 .map_err(|e| self.corrupt(format!("block {hash}: {e}")))?

@@ -4,13 +4,54 @@
 //! crash during it leaves the schema 1 store as it was.
 
 use super::commit::Tables;
-use super::{BY_HEIGHT_V1, META, SCHEMA, Store, StoreError, encode_record};
+use super::{
+    BY_HEIGHT_V1, INDEX, INDEX_V2, META, SCHEMA, Store, StoreError, decode_record_v2, encode_record,
+};
 use crate::chain::BlockHash;
 use redb::{ReadableTable, WriteTransaction};
 use std::collections::HashMap;
 
 impl Store {
-    pub(super) fn migrate(&self, tx: &WriteTransaction) -> Result<(), StoreError> {
+    /// Brings a store of `schema` (1 or 2) to [`SCHEMA`].
+    pub(super) fn migrate(&self, tx: &WriteTransaction, schema: u8) -> Result<(), StoreError> {
+        if schema == 2 {
+            self.rekey_v2(tx)?;
+        } else {
+            self.migrate_v1(tx)?;
+        }
+        let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+        meta.insert("schema", [SCHEMA].as_slice())
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Schema 2 -> 3: the index records re-keyed by (height, hash).
+    fn rekey_v2(&self, tx: &WriteTransaction) -> Result<(), StoreError> {
+        let mut records = Vec::new();
+        {
+            let old = tx.open_table(INDEX_V2).map_err(|e| self.err(e))?;
+            for row in old.iter().map_err(|e| self.err(e))? {
+                let (k, v) = row.map_err(|e| self.err(e))?;
+                let hash = BlockHash(*k.value());
+                records.push(decode_record_v2(hash, v.value()).ok_or_else(|| {
+                    self.corrupt(format!("the index record of block {hash} is damaged"))
+                })?);
+            }
+        }
+        {
+            let mut index = tx.open_table(INDEX).map_err(|e| self.err(e))?;
+            for r in &records {
+                index
+                    .insert((r.height, r.hash.as_bytes()), encode_record(r).as_slice())
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        tx.delete_table(INDEX_V2).map_err(|e| self.err(e))?;
+        tracing::info!(path = %self.path.display(), blocks = records.len(), "block store index re-keyed to schema {SCHEMA}");
+        Ok(())
+    }
+
+    fn migrate_v1(&self, tx: &WriteTransaction) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
         let chain_id = self.params.chain_id();
         let mut heights: Vec<(u64, BlockHash)> = Vec::new();
@@ -41,16 +82,17 @@ impl Store {
                 }
                 let record = self.record_of(&t, &block, *hash)?;
                 t.index
-                    .insert(hash.as_bytes(), encode_record(&record).as_slice())
+                    .insert(
+                        (*height, hash.as_bytes()),
+                        encode_record(&record).as_slice(),
+                    )
                     .map_err(|e| self.err(e))?;
             }
             // The stored ledger of schema 1 is empty, at genesis: apply the best chain.
             let mut best = Vec::new();
             let mut hash = tip;
             while hash != chain_id {
-                let record = self
-                    .read_record(&t.index, &hash)?
-                    .ok_or_else(|| self.corrupt(format!("the recorded tip {tip} is not stored")))?;
+                let record = self.must_record(&t, &hash, "the recorded tip")?;
                 best.push(hash);
                 hash = record.prev;
             }
@@ -60,9 +102,6 @@ impl Store {
             }
         }
         tx.delete_table(BY_HEIGHT_V1).map_err(|e| self.err(e))?;
-        let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
-        meta.insert("schema", [SCHEMA].as_slice())
-            .map_err(|e| self.err(e))?;
         tracing::info!(
             path = %self.path.display(),
             blocks = heights.len(),

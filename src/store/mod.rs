@@ -7,12 +7,12 @@
 //! the ledger; it replays and re-verifies nothing (the blocks were validated before they were
 //! written). [`Store::verify`] checks everything against a replay, for tests and repairs.
 //!
-//! Tables (schema 2; `meta` "schema" = 2):
+//! Tables (schema 3; `meta` "schema" = 3):
 //!
 //! | table | key | value |
 //! |---|---|---|
 //! | `blocks` | block hash | the block's consensus encoding, as received |
-//! | `index` | block hash | [`HeaderRecord`]: height, parent, timestamp, bits, cumulative work (genesis included) |
+//! | `headers` | (height, block hash) | [`HeaderRecord`]: parent, timestamp, bits, cumulative work (genesis included) |
 //! | `accounts` | address | (balance, nonce) at the best tip |
 //! | `undo` | block hash | the accounts a best-chain block touched, before it ([`Undo::encode`]) |
 //! | `txids` | txid | the best-chain block holding it |
@@ -20,12 +20,15 @@
 //!
 //! A store of schema 1 (blocks, `by_height` and meta only) is migrated when opened, in one
 //! transaction: the index is built and the ledger replayed once from the stored best chain.
+//! Schema 2 kept the same records keyed by hash alone (`index`); they are re-keyed.
 
 mod commit;
 mod load;
 mod migrate;
+mod reader;
 
 pub use load::Verified;
+pub use reader::StoreReader;
 
 use crate::chain::ledger::Undo;
 use crate::chain::target::Work;
@@ -38,8 +41,11 @@ use std::sync::Arc;
 
 /// Encoded blocks by hash.
 const BLOCKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("blocks");
-/// A [`HeaderRecord`] of every stored block and of genesis, by hash.
-const INDEX: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("index");
+/// A [`HeaderRecord`] of every stored block and of genesis, by (height, hash): read in key
+/// order, parents come before children.
+const INDEX: TableDefinition<(u64, &[u8; 32]), &[u8]> = TableDefinition::new("headers");
+/// Schema 2's index by hash alone, replaced by [`INDEX`]; read only by the migration.
+const INDEX_V2: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("index");
 /// (balance, nonce) of every account at the best tip.
 const ACCOUNTS: TableDefinition<&[u8; 32], (u64, u64)> = TableDefinition::new("accounts");
 /// The undo record of every best-chain block but genesis.
@@ -51,8 +57,11 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Schema 1's (height, hash) index, replaced by [`INDEX`]; read only by the migration.
 const BY_HEIGHT_V1: TableDefinition<(u64, &[u8; 32]), ()> = TableDefinition::new("by_height");
 
+/// redb's page cache.
+const CACHE_BYTES: usize = 32 << 20;
+
 /// The format written by this version.
-const SCHEMA: u8 = 2;
+const SCHEMA: u8 = 3;
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +124,12 @@ impl Store {
     }
 
     fn open_inner(path: &Path, params: &ChainParams) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(|e| Self::db_err(path, e))?;
+        // redb's default cache (1 GiB) would fill with every page a restart reads; a small
+        // one keeps memory flat in the chain's length (the OS page cache does the rest).
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| Self::db_err(path, e))?;
         let store = Self {
             db: Some(Arc::new(db)),
             path: path.to_path_buf(),
@@ -166,7 +180,7 @@ impl Store {
         {
             let mut index = tx.open_table(INDEX).map_err(|e| store.err(e))?;
             if index
-                .get(chain_id.as_bytes())
+                .get((0, chain_id.as_bytes()))
                 .map_err(|e| store.err(e))?
                 .is_none()
             {
@@ -180,12 +194,12 @@ impl Store {
                     work: params.genesis_target().work(),
                 };
                 index
-                    .insert(chain_id.as_bytes(), encode_record(&record).as_slice())
+                    .insert((0, chain_id.as_bytes()), encode_record(&record).as_slice())
                     .map_err(|e| store.err(e))?;
             }
         }
         if schema < SCHEMA {
-            store.migrate(&tx)?;
+            store.migrate(&tx, schema)?;
         }
         tx.commit().map_err(|e| store.err(e))?;
         Ok(store)
@@ -219,31 +233,48 @@ impl Store {
     pub fn params(&self) -> &ChainParams {
         &self.params
     }
+
+    /// A handle that reads this store on any thread, while it is written.
+    pub fn reader(&self) -> StoreReader {
+        StoreReader::new(
+            self.db
+                .clone()
+                .expect("the database is open until the store is dropped"),
+            self.path.clone(),
+            self.params.clone(),
+        )
+    }
 }
 
-/// The 84 bytes of a [`HeaderRecord`] in the `index` table: height (u64), parent hash,
-/// timestamp (u64), bits (u32), cumulative work (32 bytes), integers big-endian.
-fn encode_record(r: &HeaderRecord) -> [u8; 84] {
-    let mut out = [0u8; 84];
-    out[0..8].copy_from_slice(&r.height.to_be_bytes());
-    out[8..40].copy_from_slice(r.prev.as_bytes());
-    out[40..48].copy_from_slice(&r.timestamp.to_be_bytes());
-    out[48..52].copy_from_slice(&r.bits.to_be_bytes());
-    out[52..84].copy_from_slice(&r.work.to_be_bytes());
+/// The 76 bytes of a [`HeaderRecord`] in the `headers` table (whose key holds the height and
+/// the hash): parent hash, timestamp (u64), bits (u32), cumulative work (32 bytes), integers
+/// big-endian.
+fn encode_record(r: &HeaderRecord) -> [u8; 76] {
+    let mut out = [0u8; 76];
+    out[0..32].copy_from_slice(r.prev.as_bytes());
+    out[32..40].copy_from_slice(&r.timestamp.to_be_bytes());
+    out[40..44].copy_from_slice(&r.bits.to_be_bytes());
+    out[44..76].copy_from_slice(&r.work.to_be_bytes());
     out
 }
 
-/// Reads [`encode_record`]'s bytes for the block `hash`.
-fn decode_record(hash: BlockHash, bytes: &[u8]) -> Option<HeaderRecord> {
-    let b: &[u8; 84] = bytes.try_into().ok()?;
+/// Reads [`encode_record`]'s bytes for the block `hash` at `height`.
+fn decode_record(height: u64, hash: BlockHash, bytes: &[u8]) -> Option<HeaderRecord> {
+    let b: &[u8; 76] = bytes.try_into().ok()?;
     Some(HeaderRecord {
         hash,
-        height: u64::from_be_bytes(b[0..8].try_into().ok()?),
-        prev: BlockHash(b[8..40].try_into().ok()?),
-        timestamp: u64::from_be_bytes(b[40..48].try_into().ok()?),
-        bits: u32::from_be_bytes(b[48..52].try_into().ok()?),
-        work: Work::from_be_bytes(b[52..84].try_into().ok()?),
+        height,
+        prev: BlockHash(b[0..32].try_into().ok()?),
+        timestamp: u64::from_be_bytes(b[32..40].try_into().ok()?),
+        bits: u32::from_be_bytes(b[40..44].try_into().ok()?),
+        work: Work::from_be_bytes(b[44..76].try_into().ok()?),
     })
+}
+
+/// Reads a schema 2 `index` record (84 bytes: the height first, then as [`encode_record`]).
+fn decode_record_v2(hash: BlockHash, bytes: &[u8]) -> Option<HeaderRecord> {
+    let (height, rest) = bytes.split_at_checked(8)?;
+    decode_record(u64::from_be_bytes(height.try_into().ok()?), hash, rest)
 }
 
 /// Decodes an undo record, or says which block's is damaged.

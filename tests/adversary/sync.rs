@@ -160,7 +160,7 @@ fn lies(net: &Net) -> Vec<Lie> {
     let mut other_chain = forge::other_chain(8);
     testkit::extend(&mut other_chain, 3, Address::of(&key(9)));
     let unconnected: Vec<Block> = (1..=3)
-        .map(|h| (**other_chain.block_at(h).unwrap()).clone())
+        .map(|h| (*other_chain.block_at(h).unwrap()).clone())
         .collect();
 
     // An invalid block that does connect: a forged signature.
