@@ -260,6 +260,8 @@ fn docker_socket() -> PathBuf {
 /// Terminal bytes as text: escape sequences removed, and of each line only what stays on
 /// screen after its last carriage return.
 fn clean(line: &str) -> String {
+    // A terminal ends a line with CR LF: that CR ends the line, it does not rewrite it.
+    let line = line.trim_end_matches(['\n', '\r']);
     let mut out = String::new();
     let mut chars = line.chars().peekable();
     while let Some(c) = chars.next() {
@@ -410,10 +412,13 @@ impl Attached {
                     if l.contains(&end) {
                         return out;
                     }
+                    // The marker's error ends with a usage line, read as part of the next
+                    // command's output: not output of any command here.
                     if l.is_empty()
                         || is_log(&l)
                         || l.contains("gossipchain> ")
                         || l.contains(&mark)
+                        || l == "usage: help"
                     {
                         continue;
                     }

@@ -312,13 +312,24 @@ impl Node {
         self.watch.tip_changed(change, self.chain.height());
         if !change.disconnected.is_empty() {
             self.metrics.reorg(change.disconnected.len());
-            tracing::warn!(
+        }
+        // A one-block reorganisation is the daily life of several miners (two found a block
+        // at once); a deeper one is worth a warning.
+        match change.disconnected.len() {
+            0 => {}
+            1 => tracing::info!(
                 from = %change.old_tip.short(),
                 to = %change.new_tip.short(),
-                disconnected = change.disconnected.len(),
+                connected = change.connected.len(),
+                "reorganisation of one block"
+            ),
+            depth => tracing::warn!(
+                from = %change.old_tip.short(),
+                to = %change.new_tip.short(),
+                disconnected = depth,
                 connected = change.connected.len(),
                 "reorganisation"
-            );
+            ),
         }
         let resync = self.mempool.resync(change, self.chain.ledger());
         if !resync.returned.is_empty() || resync.dropped > 0 {
