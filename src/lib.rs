@@ -11,6 +11,7 @@
 pub mod chain;
 pub mod cli;
 pub mod http;
+pub mod metrics;
 pub mod miner;
 pub mod net;
 pub mod node;

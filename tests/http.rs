@@ -953,3 +953,197 @@ async fn the_dashboard_and_wallet_pages_are_served_from_the_binary() {
     }
     api.stop().await;
 }
+
+/// Parses the Prometheus / OpenMetrics text format strictly enough to catch a malformed
+/// answer: `# TYPE`/`# HELP`/`# UNIT` lines, samples `name{label="value",...} number` of a
+/// family declared above them, and `# EOF` last. Returns each sample's value by its series.
+fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
+    let mut families: Vec<String> = Vec::new();
+    let mut samples = std::collections::HashMap::new();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.last(), Some(&"# EOF"), "ends with # EOF");
+    let is_name = |n: &str| {
+        !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            && !n.starts_with(|c: char| c.is_ascii_digit())
+    };
+    for line in &lines[..lines.len() - 1] {
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut parts = rest.splitn(3, ' ');
+            let kind = parts.next().unwrap();
+            let name = parts.next().unwrap_or_default();
+            assert!(
+                matches!(kind, "TYPE" | "HELP" | "UNIT") && is_name(name),
+                "bad comment line: {line}"
+            );
+            if kind == "TYPE" {
+                let t = parts.next().unwrap_or_default();
+                assert!(
+                    [
+                        "counter",
+                        "gauge",
+                        "histogram",
+                        "info",
+                        "unknown",
+                        "summary"
+                    ]
+                    .contains(&t),
+                    "{line}"
+                );
+                families.push(name.to_string());
+            }
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("a sample has a value");
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line}"));
+        let name = match series.split_once('{') {
+            Some((name, labels)) => {
+                let labels = labels.strip_suffix('}').expect("labels close");
+                for pair in labels.split("\",").filter(|p| !p.is_empty()) {
+                    let (k, v) = pair.split_once("=\"").expect("label=\"value\"");
+                    assert!(is_name(k) && !v.contains('\n'), "bad label in {line}");
+                }
+                name
+            }
+            None => series,
+        };
+        assert!(is_name(name), "bad name in {line}");
+        assert!(
+            families.iter().any(|f| name.starts_with(f.as_str())),
+            "{name} has no # TYPE above it"
+        );
+        samples.insert(series.to_string(), value);
+    }
+    samples
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_and_follow_blocks_transfers_and_a_reorganisation() {
+    let api = Api::start().await;
+    let scrape = || async {
+        let r = api.client.get(api.url("/metrics")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let ctype = r.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(ctype.starts_with("application/openmetrics-text"), "{ctype}");
+        let text = r.text().await.unwrap();
+        (parse_metrics(&text), text)
+    };
+    let (before, text) = scrape().await;
+    assert_eq!(before["gossipchain_chain_height"], 0.0);
+    assert_eq!(before["gossipchain_reorgs_total"], 0.0);
+    assert_eq!(before["gossipchain_peers{found_by=\"mdns\"}"], 0.0);
+    // libp2p's own, in the same answer: the swarm's and gossipsub's.
+    assert!(
+        text.contains("# TYPE libp2p_swarm_new_listen_addr") && text.contains("libp2p_gossipsub_"),
+        "{text}"
+    );
+    assert!(before["libp2p_swarm_new_listen_addr_total{protocols=\"/ip4/tcp\"}"] >= 1.0);
+
+    mine(&api, 2).await;
+    let to = Address::of(&testkit::key(5));
+    let (s, _) = api
+        .action("/wallet/send", json!({"to": to.to_string(), "amount": 3}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let forged = Transfer::sign(&testkit::key(6), &BlockHash([7; 32]), to, 1, 1, 0);
+    let (s, _) = api
+        .post_tx(&hex::encode(Transaction::Transfer(forged).encode()))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (m, _) = scrape().await;
+    assert_eq!(m["gossipchain_chain_height"], 2.0);
+    assert_eq!(
+        m["gossipchain_blocks_accepted_total{origin=\"local\"}"],
+        2.0
+    );
+    assert_eq!(m["gossipchain_block_validation_seconds_count"], 2.0);
+    assert!(m["gossipchain_block_validation_seconds_sum"] > 0.0);
+    assert_eq!(m["gossipchain_mempool_transfers"], 1.0);
+    assert_eq!(
+        m["gossipchain_transfers_accepted_total{origin=\"local\"}"],
+        1.0
+    );
+    assert_eq!(
+        m["gossipchain_transfers_rejected_total{origin=\"local\",reason=\"bad_signature\"}"],
+        1.0
+    );
+    assert!(m["gossipchain_miner_hashes_total"] >= 2.0);
+    assert!(m["gossipchain_miner_hash_rate"] > 0.0);
+    assert_eq!(m["gossipchain_sync_target_height"], 2.0);
+
+    // A branch of three blocks from genesis takes the two mined off the best chain; a block
+    // with a wrong height is refused.
+    let mut side = ChainState::new(common::params());
+    let miner = Address::of(&testkit::key(10));
+    for _ in 0..3 {
+        let b = testkit::next_block(&side, &[], miner);
+        side.process_block(Arc::new(b.clone()), testkit::NOW)
+            .unwrap();
+        api.node.handle.submit_block(b).await.unwrap().unwrap();
+    }
+    let mut bad = testkit::next_block(&side, &[], miner);
+    bad.header.height = 9;
+    testkit::seal(&mut bad);
+    assert!(api.node.handle.submit_block(bad).await.unwrap().is_err());
+    api.node.wait("the branch", |s| s.height == 3).await;
+    let (m, text) = scrape().await;
+    assert_eq!(m["gossipchain_chain_height"], 3.0);
+    assert_eq!(m["gossipchain_reorgs_total"], 1.0);
+    assert_eq!(m["gossipchain_reorg_depth_blocks_sum"], 2.0);
+    assert_eq!(
+        m["gossipchain_blocks_accepted_total{origin=\"local\"}"],
+        5.0
+    );
+    let rejected: f64 = m
+        .iter()
+        .filter(|(k, _)| k.starts_with("gossipchain_blocks_rejected_total{origin=\"local\""))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(rejected, 1.0, "{text}");
+    // The transfer spent a reward of the branch that lost: it left the mempool.
+    assert_eq!(m["gossipchain_mempool_transfers"], 0.0);
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_naming_another_host_is_refused_against_dns_rebinding() {
+    let api = Api::start().await;
+    let port = api.base.rsplit(':').next().unwrap().to_string();
+    for (host, status) in [
+        (format!("evil.example:{port}"), StatusCode::FORBIDDEN),
+        ("127.0.0.1.nip.io".to_string(), StatusCode::FORBIDDEN),
+        (format!("localhost:{port}"), StatusCode::OK),
+        (format!("127.0.0.1:{port}"), StatusCode::OK),
+    ] {
+        for path in ["/blocks/tip/height", "/", "/metrics"] {
+            let r = api
+                .client
+                .get(api.url(path))
+                .header("host", &host)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), status, "{host} {path}");
+            if status == StatusCode::FORBIDDEN {
+                let v: Value = r.json().await.unwrap();
+                assert_eq!(v["code"], "host_not_allowed", "{v}");
+            }
+        }
+    }
+    // Actions too, even with the token.
+    let r = api
+        .client
+        .post(api.url("/mine"))
+        .header("host", "evil.example")
+        .bearer_auth(&api.token)
+        .json(&json!({"n": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(api.node.status().height, 0);
+    api.stop().await;
+}

@@ -4,15 +4,19 @@
 //!
 //! - [`api`]: reading routes and `POST /tx`; [`actions`]: the token-gated ones.
 //! - [`sse`]: `GET /events`; [`auth`]: the `.cookie` token; [`error`]: `{code, message}`.
-//! - [`pages`]: the dashboard and the wallet page, embedded.
+//! - [`pages`]: the dashboard and the wallet page, embedded; [`metrics`]: `GET /metrics`.
 //!
 //! Safety by default: loopback only, request bodies of at most 16 KiB, a 10 s timeout on every
-//! request but the event stream and mining, no CORS unless origins are configured.
+//! request but the event stream and mining, no CORS unless origins are configured, and only
+//! requests naming the server by an IP address or `localhost` ([`host`], against DNS
+//! rebinding).
 
 pub mod actions;
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod host;
+pub mod metrics;
 pub mod pages;
 pub mod sse;
 pub mod views;
@@ -187,6 +191,7 @@ pub fn router(state: AppState, cors: Option<CorsLayer>) -> Router {
         .route("/mempool/txids", get(api::mempool_txids))
         .route("/mempool/txs", get(api::mempool_txs))
         .route("/tree", get(api::tree))
+        .route("/metrics", get(metrics::metrics))
         .route("/wallet/send", post(actions::send))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -201,6 +206,7 @@ pub fn router(state: AppState, cors: Option<CorsLayer>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(host::check))
         .with_state(state);
     match cors {
         Some(c) => app.layer(c),

@@ -292,6 +292,17 @@ pub fn new_gossipsub(
 }
 
 impl Behaviour {
+    /// Has gossipsub record its own metrics (mesh, scores, message counts per topic) in
+    /// `registry`.
+    pub fn with_metrics(self, registry: &mut prometheus_client::registry::Registry) -> Self {
+        Self {
+            gossipsub: self
+                .gossipsub
+                .with_metrics(registry, gossipsub::MetricsConfig::default()),
+            ..self
+        }
+    }
+
     /// Builds every behaviour for `key`.
     pub fn new(
         key: &identity::Keypair,

@@ -71,6 +71,8 @@ pub struct EventLoop {
     next_discovery: Instant,
     /// This chain's Kademlia protocol, to tell which peers speak it.
     kad_protocol: StreamProtocol,
+    /// libp2p's event metrics (connections, identify, kad, ping, gossipsub events).
+    metrics: libp2p::metrics::Metrics,
 }
 
 /// A failed dial in one line for the user: for each address tried, the innermost cause
@@ -121,6 +123,17 @@ impl EventLoop {
     ) -> Result<Self, NetError> {
         let build = |e: &dyn std::fmt::Display| NetError::Build(e.to_string());
         let behaviour_config = config.behaviour.clone();
+        // libp2p's metrics go to the node's registry, or to one dropped with the event loop.
+        let shared = config.metrics.clone();
+        let mut own = prometheus_client::registry::Registry::default();
+        let mut guard = shared
+            .as_ref()
+            .map(|r| r.lock().unwrap_or_else(|e| e.into_inner()));
+        let registry = match guard.as_deref_mut() {
+            Some(r) => r,
+            None => &mut own,
+        };
+        let metrics = libp2p::metrics::Metrics::new(registry);
         let builder = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_tcp(
@@ -135,7 +148,11 @@ impl EventLoop {
         // the system's resolver configuration (/etc/resolv.conf) when dialled.
         let builder = builder.with_dns().map_err(|e| build(&e))?;
         let mut swarm = builder
-            .with_behaviour(|key| Behaviour::new(key, &behaviour_config))
+            .with_bandwidth_metrics(registry.sub_registry_with_prefix("libp2p"))
+            .with_behaviour(|key| {
+                Behaviour::new(key, &behaviour_config)
+                    .map(|b| b.with_metrics(registry.sub_registry_with_prefix("libp2p")))
+            })
             .map_err(|e| build(&e))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
             .build();
@@ -191,6 +208,7 @@ impl EventLoop {
             discovery,
             next_discovery: now,
             kad_protocol,
+            metrics,
         })
     }
 
@@ -233,6 +251,21 @@ impl EventLoop {
             }
         }
         true
+    }
+
+    /// Counts a swarm event, and the behaviour events libp2p's metrics know, in the registry.
+    fn record(&self, event: &SwarmEvent<BehaviourEvent>) {
+        use libp2p::metrics::Recorder;
+        self.metrics.record(event);
+        if let SwarmEvent::Behaviour(e) = event {
+            match e {
+                BehaviourEvent::Gossipsub(e) => self.metrics.record(e),
+                BehaviourEvent::Identify(e) => self.metrics.record(e),
+                BehaviourEvent::Kad(e) => self.metrics.record(e),
+                BehaviourEvent::Ping(e) => self.metrics.record(e),
+                _ => {}
+            }
+        }
     }
 
     /// Hands an event to the node; false if the node is gone.
@@ -493,6 +526,7 @@ impl EventLoop {
 
     /// Handles one swarm event; false when the node is gone and the loop should end.
     async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> bool {
+        self.record(&event);
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "listening");

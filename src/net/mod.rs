@@ -207,6 +207,9 @@ pub struct NetConfig {
     pub external: Vec<Multiaddr>,
     /// Connections the node seeks through the DHT (it stops dialling there).
     pub target_peers: usize,
+    /// Where libp2p registers its metrics (bandwidth, connections, gossipsub, identify, kad,
+    /// ping) at start-up, for `GET /metrics`; none: they are kept nowhere.
+    pub metrics: Option<std::sync::Arc<std::sync::Mutex<prometheus_client::registry::Registry>>>,
 }
 
 impl NetConfig {
@@ -229,6 +232,7 @@ impl NetConfig {
             ban_duration: Duration::from_secs(600),
             external: Vec::new(),
             target_peers: 8,
+            metrics: None,
         }
     }
 }

@@ -250,6 +250,8 @@ pub struct NodeHandle {
     pub(super) events: broadcast::Sender<NodeEvent>,
     /// Where the HTTP API listens, once it does (for `status`).
     pub(super) http_url: Arc<std::sync::OnceLock<String>>,
+    /// The node's and libp2p's metrics.
+    pub(super) metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The actor stopped: every request after that fails with this.
@@ -293,6 +295,11 @@ impl NodeHandle {
     /// Where the HTTP API listens, if it does.
     pub fn http_url(&self) -> Option<&str> {
         self.http_url.get().map(String::as_str)
+    }
+
+    /// The node's and libp2p's metrics (`GET /metrics`).
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
     }
 
     /// The latest status.

@@ -21,6 +21,8 @@ pub(super) struct MinedResult {
     result: Mined,
     /// When the search ended.
     at: Instant,
+    /// How long it ran.
+    took: std::time::Duration,
 }
 
 /// The running mining job.
@@ -58,6 +60,7 @@ impl Node {
         let threads = self.config.threads;
         let tx = self.mined_tx.clone();
         tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
             let result = miner::solve(&template.header, threads, &cancel);
             let at = Instant::now();
             let _ = tx.blocking_send(MinedResult {
@@ -65,6 +68,7 @@ impl Node {
                 template,
                 result,
                 at,
+                took: at - started,
             });
         });
     }
@@ -91,6 +95,11 @@ impl Node {
         block.header = header;
         let hash = block.compute_hash();
         tracing::info!(height = header.height, block = %hash.short(), hashes, "mined a block");
+        self.metrics.miner_hashes.inc_by(hashes);
+        let secs = mined.took.as_secs_f64();
+        if secs > 0.0 {
+            self.metrics.miner_hash_rate.set(hashes as f64 / secs);
+        }
         // Taken before processing: the tip change restarts the miner only for the waiters
         // still left.
         let waiter = (!self.mine_waiters.is_empty()).then(|| self.mine_waiters.remove(0));

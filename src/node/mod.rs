@@ -33,6 +33,7 @@ use crate::chain::pace::ChainPace;
 use crate::chain::{
     Block, BlockHash, ChainState, CheckedBlock, Mempool, Processed, TipChange, ValidationError,
 };
+use crate::metrics::{Metrics, Origin};
 use crate::net::protocol::Status;
 use crate::net::{self, Event, Topic};
 use crate::store::Store;
@@ -82,6 +83,8 @@ struct Node {
     verified_tx: mpsc::Sender<VerifiedPage>,
     /// Events for watchers, block arrivals and the txid index.
     watch: Watch,
+    /// Counters and gauges for `GET /metrics`.
+    metrics: Arc<Metrics>,
 }
 
 /// Who a block came from, for logs.
@@ -124,6 +127,8 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
         .map_err(|e| net::NetError::Build(e.to_string()))?;
     config.net.behaviour.chain_id = chain_id;
     config.net.behaviour.max_block_bytes = config.params.max_block_bytes;
+    let metrics = Metrics::new();
+    config.net.metrics = Some(metrics.registry());
     let (client, events, event_loop) = net::new(keypair, config.net.clone())?;
     let net_task = tokio::spawn(event_loop.run());
 
@@ -187,6 +192,7 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
         mine_waiters: Vec::new(),
         mined_tx,
         verified_tx,
+        metrics: metrics.clone(),
     };
     let task = tokio::spawn(node.run(events, cmd_rx, mined_rx, verified_rx, net_task));
     Ok((
@@ -196,6 +202,7 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
             status: status_rx,
             events: events_tx,
             http_url: Arc::default(),
+            metrics,
         },
         task,
     ))
@@ -303,6 +310,9 @@ impl Node {
     /// of a losing branch come back and are pushed to peers) and the miner (a new template).
     fn apply_tip_change(&mut self, change: &TipChange) {
         self.watch.tip_changed(change, self.chain.height());
+        if !change.disconnected.is_empty() {
+            self.metrics.reorg(change.disconnected.len());
+        }
         // A one-block reorganisation is the daily life of several miners (two found a block
         // at once); a deeper one is worth a warning.
         match change.disconnected.len() {
@@ -387,6 +397,7 @@ impl Node {
         let mempool = self.mempool.len();
         let orphans = self.chain.orphan_count();
         let (mining, syncing) = (self.mining, self.sync.machine.is_syncing());
+        self.update_gauges(height, mempool, syncing);
         self.status.send_if_modified(|s| {
             let changed = s.tip != tip
                 || s.peers != peers
@@ -409,10 +420,58 @@ impl Node {
         });
     }
 
+    /// The metrics of the node's state, at the end of a step.
+    fn update_gauges(&self, height: u64, mempool: usize, syncing: bool) {
+        let m = &self.metrics;
+        m.height.set(height as i64);
+        m.mempool.set(mempool as i64);
+        m.syncing.set(syncing as i64);
+        let target = (self.sync.machine.peers())
+            .filter_map(|p| self.sync.machine.claim(p))
+            .map(|c| c.height)
+            .max()
+            .unwrap_or(0);
+        m.sync_target_height.set(target.max(height) as i64);
+        let stats = self.sync.machine.stats();
+        for (event, total) in [
+            ("requested", stats.pages_requested),
+            ("applied", stats.pages_applied),
+            ("timeout", stats.timeouts),
+            ("failure", stats.failures),
+        ] {
+            Metrics::catch_up(
+                &m.sync_pages
+                    .get_or_create(&crate::metrics::SyncLabel { event }),
+                total,
+            );
+        }
+    }
+
     /// Validates a block from anywhere (`hash` is its header's, computed once by the caller;
     /// `wire` its encoding if it came as bytes) and records what follows for the end of the
-    /// step: persistence, the tip change for the mempool and the miner.
+    /// step: persistence, the tip change for the mempool and the miner. Counted in the metrics
+    /// as from gossip (`from` a peer) or local.
     fn process_block(
+        &mut self,
+        block: Block,
+        hash: BlockHash,
+        wire: Option<Vec<u8>>,
+        from: Option<PeerId>,
+    ) -> Result<Processed, ValidationError> {
+        let started = std::time::Instant::now();
+        let result = self.validate_block(block, hash, wire, from);
+        let origin = if from.is_some() {
+            Origin::Gossip
+        } else {
+            Origin::Local
+        };
+        self.metrics
+            .block_result(origin, &result, |p| p.accepted.len(), started.elapsed());
+        result
+    }
+
+    /// [`Self::process_block`] without the metrics.
+    fn validate_block(
         &mut self,
         block: Block,
         hash: BlockHash,

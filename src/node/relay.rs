@@ -3,6 +3,7 @@
 
 use super::{Node, SendError};
 use crate::chain::{Address, Block, MempoolError, Outcome, Transaction, Transfer, Txid};
+use crate::metrics::Origin;
 use crate::net::Topic;
 use crate::net::protocol::{self, Request};
 use libp2p::PeerId;
@@ -15,6 +16,7 @@ impl Node {
             match Block::decode(&data, params.max_block_bytes as usize, params.max_block_txs) {
                 Ok(b) => b,
                 Err(e) => {
+                    self.metrics.block_refused(Origin::Gossip, "malformed");
                     self.net
                         .report_validation(id, source, MessageAcceptance::Reject);
                     self.net.ban(source, format!("malformed block: {e}"));
@@ -48,9 +50,11 @@ impl Node {
         let tx = match Transaction::decode(&data) {
             Ok(Transaction::Transfer(t)) => t,
             Ok(Transaction::Coinbase(_)) => {
+                self.metrics.transfer_refused(Origin::Gossip, "coinbase");
                 return self.reject_gossip_tx(id, source, "relayed a coinbase as a transaction");
             }
             Err(e) => {
+                self.metrics.transfer_refused(Origin::Gossip, "malformed");
                 return self.reject_gossip_tx(
                     id,
                     source,
@@ -58,7 +62,9 @@ impl Node {
                 );
             }
         };
-        let acceptance = match self.mempool.add(tx, self.chain.ledger()) {
+        let added = self.mempool.add(tx, self.chain.ledger());
+        self.metrics.transfer_result(Origin::Gossip, &added);
+        let acceptance = match added {
             Ok(txid) => {
                 tracing::debug!(tx = %txid.short(), %source, "transaction accepted");
                 self.watch.tx_admitted(txid, tx);
@@ -107,11 +113,14 @@ impl Node {
             let tx = match Transaction::decode(&bytes.0) {
                 Ok(Transaction::Transfer(t)) => t,
                 Ok(Transaction::Coinbase(_)) | Err(_) => {
+                    self.metrics.transfer_refused(Origin::Sync, "malformed");
                     self.net.ban(peer, "sent a malformed transaction");
                     return None;
                 }
             };
-            match self.mempool.add(tx, self.chain.ledger()) {
+            let added = self.mempool.add(tx, self.chain.ledger());
+            self.metrics.transfer_result(Origin::Sync, &added);
+            match added {
                 Ok(txid) => {
                     accepted += 1;
                     self.watch.tx_admitted(txid, tx);
@@ -165,7 +174,9 @@ impl Node {
 
     /// Admits a transfer made or submitted here and gossips it.
     pub(super) fn admit_local(&mut self, tx: Transfer) -> Result<Txid, MempoolError> {
-        let txid = self.mempool.add(tx, self.chain.ledger())?;
+        let added = self.mempool.add(tx, self.chain.ledger());
+        self.metrics.transfer_result(Origin::Local, &added);
+        let txid = added?;
         self.watch.tx_admitted(txid, tx);
         tracing::info!(tx = %txid.short(), amount = tx.amount, fee = tx.fee, "transaction submitted");
         self.net

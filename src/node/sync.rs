@@ -229,6 +229,7 @@ impl Node {
         let (mut new, mut known) = (0, 0);
         let mut end = None;
         for verified in page.blocks {
+            let started = std::time::Instant::now();
             let processed = match verified {
                 Verified::Known(hash) => self.apply_known(hash),
                 Verified::Checked(checked) => self.apply_checked(checked, Some(peer)),
@@ -236,6 +237,12 @@ impl Node {
                     self.reject_unchecked(&block, hash, error, Some(peer))
                 }
             };
+            self.metrics.block_result(
+                crate::metrics::Origin::Sync,
+                &processed,
+                |p| p.accepted.len(),
+                started.elapsed(),
+            );
             if let Some(result) = tally(processed, &mut new, &mut known) {
                 end = Some(result);
                 break;

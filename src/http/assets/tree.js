@@ -60,7 +60,7 @@ const BlockTree = (() => {
 
   function originText(b) {
     if (b.source === "peer") return "from …" + b.origin.slice(-6);
-    if (b.source === "local") return "mined here";
+    if (b.source === "local") return "mined or sent here";
     return "from disk";
   }
 
