@@ -50,17 +50,6 @@ const POLL: Duration = Duration::from_millis(2);
 /// An attacker that is not banned within this long leaves and the next one comes.
 const ATTACK_MAX: Duration = Duration::from_secs(5);
 
-/// A ring plus chords to the opposite node, as (dialler, dialled).
-fn links() -> Vec<(usize, usize)> {
-    let mut l: Vec<_> = (0..NODES).map(|i| (i, (i + 1) % NODES)).collect();
-    l.extend((0..NODES / 2).map(|i| (i, i + NODES / 2)));
-    l
-}
-
-fn degree(i: usize) -> usize {
-    links().iter().filter(|(a, b)| *a == i || *b == i).count()
-}
-
 /// Resident memory of this process, MB.
 fn rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -106,22 +95,6 @@ async fn propagate(nodes: &[Node], miner: usize) -> f64 {
         last = last.max(at);
     }
     last.saturating_duration_since(t0).as_secs_f64()
-}
-
-/// Polls `status` on `node` every [`POLL`] until `done`; the round trips, ms.
-fn poll_status(node: &Node, done: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<f64>> {
-    let handle = node.handle.clone();
-    tokio::spawn(async move {
-        let mut times = Vec::new();
-        while !done.load(Ordering::Relaxed) {
-            let t = Instant::now();
-            handle.chain(0).await.expect("node running");
-            let _ = handle.status();
-            times.push(t.elapsed().as_secs_f64() * 1e3);
-            tokio::time::sleep(POLL).await;
-        }
-        times
-    })
 }
 
 /// What the attackers did.
@@ -252,7 +225,8 @@ fn main() {
         for _ in 0..NODES {
             nodes.push(Node::start(TempDir::new().expect("temp dir"), &params, DEADLINE).await);
         }
-        for (a, b) in links() {
+        let links = common::ring_with_chords(NODES);
+        for &(a, b) in &links {
             nodes[a]
                 .handle
                 .dial(nodes[b].addr.clone())
@@ -260,7 +234,7 @@ fn main() {
                 .expect("dial a node on 127.0.0.1");
         }
         for (i, n) in nodes.iter().enumerate() {
-            let want = degree(i);
+            let want = common::degree(&links, i);
             let (_, ok) = n.handle.wait_for(DEADLINE, |s| s.peers >= want).await;
             assert!(ok, "node {i} never had its {want} peers");
         }
@@ -271,7 +245,7 @@ fn main() {
 
         let mut quiet = Vec::new();
         let done = Arc::new(AtomicBool::new(false));
-        let poller = poll_status(&nodes[0], done.clone());
+        let poller = common::poll_status(nodes[0].handle.clone(), POLL, done.clone());
         let mut pace = tokio::time::interval(PACE);
         for i in 0..BLOCKS {
             pace.tick().await;
@@ -292,7 +266,7 @@ fn main() {
         let stop = Arc::new(AtomicBool::new(false));
         let attacker = tokio::spawn(flood(nodes[0].addr.clone(), samples, stop.clone()));
         let done = Arc::new(AtomicBool::new(false));
-        let poller = poll_status(&nodes[0], done.clone());
+        let poller = common::poll_status(nodes[0].handle.clone(), POLL, done.clone());
         let mut flooded = Vec::new();
         for i in 0..BLOCKS {
             pace.tick().await;

@@ -44,17 +44,14 @@ const WARMUP: usize = 5;
 /// Longest any single wait may take.
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// The links: a ring plus chords to the opposite node (a Möbius ladder: 3 peers each,
-/// diameter 3), as (dialler, dialled).
+/// The links: [`common::ring_with_chords`] of [`NODES`].
 fn links() -> Vec<(usize, usize)> {
-    let mut l: Vec<_> = (0..NODES).map(|i| (i, (i + 1) % NODES)).collect();
-    l.extend((0..NODES / 2).map(|i| (i, i + NODES / 2)));
-    l
+    common::ring_with_chords(NODES)
 }
 
 /// Peers of node `i` in [`links`].
 fn degree(i: usize) -> usize {
-    links().iter().filter(|(a, b)| *a == i || *b == i).count()
+    common::degree(&links(), i)
 }
 
 /// Sorted latencies in seconds.

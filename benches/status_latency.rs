@@ -62,20 +62,7 @@ fn chain(params: &ChainParams) -> Vec<Arc<CheckedBlock>> {
 async fn round(server: &Node, params: &ChainParams, height: u64) -> (Vec<f64>, f64) {
     let fresh = Node::start(TempDir::new().expect("temp dir"), params, DEADLINE).await;
     let done = Arc::new(AtomicBool::new(false));
-    let poller = {
-        let (handle, done) = (fresh.handle.clone(), done.clone());
-        tokio::spawn(async move {
-            let mut times = Vec::new();
-            while !done.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                handle.chain(0).await.expect("node running");
-                let _ = handle.status();
-                times.push(t.elapsed().as_secs_f64() * 1e3);
-                tokio::time::sleep(POLL).await;
-            }
-            times
-        })
-    };
+    let poller = common::poll_status(fresh.handle.clone(), POLL, done.clone());
     let start = Instant::now();
     fresh.handle.dial(server.addr.clone()).await.expect("dial");
     let (s, ok) = fresh

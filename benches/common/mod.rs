@@ -107,6 +107,39 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
+/// The links of `n` nodes as a ring plus chords to the opposite node (a Möbius ladder: 3 peers
+/// each, diameter 3 for 10 nodes), as (dialler, dialled).
+pub fn ring_with_chords(n: usize) -> Vec<(usize, usize)> {
+    let mut l: Vec<_> = (0..n).map(|i| (i, (i + 1) % n)).collect();
+    l.extend((0..n / 2).map(|i| (i, i + n / 2)));
+    l
+}
+
+/// Peers of node `i` in `links`.
+pub fn degree(links: &[(usize, usize)], i: usize) -> usize {
+    links.iter().filter(|(a, b)| *a == i || *b == i).count()
+}
+
+/// Asks `handle` what the REPL's `status` asks (one round trip through the node's command
+/// queue, then the status snapshot) every `every` until `done`; returns the round trips, ms.
+pub fn poll_status(
+    handle: NodeHandle,
+    every: Duration,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> JoinHandle<Vec<f64>> {
+    tokio::spawn(async move {
+        let mut times = Vec::new();
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            let t = std::time::Instant::now();
+            handle.chain(0).await.expect("node running");
+            let _ = handle.status();
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+            tokio::time::sleep(every).await;
+        }
+        times
+    })
+}
+
 /// A node running in this process.
 pub struct Node {
     pub handle: NodeHandle,
