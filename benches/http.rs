@@ -185,7 +185,7 @@ fn main() {
         let mut b_events = b.handle.subscribe();
         tokio::spawn(async move {
             while let Ok(e) = b_events.recv().await {
-                if let NodeEvent::Block(arr) = e
+                if let NodeEvent::Block(arr) = e.event
                     && btx.send((arr.hash.to_hex(), Instant::now())).is_err()
                 {
                     return;
@@ -231,7 +231,7 @@ fn main() {
         let em = emitted.clone();
         tokio::spawn(async move {
             while let Ok(e) = a_events.recv().await {
-                if let NodeEvent::Tip { height, .. } = e {
+                if let NodeEvent::Tip { height, .. } = e.event {
                     em.lock().unwrap().insert(height, Instant::now());
                 }
             }

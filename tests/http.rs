@@ -711,26 +711,39 @@ async fn next_event(
     stream: &mut (impl futures::Stream<Item = reqwest::Result<impl AsRef<[u8]>>> + Unpin),
     buf: &mut String,
     name: &str,
-    mut pred: impl FnMut(&Value) -> bool,
+    pred: impl FnMut(&Value) -> bool,
 ) -> Value {
+    next_event_with_id(stream, buf, name, pred).await.0
+}
+
+/// Reads SSE frames until one named `name` satisfies `pred`; returns its data and its `id`.
+async fn next_event_with_id(
+    stream: &mut (impl futures::Stream<Item = reqwest::Result<impl AsRef<[u8]>>> + Unpin),
+    buf: &mut String,
+    name: &str,
+    mut pred: impl FnMut(&Value) -> bool,
+) -> (Value, Option<u64>) {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
         while let Some(end) = buf.find("\n\n") {
             let frame: String = buf.drain(..end + 2).collect();
             let mut event = "message";
             let mut data = String::new();
+            let mut id = None;
             for line in frame.lines() {
                 if let Some(e) = line.strip_prefix("event: ") {
                     event = e;
                 } else if let Some(d) = line.strip_prefix("data: ") {
                     data.push_str(d);
+                } else if let Some(i) = line.strip_prefix("id: ") {
+                    id = Some(i.parse().expect("a numeric id"));
                 }
             }
             if event == name
                 && let Ok(v) = serde_json::from_str::<Value>(&data)
                 && pred(&v)
             {
-                return v;
+                return (v, id);
             }
         }
         let chunk = tokio::time::timeout_at(deadline, stream.next())
@@ -759,15 +772,18 @@ async fn the_event_stream_shows_blocks_txs_and_a_reorganisation() {
 
     let mined = mine(&api, 1).await;
     let id = mined["blocks"][0]["id"].clone();
-    let block = next_event(&mut stream, &mut buf, "block", |_| true).await;
+    let (block, block_seq) = next_event_with_id(&mut stream, &mut buf, "block", |_| true).await;
     assert_eq!(block["hash"], id);
     assert_eq!(block["source"], "local");
     assert!(block["arrived_ms"].is_u64());
-    let tip = next_event(&mut stream, &mut buf, "tip", |_| true).await;
+    let (tip, tip_seq) = next_event_with_id(&mut stream, &mut buf, "tip", |_| true).await;
     assert_eq!(
         (tip["hash"].clone(), tip["reorg_depth"].clone()),
         (id, json!(0))
     );
+    // Events are numbered in order (the SSE id), and the tree says which it reflects.
+    assert_eq!((block_seq, tip_seq), (Some(1), Some(2)));
+    assert_eq!(api.get_json("/tree").await["seq"], 2);
 
     let to = Address::of(&testkit::key(9));
     let (_, sent) = api
@@ -787,11 +803,21 @@ async fn the_event_stream_shows_blocks_txs_and_a_reorganisation() {
     for b in [b1.clone(), b2.clone()] {
         api.node.handle.submit_block(b).await.unwrap().unwrap();
     }
-    let tip = next_event(&mut stream, &mut buf, "tip", |t| t["reorg_depth"] == 1).await;
+    let (tip, reorg_seq) =
+        next_event_with_id(&mut stream, &mut buf, "tip", |t| t["reorg_depth"] == 1).await;
     assert_eq!(tip["hash"], b2.compute_hash().to_hex());
     assert_eq!(tip["disconnected"], json!([mined["blocks"][0]["id"]]));
     assert_eq!(tip["height"], 2);
     let tree = api.get_json("/tree?from_height=1").await;
+    assert_eq!(
+        tree["seq"],
+        json!(reorg_seq.unwrap()),
+        "the tree reflects the reorganisation"
+    );
+    assert_eq!(
+        (tree["tip"].clone(), tree["height"].clone()),
+        (tip["hash"].clone(), json!(2))
+    );
     let blocks = tree["blocks"].as_array().unwrap();
     assert_eq!(blocks.len(), 3, "{tree}");
     let side_branch: Vec<&Value> = blocks

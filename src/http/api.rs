@@ -19,6 +19,8 @@ use serde_json::{Value, json};
 
 /// Blocks in one page of `/blocks`.
 pub const BLOCKS_PAGE: u64 = 10;
+/// Heights below the tip `/tree` answers by default.
+pub const TREE_WINDOW: u64 = 50;
 /// Most blocks one `/tree` answer holds.
 pub const MAX_TREE: usize = 2000;
 
@@ -345,23 +347,27 @@ pub async fn mempool_txs(State(s): State<AppState>) -> ApiResult<Json<Vec<TxView
 /// Query of `/tree`.
 #[derive(Deserialize)]
 pub struct TreeQuery {
-    /// Lowest height (default: 50 below the tip).
+    /// Lowest height (default: [`TREE_WINDOW`] below the tip).
     from_height: Option<u64>,
 }
 
 /// `GET /tree?from_height=H`: recent blocks of the tree, side branches included, each with
-/// when it reached this node and from which peer.
+/// when it reached this node and from which peer; `seq` is the number (the SSE `id`) of the
+/// last event it reflects, so a page applies the events numbered after it and no others.
 pub async fn tree(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<TreeQuery>,
 ) -> ApiResult<Json<Value>> {
-    s.node.chain(0).await?;
-    let st = s.node.status();
-    let from = q.from_height.unwrap_or(st.height.saturating_sub(50));
-    let blocks = s.node.tree(from, MAX_TREE).await?;
+    // The window's floor may come from a status a step old (a few blocks more, no harm); the
+    // tip, the blocks and the event number come from one answer of the node, one moment.
+    let from = q
+        .from_height
+        .unwrap_or_else(|| s.node.status().height.saturating_sub(TREE_WINDOW));
+    let t = s.node.tree(from, MAX_TREE).await?;
     Ok(Json(json!({
-        "tip": st.tip.to_hex(),
-        "height": st.height,
-        "blocks": blocks.iter().map(|(a, best)| TreeBlock::of(a, *best)).collect::<Vec<_>>(),
+        "seq": t.seq,
+        "tip": t.tip.to_hex(),
+        "height": t.height,
+        "blocks": t.blocks.iter().map(|(a, best)| TreeBlock::of(a, *best)).collect::<Vec<_>>(),
     })))
 }

@@ -1,6 +1,8 @@
 //! `GET /events`: Server-Sent Events `block`, `tip` (with the reorganisation depth), `tx` and
-//! `peer`, each with JSON data; a `lagged` event tells a client that fell behind how many it
-//! missed (it should then re-read what it shows). The number of open streams is bounded.
+//! `peer`, each with JSON data and the event's number as its SSE `id` (1, 2, … since the node
+//! started; `/tree` says up to which number it reflects); a `lagged` event tells a client that
+//! fell behind how many it missed (it should then re-read what it shows). The number of open
+//! streams is bounded.
 
 use super::AppState;
 use super::error::ApiError;
@@ -49,8 +51,11 @@ pub async fn events(
         let _keep = &slot;
         Ok(match item {
             Ok(e) => {
-                let (name, data) = views::event(&e);
-                Event::default().event(name).data(data.to_string())
+                let (name, data) = views::event(&e.event);
+                Event::default()
+                    .event(name)
+                    .id(e.seq.to_string())
+                    .data(data.to_string())
             }
             Err(BroadcastStreamRecvError::Lagged(n)) => {
                 Event::default().event("lagged").data(n.to_string())

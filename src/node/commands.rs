@@ -1,7 +1,7 @@
 //! The actor's side of the [`NodeHandle`](super::NodeHandle): each [`Command`] answered from
 //! the state it owns.
 
-use super::events::TxStatus;
+use super::events::{TreeSnapshot, TxStatus};
 use super::handle::Command;
 use super::{BlockId, BlockInfo, BlockState, Node};
 use crate::chain::{CheckedBlock, Outcome};
@@ -86,7 +86,7 @@ impl Node {
                 max,
                 reply,
             } => {
-                let list = self
+                let blocks = self
                     .watch
                     .arrivals_from(min_height, max)
                     .into_iter()
@@ -96,7 +96,14 @@ impl Node {
                         (a, best)
                     })
                     .collect();
-                let _ = reply.send(list);
+                // Every event of earlier steps has been emitted, none of later ones: the
+                // snapshot and the event numbers agree.
+                let _ = reply.send(TreeSnapshot {
+                    seq: self.watch.seq(),
+                    tip: self.chain.tip(),
+                    height: self.chain.height(),
+                    blocks,
+                });
             }
             Command::Shutdown => {}
         }

@@ -6,6 +6,11 @@
 //! The broadcast never blocks the actor: a watcher that falls behind by more than the channel's
 //! capacity misses events and is told how many (tokio's `RecvError::Lagged`); it can then
 //! re-read the state through the handle's queries.
+//!
+//! Events are numbered in the order the actor emits them, and the block tree snapshot
+//! ([`TreeSnapshot`]) carries the number of the last event it reflects: a watcher that reads a
+//! snapshot while events keep coming applies exactly the events numbered after it, whatever
+//! arrived first.
 
 use crate::chain::{
     Address, Block, BlockHash, ChainState, CheckedBlock, TipChange, Transaction, Transfer, Txid,
@@ -59,6 +64,30 @@ pub enum NodeEvent {
         /// How it was found (known on connection only).
         found_by: Option<Discovery>,
     },
+}
+
+/// An event with its number: 1, 2, 3, … in the order the actor emitted them since it started.
+#[derive(Clone, Debug)]
+pub struct Numbered {
+    /// Its number.
+    pub seq: u64,
+    /// The event.
+    pub event: NodeEvent,
+}
+
+/// The recent block tree, as the actor saw it at one moment.
+#[derive(Clone, Debug)]
+pub struct TreeSnapshot {
+    /// The number of the last event emitted before it: the snapshot reflects that event and
+    /// every earlier one, and none after.
+    pub seq: u64,
+    /// The best tip then.
+    pub tip: BlockHash,
+    /// Its height.
+    pub height: u64,
+    /// Recently arrived blocks (best chain and side branches, lowest first), each with whether
+    /// it was on the best chain then.
+    pub blocks: Vec<(Arrival, bool)>,
 }
 
 /// When and from where a block reached this node.
@@ -122,8 +151,10 @@ pub enum TxStatus {
 
 /// The broadcast and the records; owned by the actor.
 pub(crate) struct Watch {
-    /// Subscribers get a receiver from [`Watch::subscribe`].
-    events: broadcast::Sender<NodeEvent>,
+    /// Subscribers get a receiver from the handle's `subscribe`.
+    events: broadcast::Sender<Numbered>,
+    /// The number of the last event emitted.
+    seq: u64,
     /// Recent arrivals by hash, and their order for eviction.
     arrivals: HashMap<BlockHash, Arrival>,
     arrival_order: VecDeque<BlockHash>,
@@ -136,9 +167,10 @@ pub(crate) struct Watch {
 impl Watch {
     /// Records the last blocks of the loaded best chain (for the tree and the txid index;
     /// older txids are looked up in the store).
-    pub(crate) fn new(chain: &ChainState, events: broadcast::Sender<NodeEvent>) -> Self {
+    pub(crate) fn new(chain: &ChainState, events: broadcast::Sender<Numbered>) -> Self {
         let mut w = Self {
             events,
+            seq: 0,
             arrivals: HashMap::new(),
             arrival_order: VecDeque::new(),
             txids: HashMap::new(),
@@ -176,9 +208,18 @@ impl Watch {
         }
     }
 
-    fn send(&self, event: NodeEvent) {
+    fn send(&mut self, event: NodeEvent) {
+        self.seq += 1;
         // No receiver is fine: nobody is watching.
-        let _ = self.events.send(event);
+        let _ = self.events.send(Numbered {
+            seq: self.seq,
+            event,
+        });
+    }
+
+    /// The number of the last event emitted (0 before the first).
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq
     }
 
     fn remember(&mut self, arrival: Arrival) {
@@ -227,12 +268,12 @@ impl Watch {
     }
 
     /// A transfer entered the mempool.
-    pub(crate) fn tx_admitted(&self, txid: Txid, tx: Transfer) {
+    pub(crate) fn tx_admitted(&mut self, txid: Txid, tx: Transfer) {
         self.send(NodeEvent::Tx { txid, tx });
     }
 
     /// A peer connected or left.
-    pub(crate) fn peer(&self, peer: PeerId, connected: bool, found_by: Option<Discovery>) {
+    pub(crate) fn peer(&mut self, peer: PeerId, connected: bool, found_by: Option<Discovery>) {
         self.send(NodeEvent::Peer {
             peer,
             connected,

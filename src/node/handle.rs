@@ -2,7 +2,7 @@
 //! answers, and the [`NodeHandle`] the REPL, the CLI and tests hold. Every request is a
 //! [`Command`] to the actor with a `oneshot` for the answer.
 
-use super::events::{Arrival, NodeEvent, TxStatus};
+use super::events::{Numbered, TreeSnapshot, TxStatus};
 use crate::chain::mempool::MempoolLimits;
 use crate::chain::tree::TreeLimits;
 use crate::chain::{
@@ -232,7 +232,7 @@ pub(super) enum Command {
     Tree {
         min_height: u64,
         max: usize,
-        reply: oneshot::Sender<Vec<(Arrival, bool)>>,
+        reply: oneshot::Sender<TreeSnapshot>,
     },
     Shutdown,
 }
@@ -247,7 +247,7 @@ pub struct NodeHandle {
     /// The latest status.
     pub(super) status: watch::Receiver<NodeStatus>,
     /// The event broadcast, to subscribe to.
-    pub(super) events: broadcast::Sender<NodeEvent>,
+    pub(super) events: broadcast::Sender<Numbered>,
     /// Where the HTTP API listens, once it does (for `status`).
     pub(super) http_url: Arc<std::sync::OnceLock<String>>,
     /// The node's and libp2p's metrics.
@@ -272,8 +272,9 @@ impl NodeHandle {
     }
 
     /// Recently arrived blocks at `min_height` or above (best chain and side branches, lowest
-    /// first, at most `max`), each with whether it is on the best chain now.
-    pub async fn tree(&self, min_height: u64, max: usize) -> Result<Vec<(Arrival, bool)>, Stopped> {
+    /// first, at most `max`), each with whether it is on the best chain now; with the tip and
+    /// the number of the last event this reflects (see [`Numbered`]).
+    pub async fn tree(&self, min_height: u64, max: usize) -> Result<TreeSnapshot, Stopped> {
         self.ask(|reply| Command::Tree {
             min_height,
             max,
@@ -282,8 +283,8 @@ impl NodeHandle {
         .await
     }
 
-    /// Events from now on: blocks, tip changes, transfers, peers.
-    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+    /// Events from now on, numbered: blocks, tip changes, transfers, peers.
+    pub fn subscribe(&self) -> broadcast::Receiver<Numbered> {
         self.events.subscribe()
     }
 

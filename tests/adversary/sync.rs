@@ -12,7 +12,7 @@ use gossipchain::chain::{
 };
 use gossipchain::net::protocol::{Bytes, Request, Response, Status};
 use gossipchain::node::BlockState;
-use gossipchain::node::events::NodeEvent;
+use gossipchain::node::events::{NodeEvent, Numbered};
 use gossipchain::testkit::{self, key};
 use libp2p::PeerId;
 use std::time::{Duration, Instant};
@@ -312,9 +312,13 @@ async fn peers_that_lie_over_sync_are_banned() {
             .await
             .unwrap_or_else(|_| panic!("{what}: the honest node never dropped it"));
         match event {
-            Ok(NodeEvent::Peer {
-                peer,
-                connected: false,
+            Ok(Numbered {
+                event:
+                    NodeEvent::Peer {
+                        peer,
+                        connected: false,
+                        ..
+                    },
                 ..
             }) if peer == stranger_id => break,
             Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}

@@ -7,11 +7,26 @@ const $ = (id) => document.getElementById(id);
 
 function setText(id, v) { $(id).textContent = v; }
 
+// Answers may come back in another order than asked, and after events newer than them: only
+// the answer to the latest request of each kind is shown, and the height and tip of a status
+// asked before the latest tip event are not (the event's are newer).
+let tipEvents = 0;
+const latest = {};
+async function fresh(path) {
+  const n = (latest[path] = (latest[path] || 0) + 1);
+  const v = await GC.get(path);
+  return n === latest[path] ? v : null;
+}
+
 async function refreshStatus() {
-  const s = await GC.get("/node/status");
-  setText("height", s.height);
-  setText("tip", GC.short(s.tip, 16));
-  $("tip").title = s.tip;
+  const seen = tipEvents;
+  const s = await fresh("/node/status");
+  if (!s) return;
+  if (seen === tipEvents) {
+    setText("height", s.height);
+    setText("tip", GC.short(s.tip, 16));
+    $("tip").title = s.tip;
+  }
   setText("peers-count", s.peers);
   setText("mempool-count", s.mempool);
   setText("mining", s.mining ? "on" : "off");
@@ -24,7 +39,8 @@ function blockLink(hash, text) {
 }
 
 async function refreshBlocks(newHash) {
-  const list = await GC.get("/blocks");
+  const list = await fresh("/blocks");
+  if (!list) return;
   const tbody = $("blocks").querySelector("tbody");
   tbody.replaceChildren(...list.map((b) => {
     const tr = GC.el("tr", b.id === newHash ? { class: "new" } : {},
@@ -37,7 +53,8 @@ async function refreshBlocks(newHash) {
 }
 
 async function refreshMempool() {
-  const txs = await GC.get("/mempool/txs");
+  const txs = await fresh("/mempool/txs");
+  if (!txs) return;
   const tbody = $("mempool").querySelector("tbody");
   if (!txs.length) {
     tbody.replaceChildren(GC.el("tr", {}, GC.el("td", { colspan: 4, class: "hint", text: "no pending transfers" })));
@@ -51,7 +68,8 @@ async function refreshMempool() {
 }
 
 async function refreshPeers() {
-  const peers = await GC.get("/node/peers");
+  const peers = await fresh("/node/peers");
+  if (!peers) return;
   const tbody = $("peers").querySelector("tbody");
   if (!peers.length) {
     tbody.replaceChildren(GC.el("tr", {}, GC.el("td", { colspan: 4, class: "hint", text: "no peers connected" })));
@@ -67,7 +85,7 @@ async function refreshPeers() {
 function drawTree() { BlockTree.draw($("tree"), (h) => { location.hash = "#/block/" + h; }); }
 
 async function refreshTree() {
-  BlockTree.load(await GC.get("/tree"));
+  await BlockTree.refresh(() => GC.get("/tree"));
   drawTree();
 }
 
@@ -202,12 +220,14 @@ function soon(fn) {
 }
 
 GC.events({
-  hello: () => refreshAll(),
-  block: (b) => { BlockTree.add(b); drawTree(); },
-  tip: (t) => {
+  hello: () => { BlockTree.reset(); refreshAll(); },
+  block: (b, seq) => { BlockTree.onEvent("block", b, seq); drawTree(); },
+  tip: (t, seq) => {
+    tipEvents++;
     setText("height", t.height);
     setText("tip", GC.short(t.hash, 16));
-    BlockTree.onTip(t);
+    $("tip").title = t.hash;
+    BlockTree.onEvent("tip", t, seq);
     drawTree();
     if (t.reorg_depth > 0) {
       $("reorgs").prepend(GC.el("li", {

@@ -64,13 +64,14 @@ const GC = (() => {
     show(id, e instanceof ApiError ? `${e.code}: ${e.message}` : String(e), "err");
   }
 
-  // Opens the event stream; calls handlers[name](data) for each event, and onState(live).
+  // Opens the event stream; calls handlers[name](data, seq) for each event (seq: the event's
+  // number, its SSE id), and onState(live).
   function events(handlers, onState) {
     const src = new EventSource("/events");
     src.onopen = () => onState(true);
     src.onerror = () => onState(false);
     for (const [name, fn] of Object.entries(handlers)) {
-      src.addEventListener(name, (ev) => fn(JSON.parse(ev.data)));
+      src.addEventListener(name, (ev) => fn(JSON.parse(ev.data), Number(ev.lastEventId)));
     }
     return src;
   }
