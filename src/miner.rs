@@ -107,27 +107,33 @@ pub fn solve_with(header: &Header, threads: usize, cancel: &AtomicBool, backend:
     // Thread i starts at i * (2^64 / threads): the slices never meet before 2^64 / threads
     // nonces, far more than any difficulty this chain accepts needs on average.
     let stride = u64::MAX / threads;
-    std::thread::scope(|s| {
-        for i in 0..threads {
-            let (mid, found, winner, hashes) = (&mid, &found, &winner, &hashes);
-            s.spawn(move || {
-                let mut nonce = i.wrapping_mul(stride);
-                let mut tried = 0;
-                while !found.load(Ordering::Relaxed) && !cancel.load(Ordering::Relaxed) {
-                    if let Some(n) = search(mid, backend, target, bound, nonce, CHUNK) {
-                        tried += n.wrapping_sub(nonce) + 1;
-                        if !found.swap(true, Ordering::AcqRel) {
-                            winner.store(n, Ordering::Release);
-                        }
-                        break;
-                    }
-                    tried += CHUNK;
-                    nonce = nonce.wrapping_add(CHUNK);
+    let slice = |i: u64| {
+        let mut nonce = i.wrapping_mul(stride);
+        let mut tried = 0;
+        while !found.load(Ordering::Relaxed) && !cancel.load(Ordering::Relaxed) {
+            if let Some(n) = search(&mid, backend, target, bound, nonce, CHUNK) {
+                tried += n.wrapping_sub(nonce) + 1;
+                if !found.swap(true, Ordering::AcqRel) {
+                    winner.store(n, Ordering::Release);
                 }
-                hashes.fetch_add(tried, Ordering::Relaxed);
-            });
+                break;
+            }
+            tried += CHUNK;
+            nonce = nonce.wrapping_add(CHUNK);
         }
-    });
+        hashes.fetch_add(tried, Ordering::Relaxed);
+    };
+    if threads == 1 {
+        // On the caller's thread: at low difficulty a thread's start would cost as much as
+        // the search.
+        slice(0);
+    } else {
+        std::thread::scope(|s| {
+            for i in 0..threads {
+                s.spawn(move || slice(i));
+            }
+        });
+    }
     if found.load(Ordering::Acquire) {
         let mut solved = *header;
         solved.nonce = winner.load(Ordering::Acquire);

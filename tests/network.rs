@@ -153,3 +153,25 @@ async fn partitioned_groups_converge_on_the_most_work_chain_and_lose_no_transact
         n.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mine_n_yields_n_blocks_in_a_row_then_ends() {
+    let mut node = start(&[]).await;
+    let start_tip = node.status().tip;
+    let start_height = node.status().height;
+    let mut blocks = node.handle.mine(3).await.unwrap();
+    let mut parent = start_tip;
+    for i in 1..=3 {
+        let info = blocks.recv().await.expect("a block").expect("mined");
+        assert_eq!(info.block.header.height, start_height + i);
+        assert_eq!(info.block.header.prev_hash, parent);
+        assert!(info.on_best_chain);
+        parent = info.hash;
+    }
+    // Served: the node drops its end of the stream.
+    assert!(blocks.recv().await.is_none());
+    node.wait("the third block as tip", |s| s.tip == parent)
+        .await;
+    assert!(node.handle.mine(0).await.unwrap().recv().await.is_none());
+    node.stop().await;
+}

@@ -7,7 +7,7 @@ use super::auth::Authorized;
 use super::error::{ApiError, ApiJson, clip};
 use super::views::BlockSummary;
 use crate::chain::Address;
-use crate::node::SendError;
+use crate::node::{SendError, Stopped};
 use axum::Json;
 use axum::extract::State;
 use libp2p::Multiaddr;
@@ -83,8 +83,9 @@ pub async fn mine(
                 ));
             }
             let mut blocks = Vec::new();
+            let mut mined = s.node.mine(n).await?;
             for _ in 0..n {
-                match s.node.mine_one().await? {
+                match mined.recv().await.ok_or(Stopped)? {
                     Ok(info) => blocks.push(BlockSummary::of(&info)),
                     Err(e) => {
                         return Err(ApiError::new(

@@ -3,6 +3,7 @@
 
 use super::events::{TreeSnapshot, TxStatus};
 use super::handle::Command;
+use super::mining::MineWaiter;
 use super::{BlockId, BlockInfo, BlockState, Node};
 use crate::chain::{CheckedBlock, Outcome};
 use crate::net::Topic;
@@ -69,8 +70,8 @@ impl Node {
             Command::Mempool { reply } => {
                 let _ = reply.send(self.mempool.by_fee());
             }
-            Command::MineOne { reply } => {
-                self.mine_waiters.push(reply);
+            Command::Mine { n, blocks } => {
+                self.mine_waiters.push_back(MineWaiter { left: n, blocks });
             }
             Command::SetMining { on } => self.set_mining(on),
             Command::Sync { reply } => {

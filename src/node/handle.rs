@@ -80,6 +80,9 @@ pub enum NodeError {
     /// The network failed to start.
     #[error(transparent)]
     Net(#[from] net::NetError),
+    /// The system refused a thread for the miner.
+    #[error("cannot start the miner thread: {0}")]
+    MinerThread(std::io::Error),
 }
 
 /// A snapshot of the node for `status` and for waiting on progress.
@@ -216,8 +219,9 @@ pub(super) enum Command {
     Mempool {
         reply: oneshot::Sender<Vec<(Txid, Transfer)>>,
     },
-    MineOne {
-        reply: oneshot::Sender<Result<BlockInfo, String>>,
+    Mine {
+        n: u64,
+        blocks: mpsc::UnboundedSender<Result<BlockInfo, String>>,
     },
     SetMining {
         on: bool,
@@ -389,7 +393,25 @@ impl NodeHandle {
     /// Mines one block on the current tip (restarting if the tip moves) and returns it once
     /// accepted.
     pub async fn mine_one(&self) -> Result<Result<BlockInfo, String>, Stopped> {
-        self.ask(|reply| Command::MineOne { reply }).await
+        self.mine(1).await?.recv().await.ok_or(Stopped)
+    }
+
+    /// Mines `n` blocks one after the other, each on the tip the one before made, and yields
+    /// each once accepted: the next search starts as soon as a block is accepted, with no
+    /// round trip to the caller in between. An error (the node stopping) ends the stream.
+    /// Dropping the receiver stops the search after the block in progress.
+    pub async fn mine(
+        &self,
+        n: u64,
+    ) -> Result<mpsc::UnboundedReceiver<Result<BlockInfo, String>>, Stopped> {
+        let (blocks, rx) = mpsc::unbounded_channel();
+        if n > 0 {
+            self.tx
+                .send(Command::Mine { n, blocks })
+                .await
+                .map_err(|_| Stopped)?;
+        }
+        Ok(rx)
     }
 
     /// Turns continuous mining on or off.

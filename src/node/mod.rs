@@ -41,13 +41,13 @@ use crate::wallet::{self, Wallet};
 use events::Watch;
 use handle::Command;
 use libp2p::{PeerId, identity};
-use mining::{Job, MinedResult};
+use mining::{Job, MineWaiter, MinedResult, MinerThread};
 use persist::{Batch, Persister};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use sync::{SyncDriver, VerifiedPage};
 use sync_machine::{Event as SyncEvent, SyncConfig};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// The actor's state.
@@ -77,8 +77,10 @@ struct Node {
     mining: bool,
     job: Option<Job>,
     next_job: u64,
-    mine_waiters: Vec<oneshot::Sender<Result<BlockInfo, String>>>,
-    mined_tx: mpsc::Sender<MinedResult>,
+    /// Who waits for blocks of this node's miner, first served first.
+    mine_waiters: std::collections::VecDeque<MineWaiter>,
+    /// Runs the mining jobs.
+    miner: MinerThread,
     /// Where sync pages checked off the actor come back.
     verified_tx: mpsc::Sender<VerifiedPage>,
     /// Events for watchers, block arrivals and the txid index.
@@ -157,6 +159,7 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
     let (status_tx, status_rx) = watch::channel(status);
     let (cmd_tx, cmd_rx) = mpsc::channel(256);
     let (mined_tx, mined_rx) = mpsc::channel(4);
+    let miner = MinerThread::spawn(mined_tx).map_err(NodeError::MinerThread)?;
     let sync = SyncDriver::new(
         SyncConfig {
             request_timeout: config.net.behaviour.request_timeout,
@@ -189,8 +192,8 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
         tip_change: None,
         job: None,
         next_job: 0,
-        mine_waiters: Vec::new(),
-        mined_tx,
+        mine_waiters: std::collections::VecDeque::new(),
+        miner,
         verified_tx,
         metrics: metrics.clone(),
     };
@@ -244,7 +247,7 @@ impl Node {
             job.cancel();
         }
         for waiter in self.mine_waiters.drain(..) {
-            let _ = waiter.send(Err("the node is shutting down".into()));
+            let _ = waiter.blocks.send(Err("the node is shutting down".into()));
         }
         let last = self.take_batch();
         self.net.shutdown();

@@ -56,8 +56,9 @@ pub async fn execute(cmd: Cmd, node: &NodeHandle) -> Result<Output, Stopped> {
         Cmd::Mempool => render::mempool(&node.mempool().await?),
         Cmd::Mine(n) => {
             let mut lines = Vec::new();
+            let mut blocks = node.mine(n).await?;
             for _ in 0..n {
-                match node.mine_one().await? {
+                match blocks.recv().await.ok_or(Stopped)? {
                     // Printed as each block is found, not after the last.
                     Ok(info) => println!("mined {}", render::block_line(&info)),
                     Err(e) => {
