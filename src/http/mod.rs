@@ -272,7 +272,7 @@ fn cors_layer(origins: &[String]) -> Result<Option<CorsLayer>, HttpError> {
 }
 
 /// How much lower than the node's threads the server's thread runs (its nice value, Linux).
-pub const HTTP_NICE: i32 = 10;
+pub const HTTP_NICE: i32 = 5;
 
 /// Lowers the calling thread's CPU priority by [`HTTP_NICE`] (on Linux a nice value belongs to
 /// one thread): when the CPU is short, the node's threads (gossip, validation, the actor) win
