@@ -23,8 +23,10 @@ use std::time::{Duration, Instant};
 const SIZES: [u64; 3] = [1_000, 100_000, 1_000_000];
 /// Blocks per store commit while building.
 const BUILD_BATCH: u64 = 20_000;
-/// Samples of each latency.
+/// Samples of each latency in a round.
 const SAMPLES: usize = 300;
+/// Rounds of the side-by-side comparison.
+const ROUNDS: u64 = 7;
 
 /// Appends blocks until the store holds `to`; returns the new tip's header.
 fn grow(store: &Store, params: &ChainParams, mut parent: Header, to: u64) -> Header {
@@ -57,7 +59,7 @@ fn grow(store: &Store, params: &ChainParams, mut parent: Header, to: u64) -> Hea
                 CheckedBlock::check(Arc::new(block), hash, None, params).expect("a valid block");
             batch.push(Arc::new(checked));
         }
-        let tip = batch.last().expect("a block").hash();
+        let tip = batch.last().expect("a block").key();
         store.commit(&batch, &[], tip).expect("commit");
     }
     parent
@@ -154,8 +156,11 @@ fn median_us(mut f: impl FnMut()) -> f64 {
     times[times.len() / 2]
 }
 
-/// Latencies on a loaded chain: (block by random height, chain 10, GetBlocks page), µs.
-fn latencies(chain: &ChainState, seed: u64) -> (f64, f64, f64) {
+/// What [`latencies`] measures, in its order.
+const MEASURED: [&str; 3] = ["block by height", "chain 10", "GetBlocks page (512)"];
+
+/// Latencies on a loaded chain: block by random height, chain 10, GetBlocks page, µs.
+fn latencies(chain: &ChainState, seed: u64) -> [f64; 3] {
     let top = chain.height();
     let mut rng = Rng(seed);
     let block = median_us(|| {
@@ -172,7 +177,7 @@ fn latencies(chain: &ChainState, seed: u64) -> (f64, f64, f64) {
         let page = blocks_after(chain, &locator, 512).expect("a page");
         assert!(!page.is_empty());
     });
-    (block, chain10, page)
+    [block, chain10, page]
 }
 
 fn main() {
@@ -214,9 +219,9 @@ fn main() {
             ready.as_secs_f64() * 1000.0,
             rss as f64 / 1024.0,
             load.as_secs_f64() * 1000.0,
-            lat.0,
-            lat.1,
-            lat.2
+            lat[0],
+            lat[1],
+            lat[2]
         );
         rows.push((n, ready, rss, lat));
     }
@@ -248,21 +253,33 @@ fn main() {
         let s_chain = s_store.1.load_chain(TreeLimits::default()).expect("load");
         let b_store = Store::open(&path, &params).expect("store");
         let b_chain = b_store.load_chain(TreeLimits::default()).expect("load");
-        let (mut s, mut b) = ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0));
-        for round in 0..5u64 {
-            let x = latencies(&s_chain, round);
-            let y = latencies(&b_chain, round);
-            s = (s.0 + x.0, s.1 + x.1, s.2 + x.2);
-            b = (b.0 + y.0, b.1 + y.1, b.2 + y.2);
+        // Both stores opened and loaded the same way in this process, one warm-up round of
+        // each thrown away, then rounds alternating between them; each figure is the median
+        // over rounds of the per-round medians.
+        let _ = (latencies(&s_chain, 99), latencies(&b_chain, 99));
+        let (mut s, mut b) = (Vec::new(), Vec::new());
+        for round in 0..ROUNDS {
+            s.push(latencies(&s_chain, round));
+            b.push(latencies(&b_chain, round));
         }
+        let med = |v: &[[f64; 3]], i: usize| {
+            let mut x: Vec<f64> = v.iter().map(|r| r[i]).collect();
+            x.sort_by(f64::total_cmp);
+            x[x.len() / 2]
+        };
         println!(
-            "  {} vs {} blocks, interleaved (ratio, target <= 2): block by height {:.2}x, \
-             chain 10 {:.2}x, GetBlocks page {:.2}x",
-            big.0,
-            small.0,
-            b.0 / s.0,
-            b.1 / s.1,
-            b.2 / s.2
+            "  {} vs {} blocks, side by side ({ROUNDS} alternating rounds of {SAMPLES} samples, \
+             medians), target ratio <= 2:",
+            big.0, small.0
         );
+        for (i, name) in MEASURED.iter().enumerate() {
+            let (x, y) = (med(&s, i), med(&b, i));
+            println!(
+                "    {name:<21} {x:>8.1} µs at {} vs {y:>8.1} µs at {}: {:.2}x",
+                small.0,
+                big.0,
+                y / x
+            );
+        }
     }
 }

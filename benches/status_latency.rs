@@ -84,7 +84,7 @@ fn main() {
     let dir = TempDir::new().expect("temp dir");
     {
         let store = Store::open(&dir.path().join("blocks.redb"), &params).expect("store");
-        let tip = blocks.last().expect("blocks").hash();
+        let tip = blocks.last().expect("blocks").key();
         store.commit(&blocks, &[], tip).expect("store commit");
     }
     println!(

@@ -102,7 +102,7 @@ fn preload(dir: &Path, params: &ChainParams, blocks: &[Arc<Block>]) {
                 Arc::new(checked)
             })
             .collect();
-        let tip = rows.last().expect("non-empty batch").hash();
+        let tip = rows.last().expect("non-empty batch").key();
         store.commit(&rows, &[], tip).expect("store commit");
     }
 }

@@ -4,7 +4,9 @@
 
 use ed25519_zebra::SigningKey;
 use gossipchain::chain::tree::TreeLimits;
-use gossipchain::chain::{Address, Block, BlockHash, ChainParams, ChainState, Outcome, Transfer};
+use gossipchain::chain::{
+    Address, Block, BlockHash, BlockKey, ChainParams, ChainState, Outcome, Transfer,
+};
 use gossipchain::store::{Store, StoreError};
 use gossipchain::testkit::{self, NOW, block_on, key};
 use std::collections::HashMap;
@@ -153,9 +155,10 @@ fn process_and_commit(store: &Store, chain: &mut ChainState, block: Block) -> Bl
     let processed = chain
         .process_block(Arc::new(block), NOW)
         .expect("the builder makes valid blocks");
-    let rejected: Vec<BlockHash> = processed.rejected.iter().map(|(h, _)| *h).collect();
+    // What the tree dropped (as a node hands it to the store).
+    let rejected = chain.take_dropped();
     store
-        .commit(&processed.accepted, &rejected, chain.tip())
+        .commit(&processed.accepted, &rejected, chain.tip_key())
         .expect("commit");
     hash
 }
@@ -648,9 +651,16 @@ fn commit_deletes_rejected_blocks() {
     assert_eq!(chain.tip(), tip);
     assert_eq!(store.block_count().expect("count"), 4);
 
-    // Deleting one stored block, and one never stored (a no-op), keeps the index consistent.
+    // Deleting one stored block, and ones never stored (a no-op: another hash, or the stored
+    // block's hash at another height), keeps the index consistent.
+    let never = [
+        BlockKey::new(2, BlockHash([7; 32])),
+        BlockKey::new(3, side_hash),
+    ];
+    store.commit(&[], &never, chain.tip_key()).expect("commit");
+    assert_eq!(store.block_count().expect("count"), 4);
     store
-        .commit(&[], &[side_hash, BlockHash([7; 32])], tip)
+        .commit(&[], &[BlockKey::new(2, side_hash)], chain.tip_key())
         .expect("commit");
     assert_eq!(store.block_count().expect("count"), 3);
     let stored = store.blocks().expect("blocks");
@@ -698,11 +708,11 @@ fn a_stored_side_branch_found_invalid_by_a_reorganisation_is_deleted() {
         .process_block(Arc::new(s3), NOW)
         .expect("s3 itself is accepted");
     assert_eq!(chain.tip(), tip);
-    let rejected: Vec<BlockHash> = processed.rejected.iter().map(|(h, _)| *h).collect();
-    assert!(rejected.contains(&s2_hash), "{rejected:?}");
+    let rejected = chain.take_dropped();
+    assert!(rejected.iter().any(|k| k.hash == s2_hash), "{rejected:?}");
     assert!(processed.accepted.is_empty(), "s3 was dropped again");
     store
-        .commit(&processed.accepted, &rejected, chain.tip())
+        .commit(&processed.accepted, &rejected, chain.tip_key())
         .expect("commit");
 
     assert_eq!(store.block_count().expect("count"), 3);
@@ -778,7 +788,7 @@ fn side_branches_and_the_tie_rule_survive_a_restart() {
 
 #[test]
 fn a_block_without_its_parent_or_an_unknown_tip_is_refused_at_commit() {
-    use gossipchain::chain::{Address, BlockHash, ChainState};
+    use gossipchain::chain::{Address, BlockHash, BlockKey, ChainState};
     use gossipchain::store::{Store, StoreError};
     use gossipchain::testkit;
     let params = testkit::params();
@@ -789,7 +799,7 @@ fn a_block_without_its_parent_or_an_unknown_tip_is_refused_at_commit() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("a.redb"), &params).unwrap();
     let err = store
-        .commit(std::slice::from_ref(&third), &[], third.hash())
+        .commit(std::slice::from_ref(&third), &[], third.key())
         .expect_err("a block without its parent is refused");
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains("has no stored parent"), "{err}");
@@ -799,7 +809,7 @@ fn a_block_without_its_parent_or_an_unknown_tip_is_refused_at_commit() {
 
     let store = Store::open(&dir.path().join("b.redb"), &params).unwrap();
     let err = store
-        .commit(&[], &[], BlockHash([9; 32]))
+        .commit(&[], &[], BlockKey::new(1, BlockHash([9; 32])))
         .expect_err("an unknown tip is refused");
     assert!(err.to_string().contains("is not stored"), "{err}");
     assert_eq!(store.tip().unwrap(), None);
@@ -897,6 +907,95 @@ fn a_store_of_the_former_format_is_migrated_on_open_and_nothing_is_lost() {
             2
         );
     }
+}
+
+/// Rewrites a store of the current format in schema 3's: bodies by hash alone (`blocks`), the
+/// tip without its height.
+fn downgrade_to_schema_3(path: &Path) {
+    use redb::{Database, ReadableTable, TableDefinition};
+    const BODIES: TableDefinition<(u64, &[u8; 32]), &[u8]> = TableDefinition::new("bodies");
+    const BLOCKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("blocks");
+    const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+    let db = Database::create(path).expect("open");
+    let tx = db.begin_write().expect("write");
+    {
+        let bodies = tx.open_table(BODIES).expect("bodies");
+        let mut blocks = tx.open_table(BLOCKS).expect("blocks");
+        for row in bodies.iter().expect("iterate") {
+            let (k, v) = row.expect("row");
+            blocks.insert(k.value().1, v.value()).expect("insert");
+        }
+        let mut meta = tx.open_table(META).expect("meta");
+        meta.remove("tip_height").expect("tip height");
+        meta.insert("schema", [3u8].as_slice()).expect("schema");
+    }
+    tx.delete_table(BODIES).expect("delete bodies");
+    tx.commit().expect("commit");
+}
+
+#[test]
+fn a_store_of_schema_3_gets_its_bodies_rekeyed_by_height_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let params = testkit::params();
+    let chain = build_store(dir.path(), &params, 150, 33);
+    let blocks = open(dir.path(), &params).blocks().expect("blocks");
+    assert!(blocks.len() > chain.height() as usize, "side branches too");
+    downgrade_to_schema_3(&db_path(dir.path()));
+
+    let store = open(dir.path(), &params);
+    let migrated = load_and_check(&store, &params);
+    assert_eq!(migrated.tip(), chain.tip());
+    assert_eq!(migrated.ledger(), chain.ledger());
+    assert_eq!(migrated.block_count(), chain.block_count());
+    assert_eq!(store.blocks().expect("blocks"), blocks);
+    // Blocks are read back by height, one at a time and as a page.
+    for h in [1, chain.height() / 2, chain.height()] {
+        assert_eq!(migrated.checked_at(h).map(|b| b.hash()), chain.hash_at(h));
+    }
+    let page = migrated.wires_from(1, chain.height(), usize::MAX);
+    assert_eq!(page.len() as u64, chain.height());
+    for (i, wire) in page.iter().enumerate() {
+        assert_eq!(Some(wire.clone()), chain.wire_at(i as u64 + 1));
+    }
+    // The migrated store keeps working: a block more, and a restart.
+    let mut migrated = migrated;
+    let next = testkit::next_block(&migrated, &[], Address::of(&key(5)));
+    process_and_commit(&store, &mut migrated, next);
+    let tip = migrated.tip();
+    // The chain reads through the store: both close before it reopens.
+    drop((migrated, store));
+    let store = open(dir.path(), &params);
+    assert_eq!(load_and_check(&store, &params).tip(), tip);
+}
+
+#[test]
+fn a_page_of_stored_blocks_stops_at_its_byte_budget_and_steps_over_side_branches() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let params = testkit::params();
+    // Side branches at many heights, interleaved with the best chain in the store's key order.
+    let built = build_store(dir.path(), &params, 120, 7);
+    assert!(built.block_count() > built.height() as usize + 3);
+    let store = open(dir.path(), &params);
+    // Loaded afresh: no body in memory, every one read from the store.
+    let chain = load(&store);
+    assert_eq!(chain.bodies_in_memory(), 0);
+    let top = chain.height();
+    let all = chain.wires_from(1, top, usize::MAX);
+    assert_eq!(all.len() as u64, top);
+    for (i, wire) in all.iter().enumerate() {
+        let h = i as u64 + 1;
+        assert_eq!(Some(wire.clone()), built.wire_at(h), "height {h}");
+    }
+    // A budget of three blocks' bytes gives three, and a budget below one block gives one.
+    let three: usize = all[4..7].iter().map(Vec::len).sum();
+    assert_eq!(chain.wires_from(5, top, three), all[4..7].to_vec());
+    assert_eq!(chain.wires_from(5, top, 1), all[4..5].to_vec());
+    // Past the tip, nothing; up to it, what is there.
+    assert!(chain.wires_from(top + 1, 10, usize::MAX).is_empty());
+    assert_eq!(
+        chain.wires_from(top - 1, 10, usize::MAX),
+        all[top as usize - 2..].to_vec()
+    );
 }
 
 #[test]

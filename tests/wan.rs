@@ -8,9 +8,13 @@
 
 #[path = "binary/mod.rs"]
 mod binary;
+#[path = "lan/delay.rs"]
+mod delay;
 #[path = "lan/harness.rs"]
 mod harness;
 
+use binary::log_time;
+use delay::{DelayLine, Impairment};
 use harness::*;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -28,8 +32,10 @@ const NET_WAIT: Duration = Duration::from_secs(60);
 /// Three subnets 10.77.10x.0/24 with a router at .1 of each; hosts at .11, .12, ...
 struct Wan {
     nodes: Vec<Node>,
+    /// A slow router, if any (stopped before the namespaces go).
+    slow: Option<DelayLine>,
     /// The namespaces (dropped after the nodes).
-    _lan: Lan,
+    lan: Lan,
     hosts: Vec<Host>,
     dirs: Vec<TempDir>,
 }
@@ -68,7 +74,8 @@ impl Wan {
         }
         Self {
             nodes: Vec::new(),
-            _lan: lan,
+            slow: None,
+            lan,
             hosts,
             dirs,
         }
@@ -76,12 +83,18 @@ impl Wan {
 
     /// Starts host `i`'s node, told only the bootnode (host 0) unless it is the bootnode.
     fn start(&mut self, i: usize) {
+        self.start_with(i, &[]);
+    }
+
+    /// [`Wan::start`] with more arguments.
+    fn start_with(&mut self, i: usize, more: &[&str]) {
         let boot = format!("/ip4/{}/tcp/4001", self.hosts[0].ip);
-        let extra: Vec<&str> = if i == 0 {
+        let mut extra: Vec<&str> = if i == 0 {
             vec![]
         } else {
             vec!["--peer", &boot]
         };
+        extra.extend_from_slice(more);
         let args = lan_args(self.dirs[i].path(), DIFFICULTY, &extra);
         let node = Node::spawn(&self.hosts[i].name, &self.hosts[i], &args, &[]);
         assert_eq!(self.nodes.len(), i, "start in order");
@@ -223,6 +236,130 @@ fn wan_twelve_nodes_three_subnets_one_bootnode_kademlia() {
             t_spread.as_secs_f64(),
             MIN_PEERS - 1,
             t_after.as_secs_f64(),
+        ),
+    );
+}
+
+/// Milliseconds from a block's acceptance on `origin` to its acceptance on the last of `live`,
+/// from the node logs (one clock).
+fn spread_ms(wan: &mut Wan, live: &[usize], origin: usize, hash: &str) -> Option<f64> {
+    let pat = format!("block={}", &hash[..16]);
+    let mut accepted = |i: usize| {
+        wan.nodes[i]
+            .logs(|l| l.contains("block accepted") && l.contains(&pat))
+            .first()
+            .and_then(|l| log_time(l))
+    };
+    let t0 = accepted(origin)?;
+    let mut latest = t0;
+    for &i in live {
+        latest = latest.max(accepted(i)?);
+    }
+    Some((latest - t0) * 1000.0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Blocks mined one at a time on one node, then a long chain, then a late joiner.
+const NETEM_BLOCKS: usize = 20;
+const LATE_CHAIN: u64 = 2000;
+
+/// The slow router: what netem's `delay 50ms 10ms loss 1%` does, for each packet crossing
+/// subnets (see tests/lan/delay.rs).
+const SLOW: Impairment = Impairment {
+    delay: Duration::from_millis(50),
+    jitter: Duration::from_millis(10),
+    loss_per_10k: 100,
+};
+
+/// The same three subnets with 50 ms ± 10 ms delay and 1 % loss for every packet the router
+/// forwards (each packet crossing subnets passes it once): block propagation to all and a late
+/// joiner's sync across the router.
+#[test]
+fn wan_netem_propagation_and_late_joiner() {
+    const T: &str = "wan-netem";
+    if !lan_or_skip(T, &["sysctl"]) {
+        return;
+    }
+    let _serial = serial();
+    let mut wan = Wan::new("wannetem");
+    let router = wan.lan.router_ns("router");
+    let links: Vec<String> = (0..SUBNETS).map(|i| format!("eth{i}")).collect();
+    let links: Vec<&str> = links.iter().map(String::as_str).collect();
+    wan.slow = Some(DelayLine::start(&router, &links, SLOW));
+    let n = wan.hosts.len();
+    // The last host of the third subnet joins late.
+    let late = n - 1;
+    for i in 0..late {
+        wan.start(i);
+    }
+    let early: Vec<usize> = (0..late).collect();
+    let found = wait_discovery(&mut wan, &early, "discovery across a slow router");
+    // One block at a time from the second subnet: each must cross the router.
+    let origin = PER_SUBNET;
+    let mut spreads = Vec::new();
+    for _ in 0..NETEM_BLOCKS {
+        let b = wan.nodes[origin].mine(1, NET_WAIT).remove(0);
+        wait_tip(&mut wan.nodes, &b.hash, "the block everywhere", NET_WAIT);
+        if let Some(ms) = spread_ms(&mut wan, &early, origin, &b.hash) {
+            spreads.push(ms);
+        }
+    }
+    assert!(
+        spreads.len() >= NETEM_BLOCKS / 2,
+        "too few spreads measured: {spreads:?}"
+    );
+    spreads.sort_by(f64::total_cmp);
+    // A long chain, then the late joiner (told only the bootnode, on another subnet).
+    let mut tip = String::new();
+    let mut left = LATE_CHAIN;
+    while left > 0 {
+        let k = left.min(100);
+        tip = wan.nodes[origin].mine(k, NET_WAIT).pop().unwrap().hash;
+        left -= k;
+    }
+    wait_tip(&mut wan.nodes, &tip, "the long chain everywhere", NET_WAIT);
+    let height = wan.nodes[origin].height();
+    // Neither mDNS (it would find its own subnet's nodes) nor Kademlia: it syncs from the
+    // bootnode alone, across the router. Timed from its start.
+    let t_join = Instant::now();
+    wan.start_with(late, &["--no-mdns", "--no-kad"]);
+    wait_until("the late joiner on the tip", NET_WAIT, || {
+        let (h, t) = wan.nodes[late].head();
+        if t == tip {
+            Ok(())
+        } else {
+            Err(format!("#{h}"))
+        }
+    });
+    let joined = t_join.elapsed();
+    for i in 0..n {
+        wan.nodes[i].quit();
+    }
+    let (forwarded, dropped) = wan.slow.as_ref().expect("the slow router").counts();
+    assert!(
+        dropped > 0 && forwarded > 100 * dropped / 2,
+        "{forwarded} late, {dropped} lost"
+    );
+    figure(
+        T,
+        &format!(
+            "12 nodes on 3 subnets, 50 ms ± 10 ms and 1 % loss per packet through the router \
+             ({forwarded} packets forwarded late, {dropped} dropped): discovery {:.2} s; {} \
+             blocks mined one by one on s2h1 reached all 11 in p50 {:.0} ms, p99 {:.0} ms (max \
+             {:.0} ms); a late joiner on s3 (no mDNS, no Kademlia: only the bootnode, across the router) \
+             synced {height} blocks in {:.2} s \
+             ({:.0} blocks/s)",
+            found.as_secs_f64(),
+            spreads.len(),
+            percentile(&spreads, 0.5),
+            percentile(&spreads, 0.99),
+            spreads[spreads.len() - 1],
+            joined.as_secs_f64(),
+            height as f64 / joined.as_secs_f64().max(1e-3),
         ),
     );
 }

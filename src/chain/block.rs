@@ -71,6 +71,23 @@ impl Header {
     }
 }
 
+/// A block named by its height and hash: the key the store files a block under (blocks of one
+/// height sit together, in height order), and what deleting or finding a stored block needs.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct BlockKey {
+    /// The block's height.
+    pub height: u64,
+    /// The block's hash.
+    pub hash: BlockHash,
+}
+
+impl BlockKey {
+    /// The id of the block at `height` with `hash`.
+    pub fn new(height: u64, hash: BlockHash) -> Self {
+        Self { height, hash }
+    }
+}
+
 /// A header and its transactions, coinbase first.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Block {

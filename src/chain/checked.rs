@@ -3,7 +3,7 @@
 //! instead of hashing or encoding the block again, and a `GetBlocks` answer serves the bytes as
 //! they came.
 
-use super::block::Block;
+use super::block::{Block, BlockKey};
 use super::hash::{BlockHash, ChainId, Txid};
 use super::params::ChainParams;
 use super::validate::{self, ValidationError};
@@ -117,6 +117,11 @@ impl CheckedBlock {
     /// The height in the header.
     pub fn height(&self) -> u64 {
         self.block.header.height
+    }
+
+    /// The height and hash.
+    pub fn key(&self) -> BlockKey {
+        BlockKey::new(self.height(), self.hash)
     }
 }
 

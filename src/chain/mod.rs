@@ -31,7 +31,7 @@ pub mod tree;
 pub mod tx;
 pub mod validate;
 
-pub use block::{Block, Header};
+pub use block::{Block, BlockKey, Header};
 pub use checked::CheckedBlock;
 pub use hash::{BlockHash, ChainId, TxRoot, Txid};
 pub use ledger::{Account, Ledger};

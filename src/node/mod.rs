@@ -31,7 +31,8 @@ pub use handle::{
 
 use crate::chain::pace::ChainPace;
 use crate::chain::{
-    Block, BlockHash, ChainState, CheckedBlock, Mempool, Processed, TipChange, ValidationError,
+    Block, BlockHash, BlockKey, ChainState, CheckedBlock, Mempool, Processed, TipChange,
+    ValidationError,
 };
 use crate::metrics::{Metrics, Origin};
 use crate::net::protocol::Status;
@@ -66,7 +67,7 @@ struct Node {
     /// Blocks accepted but not yet committed, parents first.
     unsaved: Vec<Arc<CheckedBlock>>,
     /// Stored blocks found invalid, to delete at the next commit.
-    unsaved_rejected: Vec<BlockHash>,
+    unsaved_rejected: Vec<BlockKey>,
     /// Whether the tip changed since the last commit.
     tip_dirty: bool,
     /// The store writer's queue was full at the last flush: retry soon.
@@ -382,7 +383,7 @@ impl Node {
         Some(Batch {
             accepted: std::mem::take(&mut self.unsaved),
             rejected: std::mem::take(&mut self.unsaved_rejected),
-            tip: self.chain.tip(),
+            tip: self.chain.tip_key(),
             generation: self.chain.next_generation(),
         })
     }

@@ -4,7 +4,7 @@
 //! into the next one. A crash can lose only the batches not yet committed: blocks the node
 //! re-downloads from its peers; what was committed is never lost.
 
-use crate::chain::{BlockHash, CheckedBlock};
+use crate::chain::{BlockKey, CheckedBlock};
 use crate::store::Store;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,9 +17,9 @@ pub struct Batch {
     /// Blocks accepted as valid, parents first.
     pub accepted: Vec<Arc<CheckedBlock>>,
     /// Stored blocks found invalid.
-    pub rejected: Vec<BlockHash>,
+    pub rejected: Vec<BlockKey>,
     /// The best tip after the change.
-    pub tip: BlockHash,
+    pub tip: BlockKey,
     /// The chain state's generation this batch ends ([`crate::chain::ChainState::next_generation`]):
     /// once committed, what the tree made up to it can be read back from the store.
     pub generation: u64,

@@ -106,19 +106,13 @@ pub fn blocks_after(
     let fork = locator.iter().find(|h| chain.is_active(h))?;
     let start = chain.header(fork)?.height + 1;
     let max = max.min(protocol::MAX_BLOCKS_PER_RESPONSE) as u64;
-    let mut out = Vec::new();
-    let mut bytes = 0;
-    for height in start..start.saturating_add(max) {
-        let Some(wire) = chain.wire_at(height) else {
-            break;
-        };
-        if !out.is_empty() && bytes + wire.len() > protocol::RESPONSE_BLOCK_BYTES {
-            break;
-        }
-        bytes += wire.len();
-        out.push(protocol::Bytes(wire));
-    }
-    Some(out)
+    Some(
+        chain
+            .wires_from(start, max, protocol::RESPONSE_BLOCK_BYTES)
+            .into_iter()
+            .map(protocol::Bytes)
+            .collect(),
+    )
 }
 
 impl Node {

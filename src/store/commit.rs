@@ -2,20 +2,22 @@
 //! ledger moved to that tip, all in one transaction.
 
 use super::{
-    ACCOUNTS, BLOCKS, INDEX, META, Store, StoreError, TXIDS, UNDO, catch_panic, decode_record,
+    ACCOUNTS, BODIES, INDEX, META, Store, StoreError, TXIDS, UNDO, catch_panic, decode_record,
     decode_undo, encode_record,
 };
 use crate::chain::ledger::Undo;
 use crate::chain::target::Target;
 use crate::chain::tree::HeaderRecord;
-use crate::chain::{Account, Address, Block, BlockHash, CheckedBlock, Ledger, Transaction, Txid};
+use crate::chain::{
+    Account, Address, Block, BlockHash, BlockKey, CheckedBlock, Ledger, Transaction, Txid,
+};
 use redb::{ReadableTable, Table, WriteTransaction};
 use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The tables a commit writes, open in one transaction.
 pub(super) struct Tables<'t> {
-    pub(super) blocks: Table<'t, &'static [u8; 32], &'static [u8]>,
+    pub(super) bodies: Table<'t, (u64, &'static [u8; 32]), &'static [u8]>,
     pub(super) index: Table<'t, (u64, &'static [u8; 32]), &'static [u8]>,
     pub(super) accounts: Table<'t, &'static [u8; 32], (u64, u64)>,
     pub(super) undo: Table<'t, &'static [u8; 32], &'static [u8]>,
@@ -25,18 +27,13 @@ pub(super) struct Tables<'t> {
 impl<'t> Tables<'t> {
     pub(super) fn open(store: &Store, tx: &'t WriteTransaction) -> Result<Self, StoreError> {
         Ok(Self {
-            blocks: tx.open_table(BLOCKS).map_err(|e| store.err(e))?,
+            bodies: tx.open_table(BODIES).map_err(|e| store.err(e))?,
             index: tx.open_table(INDEX).map_err(|e| store.err(e))?,
             accounts: tx.open_table(ACCOUNTS).map_err(|e| store.err(e))?,
             undo: tx.open_table(UNDO).map_err(|e| store.err(e))?,
             txids: tx.open_table(TXIDS).map_err(|e| store.err(e))?,
         })
     }
-}
-
-/// The height in a stored block's header (bytes 4..12 of its encoding).
-pub(super) fn header_height(wire: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(wire.get(4..12)?.try_into().ok()?))
 }
 
 /// Every address a block's transactions touch.
@@ -61,8 +58,8 @@ impl Store {
     pub fn commit(
         &self,
         accepted: &[Arc<CheckedBlock>],
-        rejected: &[BlockHash],
-        tip: BlockHash,
+        rejected: &[BlockKey],
+        tip: BlockKey,
     ) -> Result<(), StoreError> {
         catch_panic(&self.path, || self.commit_inner(accepted, rejected, tip))
     }
@@ -70,8 +67,8 @@ impl Store {
     fn commit_inner(
         &self,
         accepted: &[Arc<CheckedBlock>],
-        rejected: &[BlockHash],
-        tip: BlockHash,
+        rejected: &[BlockKey],
+        tip: BlockKey,
     ) -> Result<(), StoreError> {
         let tx = self.db().begin_write().map_err(|e| self.err(e))?;
         {
@@ -94,34 +91,24 @@ impl Store {
                         encode_record(&record).as_slice(),
                     )
                     .map_err(|e| self.err(e))?;
-                t.blocks
-                    .insert(hash.as_bytes(), block.wire())
+                t.bodies
+                    .insert((record.height, hash.as_bytes()), block.wire())
                     .map_err(|e| self.err(e))?;
             }
-            let old_tip = self.stored_tip(&tx)?.unwrap_or(self.params.chain_id());
+            let old_tip = self.stored_tip(&tx)?.unwrap_or(self.genesis_id());
             if old_tip != tip {
                 self.move_tip(&mut t, old_tip, tip, &batch)?;
             }
             let chain_id = self.params.chain_id();
-            for hash in rejected.iter().filter(|h| **h != chain_id) {
-                let height = t
-                    .blocks
-                    .remove(hash.as_bytes())
-                    .map_err(|e| self.err(e))?
-                    .and_then(|v| header_height(v.value()));
-                if let Some(height) = height {
-                    t.index
-                        .remove((height, hash.as_bytes()))
-                        .map_err(|e| self.err(e))?;
+            for id in rejected.iter().filter(|id| id.hash != chain_id) {
+                let key = (id.height, id.hash.as_bytes());
+                if t.bodies.remove(key).map_err(|e| self.err(e))?.is_some() {
+                    t.index.remove(key).map_err(|e| self.err(e))?;
+                    t.undo.remove(id.hash.as_bytes()).map_err(|e| self.err(e))?;
                 }
-                t.undo.remove(hash.as_bytes()).map_err(|e| self.err(e))?;
             }
         }
-        {
-            let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
-            meta.insert("tip", tip.as_bytes().as_slice())
-                .map_err(|e| self.err(e))?;
-        }
+        self.write_tip(&tx, tip)?;
         tx.commit().map_err(|e| self.err(e))
     }
 
@@ -167,27 +154,25 @@ impl Store {
             .ok_or_else(|| self.corrupt(format!("the index record of block {hash} is damaged")))
     }
 
-    /// The index record of a stored block whose height is not known: read from its stored
-    /// header (genesis is at 0).
+    /// The index record of a stored block (or genesis), which must be there.
     pub(super) fn must_record(
         &self,
         t: &Tables<'_>,
-        hash: &BlockHash,
+        id: BlockKey,
         role: &str,
     ) -> Result<HeaderRecord, StoreError> {
-        let missing = || self.corrupt(format!("{role} {hash} is not stored"));
-        let height = if *hash == self.params.chain_id() {
-            0
-        } else {
-            let v = t
-                .blocks
-                .get(hash.as_bytes())
-                .map_err(|e| self.err(e))?
-                .ok_or_else(missing)?;
-            header_height(v.value()).ok_or_else(missing)?
-        };
-        self.read_record(&t.index, height, hash)?
-            .ok_or_else(missing)
+        self.read_record(&t.index, id.height, &id.hash)?
+            .ok_or_else(|| {
+                self.corrupt(format!(
+                    "{role} {} (height {}) is not stored",
+                    id.hash, id.height
+                ))
+            })
+    }
+
+    /// Genesis, as a block id.
+    pub(super) fn genesis_id(&self) -> BlockKey {
+        BlockKey::new(0, self.params.chain_id())
     }
 
     /// The record of the parent of `child`.
@@ -211,38 +196,42 @@ impl Store {
     fn move_tip(
         &self,
         t: &mut Tables<'_>,
-        old: BlockHash,
-        new: BlockHash,
+        old: BlockKey,
+        new: BlockKey,
         batch: &HashMap<BlockHash, &Arc<CheckedBlock>>,
     ) -> Result<(), StoreError> {
         let (mut a, mut b) = (
-            self.must_record(t, &old, "the recorded tip")?,
-            self.must_record(t, &new, "the new tip")?,
+            self.must_record(t, old, "the recorded tip")?,
+            self.must_record(t, new, "the new tip")?,
         );
+        let id = |r: &HeaderRecord| BlockKey::new(r.height, r.hash);
         let mut disconnect = Vec::new();
         let mut connect = Vec::new();
         while a.height > b.height {
-            disconnect.push(a.hash);
+            disconnect.push(id(&a));
             a = self.parent_record(t, &a)?;
         }
         while b.height > a.height {
-            connect.push(b.hash);
+            connect.push(id(&b));
             b = self.parent_record(t, &b)?;
         }
         while a.hash != b.hash {
             if a.height == 0 {
-                return Err(self.corrupt(format!("blocks {old} and {new} share no ancestor")));
+                return Err(self.corrupt(format!(
+                    "blocks {} and {} share no ancestor",
+                    old.hash, new.hash
+                )));
             }
-            disconnect.push(a.hash);
-            connect.push(b.hash);
+            disconnect.push(id(&a));
+            connect.push(id(&b));
             a = self.parent_record(t, &a)?;
             b = self.parent_record(t, &b)?;
         }
-        for hash in disconnect {
-            self.disconnect(t, &hash, batch)?;
+        for block in disconnect {
+            self.disconnect(t, block, batch)?;
         }
-        for hash in connect.into_iter().rev() {
-            self.connect(t, &hash, batch)?;
+        for block in connect.into_iter().rev() {
+            self.connect(t, block, batch)?;
         }
         Ok(())
     }
@@ -251,15 +240,16 @@ impl Store {
     fn body(
         &self,
         t: &Tables<'_>,
-        hash: &BlockHash,
+        id: BlockKey,
         batch: &HashMap<BlockHash, &Arc<CheckedBlock>>,
     ) -> Result<(Arc<Block>, Vec<Txid>), StoreError> {
+        let hash = &id.hash;
         if let Some(b) = batch.get(hash) {
             return Ok((b.block().clone(), b.txids().to_vec()));
         }
         let v = t
-            .blocks
-            .get(hash.as_bytes())
+            .bodies
+            .get((id.height, hash.as_bytes()))
             .map_err(|e| self.err(e))?
             .ok_or_else(|| self.corrupt(format!("block {hash} is indexed but missing")))?;
         let block = self.decode_block(hash, v.value())?;
@@ -319,9 +309,10 @@ impl Store {
     fn disconnect(
         &self,
         t: &mut Tables<'_>,
-        hash: &BlockHash,
+        id: BlockKey,
         batch: &HashMap<BlockHash, &Arc<CheckedBlock>>,
     ) -> Result<(), StoreError> {
+        let hash = &id.hash;
         let undo = {
             let v = t
                 .undo
@@ -335,7 +326,7 @@ impl Store {
         let mut ledger = self.accounts_of(t, undo.addresses().copied())?;
         ledger.undo_block(undo.clone());
         self.write_accounts(t, &ledger, &undo)?;
-        let (_, txids) = self.body(t, hash, batch)?;
+        let (_, txids) = self.body(t, id, batch)?;
         for txid in txids {
             t.txids.remove(txid.as_bytes()).map_err(|e| self.err(e))?;
         }
@@ -345,10 +336,11 @@ impl Store {
     pub(super) fn connect(
         &self,
         t: &mut Tables<'_>,
-        hash: &BlockHash,
+        id: BlockKey,
         batch: &HashMap<BlockHash, &Arc<CheckedBlock>>,
     ) -> Result<(), StoreError> {
-        let (block, txids) = self.body(t, hash, batch)?;
+        let hash = &id.hash;
+        let (block, txids) = self.body(t, id, batch)?;
         let mut ledger = self.accounts_of(t, touched(&block))?;
         let undo = ledger
             .apply_block(&block, &txids, &self.params)
@@ -366,18 +358,18 @@ impl Store {
     }
 
     /// The tip recorded in `tx`.
-    pub(super) fn stored_tip(
-        &self,
-        tx: &WriteTransaction,
-    ) -> Result<Option<BlockHash>, StoreError> {
+    pub(super) fn stored_tip(&self, tx: &WriteTransaction) -> Result<Option<BlockKey>, StoreError> {
         let meta = tx.open_table(META).map_err(|e| self.err(e))?;
-        let Some(v) = meta.get("tip").map_err(|e| self.err(e))? else {
-            return Ok(None);
-        };
-        let bytes: [u8; 32] = v
-            .value()
-            .try_into()
-            .map_err(|_| self.corrupt("tip record is not 32 bytes".into()))?;
-        Ok(Some(BlockHash(bytes)))
+        self.tip_of(&meta)
+    }
+
+    /// Records `tip` in `tx`.
+    pub(super) fn write_tip(&self, tx: &WriteTransaction, tip: BlockKey) -> Result<(), StoreError> {
+        let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+        meta.insert("tip", tip.hash.as_bytes().as_slice())
+            .map_err(|e| self.err(e))?;
+        meta.insert("tip_height", tip.height.to_be_bytes().as_slice())
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 }

@@ -2,13 +2,15 @@
 //! every table against the stored blocks and a replay of the best chain.
 
 use super::{
-    ACCOUNTS, BLOCKS, INDEX, META, Store, StoreError, TXIDS, UNDO, catch_panic, decode_record,
+    ACCOUNTS, BODIES, INDEX, META, Store, StoreError, TXIDS, UNDO, catch_panic, decode_record,
     decode_undo,
 };
 use crate::chain::ledger::Undo;
 use crate::chain::target::Target;
 use crate::chain::tree::{HeaderRecord, TreeLimits};
-use crate::chain::{Account, Address, Block, BlockHash, ChainState, CheckedBlock, Ledger};
+use crate::chain::{
+    Account, Address, Block, BlockHash, BlockKey, ChainState, CheckedBlock, Ledger,
+};
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,26 +33,21 @@ impl Store {
 
     /// The recorded best tip, if any block was ever committed.
     pub fn tip(&self) -> Result<Option<BlockHash>, StoreError> {
-        catch_panic(&self.path, || self.tip_in(&self.read()?))
+        catch_panic(&self.path, || {
+            Ok(self.tip_in(&self.read()?)?.map(|id| id.hash))
+        })
     }
 
-    fn tip_in(&self, tx: &ReadTransaction) -> Result<Option<BlockHash>, StoreError> {
+    fn tip_in(&self, tx: &ReadTransaction) -> Result<Option<BlockKey>, StoreError> {
         let meta = tx.open_table(META).map_err(|e| self.err(e))?;
-        let Some(v) = meta.get("tip").map_err(|e| self.err(e))? else {
-            return Ok(None);
-        };
-        let bytes: [u8; 32] = v
-            .value()
-            .try_into()
-            .map_err(|_| self.corrupt("tip record is not 32 bytes".into()))?;
-        Ok(Some(BlockHash(bytes)))
+        self.tip_of(&meta)
     }
 
     /// Number of blocks stored (genesis is not).
     pub fn block_count(&self) -> Result<u64, StoreError> {
         catch_panic(&self.path, || {
             let tx = self.read()?;
-            let blocks = tx.open_table(BLOCKS).map_err(|e| self.err(e))?;
+            let blocks = tx.open_table(BODIES).map_err(|e| self.err(e))?;
             blocks.len().map_err(|e| self.err(e))
         })
     }
@@ -108,12 +105,12 @@ impl Store {
     pub fn blocks(&self) -> Result<Vec<(BlockHash, Block)>, StoreError> {
         catch_panic(&self.path, || {
             let tx = self.read()?;
-            let blocks = tx.open_table(BLOCKS).map_err(|e| self.err(e))?;
+            let blocks = tx.open_table(BODIES).map_err(|e| self.err(e))?;
             let mut out = Vec::new();
             for record in self.records_in(&tx)? {
                 let hash = record.hash;
                 let v = blocks
-                    .get(hash.as_bytes())
+                    .get((record.height, hash.as_bytes()))
                     .map_err(|e| self.err(e))?
                     .ok_or_else(|| self.corrupt(format!("block {hash} is indexed but missing")))?;
                 out.push((hash, self.decode_block(&hash, v.value())?));
@@ -131,7 +128,9 @@ impl Store {
 
     fn load_inner(&self, limits: TreeLimits) -> Result<ChainState, StoreError> {
         let tx = self.read()?;
-        let tip = self.tip_in(&tx)?.unwrap_or(self.params.chain_id());
+        let tip = self
+            .tip_in(&tx)?
+            .map_or(self.params.chain_id(), |id| id.hash);
         let count = tx
             .open_table(INDEX)
             .map_err(|e| self.err(e))?
@@ -158,7 +157,7 @@ impl Store {
         let params = &self.params;
         let chain_id = params.chain_id();
         let index = tx.open_table(INDEX).map_err(|e| self.err(e))?;
-        let blocks = tx.open_table(BLOCKS).map_err(|e| self.err(e))?;
+        let blocks = tx.open_table(BODIES).map_err(|e| self.err(e))?;
         let records = self.records_in(&tx)?;
         let stored = blocks.len().map_err(|e| self.err(e))?;
         if stored != records.len() as u64 {
@@ -171,7 +170,7 @@ impl Store {
         for record in &records {
             let hash = record.hash;
             let v = blocks
-                .get(hash.as_bytes())
+                .get((record.height, hash.as_bytes()))
                 .map_err(|e| self.err(e))?
                 .ok_or_else(|| self.corrupt(format!("block {hash} is indexed but missing")))?;
             let block = self.decode_block(&hash, v.value())?;
@@ -197,7 +196,8 @@ impl Store {
             by_hash.insert(hash, Arc::new(checked));
         }
         // The best chain, tip down, then replayed from genesis.
-        let tip = self.tip_in(&tx)?.unwrap_or(chain_id);
+        let tip_key = self.tip_in(&tx)?.unwrap_or(BlockKey::new(0, chain_id));
+        let tip = tip_key.hash;
         let mut best = Vec::new();
         let mut hash = tip;
         while hash != chain_id {
@@ -208,6 +208,13 @@ impl Store {
             hash = block.header.prev_hash;
         }
         best.reverse();
+        if best.len() as u64 != tip_key.height {
+            return Err(self.corrupt(format!(
+                "the recorded tip {tip} is at height {}, not {}",
+                best.len(),
+                tip_key.height
+            )));
+        }
         let undo_table = tx.open_table(UNDO).map_err(|e| self.err(e))?;
         let txids = tx.open_table(TXIDS).map_err(|e| self.err(e))?;
         let mut ledger = Ledger::default();

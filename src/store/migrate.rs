@@ -1,27 +1,90 @@
-//! Migration of a schema 1 store (blocks, a (height, hash) index and the tip only) to schema 2:
-//! index records for every block, then the ledger, undo records and txid index built by
-//! applying the stored best chain once. Runs inside the transaction that opens the store, so a
-//! crash during it leaves the schema 1 store as it was.
+//! Migration of older stores to the current schema, inside the transaction that opens the
+//! store, so a crash during it leaves the old store as it was. Schemas 1 to 3 kept bodies by
+//! hash alone: they are re-keyed by (height, hash) and the tip's height recorded. Schema 2's
+//! index records are re-keyed the same way. Schema 1 (blocks, a (height, hash) index and the
+//! tip only) gets index records for every block, then the ledger, undo records and txid index
+//! built by applying the stored best chain once.
 
 use super::commit::Tables;
 use super::{
-    BY_HEIGHT_V1, INDEX, INDEX_V2, META, SCHEMA, Store, StoreError, decode_record_v2, encode_record,
+    BLOCKS_V3, BODIES, BY_HEIGHT_V1, INDEX, INDEX_V2, META, SCHEMA, Store, StoreError,
+    decode_record_v2, encode_record,
 };
-use crate::chain::BlockHash;
-use redb::{ReadableTable, WriteTransaction};
+use crate::chain::{BlockHash, BlockKey};
+use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use std::collections::HashMap;
 
+/// The height in a stored block's header (bytes 4..12 of its encoding).
+fn header_height(wire: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(wire.get(4..12)?.try_into().ok()?))
+}
+
 impl Store {
-    /// Brings a store of `schema` (1 or 2) to [`SCHEMA`].
+    /// Brings a store of `schema` (1 to 3) to [`SCHEMA`].
     pub(super) fn migrate(&self, tx: &WriteTransaction, schema: u8) -> Result<(), StoreError> {
+        self.rekey_bodies(tx)?;
         if schema == 2 {
             self.rekey_v2(tx)?;
-        } else {
+        } else if schema == 1 {
             self.migrate_v1(tx)?;
         }
         let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
         meta.insert("schema", [SCHEMA].as_slice())
             .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Schemas 1 to 3 -> 4: the bodies re-keyed by (height, hash), and the tip's height
+    /// recorded beside it.
+    fn rekey_bodies(&self, tx: &WriteTransaction) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let chain_id = self.params.chain_id();
+        let tip = {
+            let meta = tx.open_table(META).map_err(|e| self.err(e))?;
+            self.tip_hash(&meta)?
+        };
+        let mut tip_height = None;
+        let moved = {
+            let old = tx.open_table(BLOCKS_V3).map_err(|e| self.err(e))?;
+            let mut bodies = tx.open_table(BODIES).map_err(|e| self.err(e))?;
+            // The keys first, then the bodies inserted in key order: appended, they fill
+            // whole pages in sequence, as commits do.
+            let mut keys = Vec::with_capacity(old.len().map_err(|e| self.err(e))? as usize);
+            for row in old.iter().map_err(|e| self.err(e))? {
+                let (k, v) = row.map_err(|e| self.err(e))?;
+                let hash = BlockHash(*k.value());
+                let height = header_height(v.value())
+                    .ok_or_else(|| self.corrupt(format!("stored block {hash} is truncated")))?;
+                if Some(hash) == tip {
+                    tip_height = Some(height);
+                }
+                keys.push(BlockKey::new(height, hash));
+            }
+            keys.sort_unstable_by_key(|k| (k.height, k.hash.0));
+            for key in &keys {
+                let v = old
+                    .get(key.hash.as_bytes())
+                    .map_err(|e| self.err(e))?
+                    .ok_or_else(|| self.corrupt(format!("block {} vanished", key.hash)))?;
+                bodies
+                    .insert((key.height, key.hash.as_bytes()), v.value())
+                    .map_err(|e| self.err(e))?;
+            }
+            keys.len()
+        };
+        tx.delete_table(BLOCKS_V3).map_err(|e| self.err(e))?;
+        if let Some(tip) = tip {
+            let height = if tip == chain_id { Some(0) } else { tip_height };
+            let height = height
+                .ok_or_else(|| self.corrupt(format!("the recorded tip {tip} is not stored")))?;
+            self.write_tip(tx, BlockKey::new(height, tip))?;
+        }
+        tracing::info!(
+            path = %self.path.display(),
+            blocks = moved,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "block store bodies re-keyed by height for schema {SCHEMA}"
+        );
         Ok(())
     }
 
@@ -63,14 +126,14 @@ impl Store {
                 heights.push((height, BlockHash(*hash)));
             }
         }
-        let tip = self.stored_tip(tx)?.unwrap_or(chain_id);
+        let tip = self.stored_tip(tx)?.unwrap_or(self.genesis_id());
         {
             let mut t = Tables::open(self, tx)?;
             for (height, hash) in &heights {
                 let block = {
                     let v = t
-                        .blocks
-                        .get(hash.as_bytes())
+                        .bodies
+                        .get((*height, hash.as_bytes()))
                         .map_err(|e| self.err(e))?
                         .ok_or_else(|| {
                             self.corrupt(format!("block {hash} is indexed but missing"))
@@ -90,15 +153,15 @@ impl Store {
             }
             // The stored ledger of schema 1 is empty, at genesis: apply the best chain.
             let mut best = Vec::new();
-            let mut hash = tip;
-            while hash != chain_id {
-                let record = self.must_record(&t, &hash, "the recorded tip")?;
-                best.push(hash);
-                hash = record.prev;
+            let mut id = tip;
+            while id.hash != chain_id {
+                let record = self.must_record(&t, id, "the recorded tip")?;
+                best.push(id);
+                id = BlockKey::new(record.height.wrapping_sub(1), record.prev);
             }
             let none = HashMap::new();
-            for hash in best.iter().rev() {
-                self.connect(&mut t, hash, &none)?;
+            for id in best.iter().rev() {
+                self.connect(&mut t, *id, &none)?;
             }
         }
         tx.delete_table(BY_HEIGHT_V1).map_err(|e| self.err(e))?;

@@ -7,20 +7,25 @@
 //! the ledger; it replays and re-verifies nothing (the blocks were validated before they were
 //! written). [`Store::verify`] checks everything against a replay, for tests and repairs.
 //!
-//! Tables (schema 3; `meta` "schema" = 3):
+//! Tables (schema 4; `meta` "schema" = 4):
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `blocks` | block hash | the block's consensus encoding, as received |
+//! | `bodies` | (height, block hash) | the block's consensus encoding, as received |
 //! | `headers` | (height, block hash) | [`HeaderRecord`]: parent, timestamp, bits, cumulative work (genesis included) |
 //! | `accounts` | address | (balance, nonce) at the best tip |
 //! | `undo` | block hash | the accounts a best-chain block touched, before it ([`Undo::encode`]) |
 //! | `txids` | txid | the best-chain block holding it |
-//! | `meta` | `chain_id`, `tip`, `schema` | the chain the store belongs to, the best tip, the format |
+//! | `meta` | `chain_id`, `tip`, `tip_height`, `schema` | the chain the store belongs to, the best tip and its height, the format |
 //!
-//! A store of schema 1 (blocks, `by_height` and meta only) is migrated when opened, in one
-//! transaction: the index is built and the ledger replayed once from the stored best chain.
-//! Schema 2 kept the same records keyed by hash alone (`index`); they are re-keyed.
+//! Bodies are keyed by height first so that consecutive blocks share pages: a page of a
+//! GetBlocks response, or a run of `chain`, is a few sequential page reads in one transaction
+//! whatever the chain's length, where keys by hash alone put each block on a page of its own.
+//!
+//! Older stores are migrated when opened, in one transaction. Schema 3 kept bodies keyed by
+//! hash alone (`blocks`); they are re-keyed. Schema 2 kept the index records keyed by hash
+//! alone (`index`); they are re-keyed too. Schema 1 (blocks, `by_height` and meta only) gets
+//! its index built and the ledger replayed once from the stored best chain.
 
 mod commit;
 mod load;
@@ -33,14 +38,17 @@ pub use reader::StoreReader;
 use crate::chain::ledger::Undo;
 use crate::chain::target::Work;
 use crate::chain::tree::HeaderRecord;
-use crate::chain::{BlockHash, ChainId, ChainParams};
+use crate::chain::{BlockHash, BlockKey, ChainId, ChainParams};
 use redb::{Database, ReadableTable, TableDefinition};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Encoded blocks by hash.
-const BLOCKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("blocks");
+/// Encoded blocks by (height, hash).
+const BODIES: TableDefinition<(u64, &[u8; 32]), &[u8]> = TableDefinition::new("bodies");
+/// Schemas 1 to 3's encoded blocks by hash alone, replaced by [`BODIES`]; read only by the
+/// migration.
+const BLOCKS_V3: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("blocks");
 /// A [`HeaderRecord`] of every stored block and of genesis, by (height, hash): read in key
 /// order, parents come before children.
 const INDEX: TableDefinition<(u64, &[u8; 32]), &[u8]> = TableDefinition::new("headers");
@@ -52,7 +60,7 @@ const ACCOUNTS: TableDefinition<&[u8; 32], (u64, u64)> = TableDefinition::new("a
 const UNDO: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("undo");
 /// The best-chain block of every best-chain transaction.
 const TXIDS: TableDefinition<&[u8; 32], &[u8; 32]> = TableDefinition::new("txids");
-/// Single values: the chain id the store belongs to, the best tip, the schema.
+/// Single values: the chain id the store belongs to, the best tip and its height, the schema.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Schema 1's (height, hash) index, replaced by [`INDEX`]; read only by the migration.
 const BY_HEIGHT_V1: TableDefinition<(u64, &[u8; 32]), ()> = TableDefinition::new("by_height");
@@ -61,7 +69,7 @@ const BY_HEIGHT_V1: TableDefinition<(u64, &[u8; 32]), ()> = TableDefinition::new
 const CACHE_BYTES: usize = 32 << 20;
 
 /// The format written by this version.
-const SCHEMA: u8 = 3;
+const SCHEMA: u8 = 4;
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -173,7 +181,7 @@ impl Store {
         }
         // Opened after `meta` is closed: a write table still open while redb unwinds from a
         // panic (on a damaged file) panics again in its destructor, which aborts the process.
-        tx.open_table(BLOCKS).map_err(|e| store.err(e))?;
+        tx.open_table(BODIES).map_err(|e| store.err(e))?;
         tx.open_table(ACCOUNTS).map_err(|e| store.err(e))?;
         tx.open_table(UNDO).map_err(|e| store.err(e))?;
         tx.open_table(TXIDS).map_err(|e| store.err(e))?;
@@ -227,6 +235,37 @@ impl Store {
             path: self.path.clone(),
             what,
         }
+    }
+
+    /// The best tip a `meta` table records.
+    fn tip_of(
+        &self,
+        meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    ) -> Result<Option<BlockKey>, StoreError> {
+        let Some(hash) = self.tip_hash(meta)? else {
+            return Ok(None);
+        };
+        let height = meta
+            .get("tip_height")
+            .map_err(|e| self.err(e))?
+            .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+            .ok_or_else(|| self.corrupt("the tip's height record is missing or damaged".into()))?;
+        Ok(Some(BlockKey::new(u64::from_be_bytes(height), hash)))
+    }
+
+    /// The hash of the best tip a `meta` table records (every schema has it).
+    fn tip_hash(
+        &self,
+        meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    ) -> Result<Option<BlockHash>, StoreError> {
+        let Some(v) = meta.get("tip").map_err(|e| self.err(e))? else {
+            return Ok(None);
+        };
+        let bytes: [u8; 32] = v
+            .value()
+            .try_into()
+            .map_err(|_| self.corrupt("tip record is not 32 bytes".into()))?;
+        Ok(Some(BlockHash(bytes)))
     }
 
     /// The chain's parameters.

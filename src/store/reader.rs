@@ -1,10 +1,10 @@
 //! Reading blocks, undo records and the txid index from any thread while the store writer
 //! commits: redb gives each read a consistent snapshot of the last committed transaction.
 
-use super::{BLOCKS, StoreError, TXIDS, UNDO, catch_panic, decode_undo};
+use super::{BODIES, StoreError, TXIDS, UNDO, catch_panic, decode_undo};
 use crate::chain::ledger::Undo;
 use crate::chain::tree::BlockSource;
-use crate::chain::{Block, BlockHash, ChainParams, CheckedBlock, Txid};
+use crate::chain::{Block, BlockHash, BlockKey, ChainParams, CheckedBlock, Txid};
 use redb::{Database, ReadableDatabase};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,20 +40,61 @@ impl StoreReader {
     }
 
     /// The stored encoding of a block.
-    pub fn wire(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, StoreError> {
+    pub fn wire(&self, id: &BlockKey) -> Result<Option<Vec<u8>>, StoreError> {
         catch_panic(&self.path, || {
             let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-            let blocks = tx.open_table(BLOCKS).map_err(|e| self.err(e))?;
-            Ok(blocks
-                .get(hash.as_bytes())
+            let bodies = tx.open_table(BODIES).map_err(|e| self.err(e))?;
+            Ok(bodies
+                .get((id.height, id.hash.as_bytes()))
                 .map_err(|e| self.err(e))?
                 .map(|v| v.value().to_vec()))
         })
     }
 
+    /// The stored encodings of `ids`, which must be in height order: those of the longest
+    /// prefix that is stored and fits in `budget` bytes (the first whatever its size), read in
+    /// one transaction by one walk over the keys from the first to the last (blocks of other
+    /// branches at those heights are stepped over).
+    pub fn wires(&self, ids: &[BlockKey], budget: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
+            return Ok(Vec::new());
+        };
+        catch_panic(&self.path, || {
+            let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+            let bodies = tx.open_table(BODIES).map_err(|e| self.err(e))?;
+            let range = (first.height, first.hash.as_bytes())..=(last.height, last.hash.as_bytes());
+            let mut rows = bodies.range(range).map_err(|e| self.err(e))?;
+            let mut out: Vec<Vec<u8>> = Vec::with_capacity(ids.len());
+            let mut used = 0usize;
+            'wanted: for id in ids {
+                for row in rows.by_ref() {
+                    let (k, v) = row.map_err(|e| self.err(e))?;
+                    let (height, hash) = k.value();
+                    if height > id.height {
+                        // `id` is not stored: the prefix ends here.
+                        break 'wanted;
+                    }
+                    if height < id.height || hash != id.hash.as_bytes() {
+                        continue;
+                    }
+                    let wire = v.value();
+                    if !out.is_empty() && used + wire.len() > budget {
+                        break 'wanted;
+                    }
+                    used += wire.len();
+                    out.push(wire.to_vec());
+                    continue 'wanted;
+                }
+                break;
+            }
+            Ok(out)
+        })
+    }
+
     /// A stored block, decoded and checked to be the one its key names.
-    pub fn block(&self, hash: &BlockHash) -> Result<Option<CheckedBlock>, StoreError> {
-        let Some(wire) = self.wire(hash)? else {
+    pub fn block(&self, id: &BlockKey) -> Result<Option<CheckedBlock>, StoreError> {
+        let hash = &id.hash;
+        let Some(wire) = self.wire(id)? else {
             return Ok(None);
         };
         let block = Block::decode(
@@ -97,14 +138,18 @@ impl StoreReader {
 }
 
 impl BlockSource for StoreReader {
-    fn block(&self, hash: &BlockHash) -> Result<Option<Arc<CheckedBlock>>, String> {
-        StoreReader::block(self, hash)
+    fn block(&self, id: &BlockKey) -> Result<Option<Arc<CheckedBlock>>, String> {
+        StoreReader::block(self, id)
             .map(|b| b.map(Arc::new))
             .map_err(|e| e.to_string())
     }
 
-    fn wire(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, String> {
-        StoreReader::wire(self, hash).map_err(|e| e.to_string())
+    fn wire(&self, id: &BlockKey) -> Result<Option<Vec<u8>>, String> {
+        StoreReader::wire(self, id).map_err(|e| e.to_string())
+    }
+
+    fn wires(&self, ids: &[BlockKey], budget: usize) -> Result<Vec<Vec<u8>>, String> {
+        StoreReader::wires(self, ids, budget).map_err(|e| e.to_string())
     }
 
     fn undo(&self, hash: &BlockHash) -> Result<Option<Undo>, String> {

@@ -537,7 +537,11 @@ pub fn preload_blocks(dir: &tempfile::TempDir, blocks: &[Arc<Block>]) {
             Arc::new(checked)
         })
         .collect();
-    let tip = list.last().map_or(p.chain_id(), |b| b.hash());
+    let tip = list
+        .last()
+        .map_or(gossipchain::chain::BlockKey::new(0, p.chain_id()), |b| {
+            b.key()
+        });
     store.commit(&list, &[], tip).expect("store commit");
 }
 

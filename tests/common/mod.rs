@@ -97,6 +97,6 @@ pub fn preload(
         .map(|h| chain.checked_at(h).unwrap().clone())
         .collect();
     let store = Store::open(&dir.path().join("blocks.redb"), &p).unwrap();
-    store.commit(&blocks, &[], chain.tip()).unwrap();
+    store.commit(&blocks, &[], chain.tip_key()).unwrap();
     blocks.into_iter().map(|b| b.block().clone()).collect()
 }

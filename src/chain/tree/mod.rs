@@ -16,7 +16,7 @@ mod tests;
 
 pub use source::BlockSource;
 
-use super::block::Block;
+use super::block::{Block, BlockKey};
 use super::checked::CheckedBlock;
 use super::hash::{BlockHash, ChainId};
 use super::ledger::{Ledger, Undo};
@@ -320,7 +320,7 @@ pub struct ChainState {
     side_since_prune: u32,
     /// Valid blocks later dropped (their branch broke a ledger rule, or was pruned), for the
     /// caller to delete from its store; see [`ChainState::take_dropped`].
-    dropped: Vec<BlockHash>,
+    dropped: Vec<BlockKey>,
 }
 
 impl ChainState {
@@ -400,6 +400,11 @@ impl ChainState {
     /// The best chain's tip.
     pub fn tip(&self) -> BlockHash {
         self.index.get(self.tip_pos()).hash
+    }
+
+    /// The best chain's tip, with its height.
+    pub fn tip_key(&self) -> BlockKey {
+        BlockKey::new(self.height(), self.tip())
     }
 
     /// The best chain's height.
@@ -484,12 +489,13 @@ impl ChainState {
         if pos == 0 {
             return Ok(self.genesis.clone());
         }
-        let hash = self.index.get(pos).hash;
+        let slot = self.index.get(pos);
+        let hash = slot.hash;
         if let Some(c) = self.bodies.get(&hash) {
             return Ok(c.value.clone());
         }
         let read = match &self.source {
-            Some(source) => source.block(&hash),
+            Some(source) => source.block(&BlockKey::new(u64::from(slot.height), hash)),
             None => Err("no store holds it".into()),
         };
         match read {
@@ -526,13 +532,79 @@ impl ChainState {
         if let Some(c) = self.bodies.get(&hash) {
             return Some(c.value.wire().to_vec());
         }
-        match self.source.as_ref()?.wire(&hash) {
+        match self.source.as_ref()?.wire(&BlockKey::new(height, hash)) {
             Ok(wire) => wire,
             Err(e) => {
                 tracing::error!("cannot read block {hash}: {e}");
                 None
             }
         }
+    }
+
+    /// The consensus encodings of the best chain's blocks from height `start` on: at most
+    /// `max` of them, and no more than `budget` bytes in all (the first one whatever its
+    /// size). Those not in memory are read from the source in runs, each in one read and in
+    /// height order, so a page costs a few sequential reads rather than one lookup a block.
+    pub fn wires_from(&self, start: u64, max: u64, budget: usize) -> Vec<Vec<u8>> {
+        let end = start.saturating_add(max).min(self.active.len() as u64);
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        let mut used = 0usize;
+        let mut height = start;
+        while height < end {
+            let pos = self.active[height as usize];
+            let slot = self.index.get(pos);
+            let in_memory = if pos == 0 {
+                Some(self.genesis.wire())
+            } else {
+                self.bodies.get(&slot.hash).map(|c| c.value.wire())
+            };
+            if let Some(wire) = in_memory {
+                if !out.is_empty() && used + wire.len() > budget {
+                    break;
+                }
+                used += wire.len();
+                out.push(wire.to_vec());
+                height += 1;
+                continue;
+            }
+            // A run of heights whose bodies are only in the source.
+            let mut run = Vec::new();
+            while height < end {
+                let slot = self.index.get(self.active[height as usize]);
+                if self.bodies.contains_key(&slot.hash) {
+                    break;
+                }
+                run.push(BlockKey::new(height, slot.hash));
+                height += 1;
+            }
+            let Some(source) = &self.source else {
+                break;
+            };
+            let wanted = run.len();
+            // Keeps the first block of the page whatever its size, as above.
+            let room = if out.is_empty() {
+                budget
+            } else {
+                budget.saturating_sub(used)
+            };
+            let read = match source.wires(&run, room) {
+                Ok(read) => read,
+                Err(e) => {
+                    tracing::error!("cannot read blocks from height {}: {e}", run[0].height);
+                    break;
+                }
+            };
+            if !out.is_empty() && read.first().is_some_and(|w| used + w.len() > budget) {
+                break;
+            }
+            let complete = read.len() == wanted;
+            used += read.iter().map(Vec::len).sum::<usize>();
+            out.extend(read);
+            if !complete {
+                break;
+            }
+        }
+        out
     }
 
     /// Cumulative work through a valid block.
@@ -573,7 +645,7 @@ impl ChainState {
     /// a ledger rule in a reorganisation, or fell far behind the best chain and was pruned.
     /// Reported whether or not the call that dropped them succeeded, so a store can delete
     /// every one.
-    pub fn take_dropped(&mut self) -> Vec<BlockHash> {
+    pub fn take_dropped(&mut self) -> Vec<BlockKey> {
         std::mem::take(&mut self.dropped)
     }
 
@@ -1075,9 +1147,12 @@ impl ChainState {
     /// [`ChainState::remove_subtree`] for several roots at once, in one pass over the index.
     fn remove_subtrees(&mut self, roots: &[u32]) -> Vec<BlockHash> {
         let mut removed = Vec::new();
+        let mut ids = Vec::new();
         for &root in roots {
-            if self.index.get(root).live() {
-                removed.push(self.index.get(root).hash);
+            let slot = *self.index.get(root);
+            if slot.live() {
+                removed.push(slot.hash);
+                ids.push(BlockKey::new(u64::from(slot.height), slot.hash));
                 self.index.remove(root);
             }
         }
@@ -1090,6 +1165,7 @@ impl ChainState {
             let slot = *self.index.get(pos);
             if !self.index.get(slot.parent).live() {
                 removed.push(slot.hash);
+                ids.push(BlockKey::new(u64::from(slot.height), slot.hash));
                 self.index.remove(pos);
             }
         }
@@ -1097,7 +1173,7 @@ impl ChainState {
             self.bodies.remove(hash);
             self.undos.remove(hash);
         }
-        self.dropped.extend(removed.iter().copied());
+        self.dropped.extend(ids);
         // Tombstones are dropped once they are a quarter of the index.
         if let Some(map) = self.index.compact() {
             for pos in &mut self.active {

@@ -1,6 +1,7 @@
 //! Where the tree finds the bodies and undo records it does not keep in memory: a
 //! [`BlockSource`] (the node's store). A tree without one keeps everything in memory.
 
+use super::super::block::BlockKey;
 use super::super::checked::CheckedBlock;
 use super::super::hash::BlockHash;
 use super::super::ledger::Undo;
@@ -10,9 +11,13 @@ use std::sync::Arc;
 /// the tree reports them and carries on without the value.
 pub trait BlockSource: Send + Sync {
     /// A stored block, its txids computed.
-    fn block(&self, hash: &BlockHash) -> Result<Option<Arc<CheckedBlock>>, String>;
+    fn block(&self, id: &BlockKey) -> Result<Option<Arc<CheckedBlock>>, String>;
     /// A stored block's consensus encoding, as stored.
-    fn wire(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, String>;
+    fn wire(&self, id: &BlockKey) -> Result<Option<Vec<u8>>, String>;
+    /// The consensus encodings of `ids` (in height order), read at once: those of the longest
+    /// prefix of `ids` that is stored and whose total size stays within `budget` bytes (the
+    /// first one whatever its size).
+    fn wires(&self, ids: &[BlockKey], budget: usize) -> Result<Vec<Vec<u8>>, String>;
     /// The undo record of a stored best-chain block.
     fn undo(&self, hash: &BlockHash) -> Result<Option<Undo>, String>;
 }
