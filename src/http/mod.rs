@@ -7,7 +7,7 @@
 //! - [`pages`]: the dashboard and the wallet page, embedded; [`metrics`]: `GET /metrics`.
 //!
 //! The server runs on a tokio runtime of its own, on one thread whose CPU priority is lower
-//! than the node's ([`HTTP_NICE`]): a crowd of dashboards, or a script reading flat out, gets
+//! than the node's ([`crate::priority::HTTP_NICE`]): a crowd of dashboards, or a script reading flat out, gets
 //! what CPU the node leaves, and never queues ahead of block relay on the node's runtime. Every
 //! request still reaches the node only through its handle (channels work across runtimes).
 //!
@@ -271,30 +271,6 @@ fn cors_layer(origins: &[String]) -> Result<Option<CorsLayer>, HttpError> {
     ))
 }
 
-/// How much lower than the node's threads the server's thread runs (its nice value, Linux).
-pub const HTTP_NICE: i32 = 5;
-
-/// Lowers the calling thread's CPU priority by [`HTTP_NICE`] (on Linux a nice value belongs to
-/// one thread): when the CPU is short, the node's threads (gossip, validation, the actor) win
-/// it over the HTTP server's. Elsewhere, does nothing.
-fn yield_cpu_to_the_node() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: gettid and setpriority take no pointers; PRIO_PROCESS with a thread id sets
-        // that thread's nice value (Linux), and raising one's own nice value is always allowed.
-        let rc = unsafe {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::setpriority(libc::PRIO_PROCESS, tid, HTTP_NICE)
-        };
-        if rc != 0 {
-            tracing::debug!(
-                "could not lower the HTTP thread's priority: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-    }
-}
-
 /// Binds, writes the token file in `data_dir` and serves on a thread of its own.
 pub async fn start(
     node: NodeHandle,
@@ -336,7 +312,7 @@ pub async fn start(
     let thread = std::thread::Builder::new()
         .name("http".into())
         .spawn(move || {
-            yield_cpu_to_the_node();
+            crate::priority::lower_this_thread(crate::priority::HTTP_NICE, "HTTP");
             runtime.block_on(async move {
                 let state = AppState {
                     events: sse::spawn_renderer(&server_node, stopping.clone()),
