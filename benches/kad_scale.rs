@@ -9,6 +9,8 @@
 //! arrival delay over every node and block, and of the time to the last node), and resident
 //! memory per node.
 
+mod common;
+
 #[path = "../tests/binary/mod.rs"]
 mod binary;
 #[path = "../tests/lan/delay.rs"]
@@ -17,6 +19,7 @@ mod delay;
 #[path = "../tests/lan/harness.rs"]
 mod harness;
 
+use common::load_average;
 use delay::{DelayLine, Impairment};
 use harness::*;
 use std::time::{Duration, Instant};
@@ -35,27 +38,6 @@ fn env_number(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-/// Resident memory of a process, in MB.
-fn rss_mb(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
 }
 
 fn main() {
@@ -249,7 +231,11 @@ fn main() {
         to_all.last().copied().unwrap_or(f64::NAN)
     );
 
-    let mut rss: Vec<f64> = pids.iter().filter_map(|&p| rss_mb(p)).collect();
+    let mut rss: Vec<f64> = pids
+        .iter()
+        .filter_map(|p| common::rss_kb(&p.to_string()))
+        .map(|kb| kb as f64 / 1024.0)
+        .collect();
     rss.sort_by(f64::total_cmp);
     println!(
         "  resident memory per node: median {:.1} MB, max {:.1} MB, all {} nodes {:.0} MB",
@@ -266,10 +252,4 @@ fn main() {
     drop(nodes);
     drop(slow);
     println!("load average at end: {}", load_average());
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }
