@@ -32,6 +32,8 @@ const TARGET_PEERS: usize = 8;
 const BLOCKS: usize = 10;
 const PEER_WAIT: Duration = Duration::from_secs(300);
 const BLOCK_WAIT: Duration = Duration::from_secs(120);
+/// How often the nodes still below the target are printed while waiting.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -126,6 +128,7 @@ fn main() {
     // Polled until every node is there, or the deadline: then what was reached is printed.
     let t_peers = Instant::now();
     let mut below = Vec::new();
+    let mut next_progress = PROGRESS_EVERY;
     loop {
         below.clear();
         for (i, node) in nodes.iter_mut().enumerate() {
@@ -136,6 +139,16 @@ fn main() {
         }
         if below.is_empty() || t_peers.elapsed() > PEER_WAIT {
             break;
+        }
+        if t_peers.elapsed() >= next_progress {
+            next_progress += PROGRESS_EVERY;
+            let mut short: Vec<usize> = below.iter().map(|(_, p)| *p).collect();
+            short.sort_unstable();
+            println!(
+                "  {:>4.0} s: {} of {n} nodes below {TARGET_PEERS} peers, their peer counts {short:?}",
+                t_peers.elapsed().as_secs_f64(),
+                below.len()
+            );
         }
         std::thread::sleep(Duration::from_secs(1));
     }
@@ -244,8 +257,22 @@ fn main() {
         rss.len(),
         rss.iter().sum::<f64>()
     );
+    let mut counts: Vec<usize> = nodes.iter_mut().map(|node| node.peers().len()).collect();
+    counts.sort_unstable();
+    println!(
+        "  peers per node at the end: min {} median {} max {}",
+        counts[0],
+        counts[counts.len() / 2],
+        counts[counts.len() - 1]
+    );
     let (late, lost) = slow.counts();
-    println!("  router: {late} packets delayed, {lost} dropped");
+    let overflows = slow
+        .overflows()
+        .map_or("unknown".to_string(), |n| n.to_string());
+    println!(
+        "  router: {late} packets delayed, {lost} dropped, {overflows} lost in the delay line's \
+         queue"
+    );
     for node in nodes.iter_mut() {
         node.quit();
     }

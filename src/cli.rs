@@ -96,8 +96,10 @@ pub struct NodeArgs {
         default_value = "/ip4/0.0.0.0/tcp/0"
     )]
     pub listen: Vec<Multiaddr>,
-    /// A peer to dial and keep connected, e.g. /ip4/10.0.0.7/tcp/4001 with or without
-    /// /p2p/<peer id> (repeatable; for peers mDNS cannot reach).
+    /// A peer to join through (a bootnode), e.g. /ip4/10.0.0.7/tcp/4001 with or without
+    /// /p2p/<peer id> (repeatable; for peers mDNS cannot reach). Dialled until it answers;
+    /// after a drop, redialled while the node has fewer than --target-peers peers (always
+    /// with --no-kad).
     #[arg(long = "peer", env = "GOSSIPCHAIN_PEERS", value_delimiter = ',')]
     pub peers: Vec<Multiaddr>,
     /// Do not discover peers by mDNS.

@@ -19,7 +19,7 @@ use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, identify, identity, kad, mdns, noise, ping, tcp,
     yamux,
 };
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -39,6 +39,10 @@ struct PeerState {
     rtt: Option<Duration>,
     /// When its first connection opened.
     since: Instant,
+    /// Whether it counts as one of the node's peers: false while its only connections are
+    /// ones a Kademlia lookup opened (closed after their lookup unless the discovery policy
+    /// keeps them).
+    kept: bool,
 }
 
 /// Why an outgoing connection was opened.
@@ -63,6 +67,9 @@ pub struct EventLoop {
     txs_topic: IdentTopic,
     peers: HashMap<PeerId, PeerState>,
     dials: HashMap<ConnectionId, DialPurpose>,
+    /// Peers whose connections are being closed to make room (still counted by libp2p until
+    /// they are closed).
+    closing: HashSet<PeerId>,
     pending: HashMap<OutboundRequestId, u64>,
     /// Bans, rate limits, redials.
     book: PeerBook,
@@ -117,31 +124,55 @@ fn is_loopback(addr: &Multiaddr) -> bool {
 }
 
 impl EventLoop {
-    /// Over `max_peers` connected peers: closes the connection accepted longest ago (not one
-    /// this node dialled: `--peer`, mDNS, `dial` and DHT peers are its own choice), or else
-    /// the newcomer's if it was accepted. A full node thus keeps taking newcomers, each of which
-    /// can learn the network from it, while the peers it has held longest have had time to
-    /// find others.
+    /// Over `max_peers` open connections: closes the peers of a connection only a lookup of
+    /// this node opened, or else those accepted longest ago (not one this node dialled:
+    /// `--peer`, mDNS, `dial` and DHT peers are its own choice), or else the newcomer if it
+    /// was accepted, until the connections not being closed are within the limit. A full node
+    /// thus keeps taking newcomers, each of which can learn the network from it, while the
+    /// peers it has held longest have had time to find others. Connections, not peers, are
+    /// counted: the hard limit (`max_peers` + [`super::behaviour::ROOM_TO_EVICT`]) counts
+    /// them, and two peers that dialled each other have two; a node whose peers held the hard
+    /// limit in connections would refuse every newcomer before it could make room.
     fn make_room(&mut self, newcomer: PeerId) {
-        if self.peers.len() <= self.config.behaviour.max_peers as usize {
-            return;
-        }
-        let accepted = |s: &PeerState| s.found_by == Discovery::Inbound;
-        let victim = self
-            .peers
-            .iter()
-            .filter(|(p, s)| **p != newcomer && accepted(s))
-            .min_by_key(|(_, s)| s.since)
-            .map(|(p, _)| *p)
-            .or_else(|| {
+        let max = self.config.behaviour.max_peers as usize;
+        loop {
+            let open: usize = self
+                .peers
+                .iter()
+                .filter(|(p, _)| !self.closing.contains(*p))
+                .map(|(_, s)| s.addresses.len())
+                .sum();
+            if open <= max {
+                return;
+            }
+            let accepted = |s: &PeerState| s.found_by == Discovery::Inbound;
+            let candidates = || {
                 self.peers
-                    .get(&newcomer)
-                    .is_some_and(accepted)
-                    .then_some(newcomer)
-            });
-        if let Some(victim) = victim {
+                    .iter()
+                    .filter(|(p, _)| **p != newcomer && !self.closing.contains(*p))
+            };
+            let victim = candidates()
+                .filter(|(_, s)| !s.kept)
+                .min_by_key(|(_, s)| s.since)
+                .or_else(|| {
+                    candidates()
+                        .filter(|(_, s)| accepted(s))
+                        .min_by_key(|(_, s)| s.since)
+                })
+                .map(|(p, _)| *p)
+                .or_else(|| {
+                    self.peers
+                        .get(&newcomer)
+                        .filter(|s| accepted(s) && !self.closing.contains(&newcomer))
+                        .map(|_| newcomer)
+                });
+            let Some(victim) = victim else { return };
             tracing::debug!(peer = %victim, "at the peer limit: closing the oldest accepted connection");
-            let _ = self.swarm.disconnect_peer_id(victim);
+            if self.swarm.disconnect_peer_id(victim).is_err() {
+                // Not connected after all: its closing event is on its way.
+                return;
+            }
+            self.closing.insert(victim);
         }
     }
 
@@ -232,6 +263,7 @@ impl EventLoop {
             txs_topic,
             peers: HashMap::new(),
             dials: HashMap::new(),
+            closing: HashSet::new(),
             pending: HashMap::new(),
             book,
             listen_addrs: Vec::new(),
@@ -314,10 +346,13 @@ impl EventLoop {
             self.discover(now);
         }
         self.redial_mdns_peers(now);
+        // Without the DHT nothing replaces a bootnode: it is redialled whatever the count.
+        let short =
+            self.kept_peers() < self.discovery.target() || !self.swarm.behaviour().kad.is_enabled();
         let swarm = &self.swarm;
         let due = self
             .book
-            .due_bootstrap_dials(now, |p| swarm.is_connected(p));
+            .due_bootstrap_dials(now, short, |p| swarm.is_connected(p));
         for dial in due {
             let opts = match dial.peer {
                 Some(peer) => DialOpts::peer_id(peer)
@@ -339,6 +374,14 @@ impl EventLoop {
                 }
             }
         }
+    }
+
+    /// Connected peers that count as the node's own (all but those only a lookup connected).
+    fn kept_peers(&self) -> usize {
+        self.peers
+            .iter()
+            .filter(|(p, s)| s.kept && !self.closing.contains(*p))
+            .count()
     }
 
     /// Dials the peers that mDNS still reports but that are not connected, each as often as
@@ -371,7 +414,13 @@ impl EventLoop {
     /// as the discovery policy says.
     fn discover(&mut self, now: Instant) {
         let local = *self.swarm.local_peer_id();
-        let connected = self.peers.len();
+        let kept = self.kept_peers();
+        let lookups: Vec<(PeerId, Instant)> = self
+            .peers
+            .iter()
+            .filter(|(p, s)| !s.kept && !self.closing.contains(*p))
+            .map(|(p, s)| (*p, s.since))
+            .collect();
         let dialing = self
             .dials
             .values()
@@ -380,6 +429,7 @@ impl EventLoop {
         let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() else {
             return;
         };
+        let looking_up = kad.iter_queries().next().is_some();
         let known: Vec<PeerId> = kad
             .kbuckets()
             .flat_map(|bucket| {
@@ -396,9 +446,33 @@ impl EventLoop {
         let book = &self.book;
         let plan = self
             .discovery
-            .plan(now, connected, dialing, candidates, |p| {
+            .plan(now, kept, &lookups, looking_up, dialing, candidates, |p| {
                 *p == local || book.is_banned(p, now)
             });
+        if !plan.close.is_empty() || !plan.keep.is_empty() || !plan.dial.is_empty() {
+            tracing::debug!(
+                kept,
+                lookups = lookups.len(),
+                looking_up,
+                closing = self.closing.len(),
+                keep = plan.keep.len(),
+                close = plan.close.len(),
+                dial = plan.dial.len(),
+                "discovery"
+            );
+        }
+        for peer in plan.keep {
+            if let Some(s) = self.peers.get_mut(&peer) {
+                tracing::debug!(%peer, "keeping a peer a DHT lookup connected");
+                s.kept = true;
+            }
+        }
+        for peer in plan.close {
+            tracing::debug!(%peer, "closing a DHT lookup's connection (at the target without it)");
+            if self.swarm.disconnect_peer_id(peer).is_ok() {
+                self.closing.insert(peer);
+            }
+        }
         if plan.walk
             && let Some(kad) = self.swarm.behaviour_mut().kad.as_mut()
         {
@@ -574,6 +648,10 @@ impl EventLoop {
                 ..
             } => {
                 let purpose = self.dials.remove(&connection_id);
+                let dialer = matches!(endpoint, ConnectedPoint::Dialer { .. });
+                // A dial none of ours started: Kademlia's, for a lookup (nothing else dials
+                // on its own).
+                let lookup = purpose.is_none() && dialer && self.swarm.behaviour().kad.is_enabled();
                 let found_by = match &purpose {
                     Some(DialPurpose::Mdns) => Discovery::Mdns,
                     Some(DialPurpose::Bootstrap(_)) => Discovery::Bootstrap,
@@ -590,25 +668,32 @@ impl EventLoop {
                     Some(DialPurpose::User(reply)) => {
                         let _ = reply.send(Ok(peer_id));
                     }
-                    Some(DialPurpose::Bootstrap(i)) => self.book.bootstrap_connected(i, peer_id),
+                    Some(DialPurpose::Bootstrap(i)) => {
+                        self.book.bootstrap_connected(i, peer_id, Instant::now())
+                    }
                     _ => {}
                 }
-                self.book.connected(peer_id);
+                self.book.connected(peer_id, Instant::now());
                 let state = self.peers.entry(peer_id).or_insert(PeerState {
                     addresses: HashMap::new(),
                     found_by,
                     agent: None,
                     rtt: None,
                     since: Instant::now(),
+                    kept: false,
                 });
+                state.kept |= !lookup;
                 let mut addr = endpoint.get_remote_address().clone();
                 if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
                     addr.pop();
                 }
                 state.addresses.insert(connection_id, addr);
+                if num_established.get() > 1 {
+                    tracing::debug!(peer = %peer_id, lookup, dialer, kept = state.kept, "another connection to a peer");
+                }
+                self.make_room(peer_id);
                 if num_established.get() == 1 {
                     tracing::info!(peer = %peer_id, addr = %endpoint.get_remote_address(), via = %found_by, "peer connected");
-                    self.make_room(peer_id);
                     return self
                         .emit(Event::PeerConnected {
                             peer: peer_id,
@@ -628,6 +713,7 @@ impl EventLoop {
                 }
                 if num_established == 0 {
                     self.peers.remove(&peer_id);
+                    self.closing.remove(&peer_id);
                     self.book.disconnected(peer_id, Instant::now());
                     tracing::info!(peer = %peer_id, "peer disconnected");
                     return self.emit(Event::PeerDisconnected { peer: peer_id }).await;
@@ -819,11 +905,25 @@ impl EventLoop {
                 }
             }
             BehaviourEvent::Identify(_) => {}
-            BehaviourEvent::Ping(ping::Event { peer, result, .. }) => {
-                if let (Ok(rtt), Some(s)) = (result, self.peers.get_mut(&peer)) {
-                    s.rtt = Some(rtt);
+            BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result,
+            }) => match result {
+                Ok(rtt) => {
+                    if let Some(s) = self.peers.get_mut(&peer) {
+                        s.rtt = Some(rtt);
+                    }
                 }
-            }
+                // A connection that no longer answers (its other end closed it unseen, or the
+                // path died) would otherwise stay open for good, counted as a peer: close it,
+                // so that the peer is dialled again or replaced. libp2p leaves this to us.
+                Err(ping::Failure::Unsupported) => {}
+                Err(e) => {
+                    tracing::debug!(%peer, "ping failed, closing the connection: {e}");
+                    self.swarm.close_connection(connection);
+                }
+            },
             BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. }) => {
                 tracing::debug!(%peer, "DHT routing table updated");
             }

@@ -25,7 +25,8 @@ use tokio::sync::{mpsc, oneshot};
 pub enum Discovery {
     /// Announced by mDNS on the LAN.
     Mdns,
-    /// A `--peer` address given at start-up (redialled when the connection drops).
+    /// A `--peer` address given at start-up (redialled after a drop while the node is short
+    /// of peers).
     Bootstrap,
     /// A `dial` command.
     Dial,

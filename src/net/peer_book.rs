@@ -1,6 +1,7 @@
 //! Peer policy in one place, without I/O: bans with expiry, the per-peer rate limit on inbound
 //! sync requests, and when to dial again (`--peer` addresses and peers mDNS reports, each with
-//! a backoff that doubles on every failed attempt). Time is an argument, so every rule is
+//! a backoff that doubles on every failed attempt; a `--peer` that has answered once is a
+//! bootnode, redialled after a drop only while the node is short of peers). Time is an argument, so every rule is
 //! tested here without a swarm; the event loop asks the book and does the dialling and
 //! blocking itself.
 
@@ -37,6 +38,10 @@ pub struct PeerBookConfig {
     /// Longest such wait: a LAN peer is cheap to try, and one that comes back after a long
     /// partition should be found within this.
     pub mdns_redial_max: Duration,
+    /// A `--peer` connection that closes sooner than this counts as a failed attempt (the
+    /// backoff goes on doubling): a full node that takes the connection and closes it at once
+    /// is not dialled again every second.
+    pub stable_after: Duration,
 }
 
 impl Default for PeerBookConfig {
@@ -50,6 +55,7 @@ impl Default for PeerBookConfig {
             redial_max: Duration::from_secs(60),
             mdns_redial: Duration::from_secs(5),
             mdns_redial_max: Duration::from_secs(20),
+            stable_after: Duration::from_secs(10),
         }
     }
 }
@@ -103,6 +109,10 @@ struct Bootstrap {
     peer: Option<PeerId>,
     /// A dial is in flight.
     dialing: bool,
+    /// It has been connected: the node has joined through it.
+    joined: bool,
+    /// When its current connection opened.
+    since: Option<Instant>,
     backoff: Backoff,
 }
 
@@ -146,6 +156,8 @@ impl PeerBook {
                 addr: addr.clone(),
                 peer: peer_of(addr),
                 dialing: false,
+                joined: false,
+                since: None,
                 backoff: Backoff::new(now, first),
             })
             .collect();
@@ -228,39 +240,60 @@ impl PeerBook {
         Admission::Refuse
     }
 
-    /// `peer` connected (by whatever means): its `--peer` entries and mDNS backoff reset.
-    pub fn connected(&mut self, peer: PeerId) {
+    /// `peer` connected at `now` (by whatever means): its mDNS backoff resets, and so do its
+    /// `--peer` entries' once the connection has lasted [`PeerBookConfig::stable_after`].
+    pub fn connected(&mut self, peer: PeerId, now: Instant) {
         self.mdns.remove(&peer);
         for b in &mut self.bootstrap {
             if b.peer == Some(peer) {
-                b.backoff = Backoff::new(b.backoff.next_attempt, self.config.redial_min);
+                b.joined = true;
+                b.since.get_or_insert(now);
             }
         }
     }
 
     /// `peer`'s last connection closed at `now`: its `--peer` entries are redialled after
-    /// their backoff.
+    /// their backoff, from its first wait if the connection was stable.
     pub fn disconnected(&mut self, peer: PeerId, now: Instant) {
         self.buckets.remove(&peer);
-        let max = self.config.redial_max;
+        let (min, max, stable) = (
+            self.config.redial_min,
+            self.config.redial_max,
+            self.config.stable_after,
+        );
         for b in &mut self.bootstrap {
-            if b.peer == Some(peer) && !b.dialing {
+            if b.peer != Some(peer) {
+                continue;
+            }
+            if b.since
+                .take()
+                .is_some_and(|t| now.duration_since(t) >= stable)
+            {
+                b.backoff = Backoff::new(now, min);
+            }
+            if !b.dialing {
                 b.backoff.failed(now, max);
             }
         }
     }
 
     /// The `--peer` dials to start at `now`: entries not connected (per `is_connected`), not
-    /// being dialled, whose backoff has passed, and not ourselves. Each is marked as dialling.
+    /// being dialled, whose backoff has passed, and not ourselves; and, once an entry has been
+    /// connected, only while the node is `short` of peers (below its target). A bootnode that
+    /// everyone names is thus held only by the nodes that still need it: were every node to
+    /// redial it after each drop, a full bootnode would spend its time closing one newcomer's
+    /// connection for the next. Each is marked as dialling.
     pub fn due_bootstrap_dials(
         &mut self,
         now: Instant,
+        short: bool,
         is_connected: impl Fn(&PeerId) -> bool,
     ) -> Vec<DueDial> {
         let mut out = Vec::new();
         for (index, b) in self.bootstrap.iter_mut().enumerate() {
             let connected = b.peer.as_ref().is_some_and(&is_connected);
             if connected
+                || (b.joined && !short)
                 || b.dialing
                 || b.backoff.next_attempt > now
                 || b.peer == Some(self.local)
@@ -279,12 +312,13 @@ impl PeerBook {
         out
     }
 
-    /// A `--peer` dial connected to `peer`.
-    pub fn bootstrap_connected(&mut self, index: usize, peer: PeerId) {
+    /// A `--peer` dial connected to `peer` at `now`.
+    pub fn bootstrap_connected(&mut self, index: usize, peer: PeerId, now: Instant) {
         if let Some(b) = self.bootstrap.get_mut(index) {
             b.peer = Some(peer);
             b.dialing = false;
-            b.backoff = Backoff::new(b.backoff.next_attempt, self.config.redial_min);
+            b.joined = true;
+            b.since.get_or_insert(now);
         }
     }
 
@@ -416,17 +450,17 @@ mod tests {
     fn a_bootstrap_address_is_dialled_at_once_then_with_doubling_backoff() {
         let addr: Multiaddr = "/ip4/127.0.0.1/tcp/4001".parse().unwrap();
         let (mut b, t0) = book(std::slice::from_ref(&addr));
-        let due = b.due_bootstrap_dials(t0, |_| false);
+        let due = b.due_bootstrap_dials(t0, true, |_| false);
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].addr, addr);
         // In flight: not dialled twice.
-        assert!(b.due_bootstrap_dials(t0, |_| false).is_empty());
+        assert!(b.due_bootstrap_dials(t0, true, |_| false).is_empty());
         let mut t = t0;
         let mut waits = Vec::new();
         for _ in 0..8 {
             b.bootstrap_failed(0, t);
             let mut next = t;
-            while b.due_bootstrap_dials(next, |_| false).is_empty() {
+            while b.due_bootstrap_dials(next, true, |_| false).is_empty() {
                 next += Duration::from_millis(500);
             }
             waits.push((next - t).as_secs());
@@ -440,18 +474,86 @@ mod tests {
         let addr: Multiaddr = "/ip4/127.0.0.1/tcp/4001".parse().unwrap();
         let (mut b, t0) = book(&[addr]);
         let peer = PeerId::random();
-        b.due_bootstrap_dials(t0, |_| false);
+        b.due_bootstrap_dials(t0, true, |_| false);
         b.bootstrap_failed(0, t0);
-        b.due_bootstrap_dials(t0 + S, |_| false);
-        b.bootstrap_connected(0, peer);
+        b.due_bootstrap_dials(t0 + S, true, |_| false);
+        b.bootstrap_connected(0, peer, t0 + S);
+        b.connected(peer, t0 + S);
         assert!(
-            b.due_bootstrap_dials(t0 + 10 * S, |p| *p == peer)
+            b.due_bootstrap_dials(t0 + 20 * S, true, |p| *p == peer)
                 .is_empty()
         );
-        b.disconnected(peer, t0 + 10 * S);
-        assert!(b.due_bootstrap_dials(t0 + 10 * S, |_| false).is_empty());
-        let due = b.due_bootstrap_dials(t0 + 11 * S, |_| false);
+        b.disconnected(peer, t0 + 20 * S);
+        assert!(
+            b.due_bootstrap_dials(t0 + 20 * S, true, |_| false)
+                .is_empty()
+        );
+        let due = b.due_bootstrap_dials(t0 + 21 * S, true, |_| false);
         assert_eq!(due[0].peer, Some(peer));
+    }
+
+    #[test]
+    fn a_bootstrap_connection_closed_at_once_counts_as_a_failed_attempt() {
+        let addr: Multiaddr = "/ip4/127.0.0.1/tcp/4001".parse().unwrap();
+        let (mut b, t0) = book(&[addr]);
+        let peer = PeerId::random();
+        // A full node takes each connection and closes it a moment later.
+        let mut t = t0;
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            let mut next = t;
+            while b.due_bootstrap_dials(next, true, |_| false).is_empty() {
+                next += Duration::from_millis(500);
+            }
+            waits.push((next - t).as_secs());
+            b.bootstrap_connected(0, peer, next);
+            b.connected(peer, next);
+            t = next + Duration::from_millis(300);
+            b.disconnected(peer, t);
+        }
+        assert_eq!(waits, vec![0, 1, 2, 4, 8, 16, 32, 60]);
+        // A connection that lasts starts the backoff over.
+        let t = t + 60 * S;
+        b.due_bootstrap_dials(t, true, |_| false);
+        b.bootstrap_connected(0, peer, t);
+        b.connected(peer, t);
+        b.disconnected(peer, t + 30 * S);
+        assert_eq!(b.due_bootstrap_dials(t + 31 * S, true, |_| false).len(), 1);
+    }
+
+    #[test]
+    fn a_bootnode_is_redialled_only_while_the_node_is_short_of_peers() {
+        let addr: Multiaddr = "/ip4/127.0.0.1/tcp/4001".parse().unwrap();
+        let (mut b, t0) = book(&[addr]);
+        let peer = PeerId::random();
+        // Before it ever answered, it is dialled (and retried) whatever the peer count: the
+        // node may have its target on a LAN and still need the way to the rest.
+        assert_eq!(b.due_bootstrap_dials(t0, false, |_| false).len(), 1);
+        b.bootstrap_failed(0, t0);
+        assert_eq!(b.due_bootstrap_dials(t0 + S, false, |_| false).len(), 1);
+        b.bootstrap_connected(0, peer, t0 + S);
+        // Dropped (a full bootnode makes room for a newcomer): not redialled while the node
+        // has its target, redialled once it is short again.
+        b.disconnected(peer, t0 + 2 * S);
+        assert!(
+            b.due_bootstrap_dials(t0 + 60 * S, false, |_| false)
+                .is_empty()
+        );
+        let due = b.due_bootstrap_dials(t0 + 60 * S, true, |_| false);
+        assert_eq!(due[0].peer, Some(peer));
+        // The same for a peer named with its id that connected by other means.
+        let named = PeerId::random();
+        let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/4002/p2p/{named}")
+            .parse()
+            .unwrap();
+        let (mut b, t0) = book(&[addr]);
+        b.connected(named, t0);
+        b.disconnected(named, t0);
+        assert!(
+            b.due_bootstrap_dials(t0 + 60 * S, false, |_| false)
+                .is_empty()
+        );
+        assert_eq!(b.due_bootstrap_dials(t0 + 60 * S, true, |_| false).len(), 1);
     }
 
     #[test]
@@ -465,10 +567,13 @@ mod tests {
             .unwrap();
         let mut b = PeerBook::new(PeerBookConfig::default(), local, &[own, bad], now);
         b.ban(banned, now);
-        assert!(b.due_bootstrap_dials(now, |_| false).is_empty());
+        assert!(b.due_bootstrap_dials(now, true, |_| false).is_empty());
         assert!(!b.should_dial_mdns(local, now));
         assert!(!b.should_dial_mdns(banned, now));
-        assert_eq!(b.due_bootstrap_dials(now + 600 * S, |_| false).len(), 1);
+        assert_eq!(
+            b.due_bootstrap_dials(now + 600 * S, true, |_| false).len(),
+            1
+        );
     }
 
     #[test]
@@ -484,7 +589,7 @@ mod tests {
         assert_eq!(dials, vec![0, 5, 15, 35, 55, 75, 95, 115]);
         b.mdns_announced(p, t0 + 120 * S);
         assert!(b.should_dial_mdns(p, t0 + 120 * S));
-        b.connected(p);
+        b.connected(p, t0 + 121 * S);
         assert!(b.should_dial_mdns(p, t0 + 121 * S));
     }
 }
