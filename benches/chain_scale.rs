@@ -7,6 +7,8 @@
 //!
 //! `cargo bench --bench chain_scale` (set `CHAIN_SCALE_MAX` to stop at a smaller chain).
 
+mod common;
+
 use gossipchain::chain::tree::TreeLimits;
 use gossipchain::chain::{
     Address, Block, ChainParams, ChainState, CheckedBlock, Coinbase, Header, Transaction,
@@ -68,12 +70,7 @@ fn grow(store: &Store, params: &ChainParams, mut parent: Header, to: u64) -> Hea
 
 /// Resident memory of a process, kB (VmRSS).
 fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
+    common::rss_kb(&pid.to_string()).expect("VmRSS")
 }
 
 /// Starts the node binary on `dir`, waits for "node started"; returns (time to ready, RSS kB).

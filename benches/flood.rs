@@ -52,14 +52,7 @@ const ATTACK_MAX: Duration = Duration::from_secs(5);
 
 /// Resident memory of this process, MB.
 fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
+    common::rss_kb("self").map_or(f64::NAN, |kb| kb as f64 / 1024.0)
 }
 
 /// Mines one block on `miner`; the time from the instant its miner found it until every other

@@ -1,16 +1,22 @@
 //! The HTTP interface under load: `cargo bench --bench http`.
 //!
-//! Two nodes on 127.0.0.1 (mDNS off), A dialled by B, each with its HTTP server. Prints:
+//! Two nodes on 127.0.0.1 (mDNS off), A dialled by B, each with its HTTP server, in this
+//! process. The load on A's server comes from a separate process (this binary again, run as a
+//! load generator), so that the clients' own work is not counted against the node, and every
+//! figure says how much CPU each side used. Prints:
 //!
-//! 1. API reads per second on A: [`READERS`] keep-alive clients for [`READ_FOR`] each on
-//!    `/blocks/tip/height`, `/node/status` and `/blocks` (a page of ten blocks).
-//! 2. SSE fan-out: [`SSE_CLIENTS`] clients on A's `/events` while A mines [`FANOUT_BLOCKS`]
-//!    blocks that B receives by gossip: how many `tip` events arrived, and the delay from the
-//!    node's own event to each client's receipt (p50, p99, max).
+//! 1. API reads per second on A: the load generator flat out on [`LOAD_CONNECTIONS`] keep-alive
+//!    connections for [`READ_FOR`] each on `/blocks/tip/height`, `/node/status` and `/blocks`
+//!    (a page of ten blocks).
+//! 2. SSE fan-out: [`SSE_CLIENTS`] clients (in this process: their delays are measured against
+//!    the node's own event clock) on A's `/events` while A mines [`FANOUT_BLOCKS`] blocks that B
+//!    receives by gossip: how many `tip` events arrived, and the delay from the node's own event
+//!    to each client's receipt (p50, p99, max).
 //! 3. Block propagation A -> B (from the moment A's miner found the block to B's acceptance),
-//!    p50 and p99 over rounds of [`ROUND_BLOCKS`] blocks, alternating an idle HTTP server with
-//!    a busy one (the readers and the SSE clients of 1 and 2 on A, all the time); the ratio of
-//!    the p99s (target: busy <= 1.2x idle).
+//!    in [`ROUNDS`] rounds of [`ROUND_BLOCKS`] blocks for each load, interleaved: idle; busy (a
+//!    busy dashboard crowd: [`BUSY_RATE`] reads/s and [`SSE_CLIENTS`] event streams); and flat
+//!    out (reads as fast as the server answers, plus the streams: overload). The medians over
+//!    the rounds of p50 and p99, and the ratio of the p99s (target: busy <= 1.2x idle).
 
 mod common;
 
@@ -24,18 +30,26 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// Concurrent readers.
-const READERS: usize = 8;
+/// Keep-alive connections the load generator reads on.
+const LOAD_CONNECTIONS: usize = 8;
 /// How long each read route is measured.
 const READ_FOR: Duration = Duration::from_secs(3);
 /// Event stream clients.
 const SSE_CLIENTS: usize = 100;
 /// Blocks mined while the event streams are measured.
 const FANOUT_BLOCKS: u64 = 30;
+/// Reads per second of the busy rounds: a hundred open dashboards each reading ten times a
+/// second (one reads about four times per block, and polls every 5 s).
+const BUSY_RATE: u64 = 1000;
 /// Blocks in one propagation round.
-const ROUND_BLOCKS: usize = 25;
-/// Propagation rounds of each kind (idle, busy), interleaved.
-const ROUNDS: usize = 4;
+const ROUND_BLOCKS: usize = 100;
+/// Propagation rounds of each load, interleaved.
+const ROUNDS: usize = 7;
+/// The routes the busy and flat-out rounds read, in turn.
+const BUSY_PATHS: &str = "/blocks,/node/status,/blocks/tip/height";
+/// Set in the load generator's environment: `URL RATE PATHS STREAMS` (RATE 0: flat out;
+/// PATHS comma-separated).
+const LOAD_ENV: &str = "GOSSIPCHAIN_BENCH_HTTP_LOAD";
 /// Longest any single wait may take.
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -55,24 +69,40 @@ async fn serve(node: &Node) -> (HttpServer, tempfile::TempDir) {
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(DEADLINE)
-        .pool_max_idle_per_host(READERS * 2)
+        .pool_max_idle_per_host(2)
         .build()
         .expect("client")
 }
 
-/// Readers on `url` until `stop`; counts answers into `count`.
+/// Readers on `urls` until `stop`, one keep-alive connection each, [`LOAD_CONNECTIONS`] of
+/// them: `rate` reads per second in all on a fixed schedule (0: each as fast as the server
+/// answers). Counts answers into `count`.
 fn spawn_readers(
     urls: Vec<String>,
+    rate: u64,
     stop: Arc<AtomicBool>,
     count: Arc<AtomicU64>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    (0..READERS)
+    (0..LOAD_CONNECTIONS)
         .map(|i| {
-            let (url, stop, count) = (urls[i % urls.len()].clone(), stop.clone(), count.clone());
+            let (stop, count, urls) = (stop.clone(), count.clone(), urls.clone());
             let c = client();
             tokio::spawn(async move {
+                let mut tick = (rate > 0).then(|| {
+                    let mut t = tokio::time::interval(Duration::from_secs_f64(
+                        LOAD_CONNECTIONS as f64 / rate as f64,
+                    ));
+                    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    t
+                });
+                let mut n = i;
                 while !stop.load(Ordering::Relaxed) {
-                    let r = c.get(&url).send().await.expect("the server answers");
+                    if let Some(t) = &mut tick {
+                        t.tick().await;
+                    }
+                    let url = &urls[n % urls.len()];
+                    n += 1;
+                    let r = c.get(url).send().await.expect("the server answers");
                     assert!(r.status().is_success(), "{url}: {}", r.status());
                     r.bytes().await.expect("a body");
                     count.fetch_add(1, Ordering::Relaxed);
@@ -129,22 +159,17 @@ fn spawn_sse(
     })
 }
 
-/// Opens [`SSE_CLIENTS`] event streams on `server` and waits until each is live.
+/// Opens `n` event streams on the server at `base` and waits until each is live.
 async fn open_streams(
-    server: &HttpServer,
+    base: &str,
+    n: usize,
     tips: &mpsc::UnboundedSender<(u64, Instant)>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
-    let streams: Vec<_> = (0..SSE_CLIENTS)
-        .map(|_| {
-            spawn_sse(
-                format!("{}/events", server.url()),
-                tips.clone(),
-                ready_tx.clone(),
-            )
-        })
+    let streams: Vec<_> = (0..n)
+        .map(|_| spawn_sse(format!("{base}/events"), tips.clone(), ready_tx.clone()))
         .collect();
-    for _ in 0..SSE_CLIENTS {
+    for _ in 0..n {
         tokio::time::timeout(DEADLINE, ready_rx.recv())
             .await
             .expect("every stream opens");
@@ -173,17 +198,177 @@ async fn propagate(a: &Node, b_blocks: &mut mpsc::UnboundedReceiver<(String, Ins
     }
 }
 
+/// The load generator's side: `spec` is [`LOAD_ENV`]'s value. Opens the streams, says
+/// `ready`, reads until its standard input closes, then prints
+/// `report READS TIPS CPU_SECS WALL_SECS` and exits.
+fn load_generator(spec: &str) {
+    let parts: Vec<&str> = spec.split(' ').collect();
+    let [base, rate, paths, streams] = parts[..] else {
+        panic!("{LOAD_ENV}: want URL RATE PATHS STREAMS, got {spec:?}");
+    };
+    let rate: u64 = rate.parse().expect("a rate");
+    let n: usize = streams.parse().expect("a stream count");
+    let urls: Vec<String> = paths.split(',').map(|p| format!("{base}{p}")).collect();
+    let cpu0 = common::process_cpu_secs();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async move {
+            let (tips_tx, mut tips_rx) = mpsc::unbounded_channel();
+            let streams = open_streams(base, n, &tips_tx).await;
+            println!("ready");
+            let stop = Arc::new(AtomicBool::new(false));
+            let count = Arc::new(AtomicU64::new(0));
+            let t0 = Instant::now();
+            let readers = spawn_readers(urls, rate, stop.clone(), count.clone());
+            let mut tips = 0u64;
+            let mut stdin = tokio::io::stdin();
+            let mut byte = [0u8; 1];
+            loop {
+                tokio::select! {
+                    r = tokio::io::AsyncReadExt::read(&mut stdin, &mut byte) => {
+                        if matches!(r, Ok(0) | Err(_)) {
+                            break;
+                        }
+                    }
+                    Some(_) = tips_rx.recv() => tips += 1,
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+            for r in readers {
+                r.await.expect("reader");
+            }
+            let wall = t0.elapsed().as_secs_f64();
+            for s in streams {
+                s.abort();
+            }
+            let cpu = common::cpu_delta(cpu0, common::process_cpu_secs());
+            println!(
+                "report {} {tips} {cpu:.3} {wall:.3}",
+                count.load(Ordering::Relaxed)
+            );
+        });
+}
+
+/// A load generator process on A's server.
+struct LoadGen {
+    child: tokio::process::Child,
+    out: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+/// What a load generator did.
+struct LoadReport {
+    reads: u64,
+    tips: u64,
+    cpu_secs: f64,
+    wall_secs: f64,
+}
+
+impl LoadGen {
+    /// Starts one and waits until its streams are open.
+    async fn start(base: &str, rate: u64, paths: &str, streams: usize) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(std::env::current_exe().expect("own path"))
+            .env(LOAD_ENV, format!("{base} {rate} {paths} {streams}"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the load generator starts");
+        let mut out = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let line = tokio::time::timeout(DEADLINE, out.next_line())
+            .await
+            .expect("the load generator gets ready in time")
+            .expect("its output");
+        assert_eq!(line.as_deref(), Some("ready"));
+        Self { child, out }
+    }
+
+    /// Stops it and reads its report.
+    async fn stop(mut self) -> LoadReport {
+        drop(self.child.stdin.take());
+        let line = tokio::time::timeout(DEADLINE, self.out.next_line())
+            .await
+            .expect("the load generator reports in time")
+            .expect("its output")
+            .expect("a report");
+        let f: Vec<&str> = line
+            .strip_prefix("report ")
+            .expect("a report line")
+            .split(' ')
+            .collect();
+        let _ = self.child.wait().await;
+        LoadReport {
+            reads: f[0].parse().expect("reads"),
+            tips: f[1].parse().expect("tips"),
+            cpu_secs: f[2].parse().expect("cpu"),
+            wall_secs: f[3].parse().expect("wall"),
+        }
+    }
+}
+
+/// The loads of the propagation rounds.
+#[derive(Clone, Copy, PartialEq)]
+enum Load {
+    Idle,
+    Busy,
+    FlatOut,
+}
+
+impl Load {
+    fn name(self) -> &'static str {
+        match self {
+            Load::Idle => "idle",
+            Load::Busy => "busy",
+            Load::FlatOut => "flat out",
+        }
+    }
+}
+
 fn main() {
-    common::block_on(async {
+    if let Ok(spec) = std::env::var(LOAD_ENV) {
+        load_generator(&spec);
+        return;
+    }
+    // B, the receiving peer, runs on a runtime of its own, as it would on another machine:
+    // A's HTTP work is never queued ahead of B's tasks (they share only the 2 cores, through
+    // the OS scheduler, with A and the load generator).
+    let b_runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("B's runtime");
+    let b_rt = b_runtime.handle().clone();
+    common::block_on(async move {
         let params = gossipchain::testkit::params();
         let a = Node::start(tempfile::tempdir().unwrap(), &params, DEADLINE).await;
-        let b = Node::start(tempfile::tempdir().unwrap(), &params, DEADLINE).await;
+        let p = params.clone();
+        let b = b_rt
+            .spawn(async move { Node::start(tempfile::tempdir().unwrap(), &p, DEADLINE).await })
+            .await
+            .expect("B starts");
         b.handle.dial(a.addr.clone()).await.expect("B dials A");
-        let ((sa, _da), (sb, _db)) = (serve(&a).await, serve(&b).await);
-        // B's accepted blocks, as they happen.
+        let (sa, _da) = serve(&a).await;
+        let b_node = b.handle.clone();
+        let (sb, _db) = b_rt
+            .spawn(async move {
+                let d = tempfile::tempdir().expect("temp dir");
+                let config = HttpConfig {
+                    addr: "127.0.0.1:0".parse().expect("an address"),
+                    fallback: false,
+                    cors: Vec::new(),
+                };
+                let server = http::start(b_node, config, d.path())
+                    .await
+                    .expect("HTTP starts");
+                (server, d)
+            })
+            .await
+            .expect("B's HTTP starts");
+        // B's accepted blocks, as they happen (timed on B's runtime).
         let (btx, mut b_blocks) = mpsc::unbounded_channel();
         let mut b_events = b.handle.subscribe();
-        tokio::spawn(async move {
+        b_rt.spawn(async move {
             while let Ok(e) = b_events.recv().await {
                 if let NodeEvent::Block(arr) = e.event
                     && btx.send((arr.hash.to_hex(), Instant::now())).is_err()
@@ -203,25 +388,21 @@ fn main() {
         );
 
         // 1. Reads per second.
-        println!("\nAPI reads, {READERS} keep-alive clients, {READ_FOR:?} each:");
+        println!(
+            "\nAPI reads, a load generator process flat out on {LOAD_CONNECTIONS} keep-alive \
+             connections, {READ_FOR:?} each:"
+        );
         for path in ["/blocks/tip/height", "/node/status", "/blocks"] {
-            let stop = Arc::new(AtomicBool::new(false));
-            let count = Arc::new(AtomicU64::new(0));
-            let t0 = Instant::now();
-            let tasks = spawn_readers(
-                vec![format!("{}{path}", sa.url())],
-                stop.clone(),
-                count.clone(),
-            );
+            let generator = LoadGen::start(&sa.url(), 0, path, 0).await;
+            let cpu0 = common::process_cpu_secs();
             tokio::time::sleep(READ_FOR).await;
-            stop.store(true, Ordering::Relaxed);
-            for t in tasks {
-                t.await.expect("reader");
-            }
-            let n = count.load(Ordering::Relaxed);
+            let r = generator.stop().await;
+            let node_cpu = common::cpu_delta(cpu0, common::process_cpu_secs());
             println!(
-                "  GET {path:<20} {:>8.0} requests/s",
-                n as f64 / t0.elapsed().as_secs_f64()
+                "  GET {path:<20} {:>8.0} requests/s (CPU: nodes {:.0}%, load generator {:.0}%)",
+                r.reads as f64 / r.wall_secs,
+                100.0 * node_cpu / r.wall_secs,
+                100.0 * r.cpu_secs / r.wall_secs
             );
         }
 
@@ -239,7 +420,7 @@ fn main() {
 
         // 2. SSE fan-out while A mines and relays to B.
         let (tips_tx, mut tips_rx) = mpsc::unbounded_channel();
-        let sse = open_streams(&sa, &tips_tx).await;
+        let sse = open_streams(&sa.url(), SSE_CLIENTS, &tips_tx).await;
         let start = a.handle.status().height;
         for _ in 0..FANOUT_BLOCKS {
             propagate(&a, &mut b_blocks).await;
@@ -249,7 +430,9 @@ fn main() {
         while delays.len() < expected {
             match tokio::time::timeout(Duration::from_secs(5), tips_rx.recv()).await {
                 Ok(Some((h, at))) if h > start => {
-                    let from = emitted.lock().unwrap()[&h];
+                    // Recorded by A's own subscriber, which may run after a stream's client.
+                    let from = emitted.lock().unwrap().get(&h).copied();
+                    let from = from.unwrap_or(at);
                     delays.push(at.saturating_duration_since(from).as_secs_f64() * 1e3);
                 }
                 Ok(Some(_)) => {}
@@ -270,80 +453,91 @@ fn main() {
             d.max()
         );
 
-        // 3. Propagation, idle vs busy, interleaved.
-        println!("\nblock propagation A -> B, rounds of {ROUND_BLOCKS} blocks, interleaved:");
-        let mut idle = Vec::new();
-        let mut busy = Vec::new();
-        let reads = Arc::new(AtomicU64::new(0));
-        for round in 0..2 * ROUNDS {
-            let loaded = round % 2 == 1;
-            let stop = Arc::new(AtomicBool::new(false));
-            let (readers, streams) = if loaded {
-                let streams = open_streams(&sa, &tips_tx).await;
-                let readers = spawn_readers(
-                    vec![
-                        format!("{}/blocks", sa.url()),
-                        format!("{}/node/status", sa.url()),
-                        format!("{}/blocks/tip/height", sa.url()),
-                    ],
-                    stop.clone(),
-                    reads.clone(),
-                );
-                (readers, streams)
-            } else {
-                (Vec::new(), Vec::new())
-            };
-            let before = reads.load(Ordering::Relaxed);
-            let t0 = Instant::now();
-            let mut this = Vec::new();
-            for _ in 0..ROUND_BLOCKS {
-                this.push(propagate(&a, &mut b_blocks).await);
-            }
-            let rate = (reads.load(Ordering::Relaxed) - before) as f64 / t0.elapsed().as_secs_f64();
-            stop.store(true, Ordering::Relaxed);
-            for t in readers {
-                t.await.expect("reader");
-            }
-            for t in streams {
-                t.abort();
-            }
-            let mut events = 0;
-            while tips_rx.try_recv().is_ok() {
-                events += 1;
-            }
-            let st = Stats(this.clone());
-            if loaded {
+        // 3. Propagation under each load, interleaved (the order turns each round).
+        println!(
+            "\nblock propagation A -> B, {ROUNDS} rounds of {ROUND_BLOCKS} blocks per load, \
+             interleaved; load from a separate process:"
+        );
+        let loads = [Load::Idle, Load::Busy, Load::FlatOut];
+        let mut p50s: HashMap<&str, Vec<f64>> = HashMap::new();
+        let mut p99s: HashMap<&str, Vec<f64>> = HashMap::new();
+        let mut all: HashMap<&str, Vec<f64>> = HashMap::new();
+        for round in 0..ROUNDS {
+            for k in 0..loads.len() {
+                let load = loads[(round + k) % loads.len()];
+                let generator = match load {
+                    Load::Idle => None,
+                    Load::Busy => {
+                        Some(LoadGen::start(&sa.url(), BUSY_RATE, BUSY_PATHS, SSE_CLIENTS).await)
+                    }
+                    Load::FlatOut => {
+                        Some(LoadGen::start(&sa.url(), 0, BUSY_PATHS, SSE_CLIENTS).await)
+                    }
+                };
+                let cpu0 = common::process_cpu_secs();
+                let t0 = Instant::now();
+                let mut this = Vec::new();
+                for _ in 0..ROUND_BLOCKS {
+                    this.push(propagate(&a, &mut b_blocks).await);
+                }
+                let wall = t0.elapsed().as_secs_f64();
+                let node_cpu = 100.0 * common::cpu_delta(cpu0, common::process_cpu_secs()) / wall;
+                all.entry(load.name()).or_default().extend(&this);
+                let st = Stats(this);
+                let alongside = match generator {
+                    Some(g) => {
+                        let r = g.stop().await;
+                        format!(
+                            "; {:.0} reads/s, {} tip events streamed, load generator CPU {:.0}%",
+                            r.reads as f64 / r.wall_secs,
+                            r.tips,
+                            100.0 * r.cpu_secs / r.wall_secs
+                        )
+                    }
+                    None => String::new(),
+                };
                 println!(
-                    "  busy: p50 {:.2} ms, p99 {:.2} ms ({rate:.0} API reads/s and {events} tip events streamed alongside)",
+                    "  round {} {:<8} p50 {:>6.2} ms, p99 {:>6.2} ms (nodes' CPU {node_cpu:.0}%{alongside})",
+                    round + 1,
+                    load.name(),
                     st.median(),
-                    st.quantile(0.99)
+                    st.quantile(0.99),
                 );
-                busy.extend(this);
-            } else {
-                println!(
-                    "  idle: p50 {:.2} ms, p99 {:.2} ms",
-                    st.median(),
-                    st.quantile(0.99)
-                );
-                idle.extend(this);
+                p50s.entry(load.name()).or_default().push(st.median());
+                p99s.entry(load.name()).or_default().push(st.quantile(0.99));
             }
         }
-        let (i, b_) = (Stats(idle), Stats(busy));
+        let med = |m: &HashMap<&str, Vec<f64>>, l: Load| Stats(m[l.name()].clone()).median();
+        println!("  medians over the {ROUNDS} rounds:");
+        for l in loads {
+            let pooled = Stats(all[l.name()].clone());
+            println!(
+                "    {:<8} p50 {:>6.2} ms, p99 {:>6.2} ms (all {} blocks pooled: p50 {:.2} ms, p99 {:.2} ms)",
+                l.name(),
+                med(&p50s, l),
+                med(&p99s, l),
+                pooled.0.len(),
+                pooled.median(),
+                pooled.quantile(0.99)
+            );
+        }
+        let pooled = |l: Load| Stats(all[l.name()].clone()).quantile(0.99);
         println!(
-            "  all {} blocks of each: idle p50 {:.2} ms, p99 {:.2} ms; busy ({READERS} readers + \
-             {SSE_CLIENTS} event streams) p50 {:.2} ms, p99 {:.2} ms\n  p99 busy / idle = {:.2}x \
-             (target <= 1.2x)",
-            ROUND_BLOCKS * ROUNDS,
-            i.median(),
-            i.quantile(0.99),
-            b_.median(),
-            b_.quantile(0.99),
-            b_.quantile(0.99) / i.quantile(0.99)
+            "  p99 busy ({BUSY_RATE} reads/s + {SSE_CLIENTS} event streams) / idle = {:.2}x \
+             (target <= 1.2x; pooled {:.2}x); flat out / idle = {:.2}x (pooled {:.2}x, reported)",
+            med(&p99s, Load::Busy) / med(&p99s, Load::Idle),
+            pooled(Load::Busy) / pooled(Load::Idle),
+            med(&p99s, Load::FlatOut) / med(&p99s, Load::Idle),
+            pooled(Load::FlatOut) / pooled(Load::Idle)
         );
         println!("load average at the end {}", load_average());
         sa.shutdown().await;
-        sb.shutdown().await;
-        b.stop().await;
+        b_rt.spawn(async move {
+            sb.shutdown().await;
+            b.stop().await;
+        })
+        .await
+        .expect("B stops");
         a.stop().await;
     });
 }

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod miner;
 pub mod net;
 pub mod node;
+pub mod priority;
 pub mod repl;
 pub mod store;
 pub mod testkit;

@@ -175,3 +175,38 @@ async fn mine_n_yields_n_blocks_in_a_row_then_ends() {
     assert!(node.handle.mine(0).await.unwrap().recv().await.is_none());
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_node_still_lets_a_newcomer_in_and_closes_its_oldest_accepted_connection() {
+    let no_kad = |dir: &tempfile::TempDir, peers: &[libp2p::Multiaddr], max: u32| {
+        let mut c = config(dir, peers);
+        c.net.behaviour.kad = false;
+        c.net.behaviour.max_peers = max;
+        c
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let c = no_kad(&dir, &[], 2);
+    let mut hub = start_with(dir, c).await;
+    let mut first = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let c = no_kad(&dir, std::slice::from_ref(&hub.addr), 64);
+        first.push(start_with(dir, c).await);
+    }
+    hub.wait("2 peers, its limit", |s| s.peers == 2).await;
+    // A third names the full hub: it gets in (the hub closes the connection it accepted first)
+    // instead of being refused, which would leave it alone with no peer at all.
+    let dir = tempfile::tempdir().unwrap();
+    let c = no_kad(&dir, std::slice::from_ref(&hub.addr), 64);
+    let mut newcomer = start_with(dir, c).await;
+    newcomer
+        .wait("connected to the hub", |s| s.peers == 1)
+        .await;
+    let (_, evicted) = first[0].handle.wait_for(DEADLINE, |s| s.peers == 0).await;
+    assert!(evicted, "the hub closed its oldest accepted connection");
+    newcomer.stop().await;
+    for n in first.iter_mut() {
+        n.stop().await;
+    }
+    hub.stop().await;
+}

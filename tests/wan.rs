@@ -258,11 +258,6 @@ fn spread_ms(wan: &mut Wan, live: &[usize], origin: usize, hash: &str) -> Option
     Some((latest - t0) * 1000.0)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
 /// Blocks mined one at a time on one node, then a long chain, then a late joiner.
 const NETEM_BLOCKS: usize = 20;
 const LATE_CHAIN: u64 = 2000;

@@ -19,6 +19,19 @@ pub fn load_average() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// Resident memory (VmRSS) of process `pid` ("self" for this one), kB.
+pub fn rss_kb(pid: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// A statistic over repeated measurements.
 pub struct Stats(pub Vec<f64>);
 

@@ -1,5 +1,11 @@
 //! The reading routes (no token needed) and `POST /tx`, shaped after Esplora (chain, mempool,
 //! addresses) and the beacon-node API (`/node/*`).
+//!
+//! The status routes (`/node/status`, `/node/syncing`, `/blocks/tip/*`) answer from the
+//! status snapshot the node publishes at the end of each step, without a turn of the node's
+//! actor: a dashboard crowd polling them costs the node nothing. Actions answer only once
+//! their step's snapshot is out (see `settled` in the router), so a read that follows an
+//! action sees it.
 
 use super::AppState;
 use super::error::Seg;
@@ -56,9 +62,7 @@ pub async fn identity(State(s): State<AppState>) -> Json<Value> {
 
 /// `GET /node/status`: everything the REPL's `status` shows.
 pub async fn status(State(s): State<AppState>) -> ApiResult<Json<Value>> {
-    // A round trip first, so the snapshot includes every command sent before this request.
-    s.node.chain(0).await?;
-    let st = s.node.status();
+    let st = s.node.live_status()?;
     Ok(Json(json!({
         "peer_id": st.peer_id.to_string(),
         "chain_id": st.chain_id.to_hex(),
@@ -83,8 +87,7 @@ pub async fn peers(State(s): State<AppState>) -> Json<Vec<PeerView>> {
 
 /// `GET /node/syncing`, after the beacon API's shape.
 pub async fn syncing(State(s): State<AppState>) -> ApiResult<Json<Value>> {
-    s.node.chain(0).await?;
-    let st = s.node.status();
+    let st = s.node.live_status()?;
     Ok(Json(json!({
         "is_syncing": st.syncing,
         "head_height": st.height,
@@ -96,14 +99,12 @@ pub async fn syncing(State(s): State<AppState>) -> ApiResult<Json<Value>> {
 
 /// `GET /blocks/tip/height` (plain text).
 pub async fn tip_height(State(s): State<AppState>) -> ApiResult<Response> {
-    s.node.chain(0).await?;
-    Ok(text(s.node.status().height.to_string()))
+    Ok(text(s.node.live_status()?.height.to_string()))
 }
 
 /// `GET /blocks/tip/hash` (plain text).
 pub async fn tip_hash(State(s): State<AppState>) -> ApiResult<Response> {
-    s.node.chain(0).await?;
-    Ok(text(s.node.status().tip.to_hex()))
+    Ok(text(s.node.live_status()?.tip.to_hex()))
 }
 
 /// `GET /blocks`: the newest page of the best chain.

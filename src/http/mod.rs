@@ -6,6 +6,11 @@
 //! - [`sse`]: `GET /events`; [`auth`]: the `.cookie` token; [`error`]: `{code, message}`.
 //! - [`pages`]: the dashboard and the wallet page, embedded; [`metrics`]: `GET /metrics`.
 //!
+//! The server runs on a tokio runtime of its own, on one thread whose CPU priority is lower
+//! than the node's ([`crate::priority::HTTP_NICE`]): a crowd of dashboards, or a script reading flat out, gets
+//! what CPU the node leaves, and never queues ahead of block relay on the node's runtime. Every
+//! request still reaches the node only through its handle (channels work across runtimes).
+//!
 //! Safety by default: loopback only, request bodies of at most 16 KiB, a 10 s timeout on every
 //! request but the event stream and mining, no CORS unless origins are configured, and only
 //! requests naming the server by an IP address or `localhost` ([`host`], against DNS
@@ -35,7 +40,6 @@ use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 
@@ -83,6 +87,8 @@ pub struct AppState {
     pub streams: Arc<AtomicUsize>,
     /// Becomes true at shutdown: event streams end, so the server can finish.
     pub stopping: watch::Receiver<bool>,
+    /// The node's events, rendered once for every stream ([`sse::spawn_renderer`]).
+    pub events: tokio::sync::broadcast::Sender<sse::Rendered>,
 }
 
 /// Why the server could not start.
@@ -116,7 +122,8 @@ pub struct HttpServer {
     /// The token actions need.
     pub cookie: Cookie,
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    /// Answered (or dropped) when the server's thread has finished serving.
+    done: tokio::sync::oneshot::Receiver<()>,
 }
 
 impl HttpServer {
@@ -134,7 +141,7 @@ impl HttpServer {
     /// Stops accepting, ends the event streams, waits for open requests, removes the cookie.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        if tokio::time::timeout(Duration::from_secs(5), self.task)
+        if tokio::time::timeout(Duration::from_secs(5), self.done)
             .await
             .is_err()
         {
@@ -206,12 +213,31 @@ pub fn router(state: AppState, cors: Option<CorsLayer>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), settled))
         .layer(axum::middleware::from_fn(host::check))
         .with_state(state);
     match cors {
         Some(c) => app.layer(c),
         None => app,
     }
+}
+
+/// Holds the answer to a POST (an action, a transfer) until the node has finished the step
+/// that carried it out: one more turn of the node's actor, which comes after that step's
+/// status snapshot. The status routes read that snapshot without asking the node, so a client
+/// that mines, sends or dials and then reads sees what it did.
+async fn settled(
+    axum::extract::State(s): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let post = request.method() == Method::POST;
+    let response = next.run(request).await;
+    if post {
+        // A stopped node has nothing more to publish; the answer stands as it is.
+        let _ = s.node.chain(0).await;
+    }
+    response
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
@@ -245,7 +271,7 @@ fn cors_layer(origins: &[String]) -> Result<Option<CorsLayer>, HttpError> {
     ))
 }
 
-/// Binds, writes the token file in `data_dir` and serves on the current tokio runtime.
+/// Binds, writes the token file in `data_dir` and serves on a thread of its own.
 pub async fn start(
     node: NodeHandle,
     config: HttpConfig,
@@ -261,30 +287,64 @@ pub async fn start(
         path: data_dir.join(auth::COOKIE_FILE),
         cause,
     })?;
+    // The server's own runtime and thread (see the module's doc): the listener moves to it.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|cause| HttpError::Bind {
+            addr: config.addr,
+            cause,
+        })?;
+    let listener = listener
+        .into_std()
+        .and_then(|l| {
+            let _in = runtime.enter();
+            TcpListener::from_std(l)
+        })
+        .map_err(|cause| HttpError::Bind {
+            addr: config.addr,
+            cause,
+        })?;
     let (stop, stopping) = watch::channel(false);
-    let state = AppState {
-        node: node.clone(),
-        token: cookie.token.as_str().into(),
-        streams: Arc::default(),
-        stopping: stopping.clone(),
-    };
-    let app = router(state, cors);
-    let mut on_stop = stopping;
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = on_stop.wait_for(|s| *s).await;
-            })
-            .await;
-        if let Err(e) = served {
-            tracing::error!("HTTP server failed: {e}");
-        }
-    });
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    let token: Arc<str> = cookie.token.as_str().into();
+    let server_node = node.clone();
+    let thread = std::thread::Builder::new()
+        .name("http".into())
+        .spawn(move || {
+            crate::priority::lower_this_thread(crate::priority::HTTP_NICE, "HTTP");
+            runtime.block_on(async move {
+                let state = AppState {
+                    events: sse::spawn_renderer(&server_node, stopping.clone()),
+                    node: server_node,
+                    token,
+                    streams: Arc::default(),
+                    stopping: stopping.clone(),
+                };
+                let app = router(state, cors);
+                let mut on_stop = stopping;
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = on_stop.wait_for(|s| *s).await;
+                    })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!("HTTP server failed: {e}");
+                }
+            });
+            let _ = done_tx.send(());
+        });
+    if let Err(cause) = thread {
+        return Err(HttpError::Bind {
+            addr: config.addr,
+            cause,
+        });
+    }
     let server = HttpServer {
         addr,
         cookie,
         stop,
-        task,
+        done,
     };
     node.set_http_url(server.url());
     if addr != config.addr {

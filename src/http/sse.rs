@@ -3,10 +3,15 @@
 //! started; `/tree` says up to which number it reflects); a `lagged` event tells a client that
 //! fell behind how many it missed (it should then re-read what it shows). The number of open
 //! streams is bounded.
+//!
+//! One task renders each node event to its SSE form once ([`spawn_renderer`]); the streams
+//! share the rendered text.
 
 use super::AppState;
 use super::error::ApiError;
 use super::views;
+use crate::node::NodeHandle;
+use crate::node::events::EVENT_CAPACITY;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -15,11 +20,61 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use tokio::sync::{broadcast, watch};
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 /// Most event streams open at once; more are refused with 503.
 pub const MAX_STREAMS: usize = 512;
+
+/// A node event as every stream sends it.
+#[derive(Clone, Debug)]
+pub enum Rendered {
+    /// An event: its SSE name, number and JSON data.
+    Event {
+        /// `block`, `tip`, `tx` or `peer`.
+        name: &'static str,
+        /// Its number (the SSE `id`).
+        seq: u64,
+        /// Its JSON.
+        data: Arc<str>,
+    },
+    /// The renderer itself fell behind the node by this many events.
+    Lagged(u64),
+}
+
+/// Renders the node's events, each once, for all the streams; ends at `stopping`.
+pub fn spawn_renderer(
+    node: &NodeHandle,
+    mut stopping: watch::Receiver<bool>,
+) -> broadcast::Sender<Rendered> {
+    let (tx, _) = broadcast::channel(EVENT_CAPACITY);
+    let mut rx = node.subscribe();
+    let out = tx.clone();
+    tokio::spawn(async move {
+        loop {
+            let item = tokio::select! {
+                item = rx.recv() => item,
+                _ = stopping.wait_for(|s| *s) => return,
+            };
+            let rendered = match item {
+                Ok(e) => {
+                    let (name, data) = views::event(&e.event);
+                    Rendered::Event {
+                        name,
+                        seq: e.seq,
+                        data: data.to_string().into(),
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => Rendered::Lagged(n),
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            // No stream open is fine.
+            let _ = out.send(rendered);
+        }
+    });
+    tx
+}
 
 /// Counts an open stream while it lives.
 struct Slot(Arc<AtomicUsize>);
@@ -43,21 +98,18 @@ pub async fn events(
             format!("at most {MAX_STREAMS} event streams may be open at once"),
         ));
     }
-    let rx = s.node.subscribe();
+    let rx = s.events.subscribe();
     let hello = Event::default()
         .event("hello")
         .data(s.node.status().height.to_string());
     let stream = BroadcastStream::new(rx).map(move |item| {
         let _keep = &slot;
         Ok(match item {
-            Ok(e) => {
-                let (name, data) = views::event(&e.event);
-                Event::default()
-                    .event(name)
-                    .id(e.seq.to_string())
-                    .data(data.to_string())
-            }
-            Err(BroadcastStreamRecvError::Lagged(n)) => {
+            Ok(Rendered::Event { name, seq, data }) => Event::default()
+                .event(name)
+                .id(seq.to_string())
+                .data(&*data),
+            Ok(Rendered::Lagged(n)) | Err(BroadcastStreamRecvError::Lagged(n)) => {
                 Event::default().event("lagged").data(n.to_string())
             }
         })

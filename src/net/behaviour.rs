@@ -16,6 +16,12 @@ use sha2::{Digest, Sha256};
 use std::io;
 use std::time::Duration;
 
+/// Connections accepted beyond `max_peers` for a moment: the event loop then closes the
+/// accepted connection open longest, so that a full node (a bootnode everyone names) still lets
+/// newcomers in to learn the network through it, where refusing them would leave them with no
+/// peer at all. The hard limit is `max_peers` plus this.
+pub const ROOM_TO_EVICT: u32 = 8;
+
 /// How often the Kademlia routing table is refreshed by a bootstrap (a lookup of our own id and
 /// of a random id per bucket).
 pub const KAD_BOOTSTRAP: Duration = Duration::from_secs(300);
@@ -53,7 +59,8 @@ pub struct BehaviourConfig {
     pub mdns: bool,
     /// Whether the Kademlia DHT runs.
     pub kad: bool,
-    /// Most established connections in all.
+    /// Most connected peers in all. A node at the limit still accepts a newcomer and closes
+    /// the connection it accepted longest ago instead (see [`ROOM_TO_EVICT`]).
     pub max_peers: u32,
     /// How long a sync request may wait for its response.
     pub request_timeout: Duration,
@@ -351,7 +358,7 @@ impl Behaviour {
             kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config)
         });
         let limits = connection_limits::ConnectionLimits::default()
-            .with_max_established(Some(config.max_peers))
+            .with_max_established(Some(config.max_peers + ROOM_TO_EVICT))
             .with_max_established_per_peer(Some(2))
             .with_max_pending_incoming(Some(32));
         Ok(Self {

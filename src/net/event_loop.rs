@@ -37,6 +37,8 @@ struct PeerState {
     agent: Option<String>,
     /// Last ping round trip.
     rtt: Option<Duration>,
+    /// When its first connection opened.
+    since: Instant,
 }
 
 /// Why an outgoing connection was opened.
@@ -115,6 +117,34 @@ fn is_loopback(addr: &Multiaddr) -> bool {
 }
 
 impl EventLoop {
+    /// Over `max_peers` connected peers: closes the connection accepted longest ago (not one
+    /// this node dialled: `--peer`, mDNS, `dial` and DHT peers are its own choice), or else
+    /// the newcomer's if it was accepted. A full node thus keeps taking newcomers, each of which
+    /// can learn the network from it, while the peers it has held longest have had time to
+    /// find others.
+    fn make_room(&mut self, newcomer: PeerId) {
+        if self.peers.len() <= self.config.behaviour.max_peers as usize {
+            return;
+        }
+        let accepted = |s: &PeerState| s.found_by == Discovery::Inbound;
+        let victim = self
+            .peers
+            .iter()
+            .filter(|(p, s)| **p != newcomer && accepted(s))
+            .min_by_key(|(_, s)| s.since)
+            .map(|(p, _)| *p)
+            .or_else(|| {
+                self.peers
+                    .get(&newcomer)
+                    .is_some_and(accepted)
+                    .then_some(newcomer)
+            });
+        if let Some(victim) = victim {
+            tracing::debug!(peer = %victim, "at the peer limit: closing the oldest accepted connection");
+            let _ = self.swarm.disconnect_peer_id(victim);
+        }
+    }
+
     pub(super) fn new(
         keypair: identity::Keypair,
         config: NetConfig,
@@ -569,6 +599,7 @@ impl EventLoop {
                     found_by,
                     agent: None,
                     rtt: None,
+                    since: Instant::now(),
                 });
                 let mut addr = endpoint.get_remote_address().clone();
                 if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
@@ -577,6 +608,7 @@ impl EventLoop {
                 state.addresses.insert(connection_id, addr);
                 if num_established.get() == 1 {
                     tracing::info!(peer = %peer_id, addr = %endpoint.get_remote_address(), via = %found_by, "peer connected");
+                    self.make_room(peer_id);
                     return self
                         .emit(Event::PeerConnected {
                             peer: peer_id,

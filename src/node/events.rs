@@ -155,6 +155,10 @@ pub(crate) struct Watch {
     events: broadcast::Sender<Numbered>,
     /// The number of the last event emitted.
     seq: u64,
+    /// Events of the current step, sent at its end ([`Watch::send_step`]): after the step's
+    /// network commands (a block to publish or relay), so that waking every watcher (one task
+    /// per open event stream) never delays the relay.
+    step: Vec<NodeEvent>,
     /// Recent arrivals by hash, and their order for eviction.
     arrivals: HashMap<BlockHash, Arrival>,
     arrival_order: VecDeque<BlockHash>,
@@ -171,6 +175,7 @@ impl Watch {
         let mut w = Self {
             events,
             seq: 0,
+            step: Vec::new(),
             arrivals: HashMap::new(),
             arrival_order: VecDeque::new(),
             txids: HashMap::new(),
@@ -209,12 +214,19 @@ impl Watch {
     }
 
     fn send(&mut self, event: NodeEvent) {
-        self.seq += 1;
-        // No receiver is fine: nobody is watching.
-        let _ = self.events.send(Numbered {
-            seq: self.seq,
-            event,
-        });
+        self.step.push(event);
+    }
+
+    /// Sends the events of the step that ends, numbered, in the order they happened.
+    pub(crate) fn send_step(&mut self) {
+        for event in self.step.drain(..) {
+            self.seq += 1;
+            // No receiver is fine: nobody is watching.
+            let _ = self.events.send(Numbered {
+                seq: self.seq,
+                event,
+            });
+        }
     }
 
     /// The number of the last event emitted (0 before the first).

@@ -312,6 +312,15 @@ impl NodeHandle {
         self.status.borrow().clone()
     }
 
+    /// The latest status without asking the actor anything, or [`Stopped`] once the actor
+    /// has stopped (the snapshot would then be its last word, not the present).
+    pub fn live_status(&self) -> Result<NodeStatus, Stopped> {
+        if self.tx.is_closed() {
+            return Err(Stopped);
+        }
+        Ok(self.status())
+    }
+
     /// Waits until the status satisfies `pred` or `timeout` passes; returns the last status
     /// seen and whether `pred` held.
     pub async fn wait_for(

@@ -63,6 +63,9 @@ impl MinerThread {
         std::thread::Builder::new()
             .name("miner".into())
             .spawn(move || {
+                // Below everything else of the node: blocks are relayed and the dashboard
+                // answers at once, even when the miner has every core.
+                crate::priority::lower_this_thread(crate::priority::MINER_NICE, "miner");
                 while let Some(job) = next_job(&rx) {
                     let started = Instant::now();
                     let result = miner::solve(&job.template.header, job.threads, &job.cancel);

@@ -308,6 +308,8 @@ impl Node {
         self.flush();
         // What the store has committed may leave memory.
         self.chain.persisted(self.persister.committed());
+        // Watchers last, after the step's network commands (a block to relay) and the status.
+        self.watch.send_step();
     }
 
     /// What a change of the best chain means for the mempool (included transfers leave, those

@@ -822,6 +822,15 @@ impl Node {
     }
 }
 
+/// The `p` quantile (0..=1) of ascending `sorted`, nearest rank; NaN if empty.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
 /// Waits until every node's tip is `tip`; the time it took.
 #[track_caller]
 pub fn wait_tip(nodes: &mut [Node], tip: &str, what: &str, timeout: Duration) -> Duration {
