@@ -905,25 +905,11 @@ impl EventLoop {
                 }
             }
             BehaviourEvent::Identify(_) => {}
-            BehaviourEvent::Ping(ping::Event {
-                peer,
-                connection,
-                result,
-            }) => match result {
-                Ok(rtt) => {
-                    if let Some(s) = self.peers.get_mut(&peer) {
-                        s.rtt = Some(rtt);
-                    }
+            BehaviourEvent::Ping(ping::Event { peer, result, .. }) => {
+                if let (Ok(rtt), Some(s)) = (result, self.peers.get_mut(&peer)) {
+                    s.rtt = Some(rtt);
                 }
-                // A connection that no longer answers (its other end closed it unseen, or the
-                // path died) would otherwise stay open for good, counted as a peer: close it,
-                // so that the peer is dialled again or replaced. libp2p leaves this to us.
-                Err(ping::Failure::Unsupported) => {}
-                Err(e) => {
-                    tracing::debug!(%peer, "ping failed, closing the connection: {e}");
-                    self.swarm.close_connection(connection);
-                }
-            },
+            }
             BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. }) => {
                 tracing::debug!(%peer, "DHT routing table updated");
             }
