@@ -3,7 +3,11 @@
 //! Two nodes on 127.0.0.1 (mDNS off), A dialled by B, each with its HTTP server, in this
 //! process. The load on A's server comes from a separate process (this binary again, run as a
 //! load generator), so that the clients' own work is not counted against the node, and every
-//! figure says how much CPU each side used. Prints:
+//! figure says how much CPU each side used. The clients of a real node are on other machines:
+//! here the load generator runs in Linux's idle scheduling class, so that it takes only CPU
+//! the nodes leave and never holds a core a node thread wakes up to (it would otherwise
+//! compete with both nodes for the 2 cores as an equal). Each round says how many reads per
+//! second it actually served, against how many were asked. Prints:
 //!
 //! 1. API reads per second on A: the load generator flat out on [`LOAD_CONNECTIONS`] keep-alive
 //!    connections for [`READ_FOR`] each on `/blocks/tip/height`, `/node/status` and `/blocks`
@@ -13,10 +17,12 @@
 //!    receives by gossip: how many `tip` events arrived, and the delay from the node's own event
 //!    to each client's receipt (p50, p99, max).
 //! 3. Block propagation A -> B (from the moment A's miner found the block to B's acceptance),
-//!    in [`ROUNDS`] rounds of [`ROUND_BLOCKS`] blocks for each load, interleaved: idle; busy (a
-//!    busy dashboard crowd: [`BUSY_RATE`] reads/s and [`SSE_CLIENTS`] event streams); and flat
-//!    out (reads as fast as the server answers, plus the streams: overload). The medians over
-//!    the rounds of p50 and p99, and the ratio of the p99s (target: busy <= 1.2x idle).
+//!    in [`ROUNDS`] rounds of [`ROUND_BLOCKS`] blocks, one mined every [`BLOCK_EVERY`], for each
+//!    load, interleaved: idle; busy (a busy dashboard crowd: [`BUSY_RATE`] reads/s and
+//!    [`SSE_CLIENTS`] event streams); and flat out (reads as fast as the server answers, plus
+//!    the streams: overload). A round starts once the load has run for [`WARM_UP`], and its
+//!    reads per second are counted over the round itself. The medians over the rounds of p50
+//!    and p99, and the ratio of the p99s (target: busy <= 1.2x idle).
 
 mod common;
 
@@ -43,6 +49,13 @@ const FANOUT_BLOCKS: u64 = 30;
 const BUSY_RATE: u64 = 1000;
 /// Blocks in one propagation round.
 const ROUND_BLOCKS: usize = 100;
+/// One block is mined every so often in a propagation round (far more often than any real
+/// chain, but with the node idle between two blocks, as it is between two real ones), so that
+/// a round lasts long enough for its load to be steady.
+const BLOCK_EVERY: Duration = Duration::from_millis(10);
+/// How long the load runs before a round starts: its connections and streams open, its
+/// schedule steady.
+const WARM_UP: Duration = Duration::from_millis(300);
 /// Propagation rounds of each load, interleaved.
 const ROUNDS: usize = 7;
 /// The routes the busy and flat-out rounds read, in turn.
@@ -200,8 +213,12 @@ async fn propagate(a: &Node, b_blocks: &mut mpsc::UnboundedReceiver<(String, Ins
 
 /// The load generator's side: `spec` is [`LOAD_ENV`]'s value. Opens the streams, says
 /// `ready`, reads until its standard input closes, then prints
-/// `report READS TIPS CPU_SECS WALL_SECS` and exits.
+/// `report READS TIPS CPU_SECS WALL_SECS` and exits. Each byte read on its standard input
+/// before that makes it print `count READS TIPS` (what it has done so far).
 fn load_generator(spec: &str) {
+    // Remote clients: CPU the nodes leave, and never in a node thread's way (see the top).
+    // Set before the runtime starts, so that every thread of this process inherits it.
+    gossipchain::priority::idle_this_thread("load generator");
     let parts: Vec<&str> = spec.split(' ').collect();
     let [base, rate, paths, streams] = parts[..] else {
         panic!("{LOAD_ENV}: want URL RATE PATHS STREAMS, got {spec:?}");
@@ -231,6 +248,7 @@ fn load_generator(spec: &str) {
                         if matches!(r, Ok(0) | Err(_)) {
                             break;
                         }
+                        println!("count {} {tips}", count.load(Ordering::Relaxed));
                     }
                     Some(_) = tips_rx.recv() => tips += 1,
                 }
@@ -260,7 +278,6 @@ struct LoadGen {
 /// What a load generator did.
 struct LoadReport {
     reads: u64,
-    tips: u64,
     cpu_secs: f64,
     wall_secs: f64,
 }
@@ -285,6 +302,29 @@ impl LoadGen {
         Self { child, out }
     }
 
+    /// Reads and tip events it has had so far.
+    async fn count(&mut self) -> (u64, u64) {
+        use tokio::io::AsyncWriteExt;
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        stdin
+            .write_all(b".")
+            .await
+            .expect("the load generator runs");
+        stdin.flush().await.expect("the load generator runs");
+        let line = tokio::time::timeout(DEADLINE, self.out.next_line())
+            .await
+            .expect("the load generator counts in time")
+            .expect("its output")
+            .expect("a count");
+        let f: Vec<u64> = line
+            .strip_prefix("count ")
+            .expect("a count line")
+            .split(' ')
+            .map(|n| n.parse().expect("a number"))
+            .collect();
+        (f[0], f[1])
+    }
+
     /// Stops it and reads its report.
     async fn stop(mut self) -> LoadReport {
         drop(self.child.stdin.take());
@@ -301,7 +341,6 @@ impl LoadGen {
         let _ = self.child.wait().await;
         LoadReport {
             reads: f[0].parse().expect("reads"),
-            tips: f[1].parse().expect("tips"),
             cpu_secs: f[2].parse().expect("cpu"),
             wall_secs: f[3].parse().expect("wall"),
         }
@@ -455,17 +494,20 @@ fn main() {
 
         // 3. Propagation under each load, interleaved (the order turns each round).
         println!(
-            "\nblock propagation A -> B, {ROUNDS} rounds of {ROUND_BLOCKS} blocks per load, \
-             interleaved; load from a separate process:"
+            "\nblock propagation A -> B, {ROUNDS} rounds of {ROUND_BLOCKS} blocks per load (one \
+             every {BLOCK_EVERY:?}), interleaved; load from a separate process in the idle \
+             class, running {WARM_UP:?} before each round; load average {}:",
+            load_average()
         );
         let loads = [Load::Idle, Load::Busy, Load::FlatOut];
         let mut p50s: HashMap<&str, Vec<f64>> = HashMap::new();
         let mut p99s: HashMap<&str, Vec<f64>> = HashMap::new();
         let mut all: HashMap<&str, Vec<f64>> = HashMap::new();
+        let mut served: HashMap<&str, Vec<f64>> = HashMap::new();
         for round in 0..ROUNDS {
             for k in 0..loads.len() {
                 let load = loads[(round + k) % loads.len()];
-                let generator = match load {
+                let mut generator = match load {
                     Load::Idle => None,
                     Load::Busy => {
                         Some(LoadGen::start(&sa.url(), BUSY_RATE, BUSY_PATHS, SSE_CLIENTS).await)
@@ -474,27 +516,39 @@ fn main() {
                         Some(LoadGen::start(&sa.url(), 0, BUSY_PATHS, SSE_CLIENTS).await)
                     }
                 };
+                let before = match &mut generator {
+                    Some(g) => {
+                        tokio::time::sleep(WARM_UP).await;
+                        Some(g.count().await)
+                    }
+                    None => None,
+                };
                 let cpu0 = common::process_cpu_secs();
                 let t0 = Instant::now();
                 let mut this = Vec::new();
+                let mut pace = tokio::time::interval(BLOCK_EVERY);
                 for _ in 0..ROUND_BLOCKS {
+                    pace.tick().await;
                     this.push(propagate(&a, &mut b_blocks).await);
                 }
                 let wall = t0.elapsed().as_secs_f64();
                 let node_cpu = 100.0 * common::cpu_delta(cpu0, common::process_cpu_secs()) / wall;
                 all.entry(load.name()).or_default().extend(&this);
                 let st = Stats(this);
-                let alongside = match generator {
-                    Some(g) => {
+                let alongside = match (generator, before) {
+                    (Some(mut g), Some((reads0, tips0))) => {
+                        let (reads1, tips1) = g.count().await;
                         let r = g.stop().await;
+                        let rate = (reads1 - reads0) as f64 / wall;
+                        served.entry(load.name()).or_default().push(rate);
                         format!(
-                            "; {:.0} reads/s, {} tip events streamed, load generator CPU {:.0}%",
-                            r.reads as f64 / r.wall_secs,
-                            r.tips,
+                            "; {rate:.0} reads/s and {} tip events served in the round, load \
+                             generator CPU {:.0}%",
+                            tips1 - tips0,
                             100.0 * r.cpu_secs / r.wall_secs
                         )
                     }
-                    None => String::new(),
+                    _ => String::new(),
                 };
                 println!(
                     "  round {} {:<8} p50 {:>6.2} ms, p99 {:>6.2} ms (nodes' CPU {node_cpu:.0}%{alongside})",
@@ -521,6 +575,14 @@ fn main() {
                 pooled.quantile(0.99)
             );
         }
+        let busy_served = Stats(served[Load::Busy.name()].clone());
+        println!(
+            "  reads served in the busy rounds: median {:.0}/s, lowest {:.0}/s (asked: {BUSY_RATE}/s); \
+             flat out: median {:.0}/s",
+            busy_served.median(),
+            busy_served.min(),
+            Stats(served[Load::FlatOut.name()].clone()).median()
+        );
         let pooled = |l: Load| Stats(all[l.name()].clone()).quantile(0.99);
         println!(
             "  p99 busy ({BUSY_RATE} reads/s + {SSE_CLIENTS} event streams) / idle = {:.2}x \
