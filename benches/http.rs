@@ -12,10 +12,11 @@
 //! 1. API reads per second on A: the load generator flat out on [`LOAD_CONNECTIONS`] keep-alive
 //!    connections for [`READ_FOR`] each on `/blocks/tip/height`, `/node/status` and `/blocks`
 //!    (a page of ten blocks).
-//! 2. SSE fan-out: [`SSE_CLIENTS`] clients (in this process: their delays are measured against
-//!    the node's own event clock) on A's `/events` while A mines [`FANOUT_BLOCKS`] blocks that B
-//!    receives by gossip: how many `tip` events arrived, and the delay from the node's own event
-//!    to each client's receipt (p50, p99, max).
+//! 2. SSE fan-out: [`SSE_CLIENTS`] clients (in a load generator process) on A's `/events`
+//!    while A mines [`FANOUT_BLOCKS`] blocks, one every [`BLOCK_EVERY`], that B receives by
+//!    gossip: how many `tip` events arrived, and the delay from the node's own event to each
+//!    client's receipt (p50, p99, max; both times on CLOCK_MONOTONIC, which every process of
+//!    the machine shares).
 //! 3. Block propagation A -> B (from the moment A's miner found the block to B's acceptance),
 //!    in [`ROUNDS`] rounds of [`ROUND_BLOCKS`] blocks, one mined every [`BLOCK_EVERY`], for each
 //!    load, interleaved: idle; busy (a busy dashboard crowd: [`BUSY_RATE`] reads/s and
@@ -61,7 +62,7 @@ const ROUNDS: usize = 7;
 /// The routes the busy and flat-out rounds read, in turn.
 const BUSY_PATHS: &str = "/blocks,/node/status,/blocks/tip/height";
 /// Set in the load generator's environment: `URL RATE PATHS STREAMS` (RATE 0: flat out;
-/// PATHS comma-separated).
+/// PATHS comma-separated, or `-`: no reads, and the arrival of every `tip` event reported).
 const LOAD_ENV: &str = "GOSSIPCHAIN_BENCH_HTTP_LOAD";
 /// Longest any single wait may take.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -212,8 +213,9 @@ async fn propagate(a: &Node, b_blocks: &mut mpsc::UnboundedReceiver<(String, Ins
 }
 
 /// The load generator's side: `spec` is [`LOAD_ENV`]'s value. Opens the streams, says
-/// `ready`, reads until its standard input closes, then prints
-/// `report READS TIPS CPU_SECS WALL_SECS` and exits. Each byte read on its standard input
+/// `ready`, reads until its standard input closes, then prints (with PATHS `-`) a line
+/// `tip HEIGHT SECS` for each tip event a stream received (SECS on
+/// [`common::monotonic_secs`]'s clock) and `report READS TIPS CPU_SECS WALL_SECS`, and exits. Each byte read on its standard input
 /// before that makes it print `count READS TIPS` (what it has done so far).
 fn load_generator(spec: &str) {
     // Remote clients: CPU the nodes leave, and never in a node thread's way (see the top).
@@ -225,21 +227,33 @@ fn load_generator(spec: &str) {
     };
     let rate: u64 = rate.parse().expect("a rate");
     let n: usize = streams.parse().expect("a stream count");
-    let urls: Vec<String> = paths.split(',').map(|p| format!("{base}{p}")).collect();
+    let record = paths == "-";
+    let urls: Vec<String> = if record {
+        Vec::new()
+    } else {
+        paths.split(',').map(|p| format!("{base}{p}")).collect()
+    };
     let cpu0 = common::process_cpu_secs();
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime")
         .block_on(async move {
+            // Every arrival is later than this (to read `Instant`s on the shared clock).
+            let (base_at, base_secs) = (Instant::now(), common::monotonic_secs());
             let (tips_tx, mut tips_rx) = mpsc::unbounded_channel();
             let streams = open_streams(base, n, &tips_tx).await;
             println!("ready");
             let stop = Arc::new(AtomicBool::new(false));
             let count = Arc::new(AtomicU64::new(0));
             let t0 = Instant::now();
-            let readers = spawn_readers(urls, rate, stop.clone(), count.clone());
+            let readers = if record {
+                Vec::new()
+            } else {
+                spawn_readers(urls, rate, stop.clone(), count.clone())
+            };
             let mut tips = 0u64;
+            let mut arrivals = Vec::new();
             let mut stdin = tokio::io::stdin();
             let mut byte = [0u8; 1];
             loop {
@@ -250,7 +264,13 @@ fn load_generator(spec: &str) {
                         }
                         println!("count {} {tips}", count.load(Ordering::Relaxed));
                     }
-                    Some(_) = tips_rx.recv() => tips += 1,
+                    Some((h, at)) = tips_rx.recv() => {
+                        tips += 1;
+                        if record {
+                            let secs = at.saturating_duration_since(base_at).as_secs_f64();
+                            arrivals.push((h, base_secs + secs));
+                        }
+                    }
                 }
             }
             stop.store(true, Ordering::Relaxed);
@@ -262,6 +282,9 @@ fn load_generator(spec: &str) {
                 s.abort();
             }
             let cpu = common::cpu_delta(cpu0, common::process_cpu_secs());
+            for (h, secs) in arrivals {
+                println!("tip {h} {secs:.6}");
+            }
             println!(
                 "report {} {tips} {cpu:.3} {wall:.3}",
                 count.load(Ordering::Relaxed)
@@ -278,6 +301,8 @@ struct LoadGen {
 /// What a load generator did.
 struct LoadReport {
     reads: u64,
+    /// Each tip event's height and arrival ([`common::monotonic_secs`]), with PATHS `-`.
+    arrivals: Vec<(u64, f64)>,
     cpu_secs: f64,
     wall_secs: f64,
 }
@@ -328,11 +353,19 @@ impl LoadGen {
     /// Stops it and reads its report.
     async fn stop(mut self) -> LoadReport {
         drop(self.child.stdin.take());
-        let line = tokio::time::timeout(DEADLINE, self.out.next_line())
-            .await
-            .expect("the load generator reports in time")
-            .expect("its output")
-            .expect("a report");
+        let mut arrivals = Vec::new();
+        let line = loop {
+            let line = tokio::time::timeout(DEADLINE, self.out.next_line())
+                .await
+                .expect("the load generator reports in time")
+                .expect("its output")
+                .expect("a report");
+            let Some(tip) = line.strip_prefix("tip ") else {
+                break line;
+            };
+            let (h, secs) = tip.split_once(' ').expect("tip HEIGHT SECS");
+            arrivals.push((h.parse().expect("a height"), secs.parse().expect("seconds")));
+        };
         let f: Vec<&str> = line
             .strip_prefix("report ")
             .expect("a report line")
@@ -341,6 +374,7 @@ impl LoadGen {
         let _ = self.child.wait().await;
         LoadReport {
             reads: f[0].parse().expect("reads"),
+            arrivals,
             cpu_secs: f[2].parse().expect("cpu"),
             wall_secs: f[3].parse().expect("wall"),
         }
@@ -445,46 +479,50 @@ fn main() {
             );
         }
 
-        // A's own tip events, live: the reference the streams' delays are measured from.
-        let emitted: Arc<std::sync::Mutex<HashMap<u64, Instant>>> = Arc::default();
+        // A's own tip events, live: the reference the streams' delays are measured from (on
+        // the clock every process shares).
+        let emitted: Arc<std::sync::Mutex<HashMap<u64, f64>>> = Arc::default();
         let mut a_events = a.handle.subscribe();
         let em = emitted.clone();
         tokio::spawn(async move {
             while let Ok(e) = a_events.recv().await {
                 if let NodeEvent::Tip { height, .. } = e.event {
-                    em.lock().unwrap().insert(height, Instant::now());
+                    em.lock().unwrap().insert(height, common::monotonic_secs());
                 }
             }
         });
 
-        // 2. SSE fan-out while A mines and relays to B.
-        let (tips_tx, mut tips_rx) = mpsc::unbounded_channel();
-        let sse = open_streams(&sa.url(), SSE_CLIENTS, &tips_tx).await;
+        // 2. SSE fan-out while A mines and relays to B; the clients in a load generator
+        // process (remote clients, like the rounds' below).
+        let mut generator = LoadGen::start(&sa.url(), 0, "-", SSE_CLIENTS).await;
         let start = a.handle.status().height;
+        let mut pace = tokio::time::interval(BLOCK_EVERY);
         for _ in 0..FANOUT_BLOCKS {
+            pace.tick().await;
             propagate(&a, &mut b_blocks).await;
         }
         let expected = SSE_CLIENTS * FANOUT_BLOCKS as usize;
-        let mut delays = Vec::new();
-        while delays.len() < expected {
-            match tokio::time::timeout(Duration::from_secs(5), tips_rx.recv()).await {
-                Ok(Some((h, at))) if h > start => {
-                    // Recorded by A's own subscriber, which may run after a stream's client.
-                    let from = emitted.lock().unwrap().get(&h).copied();
-                    let from = from.unwrap_or(at);
-                    delays.push(at.saturating_duration_since(from).as_secs_f64() * 1e3);
-                }
-                Ok(Some(_)) => {}
-                _ => break,
-            }
+        let until = Instant::now() + Duration::from_secs(5);
+        while (generator.count().await.1 as usize) < expected && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        for t in sse {
-            t.abort();
-        }
+        let report = generator.stop().await;
+        let emitted = emitted.lock().unwrap().clone();
+        let delays: Vec<f64> = report
+            .arrivals
+            .iter()
+            .filter(|(h, _)| *h > start)
+            .map(|(h, at)| {
+                // Recorded by A's own subscriber, which may run after a stream's client.
+                let from = emitted.get(h).copied().unwrap_or(*at);
+                (at - from).max(0.0) * 1e3
+            })
+            .collect();
         let delivered = delays.len();
         let d = Stats(delays);
         println!(
-            "\nSSE fan-out, {SSE_CLIENTS} clients, {FANOUT_BLOCKS} blocks mined by A and relayed to B:\n  \
+            "\nSSE fan-out, {SSE_CLIENTS} clients in a load generator process, {FANOUT_BLOCKS} \
+             blocks mined by A (one every {BLOCK_EVERY:?}) and relayed to B:\n  \
              {delivered} of {expected} tip events delivered; from the node's event to the client: \
              p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
             d.median(),

@@ -1,18 +1,17 @@
 //! Thread priorities: when the CPU is short, what keeps the node in the network (gossip,
-//! validation, the actor, at the default priority) wins it over the HTTP server (nice
-//! [`HTTP_NICE`]), which wins it over the miner (Linux's idle class, [`idle_this_thread`]): a
-//! node that mines on every core still relays blocks and answers its dashboard at once.
+//! validation, the actor, the store writer, at the default priority) has it first; the HTTP
+//! server and the miner run in Linux's idle class ([`idle_this_thread`]), where they share
+//! what is left: a node that mines on every core and serves a crowd of dashboards still
+//! relays blocks at once.
 //!
-//! A nice value only sets a thread's share of the CPU: a thread at nice 10 that is running is
-//! not interrupted when a node thread wakes up, and the node thread can wait for the rest of
-//! its time slice (milliseconds) on that core. A thread of the idle class is: the scheduler
-//! hands its core to any other thread that becomes runnable, at once, and counts a core
-//! running only idle-class threads as free when it places a waking thread. That is what the
-//! miner needs (it uses only CPU nothing else wants) and what it costs: on a machine busy
-//! with other work the miner gets almost nothing.
+//! A nice value only sets a thread's share of the CPU: a thread at nice 5 or 10 that is
+//! running is not interrupted when a node thread wakes up, and the node thread can wait for
+//! the rest of its time slice (milliseconds) on that core. A thread of the idle class is: the
+//! scheduler hands its core to any other thread that becomes runnable, at once, and counts a
+//! core running only idle-class threads as free when it places a waking thread. What it costs:
+//! on a machine busy with other work (a build on every core), the HTTP server and the miner
+//! get almost no CPU until that work ends; the node's own threads get their usual share.
 
-/// The HTTP server's thread.
-pub const HTTP_NICE: i32 = 5;
 /// The nice value of a thread that cannot enter the idle class ([`idle_this_thread`]).
 pub const IDLE_FALLBACK_NICE: i32 = 19;
 
