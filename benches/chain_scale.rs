@@ -14,6 +14,7 @@ use gossipchain::chain::{
     Address, Block, ChainParams, ChainState, CheckedBlock, Coinbase, Header, Transaction,
 };
 use gossipchain::node::sync::blocks_after;
+use gossipchain::node::{self, BlockId, NodeConfig, NodeHandle};
 use gossipchain::store::Store;
 use gossipchain::testkit;
 use std::io::{BufRead, BufReader, Write};
@@ -156,6 +157,37 @@ fn median_us(mut f: impl FnMut()) -> f64 {
 /// What [`latencies`] measures, in its order.
 const MEASURED: [&str; 3] = ["block by height", "chain 10", "GetBlocks page (512)"];
 
+/// Starts a node (no mining, no mDNS, listening on loopback) on the store in `dir`.
+async fn start_node(dir: &Path, params: &ChainParams) -> (NodeHandle, tokio::task::JoinHandle<()>) {
+    let mut c = NodeConfig::new(dir.to_path_buf(), params.clone());
+    c.net.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")];
+    c.net.behaviour.mdns = false;
+    node::start(c).await.expect("node starts")
+}
+
+/// `block <random height>` and `chain 10` as the REPL asks them: a command to the running
+/// node's task and its answer (what is printed aside), medians of one round, µs.
+async fn command_latencies(handle: &NodeHandle, top: u64, seed: u64) -> [f64; 2] {
+    let mut rng = Rng(seed);
+    let mut block = Vec::with_capacity(SAMPLES);
+    let mut chain10 = Vec::with_capacity(SAMPLES);
+    for _ in 0..SAMPLES {
+        let h = 1 + rng.below(top);
+        let t = Instant::now();
+        let info = handle.block(BlockId::Height(h)).await.expect("running");
+        block.push(t.elapsed().as_secs_f64() * 1e6);
+        assert_eq!(info.map(|b| b.block.header.height), Some(h));
+        let t = Instant::now();
+        let list = handle.chain(10).await.expect("running");
+        chain10.push(t.elapsed().as_secs_f64() * 1e6);
+        assert_eq!(list.len(), 10);
+    }
+    for v in [&mut block, &mut chain10] {
+        v.sort_by(f64::total_cmp);
+    }
+    [block[SAMPLES / 2], chain10[SAMPLES / 2]]
+}
+
 /// Latencies on a loaded chain: block by random height, chain 10, GetBlocks page, µs.
 fn latencies(chain: &ChainState, seed: u64) -> [f64; 3] {
     let top = chain.height();
@@ -278,5 +310,43 @@ fn main() {
                 y / x
             );
         }
+        // The same commands through a running node on each store, as the REPL sends them.
+        drop((s_chain, b_chain, b_store));
+        let (s_dir, s_store) = s_store;
+        drop(s_store);
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async {
+            let (s_node, s_task) = start_node(s_dir.path(), &params).await;
+            let (b_node, b_task) = start_node(dir.path(), &params).await;
+            let _ = command_latencies(&s_node, small.0, 99).await;
+            let _ = command_latencies(&b_node, big.0, 99).await;
+            let (mut s, mut b) = (Vec::new(), Vec::new());
+            for round in 0..ROUNDS {
+                s.push(command_latencies(&s_node, small.0, round).await);
+                b.push(command_latencies(&b_node, big.0, round).await);
+            }
+            let med = |v: &[[f64; 2]], i: usize| {
+                let mut x: Vec<f64> = v.iter().map(|r| r[i]).collect();
+                x.sort_by(f64::total_cmp);
+                x[x.len() / 2]
+            };
+            println!(
+                "  the REPL's commands through a running node (NodeHandle), {ROUNDS} alternating \
+                 rounds, medians, target ratio <= 2:"
+            );
+            for (i, name) in ["block <height>", "chain 10"].iter().enumerate() {
+                let (x, y) = (med(&s, i), med(&b, i));
+                println!(
+                    "    {name:<21} {x:>8.1} µs at {} vs {y:>8.1} µs at {}: {:.2}x",
+                    small.0,
+                    big.0,
+                    y / x
+                );
+            }
+            for (handle, task) in [(s_node, s_task), (b_node, b_task)] {
+                handle.shutdown().await;
+                task.await.expect("node task does not panic");
+            }
+        });
     }
 }

@@ -122,11 +122,12 @@ impl Node {
     }
 }
 
-/// A node started on a copy of the store file in `template`.
+/// A node started on a copy of the store files (database and body file) in `template`.
 async fn start_copy(template: &Path, params: &ChainParams) -> Node {
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::copy(template.join("blocks.redb"), dir.path().join("blocks.redb"))
-        .expect("copy the store");
+    for file in ["blocks.redb", "blocks.bodies"] {
+        std::fs::copy(template.join(file), dir.path().join(file)).expect("copy the store");
+    }
     Node::start(dir, params, DEADLINE).await
 }
 

@@ -167,6 +167,10 @@ fn db_path(dir: &Path) -> PathBuf {
     dir.join(DB_FILE)
 }
 
+fn bodies_path(dir: &Path) -> PathBuf {
+    db_path(dir).with_extension("bodies")
+}
+
 fn open(dir: &Path, params: &ChainParams) -> Store {
     match Store::open(&db_path(dir), params) {
         Ok(store) => store,
@@ -541,7 +545,8 @@ fn a_damaged_stored_block_is_reported_as_corrupt() {
     let dir = tempfile::tempdir().expect("temp dir");
     let params = testkit::params();
     let chain = build_store(dir.path(), &params, 40, 11);
-    let path = db_path(dir.path());
+    // Best-chain bodies live in the body file beside the database.
+    let path = bodies_path(dir.path());
     let pristine = std::fs::read(&path).expect("read");
     let victim = chain.block_at(20).expect("block").encode();
 
@@ -631,6 +636,32 @@ fn overwritten_bytes_anywhere_never_panic() {
         "random overwrites: {harmless} harmless, {db} Db/WrongChain errors, {corrupt} Corrupt \
          errors ({caught} of them panics inside redb turned into errors)"
     );
+    // The body file holds only best-chain bodies: any overwrite there is found by `verify`,
+    // and reading the damaged block says so, without a panic.
+    std::fs::write(&path, &pristine).expect("write");
+    let file = bodies_path(dir.path());
+    let filed = std::fs::read(&file).expect("read");
+    for _ in 0..40 {
+        let mut bytes = filed.clone();
+        let len = 1 + rng.below(64) as usize;
+        let at = rng.below((bytes.len() - len) as u64) as usize;
+        for b in &mut bytes[at..at + len] {
+            *b = !*b;
+        }
+        std::fs::write(&file, &bytes).expect("write");
+        let result = std::panic::catch_unwind(|| {
+            let store = Store::open(&path, &params)?;
+            let loaded = store.load_chain(TreeLimits::default())?;
+            let pages = loaded.wires_from(1, loaded.height(), usize::MAX).len();
+            store.verify().map(|_| pages)
+        });
+        match result {
+            Err(_) => panic!("overwriting {len} body file bytes at {at} made the store panic"),
+            Ok(Ok(_)) => panic!("overwriting {len} body file bytes at {at} went unnoticed"),
+            Ok(Err(e)) => assert!(matches!(e, StoreError::Corrupt { .. }), "{e:?}"),
+        }
+    }
+    std::fs::write(&file, &filed).expect("write");
 }
 
 #[test]
@@ -909,10 +940,56 @@ fn a_store_of_the_former_format_is_migrated_on_open_and_nothing_is_lost() {
     }
 }
 
+/// A key of the `headers` and `bodies` tables: height, block hash.
+type IndexKey = (u64, [u8; 32]);
+
+/// Rewrites a store of the current format in schema 4's: every body in the `bodies` table,
+/// index records of 76 bytes (no body location), no body file.
+fn downgrade_to_schema_4(path: &Path) {
+    use redb::{Database, ReadableTable, TableDefinition};
+    const BODIES: TableDefinition<(u64, &[u8; 32]), &[u8]> = TableDefinition::new("bodies");
+    const INDEX: TableDefinition<(u64, &[u8; 32]), &[u8]> = TableDefinition::new("headers");
+    const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+    let file = path.with_extension("bodies");
+    let filed = std::fs::read(&file).expect("the body file");
+    let db = Database::create(path).expect("open");
+    let tx = db.begin_write().expect("write");
+    {
+        let mut bodies = tx.open_table(BODIES).expect("bodies");
+        let mut index = tx.open_table(INDEX).expect("index");
+        let rows: Vec<(IndexKey, Vec<u8>)> = index
+            .iter()
+            .expect("iterate")
+            .map(|row| {
+                let (k, v) = row.expect("row");
+                let (h, hash) = k.value();
+                ((h, *hash), v.value().to_vec())
+            })
+            .collect();
+        for ((h, hash), v) in rows {
+            assert_eq!(v.len(), 88);
+            let offset = u64::from_be_bytes(v[76..84].try_into().unwrap()) as usize;
+            let len = u32::from_be_bytes(v[84..88].try_into().unwrap()) as usize;
+            if len > 0 {
+                bodies
+                    .insert((h, &hash), &filed[offset..offset + len])
+                    .expect("body");
+            }
+            index.insert((h, &hash), &v[..76]).expect("record");
+        }
+        let mut meta = tx.open_table(META).expect("meta");
+        meta.remove("bodies_end").expect("end");
+        meta.insert("schema", [4u8].as_slice()).expect("schema");
+    }
+    tx.commit().expect("commit");
+    std::fs::remove_file(&file).expect("remove the body file");
+}
+
 /// Rewrites a store of the current format in schema 3's: bodies by hash alone (`blocks`), the
 /// tip without its height.
 fn downgrade_to_schema_3(path: &Path) {
     use redb::{Database, ReadableTable, TableDefinition};
+    downgrade_to_schema_4(path);
     const BODIES: TableDefinition<(u64, &[u8; 32]), &[u8]> = TableDefinition::new("bodies");
     const BLOCKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("blocks");
     const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -966,6 +1043,73 @@ fn a_store_of_schema_3_gets_its_bodies_rekeyed_by_height_and_loses_nothing() {
     drop((migrated, store));
     let store = open(dir.path(), &params);
     assert_eq!(load_and_check(&store, &params).tip(), tip);
+}
+
+#[test]
+fn a_store_of_schema_4_gets_its_bodies_moved_to_the_body_file_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let params = testkit::params();
+    let chain = build_store(dir.path(), &params, 150, 34);
+    let blocks = open(dir.path(), &params).blocks().expect("blocks");
+    assert!(blocks.len() > chain.height() as usize, "side branches too");
+    downgrade_to_schema_4(&db_path(dir.path()));
+    assert!(!bodies_path(dir.path()).exists());
+
+    let store = open(dir.path(), &params);
+    let migrated = load_and_check(&store, &params);
+    assert_eq!(migrated.tip(), chain.tip());
+    assert_eq!(migrated.ledger(), chain.ledger());
+    assert_eq!(store.blocks().expect("blocks"), blocks);
+    let filed = std::fs::metadata(bodies_path(dir.path()))
+        .expect("a body file")
+        .len();
+    let total: u64 = blocks.iter().map(|(_, b)| b.encode().len() as u64).sum();
+    assert_eq!(filed, total, "every body moved to the file");
+    let page = migrated.wires_from(1, chain.height(), usize::MAX);
+    assert_eq!(page.len() as u64, chain.height());
+    for (i, wire) in page.iter().enumerate() {
+        assert_eq!(Some(wire.clone()), chain.wire_at(i as u64 + 1));
+    }
+    drop((migrated, store));
+    let store = open(dir.path(), &params);
+    assert_eq!(load_and_check(&store, &params).tip(), chain.tip());
+}
+
+#[test]
+fn a_body_file_cut_short_is_refused_and_an_uncommitted_tail_is_dropped() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let params = testkit::params();
+    let chain = build_store(dir.path(), &params, 60, 35);
+    let file = bodies_path(dir.path());
+    let pristine = std::fs::read(&file).expect("read");
+    // Bytes a commit wrote before it was killed: cut off, nothing else changes.
+    let mut longer = pristine.clone();
+    longer.extend_from_slice(&[0xAB; 5000]);
+    std::fs::write(&file, &longer).expect("write");
+    let store = open(dir.path(), &params);
+    assert_eq!(load_and_check(&store, &params).tip(), chain.tip());
+    drop(store);
+    assert_eq!(std::fs::read(&file).expect("read"), pristine);
+    // A file shorter than what the store committed: a clear error, the file left alone.
+    std::fs::write(&file, &pristine[..pristine.len() / 2]).expect("write");
+    let err = open_err(&db_path(dir.path()), &params);
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("truncated or replaced"), "{msg}");
+    assert!(msg.contains("blocks.bodies"), "{msg}");
+    assert_eq!(
+        std::fs::metadata(&file).expect("meta").len() as usize,
+        pristine.len() / 2
+    );
+    // Gone altogether: the same.
+    std::fs::remove_file(&file).expect("remove");
+    let err = open_err(&db_path(dir.path()), &params);
+    assert!(err.to_string().contains("is missing"), "{err}");
+    assert!(!file.exists(), "nothing is created in its place");
+    // Put back, the store is whole again.
+    std::fs::write(&file, &pristine).expect("write");
+    let store = open(dir.path(), &params);
+    assert_eq!(load_and_check(&store, &params).tip(), chain.tip());
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! Writing a batch: new blocks and their index records, deletions, the new tip, and the stored
 //! ledger moved to that tip, all in one transaction.
 
+use super::bodyfile::Location;
 use super::{
-    ACCOUNTS, BODIES, INDEX, META, Store, StoreError, TXIDS, UNDO, catch_panic, decode_record,
+    ACCOUNTS, BODIES, INDEX, META, Store, StoreError, TXIDS, UNDO, catch_panic, decode_entry,
     decode_undo, encode_record,
 };
 use crate::chain::ledger::Undo;
@@ -12,7 +13,7 @@ use crate::chain::{
     Account, Address, Block, BlockHash, BlockKey, CheckedBlock, Ledger, Transaction, Txid,
 };
 use redb::{ReadableTable, Table, WriteTransaction};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// The tables a commit writes, open in one transaction.
@@ -55,6 +56,8 @@ impl Store {
     /// Writes `accepted` blocks (their wire bytes as they are), deletes `rejected` ones, and
     /// records `tip` with the ledger at `tip`, in one durable transaction. Every accepted
     /// block's parent must be stored or come earlier in `accepted`, and `tip` must be stored.
+    /// Those of the accepted blocks that lead to `tip` go to the body file, made durable first;
+    /// the others' bodies to the `bodies` table.
     pub fn commit(
         &self,
         accepted: &[Arc<CheckedBlock>],
@@ -71,45 +74,94 @@ impl Store {
         tip: BlockKey,
     ) -> Result<(), StoreError> {
         let tx = self.db().begin_write().map_err(|e| self.err(e))?;
-        {
+        let mut batch: HashMap<BlockHash, &Arc<CheckedBlock>> = HashMap::new();
+        for block in accepted {
+            batch.insert(block.hash(), block);
+        }
+        // The accepted blocks on the way to the new tip, in height order: to the body file.
+        let mut leading = HashSet::new();
+        let mut at = tip.hash;
+        while let Some(block) = batch.get(&at) {
+            leading.insert(at);
+            at = block.header.prev_hash;
+        }
+        let (moved, end) = {
             let mut t = Tables::open(self, &tx)?;
-            let mut batch: HashMap<BlockHash, &Arc<CheckedBlock>> = HashMap::new();
+            let mut new = Vec::new();
+            let mut seen = HashSet::new();
             for block in accepted {
                 let hash = block.hash();
-                batch.insert(hash, block);
-                if t.index
-                    .get((block.height(), hash.as_bytes()))
-                    .map_err(|e| self.err(e))?
-                    .is_some()
+                if !seen.insert(hash)
+                    || t.index
+                        .get((block.height(), hash.as_bytes()))
+                        .map_err(|e| self.err(e))?
+                        .is_some()
                 {
                     continue;
                 }
+                new.push(block);
+            }
+            let to_file: Vec<&[u8]> = new
+                .iter()
+                .filter(|b| leading.contains(&b.hash()))
+                .map(|b| b.wire())
+                .collect();
+            let (locations, end) = self
+                .file
+                .append(&to_file)
+                .map_err(|e| self.err(redb::Error::Io(e)))?;
+            let mut locations = locations.into_iter();
+            let mut filed: HashMap<BlockHash, Location> = HashMap::new();
+            for block in new {
+                let hash = block.hash();
                 let record = self.record_of(&t, block.block(), hash)?;
+                let at = if leading.contains(&hash) {
+                    let at = locations.next().expect("one location a filed body");
+                    filed.insert(hash, at);
+                    at
+                } else {
+                    Location::NONE
+                };
                 t.index
                     .insert(
                         (record.height, hash.as_bytes()),
-                        encode_record(&record).as_slice(),
+                        encode_record(&record, at).as_slice(),
                     )
                     .map_err(|e| self.err(e))?;
-                t.bodies
-                    .insert((record.height, hash.as_bytes()), block.wire())
-                    .map_err(|e| self.err(e))?;
+                if !at.is_some() {
+                    t.bodies
+                        .insert((record.height, hash.as_bytes()), block.wire())
+                        .map_err(|e| self.err(e))?;
+                }
             }
             let old_tip = self.stored_tip(&tx)?.unwrap_or(self.genesis_id());
-            if old_tip != tip {
-                self.move_tip(&mut t, old_tip, tip, &batch)?;
-            }
+            let moved = if old_tip != tip {
+                Some(self.move_tip(&mut t, old_tip, tip, &batch)?)
+            } else {
+                None
+            };
             let chain_id = self.params.chain_id();
             for id in rejected.iter().filter(|id| id.hash != chain_id) {
                 let key = (id.height, id.hash.as_bytes());
-                if t.bodies.remove(key).map_err(|e| self.err(e))?.is_some() {
-                    t.index.remove(key).map_err(|e| self.err(e))?;
+                if t.index.remove(key).map_err(|e| self.err(e))?.is_some() {
+                    t.bodies.remove(key).map_err(|e| self.err(e))?;
                     t.undo.remove(id.hash.as_bytes()).map_err(|e| self.err(e))?;
                 }
             }
-        }
+            (moved, end)
+        };
         self.write_tip(&tx, tip)?;
-        tx.commit().map_err(|e| self.err(e))
+        self.write_end(&tx, end)?;
+        tx.commit().map_err(|e| self.err(e))?;
+        self.file.committed(end);
+        if let Some((from, connected)) = moved {
+            self.file
+                .locations
+                .write()
+                .expect("locations lock")
+                .set(from, &connected, tip.height);
+        }
+        Ok(())
     }
 
     /// The index record of a new block, from its parent's.
@@ -143,13 +195,23 @@ impl Store {
         height: u64,
         hash: &BlockHash,
     ) -> Result<Option<HeaderRecord>, StoreError> {
+        Ok(self.read_entry(index, height, hash)?.map(|(r, _)| r))
+    }
+
+    /// The index record of `hash` at `height` and where its body is, if stored.
+    pub(super) fn read_entry(
+        &self,
+        index: &impl ReadableTable<(u64, &'static [u8; 32]), &'static [u8]>,
+        height: u64,
+        hash: &BlockHash,
+    ) -> Result<Option<(HeaderRecord, Location)>, StoreError> {
         let Some(v) = index
             .get((height, hash.as_bytes()))
             .map_err(|e| self.err(e))?
         else {
             return Ok(None);
         };
-        decode_record(height, *hash, v.value())
+        decode_entry(height, *hash, v.value())
             .map(Some)
             .ok_or_else(|| self.corrupt(format!("the index record of block {hash} is damaged")))
     }
@@ -192,14 +254,15 @@ impl Store {
 
     /// Moves the stored ledger, undo records and txid index from the best chain ending at
     /// `old` to the one ending at `new`: undoes blocks down to their fork point, then applies
-    /// `new`'s branch.
+    /// `new`'s branch. Returns the first height past the fork point and where the bodies of
+    /// the applied blocks are, in height order.
     fn move_tip(
         &self,
         t: &mut Tables<'_>,
         old: BlockKey,
         new: BlockKey,
         batch: &HashMap<BlockHash, &Arc<CheckedBlock>>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(u64, Vec<Location>), StoreError> {
         let (mut a, mut b) = (
             self.must_record(t, old, "the recorded tip")?,
             self.must_record(t, new, "the new tip")?,
@@ -230,10 +293,16 @@ impl Store {
         for block in disconnect {
             self.disconnect(t, block, batch)?;
         }
+        let from = b.height + 1;
+        let mut locations = Vec::with_capacity(connect.len());
         for block in connect.into_iter().rev() {
             self.connect(t, block, batch)?;
+            let (_, at) = self
+                .read_entry(&t.index, block.height, &block.hash)?
+                .ok_or_else(|| self.corrupt(format!("block {} is not indexed", block.hash)))?;
+            locations.push(at);
         }
-        Ok(())
+        Ok((from, locations))
     }
 
     /// A stored block with its txids: from the batch, or read and decoded.
@@ -247,12 +316,11 @@ impl Store {
         if let Some(b) = batch.get(hash) {
             return Ok((b.block().clone(), b.txids().to_vec()));
         }
-        let v = t
-            .bodies
-            .get((id.height, hash.as_bytes()))
-            .map_err(|e| self.err(e))?
-            .ok_or_else(|| self.corrupt(format!("block {hash} is indexed but missing")))?;
-        let block = self.decode_block(hash, v.value())?;
+        let (_, at) = self
+            .read_entry(&t.index, id.height, hash)?
+            .ok_or_else(|| self.corrupt(format!("block {hash} is not indexed")))?;
+        let wire = self.stored_wire(&t.bodies, id, at)?;
+        let block = self.decode_block(hash, &wire)?;
         let txids = block.compute_txids();
         Ok((Arc::new(block), txids))
     }

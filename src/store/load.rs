@@ -1,8 +1,9 @@
 //! Reading the store back: the tip, the index, the ledger, and [`Store::verify`], which checks
 //! every table against the stored blocks and a replay of the best chain.
 
+use super::bodyfile::Location;
 use super::{
-    ACCOUNTS, BODIES, INDEX, META, Store, StoreError, TXIDS, UNDO, catch_panic, decode_record,
+    ACCOUNTS, BODIES, INDEX, META, Store, StoreError, TXIDS, UNDO, catch_panic, decode_entry,
     decode_undo,
 };
 use crate::chain::ledger::Undo;
@@ -47,8 +48,8 @@ impl Store {
     pub fn block_count(&self) -> Result<u64, StoreError> {
         catch_panic(&self.path, || {
             let tx = self.read()?;
-            let blocks = tx.open_table(BODIES).map_err(|e| self.err(e))?;
-            blocks.len().map_err(|e| self.err(e))
+            let index = tx.open_table(INDEX).map_err(|e| self.err(e))?;
+            Ok(index.len().map_err(|e| self.err(e))?.saturating_sub(1))
         })
     }
 
@@ -68,11 +69,12 @@ impl Store {
         Ok(Ledger::from_accounts(accounts))
     }
 
-    /// Every index record but genesis's, in height order (then by hash), to `f`.
+    /// Every index record but genesis's, with where its body is, in height order (then by
+    /// hash), to `f`.
     fn each_record(
         &self,
         tx: &ReadTransaction,
-        mut f: impl FnMut(HeaderRecord) -> Result<(), StoreError>,
+        mut f: impl FnMut(HeaderRecord, Location) -> Result<(), StoreError>,
     ) -> Result<u64, StoreError> {
         let index = tx.open_table(INDEX).map_err(|e| self.err(e))?;
         let mut count = 0;
@@ -80,22 +82,26 @@ impl Store {
             let (k, v) = row.map_err(|e| self.err(e))?;
             let (height, hash) = k.value();
             let hash = BlockHash(*hash);
-            let record = decode_record(height, hash, v.value()).ok_or_else(|| {
+            let (record, at) = decode_entry(height, hash, v.value()).ok_or_else(|| {
                 self.corrupt(format!("the index record of block {hash} is damaged"))
             })?;
             if height > 0 {
-                f(record)?;
+                f(record, at)?;
                 count += 1;
             }
         }
         Ok(count)
     }
 
-    /// Every index record but genesis's, in height order (then by hash).
-    fn records_in(&self, tx: &ReadTransaction) -> Result<Vec<HeaderRecord>, StoreError> {
+    /// Every index record but genesis's, with where its body is, in height order (then by
+    /// hash).
+    fn records_in(
+        &self,
+        tx: &ReadTransaction,
+    ) -> Result<Vec<(HeaderRecord, Location)>, StoreError> {
         let mut out = Vec::new();
-        self.each_record(tx, |r| {
-            out.push(r);
+        self.each_record(tx, |r, at| {
+            out.push((r, at));
             Ok(())
         })?;
         Ok(out)
@@ -107,13 +113,10 @@ impl Store {
             let tx = self.read()?;
             let blocks = tx.open_table(BODIES).map_err(|e| self.err(e))?;
             let mut out = Vec::new();
-            for record in self.records_in(&tx)? {
+            for (record, at) in self.records_in(&tx)? {
                 let hash = record.hash;
-                let v = blocks
-                    .get((record.height, hash.as_bytes()))
-                    .map_err(|e| self.err(e))?
-                    .ok_or_else(|| self.corrupt(format!("block {hash} is indexed but missing")))?;
-                out.push((hash, self.decode_block(&hash, v.value())?));
+                let wire = self.stored_wire(&blocks, BlockKey::new(record.height, hash), at)?;
+                out.push((hash, self.decode_block(&hash, &wire)?));
             }
             Ok(out)
         })
@@ -137,11 +140,44 @@ impl Store {
             .len()
             .map_err(|e| self.err(e))?;
         let mut restore = ChainState::restore(self.params.clone(), limits, count as usize);
-        self.each_record(&tx, |r| restore.push(&r).map_err(|e| self.corrupt(e)))?;
+        // Where each body in the file is, by height, with the first bytes of its hash to tell
+        // blocks of one height apart: matched against the best chain once it is known.
+        let mut filed: Vec<(u64, [u8; 8], Location)> = Vec::with_capacity(count as usize);
+        self.each_record(&tx, |r, at| {
+            if at.is_some() {
+                filed.push((r.height, r.hash.0[..8].try_into().expect("8 bytes"), at));
+            }
+            restore.push(&r).map_err(|e| self.corrupt(e))
+        })?;
         let ledger = self.ledger_in(&tx)?;
-        restore
+        let chain = restore
             .finish(tip, ledger, Arc::new(self.reader()))
-            .map_err(|e| self.corrupt(e))
+            .map_err(|e| self.corrupt(e))?;
+        let top = chain.height();
+        let mut best = Vec::with_capacity(top as usize);
+        let mut rows = filed.iter().peekable();
+        for height in 1..=top {
+            let hash = chain.hash_at(height).expect("a best-chain height");
+            let mut found = Location::NONE;
+            while let Some(&&(h, fragment, at)) = rows.peek() {
+                if h > height {
+                    break;
+                }
+                if h == height && fragment == hash.0[..8] {
+                    // Two blocks of one height sharing 8 bytes of hash: read through redb.
+                    found = if found.is_some() { Location::NONE } else { at };
+                }
+                rows.next();
+            }
+            best.push(found);
+        }
+        drop(filed);
+        self.file
+            .locations
+            .write()
+            .expect("locations lock")
+            .set(1, &best, top);
+        Ok(chain)
     }
 
     /// Checks the whole store: every block decodes to the hash it is stored under and passes
@@ -159,24 +195,21 @@ impl Store {
         let index = tx.open_table(INDEX).map_err(|e| self.err(e))?;
         let blocks = tx.open_table(BODIES).map_err(|e| self.err(e))?;
         let records = self.records_in(&tx)?;
-        let stored = blocks.len().map_err(|e| self.err(e))?;
-        if stored != records.len() as u64 {
+        let inline = records.iter().filter(|(_, at)| !at.is_some()).count() as u64;
+        let in_table = blocks.len().map_err(|e| self.err(e))?;
+        if in_table != inline {
             return Err(self.corrupt(format!(
-                "{stored} blocks are stored but {} are indexed",
-                records.len()
+                "{in_table} bodies are in the bodies table but {inline} index records point there"
             )));
         }
+        let stored = records.len() as u64;
         let mut by_hash: HashMap<BlockHash, Arc<CheckedBlock>> = HashMap::new();
-        for record in &records {
+        for (record, at) in &records {
             let hash = record.hash;
-            let v = blocks
-                .get((record.height, hash.as_bytes()))
-                .map_err(|e| self.err(e))?
-                .ok_or_else(|| self.corrupt(format!("block {hash} is indexed but missing")))?;
-            let block = self.decode_block(&hash, v.value())?;
-            let checked =
-                CheckedBlock::check(Arc::new(block), hash, Some(v.value().to_vec()), params)
-                    .map_err(|e| self.corrupt(format!("stored block {hash} is invalid: {e}")))?;
+            let wire = self.stored_wire(&blocks, BlockKey::new(record.height, hash), *at)?;
+            let block = self.decode_block(&hash, &wire)?;
+            let checked = CheckedBlock::check(Arc::new(block), hash, Some(wire), params)
+                .map_err(|e| self.corrupt(format!("stored block {hash} is invalid: {e}")))?;
             let parent = self
                 .read_record(&index, record.height - 1, &record.prev)?
                 .ok_or_else(|| self.corrupt(format!("stored block {hash} has no stored parent")))?;

@@ -1,14 +1,18 @@
 //! Migration of older stores to the current schema, inside the transaction that opens the
-//! store, so a crash during it leaves the old store as it was. Schemas 1 to 3 kept bodies by
+//! store, so a crash during it leaves the old store as it was (the body file it was writing
+//! is cut back when the store next opens). Schema 4 kept every body in the `bodies` table:
+//! they move to the body file, in key order, and each index record gains its location.
+//! Schemas 1 to 3 kept bodies by
 //! hash alone: they are re-keyed by (height, hash) and the tip's height recorded. Schema 2's
 //! index records are re-keyed the same way. Schema 1 (blocks, a (height, hash) index and the
 //! tip only) gets index records for every block, then the ledger, undo records and txid index
 //! built by applying the stored best chain once.
 
+use super::bodyfile::Location;
 use super::commit::Tables;
 use super::{
     BLOCKS_V3, BODIES, BY_HEIGHT_V1, INDEX, INDEX_V2, META, SCHEMA, Store, StoreError,
-    decode_record_v2, encode_record,
+    decode_entry, decode_record_v2, encode_record,
 };
 use crate::chain::{BlockHash, BlockKey};
 use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
@@ -20,18 +24,94 @@ fn header_height(wire: &[u8]) -> Option<u64> {
 }
 
 impl Store {
-    /// Brings a store of `schema` (1 to 3) to [`SCHEMA`].
-    pub(super) fn migrate(&self, tx: &WriteTransaction, schema: u8) -> Result<(), StoreError> {
-        self.rekey_bodies(tx)?;
-        if schema == 2 {
-            self.rekey_v2(tx)?;
-        } else if schema == 1 {
-            self.migrate_v1(tx)?;
+    /// Brings a store of `schema` (1 to 4) to [`SCHEMA`]; returns the body file's new
+    /// committed length, to record once `tx` commits.
+    pub(super) fn migrate(&self, tx: &WriteTransaction, schema: u8) -> Result<u64, StoreError> {
+        if schema <= 3 {
+            self.rekey_bodies(tx)?;
+            if schema == 2 {
+                self.rekey_v2(tx)?;
+            } else if schema == 1 {
+                self.migrate_v1(tx)?;
+            }
         }
+        let end = self.file_bodies(tx)?;
         let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
         meta.insert("schema", [SCHEMA].as_slice())
             .map_err(|e| self.err(e))?;
-        Ok(())
+        Ok(end)
+    }
+
+    /// Schema 4 -> 5: every body moves from the `bodies` table to the body file, in key order
+    /// (height first), and its index record says where.
+    fn file_bodies(&self, tx: &WriteTransaction) -> Result<u64, StoreError> {
+        /// Bodies written to the file at a time.
+        const CHUNK_BYTES: usize = 8 << 20;
+        let started = std::time::Instant::now();
+        let mut moved = 0u64;
+        let mut end = self.file.end();
+        {
+            let bodies = tx.open_table(BODIES).map_err(|e| self.err(e))?;
+            let mut index = tx.open_table(INDEX).map_err(|e| self.err(e))?;
+            let mut rows = bodies.iter().map_err(|e| self.err(e))?;
+            loop {
+                let mut keys: Vec<(u64, [u8; 32])> = Vec::new();
+                let mut chunk: Vec<Vec<u8>> = Vec::new();
+                let mut bytes = 0usize;
+                for row in rows.by_ref() {
+                    let (k, v) = row.map_err(|e| self.err(e))?;
+                    let (height, hash) = k.value();
+                    keys.push((height, *hash));
+                    bytes += v.value().len();
+                    chunk.push(v.value().to_vec());
+                    if bytes >= CHUNK_BYTES {
+                        break;
+                    }
+                }
+                if keys.is_empty() {
+                    break;
+                }
+                let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+                let (spots, new_end) = self
+                    .file
+                    .append(&refs)
+                    .map_err(|e| self.err(redb::Error::Io(e)))?;
+                // The next chunk goes after this one (the store is not committed yet).
+                self.file.committed(new_end);
+                end = new_end;
+                for ((height, hash), at) in keys.iter().zip(spots) {
+                    let id = BlockHash(*hash);
+                    let record = {
+                        let v = index
+                            .get((*height, hash))
+                            .map_err(|e| self.err(e))?
+                            .ok_or_else(|| {
+                                self.corrupt(format!("stored block {id} has no index record"))
+                            })?;
+                        decode_entry(*height, id, v.value())
+                            .ok_or_else(|| {
+                                self.corrupt(format!("the index record of block {id} is damaged"))
+                            })?
+                            .0
+                    };
+                    index
+                        .insert((*height, hash), encode_record(&record, at).as_slice())
+                        .map_err(|e| self.err(e))?;
+                }
+                moved += keys.len() as u64;
+            }
+        }
+        tx.delete_table(BODIES).map_err(|e| self.err(e))?;
+        tx.open_table(BODIES).map_err(|e| self.err(e))?;
+        self.write_end(tx, end)?;
+        tracing::info!(
+            path = %self.path.display(),
+            blocks = moved,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "block store bodies moved to {} for schema {SCHEMA}",
+            self.file.path().display()
+        );
+        Ok(end)
     }
 
     /// Schemas 1 to 3 -> 4: the bodies re-keyed by (height, hash), and the tip's height
@@ -105,7 +185,10 @@ impl Store {
             let mut index = tx.open_table(INDEX).map_err(|e| self.err(e))?;
             for r in &records {
                 index
-                    .insert((r.height, r.hash.as_bytes()), encode_record(r).as_slice())
+                    .insert(
+                        (r.height, r.hash.as_bytes()),
+                        encode_record(r, Location::NONE).as_slice(),
+                    )
                     .map_err(|e| self.err(e))?;
             }
         }
@@ -147,7 +230,7 @@ impl Store {
                 t.index
                     .insert(
                         (*height, hash.as_bytes()),
-                        encode_record(&record).as_slice(),
+                        encode_record(&record, Location::NONE).as_slice(),
                     )
                     .map_err(|e| self.err(e))?;
             }

@@ -7,26 +7,32 @@
 //! the ledger; it replays and re-verifies nothing (the blocks were validated before they were
 //! written). [`Store::verify`] checks everything against a replay, for tests and repairs.
 //!
-//! Tables (schema 4; `meta` "schema" = 4):
+//! Tables (schema 5; `meta` "schema" = 5):
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `bodies` | (height, block hash) | the block's consensus encoding, as received |
-//! | `headers` | (height, block hash) | [`HeaderRecord`]: parent, timestamp, bits, cumulative work (genesis included) |
+//! | `headers` | (height, block hash) | [`HeaderRecord`]: parent, timestamp, bits, cumulative work (genesis included), and where the body is in the body file |
+//! | `bodies` | (height, block hash) | the consensus encoding, as received, of a block not in the body file |
 //! | `accounts` | address | (balance, nonce) at the best tip |
 //! | `undo` | block hash | the accounts a best-chain block touched, before it ([`Undo::encode`]) |
 //! | `txids` | txid | the best-chain block holding it |
-//! | `meta` | `chain_id`, `tip`, `tip_height`, `schema` | the chain the store belongs to, the best tip and its height, the format |
+//! | `meta` | `chain_id`, `tip`, `tip_height`, `schema`, `bodies_end` | the chain the store belongs to, the best tip and its height, the format, the committed length of the body file |
 //!
-//! Bodies are keyed by height first so that consecutive blocks share pages: a page of a
-//! GetBlocks response, or a run of `chain`, is a few sequential page reads in one transaction
-//! whatever the chain's length, where keys by hash alone put each block on a page of its own.
+//! Bodies of blocks that join the best chain when stored go to the body file beside the
+//! database (`blocks.bodies`, see [`bodyfile`]), appended in chain order: reading one is a
+//! single positioned read found through an in-memory table, whatever the chain's length, and a
+//! GetBlocks page is one read of neighbouring bytes. The file is made durable before the
+//! transaction that records it commits, and bytes past the recorded end are cut off on open,
+//! so a crash at any instant leaves the two consistent. Other blocks (side branches) keep
+//! their bodies in `bodies`, from which pruning deletes them.
 //!
-//! Older stores are migrated when opened, in one transaction. Schema 3 kept bodies keyed by
+//! Older stores are migrated when opened, in one transaction. Schema 4 kept every body in
+//! `bodies`: they move to the body file. Schema 3 kept bodies keyed by
 //! hash alone (`blocks`); they are re-keyed. Schema 2 kept the index records keyed by hash
 //! alone (`index`); they are re-keyed too. Schema 1 (blocks, `by_height` and meta only) gets
 //! its index built and the ledger replayed once from the stored best chain.
 
+pub mod bodyfile;
 mod commit;
 mod load;
 mod migrate;
@@ -39,12 +45,13 @@ use crate::chain::ledger::Undo;
 use crate::chain::target::Work;
 use crate::chain::tree::HeaderRecord;
 use crate::chain::{BlockHash, BlockKey, ChainId, ChainParams};
+use bodyfile::{BodyFile, Location};
 use redb::{Database, ReadableTable, TableDefinition};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Encoded blocks by (height, hash).
+/// Encoded blocks by (height, hash), of those not in the body file.
 const BODIES: TableDefinition<(u64, &[u8; 32]), &[u8]> = TableDefinition::new("bodies");
 /// Schemas 1 to 3's encoded blocks by hash alone, replaced by [`BODIES`]; read only by the
 /// migration.
@@ -65,11 +72,11 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Schema 1's (height, hash) index, replaced by [`INDEX`]; read only by the migration.
 const BY_HEIGHT_V1: TableDefinition<(u64, &[u8; 32]), ()> = TableDefinition::new("by_height");
 
-/// redb's page cache.
-const CACHE_BYTES: usize = 32 << 20;
+/// redb's page cache (bodies are read from the body file, through the OS page cache).
+const CACHE_BYTES: usize = 16 << 20;
 
 /// The format written by this version.
-const SCHEMA: u8 = 4;
+const SCHEMA: u8 = 5;
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +129,8 @@ pub struct Store {
     path: PathBuf,
     /// The chain's parameters: the genesis and the ledger rules the stored ledger follows.
     params: ChainParams,
+    /// The best chain's bodies, shared with [`StoreReader`]s.
+    file: Arc<BodyFile>,
 }
 
 impl Store {
@@ -138,10 +147,17 @@ impl Store {
             .set_cache_size(CACHE_BYTES)
             .create(path)
             .map_err(|e| Self::db_err(path, e))?;
+        let end = Self::committed_end(&db, path)?;
+        let file =
+            BodyFile::open(&BodyFile::path_of(path), end).map_err(|what| StoreError::Corrupt {
+                path: path.to_path_buf(),
+                what,
+            })?;
         let store = Self {
             db: Some(Arc::new(db)),
             path: path.to_path_buf(),
             params: params.clone(),
+            file: Arc::new(file),
         };
         let chain_id = params.chain_id();
         let tx = store.db().begin_write().map_err(|e| store.err(e))?;
@@ -202,15 +218,70 @@ impl Store {
                     work: params.genesis_target().work(),
                 };
                 index
-                    .insert((0, chain_id.as_bytes()), encode_record(&record).as_slice())
+                    .insert(
+                        (0, chain_id.as_bytes()),
+                        encode_record(&record, Location::NONE).as_slice(),
+                    )
                     .map_err(|e| store.err(e))?;
             }
         }
-        if schema < SCHEMA {
-            store.migrate(&tx, schema)?;
+        // The body file's committed length as of `tx`: past it the file is cut back on open.
+        let end = if schema < SCHEMA {
+            Some(store.migrate(&tx, schema)?)
+        } else {
+            None
+        };
+        let committed = tx.commit().map_err(|e| store.err(e));
+        if let Err(e) = committed {
+            // What the migration wrote to the file is not the store's.
+            store
+                .file
+                .committed(Self::committed_end(store.db(), path).unwrap_or(0));
+            return Err(e);
         }
-        tx.commit().map_err(|e| store.err(e))?;
+        if let Some(end) = end {
+            store.file.committed(end);
+        }
         Ok(store)
+    }
+
+    /// The body file's committed length recorded in `db` (0 for a new store or one of a
+    /// schema without the file).
+    fn committed_end(db: &Database, path: &Path) -> Result<u64, StoreError> {
+        use redb::ReadableDatabase;
+        let tx = db.begin_read().map_err(|e| Self::db_err(path, e))?;
+        let meta = match tx.open_table(META) {
+            Ok(meta) => meta,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+            Err(e) => return Err(Self::db_err(path, e)),
+        };
+        let Some(v) = meta.get("bodies_end").map_err(|e| Self::db_err(path, e))? else {
+            return Ok(0);
+        };
+        let bytes: [u8; 8] = v.value().try_into().map_err(|_| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            what: "the body file's length record is not 8 bytes".into(),
+        })?;
+        Ok(u64::from_be_bytes(bytes))
+    }
+
+    /// Records the body file's committed length in `tx`.
+    fn write_end(&self, tx: &redb::WriteTransaction, end: u64) -> Result<(), StoreError> {
+        let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+        meta.insert("bodies_end", end.to_be_bytes().as_slice())
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The stored encoding of the block `id`, whose index record says where it is (`at`):
+    /// from the body file, or from `bodies`.
+    fn stored_wire(
+        &self,
+        bodies: &impl ReadableTable<(u64, &'static [u8; 32]), &'static [u8]>,
+        id: BlockKey,
+        at: Location,
+    ) -> Result<Vec<u8>, StoreError> {
+        read_wire(&self.file, &self.path, &self.params, bodies, id, at)
     }
 
     fn db(&self) -> &Database {
@@ -281,25 +352,76 @@ impl Store {
                 .expect("the database is open until the store is dropped"),
             self.path.clone(),
             self.params.clone(),
+            self.file.clone(),
         )
     }
 }
 
-/// The 76 bytes of a [`HeaderRecord`] in the `headers` table (whose key holds the height and
-/// the hash): parent hash, timestamp (u64), bits (u32), cumulative work (32 bytes), integers
-/// big-endian.
-fn encode_record(r: &HeaderRecord) -> [u8; 76] {
-    let mut out = [0u8; 76];
+/// The stored encoding of the block `id`, at `at` in `file` or else in `bodies`.
+fn read_wire(
+    file: &BodyFile,
+    path: &Path,
+    params: &ChainParams,
+    bodies: &impl ReadableTable<(u64, &'static [u8; 32]), &'static [u8]>,
+    id: BlockKey,
+    at: Location,
+) -> Result<Vec<u8>, StoreError> {
+    let corrupt = |what: String| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        what,
+    };
+    let hash = id.hash;
+    if at.is_some() {
+        if at.len > params.max_block_bytes {
+            return Err(corrupt(format!(
+                "the index record of block {hash} gives a body of {} bytes",
+                at.len
+            )));
+        }
+        return file.read(at).map_err(|e| {
+            corrupt(format!(
+                "block {hash} cannot be read from {}: {e}",
+                file.path().display()
+            ))
+        });
+    }
+    let v = bodies
+        .get((id.height, hash.as_bytes()))
+        .map_err(|e| StoreError::Db {
+            path: path.to_path_buf(),
+            cause: Box::new(e.into()),
+        })?
+        .ok_or_else(|| corrupt(format!("block {hash} is indexed but missing")))?;
+    Ok(v.value().to_vec())
+}
+
+/// The 88 bytes of a [`HeaderRecord`] in the `headers` table (whose key holds the height and
+/// the hash): parent hash, timestamp (u64), bits (u32), cumulative work (32 bytes), then where
+/// the body is in the body file ([`Location::encode`]; length 0 for a body in `bodies`),
+/// integers big-endian. Schema 4 wrote the first 76 alone.
+fn encode_record(r: &HeaderRecord, at: Location) -> [u8; 88] {
+    let mut out = [0u8; 88];
     out[0..32].copy_from_slice(r.prev.as_bytes());
     out[32..40].copy_from_slice(&r.timestamp.to_be_bytes());
     out[40..44].copy_from_slice(&r.bits.to_be_bytes());
     out[44..76].copy_from_slice(&r.work.to_be_bytes());
+    out[76..88].copy_from_slice(&at.encode());
     out
 }
 
-/// Reads [`encode_record`]'s bytes for the block `hash` at `height`.
+/// Reads [`encode_record`]'s bytes (or schema 4's 76) for the block `hash` at `height`.
+fn decode_entry(height: u64, hash: BlockHash, bytes: &[u8]) -> Option<(HeaderRecord, Location)> {
+    let at = match bytes.len() {
+        76 => Location::NONE,
+        88 => Location::decode(bytes[76..88].try_into().ok()?),
+        _ => return None,
+    };
+    Some((decode_record(height, hash, &bytes[..76])?, at))
+}
+
+/// Reads the first 76 bytes of [`encode_record`] for the block `hash` at `height`.
 fn decode_record(height: u64, hash: BlockHash, bytes: &[u8]) -> Option<HeaderRecord> {
-    let b: &[u8; 76] = bytes.try_into().ok()?;
+    let b: &[u8; 76] = bytes.get(..76)?.try_into().ok()?;
     Some(HeaderRecord {
         hash,
         height,
