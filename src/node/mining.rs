@@ -2,10 +2,13 @@
 //! tip cancels the job (at the end of the step that changed it) and the next one starts on the
 //! new tip. A found block is processed like any other and published.
 //!
-//! The miner thread lives as long as the node. After a job it polls for the next one for
-//! [`SPIN`] before it sleeps: the next job usually comes within a fraction of that (the block
-//! accepted, a new template), and a sleeping thread can take as long to wake as a block takes
-//! to find at low difficulty.
+//! The miner thread lives as long as the node, in the idle scheduling class
+//! ([`crate::priority::idle_this_thread`]). After a job it polls for the next one for [`SPIN`]
+//! before it sleeps: the next job usually comes within a fraction of that (the block accepted,
+//! a new template), and a sleeping thread can take as long to wake as a block takes to find at
+//! low difficulty. It yields its core between two polls: the next job comes only once the
+//! actor has handled the result, and the actor, woken by that result, is often queued on the
+//! miner's own core.
 //!
 //! A job can carry a follow-up: a coinbase-only block on the block the job will find
 //! ([`follow_up_template`]). The miner starts it the moment it finds the job's block, before
@@ -97,7 +100,7 @@ impl MinerThread {
             .spawn(move || {
                 // Below everything else of the node: blocks are relayed and the dashboard
                 // answers at once, even when the miner has every core.
-                crate::priority::lower_this_thread(crate::priority::MINER_NICE, "miner");
+                crate::priority::idle_this_thread("miner");
                 let mut queue = Queue {
                     rx,
                     follows: Vec::new(),
@@ -164,13 +167,14 @@ impl Queue {
         Some(self.follows.swap_remove(i).1)
     }
 
-    /// The next message: polled for [`SPIN`] from `since`, then waited for. `None` once the
-    /// node dropped the queue.
+    /// The next message: polled for [`SPIN`] from `since`, yielding the core between two
+    /// polls (a busy-wait would keep the actor that makes the job waiting behind it), then
+    /// waited for. `None` once the node dropped the queue.
     fn recv(&self, since: Instant) -> Option<ToMiner> {
         while since.elapsed() < SPIN {
             match self.rx.try_recv() {
                 Ok(msg) => return Some(msg),
-                Err(std_mpsc::TryRecvError::Empty) => std::hint::spin_loop(),
+                Err(std_mpsc::TryRecvError::Empty) => std::thread::yield_now(),
                 Err(std_mpsc::TryRecvError::Disconnected) => return None,
             }
         }
