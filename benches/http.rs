@@ -3,20 +3,27 @@
 //! Two nodes on 127.0.0.1 (mDNS off), A dialled by B, each with its HTTP server, in this
 //! process. The load on A's server comes from a separate process (this binary again, run as a
 //! load generator), so that the clients' own work is not counted against the node, and every
-//! figure says how much CPU each side used. Prints:
+//! figure says how much CPU each side used. The clients of a real node are on other machines:
+//! here the load generator runs in Linux's idle scheduling class, so that it takes only CPU
+//! the nodes leave and never holds a core a node thread wakes up to (it would otherwise
+//! compete with both nodes for the 2 cores as an equal). Each round says how many reads per
+//! second it actually served, against how many were asked. Prints:
 //!
 //! 1. API reads per second on A: the load generator flat out on [`LOAD_CONNECTIONS`] keep-alive
 //!    connections for [`READ_FOR`] each on `/blocks/tip/height`, `/node/status` and `/blocks`
 //!    (a page of ten blocks).
-//! 2. SSE fan-out: [`SSE_CLIENTS`] clients (in this process: their delays are measured against
-//!    the node's own event clock) on A's `/events` while A mines [`FANOUT_BLOCKS`] blocks that B
-//!    receives by gossip: how many `tip` events arrived, and the delay from the node's own event
-//!    to each client's receipt (p50, p99, max).
+//! 2. SSE fan-out: [`SSE_CLIENTS`] clients (in a load generator process) on A's `/events`
+//!    while A mines [`FANOUT_BLOCKS`] blocks, one every [`BLOCK_EVERY`], that B receives by
+//!    gossip: how many `tip` events arrived, and the delay from the node's own event to each
+//!    client's receipt (p50, p99, max; both times on CLOCK_MONOTONIC, which every process of
+//!    the machine shares).
 //! 3. Block propagation A -> B (from the moment A's miner found the block to B's acceptance),
-//!    in [`ROUNDS`] rounds of [`ROUND_BLOCKS`] blocks for each load, interleaved: idle; busy (a
-//!    busy dashboard crowd: [`BUSY_RATE`] reads/s and [`SSE_CLIENTS`] event streams); and flat
-//!    out (reads as fast as the server answers, plus the streams: overload). The medians over
-//!    the rounds of p50 and p99, and the ratio of the p99s (target: busy <= 1.2x idle).
+//!    in [`ROUNDS`] rounds of [`ROUND_BLOCKS`] blocks, one mined every [`BLOCK_EVERY`], for each
+//!    load, interleaved: idle; busy (a busy dashboard crowd: [`BUSY_RATE`] reads/s and
+//!    [`SSE_CLIENTS`] event streams); and flat out (reads as fast as the server answers, plus
+//!    the streams: overload). A round starts once the load has run for [`WARM_UP`], and its
+//!    reads per second are counted over the round itself. The medians over the rounds of p50
+//!    and p99, and the ratio of the p99s (target: busy <= 1.2x idle).
 
 mod common;
 
@@ -43,12 +50,19 @@ const FANOUT_BLOCKS: u64 = 30;
 const BUSY_RATE: u64 = 1000;
 /// Blocks in one propagation round.
 const ROUND_BLOCKS: usize = 100;
+/// One block is mined every so often in a propagation round (far more often than any real
+/// chain, but with the node idle between two blocks, as it is between two real ones), so that
+/// a round lasts long enough for its load to be steady.
+const BLOCK_EVERY: Duration = Duration::from_millis(10);
+/// How long the load runs before a round starts: its connections and streams open, its
+/// schedule steady.
+const WARM_UP: Duration = Duration::from_millis(300);
 /// Propagation rounds of each load, interleaved.
 const ROUNDS: usize = 7;
 /// The routes the busy and flat-out rounds read, in turn.
 const BUSY_PATHS: &str = "/blocks,/node/status,/blocks/tip/height";
 /// Set in the load generator's environment: `URL RATE PATHS STREAMS` (RATE 0: flat out;
-/// PATHS comma-separated).
+/// PATHS comma-separated, or `-`: no reads, and the arrival of every `tip` event reported).
 const LOAD_ENV: &str = "GOSSIPCHAIN_BENCH_HTTP_LOAD";
 /// Longest any single wait may take.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -199,30 +213,47 @@ async fn propagate(a: &Node, b_blocks: &mut mpsc::UnboundedReceiver<(String, Ins
 }
 
 /// The load generator's side: `spec` is [`LOAD_ENV`]'s value. Opens the streams, says
-/// `ready`, reads until its standard input closes, then prints
-/// `report READS TIPS CPU_SECS WALL_SECS` and exits.
+/// `ready`, reads until its standard input closes, then prints (with PATHS `-`) a line
+/// `tip HEIGHT SECS` for each tip event a stream received (SECS on
+/// [`common::monotonic_secs`]'s clock) and `report READS TIPS CPU_SECS WALL_SECS`, and exits. Each byte read on its standard input
+/// before that makes it print `count READS TIPS` (what it has done so far).
 fn load_generator(spec: &str) {
+    // Remote clients: CPU the nodes leave, and never in a node thread's way (see the top).
+    // Set before the runtime starts, so that every thread of this process inherits it.
+    gossipchain::priority::idle_this_thread("load generator");
     let parts: Vec<&str> = spec.split(' ').collect();
     let [base, rate, paths, streams] = parts[..] else {
         panic!("{LOAD_ENV}: want URL RATE PATHS STREAMS, got {spec:?}");
     };
     let rate: u64 = rate.parse().expect("a rate");
     let n: usize = streams.parse().expect("a stream count");
-    let urls: Vec<String> = paths.split(',').map(|p| format!("{base}{p}")).collect();
+    let record = paths == "-";
+    let urls: Vec<String> = if record {
+        Vec::new()
+    } else {
+        paths.split(',').map(|p| format!("{base}{p}")).collect()
+    };
     let cpu0 = common::process_cpu_secs();
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime")
         .block_on(async move {
+            // Every arrival is later than this (to read `Instant`s on the shared clock).
+            let (base_at, base_secs) = (Instant::now(), common::monotonic_secs());
             let (tips_tx, mut tips_rx) = mpsc::unbounded_channel();
             let streams = open_streams(base, n, &tips_tx).await;
             println!("ready");
             let stop = Arc::new(AtomicBool::new(false));
             let count = Arc::new(AtomicU64::new(0));
             let t0 = Instant::now();
-            let readers = spawn_readers(urls, rate, stop.clone(), count.clone());
+            let readers = if record {
+                Vec::new()
+            } else {
+                spawn_readers(urls, rate, stop.clone(), count.clone())
+            };
             let mut tips = 0u64;
+            let mut arrivals = Vec::new();
             let mut stdin = tokio::io::stdin();
             let mut byte = [0u8; 1];
             loop {
@@ -231,8 +262,15 @@ fn load_generator(spec: &str) {
                         if matches!(r, Ok(0) | Err(_)) {
                             break;
                         }
+                        println!("count {} {tips}", count.load(Ordering::Relaxed));
                     }
-                    Some(_) = tips_rx.recv() => tips += 1,
+                    Some((h, at)) = tips_rx.recv() => {
+                        tips += 1;
+                        if record {
+                            let secs = at.saturating_duration_since(base_at).as_secs_f64();
+                            arrivals.push((h, base_secs + secs));
+                        }
+                    }
                 }
             }
             stop.store(true, Ordering::Relaxed);
@@ -244,6 +282,9 @@ fn load_generator(spec: &str) {
                 s.abort();
             }
             let cpu = common::cpu_delta(cpu0, common::process_cpu_secs());
+            for (h, secs) in arrivals {
+                println!("tip {h} {secs:.6}");
+            }
             println!(
                 "report {} {tips} {cpu:.3} {wall:.3}",
                 count.load(Ordering::Relaxed)
@@ -260,7 +301,8 @@ struct LoadGen {
 /// What a load generator did.
 struct LoadReport {
     reads: u64,
-    tips: u64,
+    /// Each tip event's height and arrival ([`common::monotonic_secs`]), with PATHS `-`.
+    arrivals: Vec<(u64, f64)>,
     cpu_secs: f64,
     wall_secs: f64,
 }
@@ -285,14 +327,45 @@ impl LoadGen {
         Self { child, out }
     }
 
+    /// Reads and tip events it has had so far.
+    async fn count(&mut self) -> (u64, u64) {
+        use tokio::io::AsyncWriteExt;
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        stdin
+            .write_all(b".")
+            .await
+            .expect("the load generator runs");
+        stdin.flush().await.expect("the load generator runs");
+        let line = tokio::time::timeout(DEADLINE, self.out.next_line())
+            .await
+            .expect("the load generator counts in time")
+            .expect("its output")
+            .expect("a count");
+        let f: Vec<u64> = line
+            .strip_prefix("count ")
+            .expect("a count line")
+            .split(' ')
+            .map(|n| n.parse().expect("a number"))
+            .collect();
+        (f[0], f[1])
+    }
+
     /// Stops it and reads its report.
     async fn stop(mut self) -> LoadReport {
         drop(self.child.stdin.take());
-        let line = tokio::time::timeout(DEADLINE, self.out.next_line())
-            .await
-            .expect("the load generator reports in time")
-            .expect("its output")
-            .expect("a report");
+        let mut arrivals = Vec::new();
+        let line = loop {
+            let line = tokio::time::timeout(DEADLINE, self.out.next_line())
+                .await
+                .expect("the load generator reports in time")
+                .expect("its output")
+                .expect("a report");
+            let Some(tip) = line.strip_prefix("tip ") else {
+                break line;
+            };
+            let (h, secs) = tip.split_once(' ').expect("tip HEIGHT SECS");
+            arrivals.push((h.parse().expect("a height"), secs.parse().expect("seconds")));
+        };
         let f: Vec<&str> = line
             .strip_prefix("report ")
             .expect("a report line")
@@ -301,7 +374,7 @@ impl LoadGen {
         let _ = self.child.wait().await;
         LoadReport {
             reads: f[0].parse().expect("reads"),
-            tips: f[1].parse().expect("tips"),
+            arrivals,
             cpu_secs: f[2].parse().expect("cpu"),
             wall_secs: f[3].parse().expect("wall"),
         }
@@ -406,46 +479,50 @@ fn main() {
             );
         }
 
-        // A's own tip events, live: the reference the streams' delays are measured from.
-        let emitted: Arc<std::sync::Mutex<HashMap<u64, Instant>>> = Arc::default();
+        // A's own tip events, live: the reference the streams' delays are measured from (on
+        // the clock every process shares).
+        let emitted: Arc<std::sync::Mutex<HashMap<u64, f64>>> = Arc::default();
         let mut a_events = a.handle.subscribe();
         let em = emitted.clone();
         tokio::spawn(async move {
             while let Ok(e) = a_events.recv().await {
                 if let NodeEvent::Tip { height, .. } = e.event {
-                    em.lock().unwrap().insert(height, Instant::now());
+                    em.lock().unwrap().insert(height, common::monotonic_secs());
                 }
             }
         });
 
-        // 2. SSE fan-out while A mines and relays to B.
-        let (tips_tx, mut tips_rx) = mpsc::unbounded_channel();
-        let sse = open_streams(&sa.url(), SSE_CLIENTS, &tips_tx).await;
+        // 2. SSE fan-out while A mines and relays to B; the clients in a load generator
+        // process (remote clients, like the rounds' below).
+        let mut generator = LoadGen::start(&sa.url(), 0, "-", SSE_CLIENTS).await;
         let start = a.handle.status().height;
+        let mut pace = tokio::time::interval(BLOCK_EVERY);
         for _ in 0..FANOUT_BLOCKS {
+            pace.tick().await;
             propagate(&a, &mut b_blocks).await;
         }
         let expected = SSE_CLIENTS * FANOUT_BLOCKS as usize;
-        let mut delays = Vec::new();
-        while delays.len() < expected {
-            match tokio::time::timeout(Duration::from_secs(5), tips_rx.recv()).await {
-                Ok(Some((h, at))) if h > start => {
-                    // Recorded by A's own subscriber, which may run after a stream's client.
-                    let from = emitted.lock().unwrap().get(&h).copied();
-                    let from = from.unwrap_or(at);
-                    delays.push(at.saturating_duration_since(from).as_secs_f64() * 1e3);
-                }
-                Ok(Some(_)) => {}
-                _ => break,
-            }
+        let until = Instant::now() + Duration::from_secs(5);
+        while (generator.count().await.1 as usize) < expected && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        for t in sse {
-            t.abort();
-        }
+        let report = generator.stop().await;
+        let emitted = emitted.lock().unwrap().clone();
+        let delays: Vec<f64> = report
+            .arrivals
+            .iter()
+            .filter(|(h, _)| *h > start)
+            .map(|(h, at)| {
+                // Recorded by A's own subscriber, which may run after a stream's client.
+                let from = emitted.get(h).copied().unwrap_or(*at);
+                (at - from).max(0.0) * 1e3
+            })
+            .collect();
         let delivered = delays.len();
         let d = Stats(delays);
         println!(
-            "\nSSE fan-out, {SSE_CLIENTS} clients, {FANOUT_BLOCKS} blocks mined by A and relayed to B:\n  \
+            "\nSSE fan-out, {SSE_CLIENTS} clients in a load generator process, {FANOUT_BLOCKS} \
+             blocks mined by A (one every {BLOCK_EVERY:?}) and relayed to B:\n  \
              {delivered} of {expected} tip events delivered; from the node's event to the client: \
              p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
             d.median(),
@@ -455,17 +532,20 @@ fn main() {
 
         // 3. Propagation under each load, interleaved (the order turns each round).
         println!(
-            "\nblock propagation A -> B, {ROUNDS} rounds of {ROUND_BLOCKS} blocks per load, \
-             interleaved; load from a separate process:"
+            "\nblock propagation A -> B, {ROUNDS} rounds of {ROUND_BLOCKS} blocks per load (one \
+             every {BLOCK_EVERY:?}), interleaved; load from a separate process in the idle \
+             class, running {WARM_UP:?} before each round; load average {}:",
+            load_average()
         );
         let loads = [Load::Idle, Load::Busy, Load::FlatOut];
         let mut p50s: HashMap<&str, Vec<f64>> = HashMap::new();
         let mut p99s: HashMap<&str, Vec<f64>> = HashMap::new();
         let mut all: HashMap<&str, Vec<f64>> = HashMap::new();
+        let mut served: HashMap<&str, Vec<f64>> = HashMap::new();
         for round in 0..ROUNDS {
             for k in 0..loads.len() {
                 let load = loads[(round + k) % loads.len()];
-                let generator = match load {
+                let mut generator = match load {
                     Load::Idle => None,
                     Load::Busy => {
                         Some(LoadGen::start(&sa.url(), BUSY_RATE, BUSY_PATHS, SSE_CLIENTS).await)
@@ -474,27 +554,39 @@ fn main() {
                         Some(LoadGen::start(&sa.url(), 0, BUSY_PATHS, SSE_CLIENTS).await)
                     }
                 };
+                let before = match &mut generator {
+                    Some(g) => {
+                        tokio::time::sleep(WARM_UP).await;
+                        Some(g.count().await)
+                    }
+                    None => None,
+                };
                 let cpu0 = common::process_cpu_secs();
                 let t0 = Instant::now();
                 let mut this = Vec::new();
+                let mut pace = tokio::time::interval(BLOCK_EVERY);
                 for _ in 0..ROUND_BLOCKS {
+                    pace.tick().await;
                     this.push(propagate(&a, &mut b_blocks).await);
                 }
                 let wall = t0.elapsed().as_secs_f64();
                 let node_cpu = 100.0 * common::cpu_delta(cpu0, common::process_cpu_secs()) / wall;
                 all.entry(load.name()).or_default().extend(&this);
                 let st = Stats(this);
-                let alongside = match generator {
-                    Some(g) => {
+                let alongside = match (generator, before) {
+                    (Some(mut g), Some((reads0, tips0))) => {
+                        let (reads1, tips1) = g.count().await;
                         let r = g.stop().await;
+                        let rate = (reads1 - reads0) as f64 / wall;
+                        served.entry(load.name()).or_default().push(rate);
                         format!(
-                            "; {:.0} reads/s, {} tip events streamed, load generator CPU {:.0}%",
-                            r.reads as f64 / r.wall_secs,
-                            r.tips,
+                            "; {rate:.0} reads/s and {} tip events served in the round, load \
+                             generator CPU {:.0}%",
+                            tips1 - tips0,
                             100.0 * r.cpu_secs / r.wall_secs
                         )
                     }
-                    None => String::new(),
+                    _ => String::new(),
                 };
                 println!(
                     "  round {} {:<8} p50 {:>6.2} ms, p99 {:>6.2} ms (nodes' CPU {node_cpu:.0}%{alongside})",
@@ -521,6 +613,14 @@ fn main() {
                 pooled.quantile(0.99)
             );
         }
+        let busy_served = Stats(served[Load::Busy.name()].clone());
+        println!(
+            "  reads served in the busy rounds: median {:.0}/s, lowest {:.0}/s (asked: {BUSY_RATE}/s); \
+             flat out: median {:.0}/s",
+            busy_served.median(),
+            busy_served.min(),
+            Stats(served[Load::FlatOut.name()].clone()).median()
+        );
         let pooled = |l: Load| Stats(all[l.name()].clone()).quantile(0.99);
         println!(
             "  p99 busy ({BUSY_RATE} reads/s + {SSE_CLIENTS} event streams) / idle = {:.2}x \

@@ -1,12 +1,19 @@
 //! Thread priorities: when the CPU is short, what keeps the node in the network (gossip,
-//! validation, the actor, at the default priority) wins it over the HTTP server (nice
-//! [`HTTP_NICE`]), which wins it over the miner (nice [`MINER_NICE`]): a node that mines on
-//! every core still relays blocks and answers its dashboard at once.
+//! validation, the actor, the store writer, at the default priority) has it first; the HTTP
+//! server and the miner run in Linux's idle class ([`idle_this_thread`]), where they share
+//! what is left: a node that mines on every core and serves a crowd of dashboards still
+//! relays blocks at once.
+//!
+//! A nice value only sets a thread's share of the CPU: a thread at nice 5 or 10 that is
+//! running is not interrupted when a node thread wakes up, and the node thread can wait for
+//! the rest of its time slice (milliseconds) on that core. A thread of the idle class is: the
+//! scheduler hands its core to any other thread that becomes runnable, at once, and counts a
+//! core running only idle-class threads as free when it places a waking thread. What it costs:
+//! on a machine busy with other work (a build on every core), the HTTP server and the miner
+//! get almost no CPU until that work ends; the node's own threads get their usual share.
 
-/// The HTTP server's thread.
-pub const HTTP_NICE: i32 = 5;
-/// The miner's threads (those a search starts inherit it).
-pub const MINER_NICE: i32 = 10;
+/// The nice value of a thread that cannot enter the idle class ([`idle_this_thread`]).
+pub const IDLE_FALLBACK_NICE: i32 = 19;
 
 /// Sets the calling thread's nice value to `nice` (on Linux a nice value belongs to one
 /// thread, and threads it starts inherit it). Elsewhere, does nothing.
@@ -28,4 +35,49 @@ pub fn lower_this_thread(nice: i32, what: &str) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = (nice, what);
+}
+
+/// Puts the calling thread in Linux's idle scheduling class (`SCHED_IDLE`; threads it starts
+/// inherit it): it runs only on CPU no other thread wants, and gives its core up at once to
+/// any thread that wakes. If that is refused, lowers it to nice [`IDLE_FALLBACK_NICE`].
+/// Elsewhere, does nothing.
+pub fn idle_this_thread(what: &str) {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is a valid sched_param that outlives the call; pid 0 is the calling
+        // thread, and any thread may move itself to SCHED_IDLE (Linux 2.6.39 and later).
+        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+        if rc != 0 {
+            tracing::debug!(
+                "could not move the {what} thread to the idle class: {}",
+                std::io::Error::last_os_error()
+            );
+            lower_this_thread(IDLE_FALLBACK_NICE, what);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = what;
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_class_is_set_and_inherited() {
+        let (policy, child) = std::thread::spawn(|| {
+            idle_this_thread("test");
+            // SAFETY: sched_getscheduler takes no pointers; pid 0 is the calling thread.
+            let own = unsafe { libc::sched_getscheduler(0) };
+            let child = std::thread::spawn(|| unsafe { libc::sched_getscheduler(0) })
+                .join()
+                .expect("no panic");
+            (own, child)
+        })
+        .join()
+        .expect("no panic");
+        assert_eq!(policy, libc::SCHED_IDLE);
+        assert_eq!(child, libc::SCHED_IDLE);
+    }
 }

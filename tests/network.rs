@@ -176,6 +176,47 @@ async fn mine_n_yields_n_blocks_in_a_row_then_ends() {
     node.stop().await;
 }
 
+/// The miner goes on with a coinbase-only block the moment it finds one, before the node has
+/// seen it; a transfer waiting in the mempool makes the node replace that search with a fresh
+/// template, so the transfer is mined within a few blocks, and every block mined on the way
+/// still extends the one before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_sent_while_mining_back_to_back_is_mined_soon() {
+    let mut node = start(&[]).await;
+    let start_height = node.status().height;
+    let mut blocks = node.handle.mine(1_000_000).await.unwrap();
+    let first = blocks.recv().await.expect("a block").expect("mined");
+    let txid = node
+        .handle
+        .send(gossipchain::chain::Address([3; 32]), 5, 1)
+        .await
+        .unwrap()
+        .expect("the reward pays for it");
+    let mut parent = first.hash;
+    let mut height = first.block.header.height;
+    assert_eq!(height, start_height + 1);
+    let mut included = None;
+    for _ in 0..5_000 {
+        let info = blocks.recv().await.expect("a block").expect("mined");
+        height += 1;
+        assert_eq!(info.block.header.height, height);
+        assert_eq!(
+            info.block.header.prev_hash, parent,
+            "one chain, block after block"
+        );
+        parent = info.hash;
+        if info.block.txs.iter().any(|tx| tx.compute_txid() == txid) {
+            included = Some(height);
+            break;
+        }
+    }
+    let at = included.expect("the transfer is mined within 5000 blocks");
+    // Dropping the stream stops the miner; the node settles on the last block.
+    drop(blocks);
+    node.wait("the last block as tip", |s| s.height >= at).await;
+    node.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_node_still_lets_a_newcomer_in_and_closes_its_oldest_accepted_connection() {
     let no_kad = |dir: &tempfile::TempDir, peers: &[libp2p::Multiaddr], max: u32| {

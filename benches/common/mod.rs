@@ -103,6 +103,12 @@ pub fn thread_cpu_secs() -> Option<f64> {
     cpu_clock(3)
 }
 
+/// CLOCK_MONOTONIC in seconds, the clock `Instant` reads on Linux and the same in every
+/// process of the machine (to compare times taken in two processes); NaN elsewhere.
+pub fn monotonic_secs() -> f64 {
+    cpu_clock(1).unwrap_or(f64::NAN)
+}
+
 /// Seconds between two CPU clock readings, NaN if the clock is missing.
 pub fn cpu_delta(a: Option<f64>, b: Option<f64>) -> f64 {
     match (a, b) {

@@ -6,10 +6,11 @@
 //! - [`sse`]: `GET /events`; [`auth`]: the `.cookie` token; [`error`]: `{code, message}`.
 //! - [`pages`]: the dashboard and the wallet page, embedded; [`metrics`]: `GET /metrics`.
 //!
-//! The server runs on a tokio runtime of its own, on one thread whose CPU priority is lower
-//! than the node's ([`crate::priority::HTTP_NICE`]): a crowd of dashboards, or a script reading flat out, gets
-//! what CPU the node leaves, and never queues ahead of block relay on the node's runtime. Every
-//! request still reaches the node only through its handle (channels work across runtimes).
+//! The server runs on a tokio runtime of its own, on one thread in the idle scheduling class
+//! ([`crate::priority::idle_this_thread`]): a crowd of dashboards, or a script reading flat
+//! out, gets what CPU the node leaves, gives its core up at once to a node thread that wakes,
+//! and never queues ahead of block relay on the node's runtime. Every request still reaches
+//! the node only through its handle (channels work across runtimes).
 //!
 //! Safety by default: loopback only, request bodies of at most 16 KiB, a 10 s timeout on every
 //! request but the event stream and mining, no CORS unless origins are configured, and only
@@ -312,7 +313,7 @@ pub async fn start(
     let thread = std::thread::Builder::new()
         .name("http".into())
         .spawn(move || {
-            crate::priority::lower_this_thread(crate::priority::HTTP_NICE, "HTTP");
+            crate::priority::idle_this_thread("HTTP");
             runtime.block_on(async move {
                 let state = AppState {
                     events: sse::spawn_renderer(&server_node, stopping.clone()),

@@ -348,9 +348,7 @@ impl Node {
         if !resync.returned.is_empty() {
             self.push_to_peers(&resync.returned);
         }
-        if let Some(job) = self.job.take() {
-            job.cancel();
-        }
+        self.tip_changed_for_miner(change);
     }
 
     /// Hands accepted blocks and the tip to the store writer (one transaction per batch)

@@ -417,6 +417,21 @@ impl ChainState {
         validate::median(&mut times)
     }
 
+    /// The median past time of a child of the tip's child stamped `timestamp`: the median of
+    /// that timestamp and up to `median_time_span - 1` of the tip's chain.
+    pub fn median_time_past_after_tip(&self, timestamp: u64) -> u64 {
+        let span = self.params.median_time_span as usize;
+        let mut times = Vec::with_capacity(span);
+        times.push(timestamp);
+        let mut pos = self.tip_pos();
+        while pos != NONE && times.len() < span {
+            let slot = self.index.get(pos);
+            times.push(slot.timestamp);
+            pos = slot.parent;
+        }
+        validate::median(&mut times)
+    }
+
     /// Median timestamp of `parent` and up to `median_time_span - 1` of its ancestors (0 if
     /// `parent` is unknown).
     pub fn median_time_past(&self, parent: &BlockHash) -> u64 {
