@@ -385,7 +385,8 @@ impl Node {
     }
 
     pub(super) fn on_mined(&mut self, mined: MinedResult) {
-        if self.job.as_ref().is_some_and(|j| j.id == mined.job) {
+        let current = self.job.as_ref().is_some_and(|j| j.id == mined.job);
+        if current {
             let job = self.job.take().expect("the running job");
             if let Mined::Found { header, .. } = &mined.result
                 && let Some(f) = job.follow
@@ -406,6 +407,12 @@ impl Node {
         let Mined::Found { header, hashes } = mined.result else {
             return;
         };
+        if !current && header.prev_hash != self.chain.tip() {
+            // A search cancelled too late, on a parent that is no longer the tip: its block
+            // would only fork our own chain.
+            tracing::debug!(height = header.height, "dropped a block found by a cancelled search");
+            return;
+        }
         let mut block = mined.template;
         block.header = header;
         let hash = block.compute_hash();
