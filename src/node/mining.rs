@@ -410,7 +410,10 @@ impl Node {
         if !current && header.prev_hash != self.chain.tip() {
             // A search cancelled too late, on a parent that is no longer the tip: its block
             // would only fork our own chain.
-            tracing::debug!(height = header.height, "dropped a block found by a cancelled search");
+            tracing::debug!(
+                height = header.height,
+                "dropped a block found by a cancelled search"
+            );
             return;
         }
         let mut block = mined.template;
