@@ -101,18 +101,24 @@ impl TipChange {
     /// so several changes (one sync page) make one net change for the mempool and the miner.
     pub fn merge(&mut self, later: TipChange) {
         for block in later.disconnected {
-            if self
-                .connected
-                .last()
-                .is_some_and(|b| b.hash() == block.hash())
-            {
-                self.connected.pop();
-            } else {
-                self.disconnected.push(block);
-            }
+            push_or_cancel(&mut self.disconnected, &mut self.connected, block);
         }
         self.connected.extend(later.connected);
         self.new_tip = later.new_tip;
+    }
+}
+
+/// Records `block` moving one way along the best chain (onto `moves`), unless it is the last
+/// block of `opposite`, the move just made the other way, which it cancels.
+fn push_or_cancel(
+    moves: &mut Vec<Arc<CheckedBlock>>,
+    opposite: &mut Vec<Arc<CheckedBlock>>,
+    block: Arc<CheckedBlock>,
+) {
+    if opposite.last().is_some_and(|b| b.hash() == block.hash()) {
+        opposite.pop();
+    } else {
+        moves.push(block);
     }
 }
 

@@ -8,7 +8,9 @@ use super::super::target::Target;
 use super::super::validate::{self, ValidationError};
 use super::index::Slot;
 use super::source::Cached;
-use super::{ChainState, Outcome, PRUNE_EVERY, Processed, RECENT_BLOCKS, TipChange};
+use super::{
+    ChainState, Outcome, PRUNE_EVERY, Processed, RECENT_BLOCKS, TipChange, push_or_cancel,
+};
 use std::cmp::Reverse;
 use std::sync::Arc;
 
@@ -41,28 +43,12 @@ struct Changes {
 impl Changes {
     /// Records a block leaving the best chain; one connected earlier in this call cancels out.
     fn disconnect(&mut self, block: Arc<CheckedBlock>) {
-        if self
-            .connected
-            .last()
-            .is_some_and(|b| b.hash() == block.hash())
-        {
-            self.connected.pop();
-        } else {
-            self.disconnected.push(block);
-        }
+        push_or_cancel(&mut self.disconnected, &mut self.connected, block);
     }
 
     /// Records a block joining the best chain; one disconnected earlier in this call cancels.
     fn connect(&mut self, block: Arc<CheckedBlock>) {
-        if self
-            .disconnected
-            .last()
-            .is_some_and(|b| b.hash() == block.hash())
-        {
-            self.disconnected.pop();
-        } else {
-            self.connected.push(block);
-        }
+        push_or_cancel(&mut self.connected, &mut self.disconnected, block);
     }
 }
 
