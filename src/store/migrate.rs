@@ -24,9 +24,8 @@ fn header_height(wire: &[u8]) -> Option<u64> {
 }
 
 impl Store {
-    /// Brings a store of `schema` (1 to 4) to [`SCHEMA`]; returns the body file's new
-    /// committed length, to record once `tx` commits.
-    pub(super) fn migrate(&self, tx: &WriteTransaction, schema: u8) -> Result<u64, StoreError> {
+    /// Brings a store of `schema` (1 to 4) to [`SCHEMA`].
+    pub(super) fn migrate(&self, tx: &WriteTransaction, schema: u8) -> Result<(), StoreError> {
         if schema <= 3 {
             self.rekey_bodies(tx)?;
             if schema == 2 {
@@ -35,16 +34,16 @@ impl Store {
                 self.migrate_v1(tx)?;
             }
         }
-        let end = self.file_bodies(tx)?;
+        self.file_bodies(tx)?;
         let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
         meta.insert("schema", [SCHEMA].as_slice())
             .map_err(|e| self.err(e))?;
-        Ok(end)
+        Ok(())
     }
 
     /// Schema 4 -> 5: every body moves from the `bodies` table to the body file, in key order
     /// (height first), and its index record says where.
-    fn file_bodies(&self, tx: &WriteTransaction) -> Result<u64, StoreError> {
+    fn file_bodies(&self, tx: &WriteTransaction) -> Result<(), StoreError> {
         /// Bodies written to the file at a time.
         const CHUNK_BYTES: usize = 8 << 20;
         let started = std::time::Instant::now();
@@ -111,7 +110,7 @@ impl Store {
             "block store bodies moved to {} for schema {SCHEMA}",
             self.file.path().display()
         );
-        Ok(end)
+        Ok(())
     }
 
     /// Schemas 1 to 3 -> 4: the bodies re-keyed by (height, hash), and the tip's height

@@ -225,23 +225,12 @@ impl Store {
                     .map_err(|e| store.err(e))?;
             }
         }
-        // The body file's committed length as of `tx`: past it the file is cut back on open.
-        let end = if schema < SCHEMA {
-            Some(store.migrate(&tx, schema)?)
-        } else {
-            None
-        };
-        let committed = tx.commit().map_err(|e| store.err(e));
-        if let Err(e) = committed {
-            // What the migration wrote to the file is not the store's.
-            store
-                .file
-                .committed(Self::committed_end(store.db(), path).unwrap_or(0));
-            return Err(e);
+        if schema < SCHEMA {
+            // Should the commit fail, the store is not opened, and what the migration wrote to
+            // the body file is cut off when it next opens.
+            store.migrate(&tx, schema)?;
         }
-        if let Some(end) = end {
-            store.file.committed(end);
-        }
+        tx.commit().map_err(|e| store.err(e))?;
         Ok(store)
     }
 
