@@ -52,7 +52,9 @@ const BUSY_RATE: u64 = 1000;
 const ROUND_BLOCKS: usize = 100;
 /// One block is mined every so often in a propagation round (far more often than any real
 /// chain, but with the node idle between two blocks, as it is between two real ones), so that
-/// a round lasts long enough for its load to be steady.
+/// a round lasts long enough for its load to be steady. It is longer than the server's event
+/// batch delay ([`gossipchain::http::sse::BATCH_DELAY`]) plus the fan-out to the streams, as
+/// the time between two real blocks is.
 const BLOCK_EVERY: Duration = Duration::from_millis(10);
 /// How long the load runs before a round starts: its connections and streams open, its
 /// schedule steady.
