@@ -84,6 +84,7 @@ fn main() {
         lan.route_via(&h, &gateways[s]);
         hosts.push(h);
     }
+    lan.static_neighbours();
     let router = lan.router_ns("router");
     let router_links: Vec<String> = (0..subnets).map(|i| format!("eth{i}")).collect();
     let router_links: Vec<&str> = router_links.iter().map(String::as_str).collect();
@@ -129,6 +130,11 @@ fn main() {
     let t_peers = Instant::now();
     let mut below = Vec::new();
     let mut next_progress = PROGRESS_EVERY;
+    let mut diag_at: Vec<Duration> = if std::env::var_os("KAD_SCALE_DIAG").is_some() {
+        [60, 150, 280].map(Duration::from_secs).to_vec()
+    } else {
+        Vec::new()
+    };
     loop {
         below.clear();
         for (i, node) in nodes.iter_mut().enumerate() {
@@ -142,6 +148,10 @@ fn main() {
         }
         if t_peers.elapsed() >= next_progress {
             next_progress += PROGRESS_EVERY;
+            if diag_at.first().is_some_and(|d| t_peers.elapsed() >= *d) {
+                diag_at.remove(0);
+                diagnose(&lan, &hosts, &mut nodes, &below, &boots);
+            }
             let mut short: Vec<usize> = below.iter().map(|(_, p)| *p).collect();
             short.sort_unstable();
             println!(
@@ -273,10 +283,123 @@ fn main() {
         "  router: {late} packets delayed, {lost} dropped, {overflows} lost in the delay line's \
          queue"
     );
+    // Every node is told to quit first, then each is waited for: one at a time, the last
+    // ones would spend minutes losing peers and dialling others while the rest wait.
     for node in nodes.iter_mut() {
-        node.quit();
+        node.send_line("quit");
+    }
+    for node in nodes.iter_mut() {
+        node.expect_line("bye", |l| l == "bye", WAIT);
+        node.close_stdin();
+        node.expect_clean_exit();
+        let bad = node.logs(|l| l.contains(" ERROR ") || l.contains("panicked"));
+        if !bad.is_empty() {
+            node.fail(&format!("errors in the log: {bad:?}"));
+        }
     }
     drop(nodes);
     drop(slow);
     println!("load average at end: {}", load_average());
+}
+
+/// Network state of up to three nodes below the target and of the bootnodes: their sockets,
+/// TCP counters, conntrack in the switch namespace, the host's FORWARD counters.
+fn diagnose(
+    lan: &Lan,
+    hosts: &[Host],
+    nodes: &mut [Node],
+    below: &[(usize, usize)],
+    boots: &[usize],
+) {
+    let run = |args: &[&str]| tool(args).unwrap_or_else(|e| e);
+    println!("  ---- diagnosis: {} nodes below target", below.len());
+    let sw = format!("{}-sw", lan.tag);
+    println!(
+        "  switch ns: {}",
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &sw,
+            "sysctl",
+            "net.bridge.bridge-nf-call-iptables",
+            "net.netfilter.nf_conntrack_count"
+        ])
+        .replace('\n', "; ")
+    );
+    println!(
+        "  host FORWARD:\n{}",
+        run(&["iptables", "-L", "FORWARD", "-v", "-n", "-x"])
+    );
+    let counters = |ns: &str| {
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "nstat",
+            "-asz",
+            "TcpExtListenOverflows",
+            "TcpExtListenDrops",
+            "TcpExtTCPAbortOnTimeout",
+            "TcpExtTCPAbortOnData",
+            "TcpExtTCPAbortOnClose",
+            "TcpExtSyncookiesSent",
+            "TcpExtTCPReqQFullDrop",
+            "TcpExtTCPReqQFullDoCookies",
+            "TcpActiveOpens",
+            "TcpPassiveOpens",
+            "TcpAttemptFails",
+            "TcpEstabResets",
+            "TcpCurrEstab",
+            "TcpRetransSegs",
+            "TcpOutRsts",
+            "TcpExtTCPTimeouts",
+            "TcpExtTCPSynRetrans",
+        ])
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join("="))
+        .collect::<Vec<_>>()
+        .join(" ")
+    };
+    for &b in boots {
+        let h = &hosts[b];
+        println!("  bootnode n{b} ({}): {}", h.ip, counters(&h.ns));
+        println!(
+            "    listen: {}",
+            run(&["ip", "netns", "exec", &h.ns, "ss", "-ltn"]).replace('\n', " | ")
+        );
+    }
+    for &(i, peers) in below.iter().take(3) {
+        let h = &hosts[i];
+        println!(
+            "  node n{i} ({}) at {peers} peers: {}",
+            h.ip,
+            counters(&h.ns)
+        );
+        println!("{}", run(&["ip", "netns", "exec", &h.ns, "ss", "-tnio"]));
+        for p in nodes[i].peers() {
+            println!("    believes: {} {} {}", p.id, p.found_by, p.addrs);
+        }
+        for &b in boots {
+            let s = run(&[
+                "ip",
+                "netns",
+                "exec",
+                &hosts[b].ns,
+                "ss",
+                "-tnio",
+                "dst",
+                &h.ip,
+            ]);
+            println!("    bootnode n{b}'s sockets to it:\n{s}");
+        }
+        let log =
+            nodes[i].logs(|l| l.contains("WARN") || l.contains("connection") || l.contains("dial"));
+        for l in log.iter().rev().take(15).rev() {
+            println!("    log: {l}");
+        }
+    }
+    println!("  ---- end of diagnosis");
 }

@@ -398,6 +398,20 @@ pub struct Lan {
     routers: Vec<String>,
     /// Bridge ports made so far (for unique port names).
     ports: usize,
+    /// Every interface plugged into a bridge: (namespace, interface, bridge, address), for
+    /// [`Lan::static_neighbours`].
+    plugged: Vec<(String, String, String, String)>,
+}
+
+/// The MAC address of the interface at IPv4 `ip`: locally administered, derived from the
+/// address (unique on a bridge, as addresses are), so that neighbours can be set up front.
+fn mac_of(ip: &str) -> String {
+    let octets: Vec<u8> = ip.split('.').filter_map(|o| o.parse().ok()).collect();
+    assert_eq!(octets.len(), 4, "an IPv4 address: {ip}");
+    format!(
+        "02:00:{:02x}:{:02x}:{:02x}:{:02x}",
+        octets[0], octets[1], octets[2], octets[3]
+    )
 }
 
 impl Lan {
@@ -418,6 +432,7 @@ impl Lan {
             bridges: Vec::new(),
             routers: Vec::new(),
             ports: 0,
+            plugged: Vec::new(),
         };
         lan.add_namespace(&switch);
         must(&["ip", "-n", &switch, "link", "set", "lo", "up"]);
@@ -496,16 +511,52 @@ impl Lan {
         self.ports += 1;
         let port = format!("port{}", self.ports);
         let sw = self.switch.clone();
+        let mac = mac_of(ip);
         must(&[
-            "ip", "-n", ns, "link", "add", iface, "type", "veth", "peer", "name", &port, "netns",
-            &sw,
+            "ip", "-n", ns, "link", "add", iface, "address", &mac, "type", "veth", "peer", "name",
+            &port, "netns", &sw,
         ]);
         must(&["ip", "-n", &sw, "link", "set", &port, "master", bridge]);
         must(&["ip", "-n", &sw, "link", "set", &port, "up"]);
         let cidr = format!("{ip}/{}", self.prefix_len);
         must(&["ip", "-n", ns, "addr", "add", &cidr, "dev", iface]);
         must(&["ip", "-n", ns, "link", "set", iface, "up"]);
+        self.plugged
+            .push((ns.into(), iface.into(), bridge.into(), ip.into()));
         port
+    }
+
+    /// Gives every interface a permanent neighbour entry (IPv4 address to MAC) for every other
+    /// interface on its bridge, so that no ARP entry is ever needed. The kernel's neighbour
+    /// table is one for all namespaces, and its limit (`net.ipv4.neigh.default.gc_thresh3`,
+    /// 1024 by default) is the host's: 200 hosts on subnets of 10 hold about 2200 entries
+    /// (each host's neighbours and gateway, and the router's 200), and past the limit the
+    /// kernel logs "neighbor table overflow" and drops the packets of every host whose entry
+    /// it cannot make (such a host's connections stall both ways, open on both sides).
+    /// Permanent entries do not count against the limit, so the LAN works whatever the host's
+    /// setting. Call it once every host and router is plugged.
+    #[track_caller]
+    pub fn static_neighbours(&self) {
+        let mut batches: Vec<(String, String)> = Vec::new();
+        for (ns, iface, bridge, ip) in &self.plugged {
+            let mut lines = String::new();
+            for (_, _, other_bridge, other_ip) in &self.plugged {
+                if other_bridge == bridge && other_ip != ip {
+                    lines.push_str(&format!(
+                        "neigh replace {other_ip} lladdr {} dev {iface} nud permanent\n",
+                        mac_of(other_ip)
+                    ));
+                }
+            }
+            match batches.iter_mut().find(|(n, _)| n == ns) {
+                Some((_, text)) => text.push_str(&lines),
+                None => batches.push((ns.clone(), lines)),
+            }
+        }
+        for (ns, text) in batches {
+            tool_input(&["ip", "-n", &ns, "-batch", "-"], &text)
+                .unwrap_or_else(|e| panic!("{e}\nneighbours of {ns}:\n{text}"));
+        }
     }
 
     /// A new host namespace `name` at `ip` on `bridge`.
