@@ -365,3 +365,105 @@ fn wan_netem_propagation_and_late_joiner() {
         ),
     );
 }
+
+/// A node of the NAT test on `host`, listening on `port`, mDNS off, told only `peer`.
+fn nat_node(dir: &TempDir, host: &Host, port: u16, peer: Option<&str>) -> Node {
+    let listen = format!("/ip4/0.0.0.0/tcp/{port}");
+    let mut args: Vec<std::ffi::OsString> = vec!["--data-dir".into(), dir.path().into()];
+    let mut more = vec![
+        "--listen",
+        &listen,
+        "--difficulty",
+        "10",
+        "--threads",
+        "1",
+        "--no-mdns",
+    ];
+    if let Some(p) = peer {
+        more.extend(["--peer", p]);
+    }
+    args.extend(more.iter().map(std::ffi::OsString::from));
+    Node::spawn(&host.name, host, &args, &[])
+}
+
+/// Behind a home router's NAT, a node learns from a peer the address it is seen at (the
+/// router's, not its own), and AutoNAT asks a peer to dial that address back on a new
+/// connection. Where the router forwards the port, the dial-back gets through and the
+/// address is confirmed: `status` says the node is reachable there and its DHT runs in server
+/// mode, and a node outside reaches it at that address. Where the port is not forwarded, the
+/// dial-back fails and the router's address is not confirmed (nobody outside could dial it).
+#[test]
+fn wan_behind_a_nat_autonat_confirms_a_forwarded_port_only() {
+    const T: &str = "wan-nat";
+    if !lan_or_skip(T, &["sysctl", "nft"]) {
+        return;
+    }
+    let _serial = serial();
+    let mut lan = Lan::new("nat", 24);
+    lan.add_bridge("br1");
+    lan.add_router("home", &[("br0", "10.77.110.1"), ("br1", "10.77.111.1")]);
+    // The router's outside address; port 4001 is forwarded to `fwd`, 4002 is not.
+    lan.nat("home", "eth1", &[(4001, "10.77.110.11")]);
+    let fwd_host = lan.add_host_on("br0", "fwd", "10.77.110.11");
+    let nofwd_host = lan.add_host_on("br0", "nofwd", "10.77.110.12");
+    lan.route_via(&fwd_host, "10.77.110.1");
+    lan.route_via(&nofwd_host, "10.77.110.1");
+    let seed_host = lan.add_host_on("br1", "seed", "10.77.111.11");
+    let out_host = lan.add_host_on("br1", "out", "10.77.111.12");
+    let dirs: Vec<TempDir> = (0..4).map(|_| data_dir()).collect();
+    let seed_addr = "/ip4/10.77.111.11/tcp/4001";
+    let forwarded = "/ip4/10.77.111.1/tcp/4001";
+    let not_forwarded = "/ip4/10.77.111.1/tcp/4002";
+
+    let mut seed = nat_node(&dirs[0], &seed_host, 4001, None);
+    let mut fwd = nat_node(&dirs[1], &fwd_host, 4001, Some(seed_addr));
+    let mut nofwd = nat_node(&dirs[2], &nofwd_host, 4002, Some(seed_addr));
+
+    // The forwarded node: confirmed at the router's address by a dial-back, a DHT server.
+    let t0 = Instant::now();
+    fwd.wait_status("fwd reachable at the router's address", NET_WAIT, |s| {
+        s.get("reachable").is_some_and(|r| r.contains(forwarded))
+    });
+    let confirmed_in = t0.elapsed();
+    let line = fwd.expect_log("fwd's AutoNAT confirmation", "a peer dialled it back");
+    assert!(line.contains(forwarded), "{line}");
+    fwd.wait_log("fwd's DHT in server mode", NET_WAIT, |l| {
+        l.contains("DHT mode changed") && l.contains("server")
+    });
+
+    // The other: its dial-back fails, the router's address is not confirmed.
+    let line = nofwd.wait_log("nofwd's failed dial-back", NET_WAIT, |l| {
+        l.contains("not reachable there") && l.contains(not_forwarded)
+    });
+    assert!(line.contains("dial-back failed"), "{line}");
+    let st = nofwd.status();
+    assert!(
+        !st["reachable"].contains("10.77.111.1/"),
+        "nofwd must not claim the router's address: {st:?}"
+    );
+
+    // The seed, with no NAT in front of it, is reachable at its own address.
+    seed.wait_status("the seed reachable at its own address", NET_WAIT, |s| {
+        s.get("reachable").is_some_and(|r| r.contains(seed_addr))
+    });
+
+    // From outside: the confirmed address reaches the forwarded node, the other does not.
+    let mut out = nat_node(&dirs[3], &out_host, 4001, None);
+    let fwd_id = fwd.peer_id();
+    assert_eq!(
+        out.run1(&format!("dial {forwarded}")),
+        format!("connected to {fwd_id}")
+    );
+    let answer = out.run1(&format!("dial {not_forwarded}"));
+    assert!(answer.starts_with("error: cannot dial"), "{answer}");
+    figure(
+        T,
+        &format!(
+            "behind a NAT: forwarded port confirmed by AutoNAT {:.1} s after start",
+            confirmed_in.as_secs_f64()
+        ),
+    );
+    for n in [&mut out, &mut nofwd, &mut fwd, &mut seed] {
+        n.quit();
+    }
+}

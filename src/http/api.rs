@@ -55,6 +55,7 @@ pub async fn identity(State(s): State<AppState>) -> Json<Value> {
         "peer_id": st.peer_id.to_string(),
         "chain_id": st.chain_id.to_hex(),
         "listen_addresses": st.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "reachable_addresses": st.reachable.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         "address": st.address.to_string(),
         "agent": concat!("gossipchain/", env!("CARGO_PKG_VERSION")),
     }))
@@ -76,6 +77,7 @@ pub async fn status(State(s): State<AppState>) -> ApiResult<Json<Value>> {
         "syncing": st.syncing,
         "address": st.address.to_string(),
         "listen_addresses": st.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "reachable_addresses": st.reachable.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         "http": s.node.http_url(),
     })))
 }

@@ -1,19 +1,26 @@
 //! The libp2p behaviours the node runs, and their configuration: gossipsub with manual
 //! validation and peer scoring, the sync request-response protocol with size limits, mDNS,
-//! a Kademlia DHT for discovery beyond one LAN, identify, ping, connection limits and a block
-//! list for misbehaving peers.
+//! a Kademlia DHT for discovery beyond one LAN, AutoNAT v2 to learn whether others can dial this
+//! node, identify, ping, connection limits and a block list for misbehaving peers.
 
 use super::protocol::{self, Request, Response};
 use crate::chain::ChainId;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite};
-use libp2p::swarm::NetworkBehaviour;
+use libp2p::core::{Endpoint, transport::PortUse};
+use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::{
+    ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandlerInEvent, THandlerOutEvent,
+    ToSwarm,
+};
+use libp2p::{Multiaddr, PeerId};
 use libp2p::{
-    StreamProtocol, allow_block_list, connection_limits, gossipsub, identify, identity, kad, mdns,
-    ping, request_response,
+    StreamProtocol, allow_block_list, autonat, connection_limits, gossipsub, identify, identity,
+    kad, mdns, ping, request_response,
 };
 use sha2::{Digest, Sha256};
 use std::io;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 /// Connections accepted beyond `max_peers` for a moment: the event loop then closes the
@@ -25,6 +32,78 @@ pub const ROOM_TO_EVICT: u32 = 8;
 /// How often the Kademlia routing table is refreshed by a bootstrap (a lookup of our own id and
 /// of a random id per bucket).
 pub const KAD_BOOTSTRAP: Duration = Duration::from_secs(300);
+
+/// How often AutoNAT asks a peer to dial back the addresses not yet tested.
+pub const AUTONAT_PROBE: Duration = Duration::from_secs(5);
+
+/// AutoNAT v2's client, told only of the candidate addresses another machine could dial: an
+/// observed loopback (or unspecified) address is where a peer on this same machine sees the
+/// node, never an address to confirm and announce. Everything else goes to the client as is.
+pub struct Reachability(autonat::v2::client::Behaviour);
+
+impl NetworkBehaviour for Reachability {
+    type ConnectionHandler =
+        <autonat::v2::client::Behaviour as NetworkBehaviour>::ConnectionHandler;
+    type ToSwarm = autonat::v2::client::Event;
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        peer: PeerId,
+        local_addr: &Multiaddr,
+        remote_addr: &Multiaddr,
+    ) -> Result<Self::ConnectionHandler, ConnectionDenied> {
+        self.0
+            .handle_established_inbound_connection(connection_id, peer, local_addr, remote_addr)
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        peer: PeerId,
+        addr: &Multiaddr,
+        role_override: Endpoint,
+        port_use: PortUse,
+    ) -> Result<Self::ConnectionHandler, ConnectionDenied> {
+        self.0.handle_established_outbound_connection(
+            connection_id,
+            peer,
+            addr,
+            role_override,
+            port_use,
+        )
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm) {
+        if let FromSwarm::NewExternalAddrCandidate(c) = &event
+            && c.addr.iter().any(|p| match p {
+                Protocol::Ip4(ip) => ip.is_loopback() || ip.is_unspecified(),
+                Protocol::Ip6(ip) => ip.is_loopback() || ip.is_unspecified(),
+                _ => false,
+            })
+        {
+            return;
+        }
+        self.0.on_swarm_event(event)
+    }
+
+    fn on_connection_handler_event(
+        &mut self,
+        peer: PeerId,
+        connection_id: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        self.0
+            .on_connection_handler_event(peer, connection_id, event)
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+        self.0.poll(cx)
+    }
+}
 
 /// All behaviours of a node.
 #[derive(NetworkBehaviour)]
@@ -42,6 +121,13 @@ pub struct Behaviour {
     /// Discovery beyond the LAN: a Kademlia routing table of the chain's nodes, when enabled.
     /// It stores no records; it only finds peers.
     pub kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
+    /// Whether others can dial this node where peers see it (behind a NAT, an address that is
+    /// not one of its own): asks a peer to dial that address back on a new connection, and
+    /// confirms it when the peer gets through (AutoNAT v2). Runs with the DHT, whose server
+    /// mode waits for a confirmed address.
+    pub autonat: Toggle<Reachability>,
+    /// Dials back the addresses peers ask about (AutoNAT v2), with the DHT.
+    pub autonat_server: Toggle<autonat::v2::server::Behaviour>,
     /// Learns peers' listen addresses and agent versions.
     pub identify: identify::Behaviour,
     /// Keeps connections alive and measures round trips.
@@ -352,9 +438,9 @@ impl Behaviour {
                 // Routing only: no records are stored or served.
                 .set_record_filtering(kad::StoreInserts::FilterBoth)
                 .set_periodic_bootstrap_interval(Some(KAD_BOOTSTRAP));
-            // Client mode until an external address is confirmed (`--external-addr`, or a peer
-            // that sees this node at one of its own addresses): only reachable nodes enter
-            // other nodes' routing tables.
+            // Client mode until an external address is confirmed (`--external-addr`, a peer
+            // that sees this node at one of its own addresses, or AutoNAT): only reachable
+            // nodes enter other nodes' routing tables.
             kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config)
         });
         let limits = connection_limits::ConnectionLimits::default()
@@ -368,6 +454,19 @@ impl Behaviour {
             sync,
             mdns: mdns.into(),
             kad: kad.into(),
+            autonat: config
+                .kad
+                .then(|| {
+                    Reachability(autonat::v2::client::Behaviour::new(
+                        rand::make_rng(),
+                        autonat::v2::client::Config::default().with_probe_interval(AUTONAT_PROBE),
+                    ))
+                })
+                .into(),
+            autonat_server: config
+                .kad
+                .then(autonat::v2::server::Behaviour::default)
+                .into(),
             identify: identify::Behaviour::new(
                 identify::Config::new(protocol::IDENTIFY_PROTOCOL.into(), key.public())
                     .with_agent_version(format!("gossipchain/{}", env!("CARGO_PKG_VERSION"))),

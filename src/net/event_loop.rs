@@ -16,8 +16,8 @@ use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, identify, identity, kad, mdns, noise, ping, tcp,
-    yamux,
+    Multiaddr, PeerId, StreamProtocol, Swarm, autonat, identify, identity, kad, mdns, noise, ping,
+    tcp, yamux,
 };
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -277,6 +277,9 @@ impl EventLoop {
     /// Runs until [`super::Client::shutdown`] or until every client and the event receiver are
     /// gone. Dropping the swarm at the end closes every connection.
     pub async fn run(mut self) {
+        if self.swarm.external_addresses().next().is_some() && !self.emit_reachable().await {
+            return;
+        }
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -333,6 +336,12 @@ impl EventLoop {
     /// Hands an event to the node; false if the node is gone.
     async fn emit(&mut self, event: Event) -> bool {
         self.events.send(event).await.is_ok()
+    }
+
+    /// Tells the node every address others can dial this node at.
+    async fn emit_reachable(&mut self) -> bool {
+        let all = self.swarm.external_addresses().cloned().collect();
+        self.emit(Event::Reachable(all)).await
     }
 
     fn on_tick(&mut self) {
@@ -494,8 +503,10 @@ impl EventLoop {
     /// A peer reports the address it sees this node at. With no NAT between them that is one
     /// of this node's own addresses, and the listen address on it is reachable from the peer's
     /// network: confirm it, so that Kademlia serves and announces it. (Behind a NAT the peer
-    /// sees another address and nothing is confirmed; `--external-addr` says it instead.)
-    fn on_external_candidate(&mut self, observed: &Multiaddr) {
+    /// sees another address and nothing is confirmed here: AutoNAT then asks a peer to dial
+    /// that address back, and confirms it if the NAT forwards the port; `--external-addr`
+    /// says it instead.) True when an address was confirmed.
+    fn on_external_candidate(&mut self, observed: &Multiaddr) -> bool {
         let ip_of = |a: &Multiaddr| {
             a.iter().find_map(|p| match p {
                 Protocol::Ip4(ip) => Some(std::net::IpAddr::V4(ip)),
@@ -504,23 +515,23 @@ impl EventLoop {
             })
         };
         let Some(ip) = ip_of(observed) else {
-            return;
+            return false;
         };
         if ip.is_loopback() || ip.is_unspecified() {
-            return;
+            return false;
         }
         let own: Vec<Multiaddr> = self
             .listen_addrs
             .iter()
             .filter(|a| ip_of(a) == Some(ip))
+            .filter(|a| !self.swarm.external_addresses().any(|e| e == *a))
             .cloned()
             .collect();
-        for addr in own {
-            if !self.swarm.external_addresses().any(|a| *a == addr) {
-                tracing::info!(%addr, "external address confirmed (a peer sees this node there)");
-                self.swarm.add_external_address(addr);
-            }
+        for addr in &own {
+            tracing::info!(%addr, "external address confirmed (a peer sees this node there)");
+            self.swarm.add_external_address(addr.clone());
         }
+        !own.is_empty()
     }
 
     fn on_command(&mut self, command: Command) {
@@ -640,6 +651,9 @@ impl EventLoop {
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.listen_addrs.retain(|a| *a != address);
             }
+            SwarmEvent::ExternalAddrConfirmed { .. } | SwarmEvent::ExternalAddrExpired { .. } => {
+                return self.emit_reachable().await;
+            }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 connection_id,
@@ -735,8 +749,10 @@ impl EventLoop {
                 }
                 _ => tracing::debug!("dial failed: {error}"),
             },
-            SwarmEvent::NewExternalAddrCandidate { address } => {
-                self.on_external_candidate(&address);
+            SwarmEvent::NewExternalAddrCandidate { address }
+                if self.on_external_candidate(&address) =>
+            {
+                return self.emit_reachable().await;
             }
             SwarmEvent::Behaviour(event) => return self.on_behaviour_event(event).await,
             _ => {}
@@ -913,7 +929,31 @@ impl EventLoop {
             BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. }) => {
                 tracing::debug!(%peer, "DHT routing table updated");
             }
+            BehaviourEvent::Kad(kad::Event::ModeChanged { new_mode }) => {
+                tracing::info!(mode = %new_mode, "DHT mode changed (server: this node answers DHT queries and is announced)");
+            }
             BehaviourEvent::Kad(_) => {}
+            BehaviourEvent::Autonat(autonat::v2::client::Event {
+                tested_addr,
+                server,
+                result,
+                ..
+            }) => match result {
+                Ok(()) => {
+                    tracing::info!(addr = %tested_addr, %server, "external address confirmed (a peer dialled it back: AutoNAT)")
+                }
+                Err(e) => {
+                    tracing::info!(addr = %tested_addr, %server, "not reachable there: a peer's dial-back failed ({e}); others cannot dial this node at that address (behind a NAT, forward the port, or give --external-addr)")
+                }
+            },
+            BehaviourEvent::AutonatServer(autonat::v2::server::Event {
+                client,
+                tested_addr,
+                result,
+                ..
+            }) => {
+                tracing::debug!(peer = %client, addr = %tested_addr, ok = result.is_ok(), "dialled a peer back for AutoNAT");
+            }
             BehaviourEvent::Blocked(_) | BehaviourEvent::Limits(_) => {}
         }
         true

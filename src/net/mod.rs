@@ -79,6 +79,10 @@ pub enum Topic {
 pub enum Event {
     /// Listening on a new address.
     Listening(Multiaddr),
+    /// The addresses others can dial this node at changed (one was confirmed, by
+    /// `--external-addr`, a peer that sees this node at one of its own addresses or AutoNAT,
+    /// or one expired): all of them now.
+    Reachable(Vec<Multiaddr>),
     /// First connection to a peer opened.
     PeerConnected {
         /// The peer.

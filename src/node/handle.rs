@@ -114,6 +114,9 @@ pub struct NodeStatus {
     pub address: Address,
     /// Addresses we listen on.
     pub listen: Vec<Multiaddr>,
+    /// Addresses others can dial us at, as confirmed (`--external-addr`, a peer that sees us
+    /// at one of our own addresses, or AutoNAT); the DHT serves and announces them.
+    pub reachable: Vec<Multiaddr>,
 }
 
 /// Which block: by height on the best chain, or by hash.

@@ -149,6 +149,7 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
         syncing: false,
         address: wallet.address(),
         listen: Vec::new(),
+        reachable: Vec::new(),
     };
     tracing::info!(
         peer_id = %status.peer_id,
@@ -263,6 +264,9 @@ impl Node {
         match event {
             Event::Listening(addr) => {
                 self.status.send_modify(|s| s.listen.push(addr));
+            }
+            Event::Reachable(addrs) => {
+                self.status.send_modify(|s| s.reachable = addrs);
             }
             Event::PeerConnected { peer, found_by } => {
                 self.watch.peer(peer, true, Some(found_by));

@@ -108,8 +108,14 @@ fn pace_lines(p: &ChainPace) -> String {
 /// What `status` prints.
 pub fn status(s: &NodeStatus) -> String {
     let listen: Vec<String> = s.listen.iter().map(|a| a.to_string()).collect();
+    let reachable = if s.reachable.is_empty() {
+        "not confirmed (others may not be able to dial this node)".to_string()
+    } else {
+        let r: Vec<String> = s.reachable.iter().map(|a| a.to_string()).collect();
+        r.join(" ")
+    };
     format!(
-        "peer id    {}\nchain id   {}\nheight     {}\ntip        {}\nwork       {}\n{}\npeers      {}\nmempool    {}\norphans    {}\nmining     {}\nsyncing    {}\naddress    {}\nlistening  {}",
+        "peer id    {}\nchain id   {}\nheight     {}\ntip        {}\nwork       {}\n{}\npeers      {}\nmempool    {}\norphans    {}\nmining     {}\nsyncing    {}\naddress    {}\nlistening  {}\nreachable  {reachable}",
         s.peer_id,
         s.chain_id,
         s.height,

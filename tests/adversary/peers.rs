@@ -125,7 +125,7 @@ impl RawPeer {
             let mut held: Vec<ResponseChannel<Response>> = Vec::new();
             while let Some(event) = events.recv().await {
                 let note = match event {
-                    Event::Listening(_) => continue,
+                    Event::Listening(_) | Event::Reachable(_) => continue,
                     Event::PeerConnected { .. } => Note::Connected,
                     Event::PeerDisconnected { .. } => Note::Disconnected,
                     Event::Gossip {

@@ -601,6 +601,27 @@ impl Lan {
         self.routers.push(ns);
     }
 
+    /// Makes router `name` a NAT, as a home router is: what leaves by its interface `outside`
+    /// (`eth<i>`, in the order of [`Lan::add_router`]'s links) takes the router's address there
+    /// (masquerade, which keeps the source port when it is free), and a TCP connection to
+    /// that address on a port of `forwards` goes to its `(port, host address)` inside (a
+    /// forwarded port); nothing else gets in. The rules go with the router's namespace.
+    #[track_caller]
+    pub fn nat(&mut self, name: &str, outside: &str, forwards: &[(u16, &str)]) {
+        let ns = self.router_ns(name);
+        let dnat: String = forwards
+            .iter()
+            .map(|(port, ip)| {
+                format!("    iifname \"{outside}\" tcp dport {port} dnat to {ip}:{port}\n")
+            })
+            .collect();
+        let ruleset = format!(
+            "table ip gcnat {{\n  chain pre {{\n    type nat hook prerouting priority dstnat; policy accept;\n{dnat}  }}\n  chain post {{\n    type nat hook postrouting priority srcnat; policy accept;\n    oifname \"{outside}\" masquerade\n  }}\n}}\n"
+        );
+        tool_input(&["ip", "netns", "exec", &ns, "nft", "-f", "-"], &ruleset)
+            .unwrap_or_else(|e| panic!("{e}\nruleset:\n{ruleset}"));
+    }
+
     /// The namespace of router `name`, for tools such as `tc` on its links.
     pub fn router_ns(&self, name: &str) -> String {
         format!("{}-{name}", self.tag)
