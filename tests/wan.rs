@@ -369,20 +369,12 @@ fn wan_netem_propagation_and_late_joiner() {
 /// A node of the NAT test on `host`, listening on `port`, mDNS off, told only `peer`.
 fn nat_node(dir: &TempDir, host: &Host, port: u16, peer: Option<&str>) -> Node {
     let listen = format!("/ip4/0.0.0.0/tcp/{port}");
-    let mut args: Vec<std::ffi::OsString> = vec!["--data-dir".into(), dir.path().into()];
-    let mut more = vec![
-        "--listen",
-        &listen,
-        "--difficulty",
-        "10",
-        "--threads",
-        "1",
-        "--no-mdns",
-    ];
+    let mut extra = vec!["--no-mdns"];
     if let Some(p) = peer {
-        more.extend(["--peer", p]);
+        extra.extend(["--peer", p]);
     }
-    args.extend(more.iter().map(std::ffi::OsString::from));
+    let difficulty = DIFFICULTY.to_string();
+    let args = lan_args_at(dir.path(), &listen, &["--difficulty", &difficulty], &extra);
     Node::spawn(&host.name, host, &args, &[])
 }
 

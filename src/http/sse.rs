@@ -71,9 +71,8 @@ pub fn spawn_renderer(
                 item = rx.recv() => item,
                 _ = stopping.wait_for(|s| *s) => return,
             };
-            let mut closed = matches!(first, Err(broadcast::error::RecvError::Closed));
             let mut batch = vec![first];
-            if !closed {
+            if !matches!(batch[0], Err(broadcast::error::RecvError::Closed)) {
                 tokio::select! {
                     _ = tokio::time::sleep(BATCH_DELAY) => {}
                     _ = stopping.wait_for(|s| *s) => return,
@@ -84,11 +83,11 @@ pub fn spawn_renderer(
                         Err(broadcast::error::TryRecvError::Lagged(n)) => {
                             batch.push(Err(broadcast::error::RecvError::Lagged(n)))
                         }
-                        Err(broadcast::error::TryRecvError::Empty) => break,
                         Err(broadcast::error::TryRecvError::Closed) => {
-                            closed = true;
+                            batch.push(Err(broadcast::error::RecvError::Closed));
                             break;
                         }
+                        Err(broadcast::error::TryRecvError::Empty) => break,
                     }
                 }
             }
@@ -103,13 +102,11 @@ pub fn spawn_renderer(
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => Rendered::Lagged(n),
+                    // Everything before it has gone out.
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
                 // No stream open is fine.
                 let _ = out.send(rendered);
-            }
-            if closed {
-                return;
             }
         }
     });

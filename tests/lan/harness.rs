@@ -814,8 +814,13 @@ pub fn lan_args(dir: &Path, difficulty: u32, extra: &[&str]) -> Vec<OsString> {
 
 /// [`lan_args`] on the chain that `chain` selects (`--difficulty N` or `--block-time T`).
 pub fn lan_args_on(dir: &Path, chain: &[&str], extra: &[&str]) -> Vec<OsString> {
+    lan_args_at(dir, LISTEN, chain, extra)
+}
+
+/// [`lan_args_on`] listening on `listen` instead of the fixed port.
+pub fn lan_args_at(dir: &Path, listen: &str, chain: &[&str], extra: &[&str]) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec!["--data-dir".into(), dir.into()];
-    for a in ["--listen", LISTEN]
+    for a in ["--listen", listen]
         .iter()
         .chain(chain)
         .chain(&["--threads", "1"])
