@@ -36,6 +36,16 @@ pub const KAD_BOOTSTRAP: Duration = Duration::from_secs(300);
 /// How often AutoNAT asks a peer to dial back the addresses not yet tested.
 pub const AUTONAT_PROBE: Duration = Duration::from_secs(5);
 
+/// Whether an address names this machine only (loopback, or unspecified): never one another
+/// machine could dial.
+pub(super) fn local_only(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_loopback() || ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_loopback() || ip.is_unspecified(),
+        _ => false,
+    })
+}
+
 /// AutoNAT v2's client, told only of the candidate addresses another machine could dial: an
 /// observed loopback (or unspecified) address is where a peer on this same machine sees the
 /// node, never an address to confirm and announce. Everything else goes to the client as is.
@@ -76,11 +86,7 @@ impl NetworkBehaviour for Reachability {
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
         if let FromSwarm::NewExternalAddrCandidate(c) = &event
-            && c.addr.iter().any(|p| match p {
-                Protocol::Ip4(ip) => ip.is_loopback() || ip.is_unspecified(),
-                Protocol::Ip6(ip) => ip.is_loopback() || ip.is_unspecified(),
-                _ => false,
-            })
+            && local_only(c.addr)
         {
             return;
         }
