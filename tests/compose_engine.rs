@@ -20,7 +20,7 @@
 #[path = "binary/mod.rs"]
 mod binary;
 
-use binary::{is_hex64, wait_until};
+use binary::{is_address, wait_until};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -498,7 +498,7 @@ fn fresh_address() -> String {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let a = out.trim().to_string();
-    assert!(is_hex64(&a), "{a}");
+    assert!(is_address(&a), "{a}");
     a
 }
 
