@@ -1027,6 +1027,11 @@ async fn the_dashboard_and_wallet_pages_are_served_from_the_binary() {
         ("/assets/tree.js", "text/javascript", "BlockTree"),
         ("/assets/app.js", "text/javascript", "/wallet/send"),
         ("/assets/wallet.js", "text/javascript", "gossipchain/tx/v1"),
+        (
+            "/assets/bip39-english.txt",
+            "text/plain",
+            "abandon\nability\n",
+        ),
     ] {
         let r = api.client.get(api.url(path)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{path}");
@@ -1046,6 +1051,12 @@ async fn the_dashboard_and_wallet_pages_are_served_from_the_binary() {
             "{path}"
         );
     }
+    // The word list the wallet page makes its backup words from is the Rust side's.
+    let (_, list) = api.get("/assets/bip39-english.txt").await;
+    assert_eq!(
+        list.lines().collect::<Vec<_>>(),
+        bip39::Language::English.word_list().to_vec()
+    );
     api.stop().await;
 }
 

@@ -169,6 +169,7 @@ const W = (() => {
     const saved = localStorage.getItem(SECRET_KEY);
     try {
       hrp = (await GC.get("/node/identity")).address_prefix;
+      document.getElementById("to").placeholder = `recipient address (${hrp}1…, or 64 hex digits)`;
     } catch (e) { GC.showError("key-out", e); }
     try {
       await use(saved ? await fromSecret(hexToBytes(saved)) : await generate());
