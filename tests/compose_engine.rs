@@ -493,7 +493,15 @@ fn fresh_address() -> String {
     let dir = tempfile::tempdir().unwrap();
     let out = ok(
         BIN,
-        &["wallet", "new", "--data-dir", dir.path().to_str().unwrap()],
+        // The compose file's chain (2 s blocks): its addresses are gct1….
+        &[
+            "wallet",
+            "new",
+            "--block-time",
+            "2s",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ],
         WAIT,
     )
     .unwrap_or_else(|e| panic!("{e}"));
