@@ -27,6 +27,8 @@ const CONVERGE_WAIT: Duration = Duration::from_secs(300);
 const MIN_PEERS: u64 = 3;
 
 /// The engine as a swarm manager for the test; leaves the swarm when dropped if it made it.
+/// (`docker swarm leave` keeps the `docker_gwbridge` network that `init` made, and the engine
+/// then refuses to remove it, for an endpoint no container holds; the next `init` reuses it.)
 struct Swarm {
     created: bool,
 }
