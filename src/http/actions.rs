@@ -91,7 +91,7 @@ pub async fn mine(
                         return Err(ApiError::new(
                             axum::http::StatusCode::SERVICE_UNAVAILABLE,
                             "mining_stopped",
-                            e,
+                            e.to_string(),
                         ));
                     }
                 }
@@ -126,7 +126,7 @@ pub async fn dial(
         Err(e) => Err(ApiError::new(
             axum::http::StatusCode::BAD_GATEWAY,
             "dial_failed",
-            e,
+            e.to_string(),
         )),
     }
 }

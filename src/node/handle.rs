@@ -224,7 +224,7 @@ pub(super) enum Command {
     },
     Mine {
         n: u64,
-        blocks: mpsc::UnboundedSender<Result<BlockInfo, String>>,
+        blocks: mpsc::UnboundedSender<Result<BlockInfo, MineError>>,
     },
     SetMining {
         on: bool,
@@ -265,6 +265,17 @@ pub struct NodeHandle {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the node has stopped")]
 pub struct Stopped;
+
+/// Why a `mine` request ended before all its blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MineError {
+    /// The miner's thread stopped.
+    #[error("the miner has stopped")]
+    MinerStopped,
+    /// The node is shutting down.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
 
 impl NodeHandle {
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Stopped> {
@@ -395,7 +406,7 @@ impl NodeHandle {
 
     /// Mines one block on the current tip (restarting if the tip moves) and returns it once
     /// accepted.
-    pub async fn mine_one(&self) -> Result<Result<BlockInfo, String>, Stopped> {
+    pub async fn mine_one(&self) -> Result<Result<BlockInfo, MineError>, Stopped> {
         self.mine(1).await?.recv().await.ok_or(Stopped)
     }
 
@@ -406,7 +417,7 @@ impl NodeHandle {
     pub async fn mine(
         &self,
         n: u64,
-    ) -> Result<mpsc::UnboundedReceiver<Result<BlockInfo, String>>, Stopped> {
+    ) -> Result<mpsc::UnboundedReceiver<Result<BlockInfo, MineError>>, Stopped> {
         let (blocks, rx) = mpsc::unbounded_channel();
         if n > 0 {
             self.tx
@@ -437,7 +448,7 @@ impl NodeHandle {
     }
 
     /// Dials a peer.
-    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, String> {
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, net::DialFailed> {
         self.net.dial(addr).await
     }
 

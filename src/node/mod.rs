@@ -25,8 +25,8 @@ pub mod sync;
 pub mod sync_machine;
 
 pub use handle::{
-    BlockId, BlockInfo, BlockState, NodeConfig, NodeError, NodeHandle, NodeStatus, SendError,
-    Stopped,
+    BlockId, BlockInfo, BlockState, MineError, NodeConfig, NodeError, NodeHandle, NodeStatus,
+    SendError, Stopped,
 };
 
 use crate::chain::pace::ChainPace;
@@ -249,7 +249,7 @@ impl Node {
             job.cancel();
         }
         for waiter in self.mine_waiters.drain(..) {
-            let _ = waiter.blocks.send(Err("the node is shutting down".into()));
+            let _ = waiter.blocks.send(Err(MineError::ShuttingDown));
         }
         let last = self.take_batch();
         self.net.shutdown();

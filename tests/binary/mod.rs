@@ -696,6 +696,12 @@ impl Node {
         self.expect_log("the node stopping", "node stopped");
     }
 
+    /// Every log line (stderr) received so far, including those not yet read.
+    pub fn log_lines(&mut self) -> Vec<String> {
+        self.err.drain();
+        self.err.seen.clone()
+    }
+
     /// `quit`, then a clean exit.
     #[track_caller]
     pub fn quit(&mut self) {
