@@ -637,6 +637,12 @@ impl Nemesis {
         }
         let s = &mut self.slots[i];
         let node = Node::spawn(&format!("n{i}"), &s.host, &args, &env);
+        // In a process group of its own (the harness's doing): a paused node must not get the
+        // SIGHUP the kernel sends to a stopped member of a group that becomes orphaned, as
+        // this run's own group does when the shell that started it exits.
+        let pid = node.child.id() as libc::pid_t;
+        // SAFETY: getpgid(2) on the pid of a child this run has not reaped.
+        assert_eq!(unsafe { libc::getpgid(pid) }, pid, "n{i}'s process group");
         s.node = Some(node);
         s.judged = 0;
         s.paused = false;
@@ -882,9 +888,45 @@ impl Nemesis {
             .collect()
     }
 
+    /// A node that exited unbidden (a crash) is a violation; it is started again so that the
+    /// run goes on.
+    fn reap_unexpected(&mut self) {
+        for i in 0..NODES {
+            let exited = self.slots[i]
+                .node
+                .as_mut()
+                .and_then(|n| n.child.try_wait().ok().flatten());
+            let Some(status) = exited else {
+                continue;
+            };
+            self.report.check("no node exits unbidden");
+            let tail = self.slots[i]
+                .node
+                .as_mut()
+                .map(|n| {
+                    n.logs(|_| true)
+                        .into_iter()
+                        .rev()
+                        .take(3)
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            self.report.violation(format!(
+                "n{i} exited unbidden ({status}); last log lines {tail:?}"
+            ));
+            self.judge_log(i);
+            self.slots[i].node = None;
+            self.slots[i].restarted = true;
+            self.shared.up[i].store(false, Ordering::Relaxed);
+            self.spawn(i);
+            self.wait_started(i, None);
+        }
+    }
+
     /// One round of checks over the nodes that run.
     fn round(&mut self) {
         self.rounds += 1;
+        self.reap_unexpected();
         let mut answered = Vec::new();
         for i in 0..NODES {
             if !self.shared.up[i].load(Ordering::Relaxed) {
@@ -1069,6 +1111,7 @@ impl Nemesis {
         let t0 = Instant::now();
         let mut last = Vec::new();
         loop {
+            self.reap_unexpected();
             let tips = self.tips();
             if tips.iter().all(Option::is_some) && tips.iter().all(|t| *t == tips[0]) {
                 let s = t0.elapsed().as_secs_f64();
@@ -1561,7 +1604,7 @@ fn load(
             for k in 0..n {
                 let s = (rr + k) % n;
                 let (wallet, miner) = &senders[s];
-                let amount = if *miner { 20 } else { 1 };
+                let amount = if *miner { 50 } else { 1 };
                 let fee = 1;
                 let spent: u64 = waiting[s].values().map(|(_, c)| c).sum();
                 if next[s] - confirmed[s] >= MAX_PENDING || balance[s] < spent + amount + fee {
