@@ -1241,14 +1241,20 @@ impl Nemesis {
                 let h0 = self.chains[i].len();
                 self.hold(f.hold);
                 let tips = self.tips();
-                let alone = tips.iter().filter(|t| **t == tips[i]).count() == 1;
+                let place = match &tips[i] {
+                    None => "not answering",
+                    Some(t) if tips.iter().filter(|o| o.as_ref() == Some(t)).count() == 1 => {
+                        "on a tip of its own"
+                    }
+                    Some(_) => "on a shared tip",
+                };
                 self.report.note(format!(
                     "skew {:+} s on n{i}{}: its log clock read {:+.1} s off; after {} s it was {} (height {} -> {})",
                     f.skew,
                     if self.slots[i].miner { " (a miner)" } else { "" },
                     offset.unwrap_or(f64::NAN),
                     f.hold.as_secs(),
-                    if alone { "on a tip of its own" } else { "on a shared tip" },
+                    place,
                     h0.saturating_sub(1),
                     self.chains[i].len().saturating_sub(1)
                 ));
@@ -1381,7 +1387,11 @@ impl Nemesis {
             t_free.duration_since(t0).as_secs_f64(),
             first.as_deref().map_or("no".to_string(), |l| {
                 let msg = l.split(" ERROR ").nth(1).unwrap_or(l);
-                format!("yes, {:?}", msg.chars().take(160).collect::<String>())
+                // Its start (what failed) and its end (why).
+                let chars: Vec<char> = msg.chars().collect();
+                let head: String = chars.iter().take(60).collect();
+                let tail: String = chars[chars.len().saturating_sub(60)..].iter().collect();
+                format!("yes, \"{head} … {tail}\"")
             }),
         ));
         self.converge(&format!("n{i}'s disk recovering"));
