@@ -3,7 +3,8 @@
 //! Eight real nodes in network namespaces on two subnets joined by a delay line, three mining
 //! on a `--block-time 2s` chain, about 50 transfers a second from many wallets, and for
 //! NEMESIS_SECS (default 1800) a random schedule of faults drawn from NEMESIS_SEED (default:
-//! the time; printed, so that a failing schedule replays): kill -9 and restart, partitions,
+//! the time; printed, so that a failing schedule replays; NEMESIS_REBROADCAST=0 stops the load
+//! posting again what waits unconfirmed): kill -9 and restart, partitions,
 //! one that splits the miners, clock skew inside and beyond the max-future rule, a slow lossy
 //! link, a full disk, a SIGSTOP longer than the request deadline. Printed: the schedule, the
 //! faults by kind, the invariant checks made, the violations, and the heal convergence
@@ -45,6 +46,7 @@ fn main() {
         wallets: env_number("NEMESIS_WALLETS", 40) as usize,
         rate: env_number("NEMESIS_RATE", 50) as f64,
         short: false,
+        rebroadcast: env_number("NEMESIS_REBROADCAST", 1) != 0,
     };
     println!(
         "gossipchain nemesis: seed {} (replay with NEMESIS_SEED={}), {} s of faults, {} wallets, {} transfers/s; load average {}",

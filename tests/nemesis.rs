@@ -32,6 +32,7 @@ fn nemesis_mixed_faults_keep_the_invariants() {
         wallets: 24,
         rate: 50.0,
         short: true,
+        rebroadcast: true,
     };
     let report = Nemesis::start(cfg).run();
     let text = report.render();

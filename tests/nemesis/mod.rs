@@ -90,6 +90,9 @@ pub struct Config {
     pub rate: f64,
     /// Shorter holds (the CI run).
     pub short: bool,
+    /// Whether the load posts again to every node what waits 15 s unconfirmed (as a wallet
+    /// would); off, what the network itself delivers is measured.
+    pub rebroadcast: bool,
 }
 
 /// A kind of fault.
@@ -348,6 +351,8 @@ struct Shared {
     rebroadcast: AtomicU64,
     resets: AtomicU64,
     refused: Mutex<BTreeMap<String, u64>>,
+    /// Transfers a node accepted (first posts): txid -> (sender, nonce).
+    acked: Mutex<HashMap<String, (String, u64)>>,
 }
 
 /// A tmpfs mounted as a node's data dir; unmounted on drop.
@@ -567,6 +572,7 @@ impl Nemesis {
             rebroadcast: AtomicU64::new(0),
             resets: AtomicU64::new(0),
             refused: Mutex::new(BTreeMap::new()),
+            acked: Mutex::new(HashMap::new()),
         });
         let mut n = Self {
             load: None,
@@ -1221,12 +1227,12 @@ impl Nemesis {
                 self.lan.partition(&ra, &rb);
                 self.hold(f.hold);
                 let drops = self.lan.partition_drops();
+                // The tips as the split ends (before the rules go).
+                let sides: HashSet<Option<String>> = self.tips().into_iter().collect();
                 self.lan.heal();
                 if f.kind == Kind::MinerSplit {
-                    let tips = self.tips();
-                    let sides: HashSet<Option<String>> = tips.into_iter().collect();
                     self.report.note(format!(
-                        "miner split: {drops} packets dropped, {} distinct tips at the heal",
+                        "miner split: {drops} packets dropped, {} distinct tips before the heal",
                         sides.len()
                     ));
                 }
@@ -1402,6 +1408,20 @@ impl Nemesis {
         if let Some(t) = self.load.take() {
             let _ = t.join();
         }
+        // What was accepted last gets mined (bounded): the fate of every accepted transfer
+        // is then known.
+        // (Transfers above a nonce gap stay: 20 s is ten blocks.)
+        let drained = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < drained {
+            let waiting: u64 = (0..NODES)
+                .filter_map(|i| self.http[i].json("/node/status").ok())
+                .filter_map(|s| s["mempool"].as_u64())
+                .sum();
+            if waiting == 0 {
+                break;
+            }
+            self.hold(ROUND_EVERY);
+        }
         self.converge("the last fault");
         // Final checks, until the ledger of every node is read at a steady tip (bounded).
         for i in 0..NODES {
@@ -1436,15 +1456,42 @@ impl Nemesis {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let posted = self.shared.posted.load(Ordering::Relaxed);
-        let in_chain = {
+        // What became of each transfer a node accepted: in the final chain; replaced (another
+        // transfer of its sender took its nonce: the load started the sender again); behind a
+        // gap (a transfer of its sender at a lower nonce was refused by the node it went to,
+        // and the load went on from there); or never confirmed though it was next in line.
+        let ledger = self.replay(0);
+        let (in_chain, confirmed, replaced, gapped, lost) = {
             let have = self.chain_txids(0);
-            have.len()
+            let mut taken: HashSet<(String, u64)> = HashSet::new();
+            for h in &self.chains[0] {
+                for t in &self.blocks[h].txs {
+                    if let Some(f) = &t.from {
+                        taken.insert((f.clone(), t.nonce));
+                    }
+                }
+            }
+            let acked = self.shared.acked.lock().unwrap_or_else(|e| e.into_inner());
+            let mut counts = (have.len(), 0u64, 0u64, 0u64, 0u64);
+            for (txid, key) in acked.iter() {
+                if have.contains(txid.as_str()) {
+                    counts.1 += 1;
+                } else if taken.contains(key) {
+                    counts.2 += 1;
+                } else if key.1 > ledger.nonce.get(&key.0).copied().unwrap_or(0) {
+                    counts.3 += 1;
+                } else {
+                    counts.4 += 1;
+                }
+            }
+            counts
         };
         self.report.load = format!(
-            "{posted} transfers posted ({:.1}/s over the run), {} accepted, refused {refused:?}, {} rebroadcasts, {} nonce resets; {in_chain} transactions in n0's best chain",
+            "{posted} transfers posted ({:.1}/s over the run), {} accepted, refused {refused:?}, {} rebroadcast requests (rebroadcast {}), {} senders started again; {in_chain} transactions in n0's best chain; of the accepted: {confirmed} in it, {replaced} replaced at their nonce, {gapped} behind a refused predecessor, {lost} never confirmed though next in line",
             posted as f64 / self.cfg.secs.max(1) as f64,
             self.shared.accepted.load(Ordering::Relaxed),
             self.shared.rebroadcast.load(Ordering::Relaxed),
+            if self.cfg.rebroadcast { "on" } else { "off" },
             self.shared.resets.load(Ordering::Relaxed),
         );
         // A clean stop: each node quits and exits 0.
@@ -1476,10 +1523,11 @@ impl Nemesis {
         let http = self.http.clone();
         let chain_id = self.chain_id;
         let rate = self.cfg.rate;
+        let rebroadcast = self.cfg.rebroadcast;
         self.load = Some(
             std::thread::Builder::new()
                 .name("nemesis-load".into())
-                .spawn(move || load(senders, chain_id, rate, rng, &shared, &http))
+                .spawn(move || load(senders, chain_id, rate, rebroadcast, rng, &shared, &http))
                 .expect("the load thread"),
         );
     }
@@ -1492,6 +1540,7 @@ fn load(
     senders: Vec<(Wallet, bool)>,
     chain_id: ChainId,
     rate: f64,
+    rebroadcast: bool,
     mut rng: StdRng,
     shared: &Shared,
     http: &[Http],
@@ -1527,8 +1576,13 @@ fn load(
             }
             let (s, nonce) = ((tag >> 40) as usize, tag & ((1 << 40) - 1));
             match answer {
-                Ok((200, _)) => {
+                Ok((200, txid)) => {
                     shared.accepted.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .acked
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(txid.trim().to_string(), (addrs[s].clone(), nonce));
                 }
                 Ok((_, body)) => {
                     let code = serde_json::from_str::<Value>(&body)
@@ -1588,7 +1642,8 @@ fn load(
                         waiting[s].clear();
                         progress[s] = now;
                         shared.resets.fetch_add(1, Ordering::Relaxed);
-                    } else if next[s] > c
+                    } else if rebroadcast
+                        && next[s] > c
                         && now.duration_since(progress[s]) > Duration::from_secs(15)
                         && now.duration_since(rebroadcast_at[s]) > Duration::from_secs(15)
                     {
