@@ -17,6 +17,7 @@ pub mod http;
 
 use crate::delay::{DelayLine, Impairment};
 use crate::harness::*;
+use gossipchain::chain::address::ChainKind;
 use gossipchain::chain::{ChainId, ChainParams, Transaction};
 use gossipchain::wallet::Wallet;
 use http::Http;
@@ -1548,7 +1549,7 @@ fn load(
     let n = senders.len();
     let addrs: Vec<String> = senders
         .iter()
-        .map(|(w, _)| w.address().to_string())
+        .map(|(w, _)| ChainKind::of(&chain_id).encode(&w.address()))
         .collect();
     let mut next = vec![0u64; n];
     let mut confirmed = vec![0u64; n];
