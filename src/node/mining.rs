@@ -22,7 +22,7 @@
 use super::{BlockInfo, MineError, Node, now_ms};
 use crate::chain::template::{block_template, follow_up_template};
 use crate::chain::tree::TipChange;
-use crate::chain::{Block, BlockHash, Header, Outcome};
+use crate::chain::{Block, BlockHash, Header, Outcome, ValidationError};
 use crate::miner::{self, Mined};
 use crate::net::Topic;
 use std::sync::Arc;
@@ -446,6 +446,14 @@ impl Node {
                 }
             }
             Ok(_) => {}
+            // Not a fault of the node: its clock stepped back while the search ran, or it is
+            // behind the chain's (the template's timestamp must follow the median of the last
+            // blocks). The block may not be relayed before the clock catches up; it is dropped.
+            Err(e @ ValidationError::TimestampTooNew { .. }) => tracing::warn!(
+                "our own mined block is stamped ahead of this machine's clock and was dropped: \
+                 {e} (the clock stepped back, or it is behind the other nodes': check the \
+                 system clock)"
+            ),
             Err(e) => tracing::error!("our own mined block was rejected: {e}"),
         }
     }
