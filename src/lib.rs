@@ -18,7 +18,8 @@
 //! - [`repl`]: the commands typed at a running node: parsing, running, rendering.
 //! - [`store`]: the crash-safe block store (redb and an append-only body file).
 //! - [`testkit`]: builders of valid blocks at low difficulty, for tests, benches and fuzzing.
-//! - [`wallet`]: secret key files: the wallet's Ed25519 key and the network identity.
+//! - [`wallet`]: secret key files (the wallet's Ed25519 key, the network identity) and the
+//!   wallet's backup words (BIP 39, SLIP-0010).
 //!
 //! `docs/architecture.md` maps every file and says where to start reading.
 

@@ -26,7 +26,7 @@ mod binary;
 #[path = "compose_engine/swarm.rs"]
 mod swarm;
 
-use binary::{is_hex64, wait_until};
+use binary::{is_address, wait_until};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -512,7 +512,7 @@ fn fresh_address() -> String {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let a = out.trim().to_string();
-    assert!(is_hex64(&a), "{a}");
+    assert!(is_address(&a), "{a}");
     a
 }
 

@@ -21,7 +21,7 @@ pub const MAX_MINE: u64 = 1000;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SendBody {
-    /// Recipient address, 64 hex digits.
+    /// Recipient address: bech32m of the node's chain kind, or 64 hex digits.
     to: String,
     /// Coins, at least 1.
     amount: u64,
@@ -40,7 +40,7 @@ pub async fn send(
     State(s): State<AppState>,
     ApiJson(body): ApiJson<SendBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let to: Address = body.to.parse().map_err(|e| {
+    let to: Address = s.node.address_kind().parse(&body.to).map_err(|e| {
         ApiError::bad_request("bad_address", format!("to '{}': {e}", clip(&body.to)))
     })?;
     match s.node.send(to, body.amount, body.fee).await? {
@@ -86,7 +86,7 @@ pub async fn mine(
             let mut mined = s.node.mine(n).await?;
             for _ in 0..n {
                 match mined.recv().await.ok_or(Stopped)? {
-                    Ok(info) => blocks.push(BlockSummary::of(&info)),
+                    Ok(info) => blocks.push(BlockSummary::of(&info, s.node.address_kind())),
                     Err(e) => {
                         return Err(ApiError::new(
                             axum::http::StatusCode::SERVICE_UNAVAILABLE,

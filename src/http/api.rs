@@ -11,7 +11,7 @@ use super::AppState;
 use super::error::Seg;
 use super::error::{ApiError, ApiQuery, clip, parse_hash, parse_height};
 use super::views::{BlockSummary, BlockView, PeerView, TreeBlock, TxView};
-use crate::chain::{Address, BlockHash, MempoolError, Transaction, Txid};
+use crate::chain::{Address, BlockHash, ChainKind, MempoolError, Transaction, Txid};
 use crate::node::events::TxStatus;
 use crate::node::{BlockId, BlockState};
 use axum::Json;
@@ -56,7 +56,8 @@ pub async fn identity(State(s): State<AppState>) -> Json<Value> {
         "chain_id": st.chain_id.to_hex(),
         "listen_addresses": st.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         "reachable_addresses": st.reachable.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-        "address": st.address.to_string(),
+        "address": ChainKind::of(&st.chain_id).encode(&st.address),
+        "address_prefix": ChainKind::of(&st.chain_id).hrp(),
         "agent": concat!("gossipchain/", env!("CARGO_PKG_VERSION")),
     }))
 }
@@ -75,7 +76,7 @@ pub async fn status(State(s): State<AppState>) -> ApiResult<Json<Value>> {
         "orphans": st.orphans,
         "mining": st.mining,
         "syncing": st.syncing,
-        "address": st.address.to_string(),
+        "address": ChainKind::of(&st.chain_id).encode(&st.address),
         "listen_addresses": st.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         "reachable_addresses": st.reachable.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         "http": s.node.http_url(),
@@ -111,8 +112,11 @@ pub async fn tip_hash(State(s): State<AppState>) -> ApiResult<Response> {
 
 /// `GET /blocks`: the newest page of the best chain.
 pub async fn blocks_tip(State(s): State<AppState>) -> ApiResult<Json<Vec<BlockSummary>>> {
+    let kind = s.node.address_kind();
     let list = s.node.chain(BLOCKS_PAGE as usize).await?;
-    Ok(Json(list.iter().map(BlockSummary::of).collect()))
+    Ok(Json(
+        list.iter().map(|b| BlockSummary::of(b, kind)).collect(),
+    ))
 }
 
 /// `GET /blocks/{start_height}`: ten blocks from that height down.
@@ -120,6 +124,7 @@ pub async fn blocks_from(
     State(s): State<AppState>,
     Seg(start): Seg,
 ) -> ApiResult<Json<Vec<BlockSummary>>> {
+    let kind = s.node.address_kind();
     let start = parse_height(&start)?;
     let top = s.node.status().height;
     if start > top {
@@ -131,7 +136,7 @@ pub async fn blocks_from(
     let mut out = Vec::new();
     for h in (start.saturating_sub(BLOCKS_PAGE - 1)..=start).rev() {
         if let Some(info) = s.node.block(BlockId::Height(h)).await? {
-            out.push(BlockSummary::of(&info));
+            out.push(BlockSummary::of(&info, kind));
         }
     }
     Ok(Json(out))
@@ -141,7 +146,7 @@ pub async fn blocks_from(
 pub async fn block(State(s): State<AppState>, Seg(hash): Seg) -> ApiResult<Json<BlockView>> {
     let hash: BlockHash = parse_hash("block hash", &hash)?;
     if let Some(info) = s.node.block(BlockId::Hash(hash)).await? {
-        return Ok(Json(BlockView::of(&info)));
+        return Ok(Json(BlockView::of(&info, s.node.address_kind())));
     }
     Err(match s.node.block_state(hash).await? {
         BlockState::Orphan => ApiError::not_found(
@@ -172,14 +177,15 @@ pub async fn block_height(State(s): State<AppState>, Seg(height): Seg) -> ApiRes
 
 /// `GET /tx/{txid}`: the transaction and where it stands.
 pub async fn tx(State(s): State<AppState>, Seg(txid): Seg) -> ApiResult<Json<Value>> {
+    let kind = s.node.address_kind();
     let txid: Txid = parse_hash("txid", &txid)?;
     match s.node.tx(txid).await? {
         TxStatus::Mempool(t) => Ok(Json(json!({
-            "tx": TxView::transfer(txid, &t),
+            "tx": TxView::transfer(txid, &t, kind),
             "status": {"state": "mempool", "confirmed": false},
         }))),
         TxStatus::Confirmed { tx, block, height } => Ok(Json(json!({
-            "tx": TxView::of(txid, &tx),
+            "tx": TxView::of(txid, &tx, kind),
             "status": {
                 "state": "confirmed",
                 "confirmed": true,
@@ -284,8 +290,9 @@ pub fn mempool_code(e: &MempoolError) -> &'static str {
 
 /// `GET /address/{address}`: balance, nonce and what pending transfers spend.
 pub async fn address(State(s): State<AppState>, Seg(address): Seg) -> ApiResult<Json<Value>> {
-    let address: Address = address
-        .parse()
+    let kind = s.node.address_kind();
+    let address: Address = kind
+        .parse(&address)
         .map_err(|e| ApiError::bad_request("bad_address", format!("'{}': {e}", clip(&address))))?;
     let (account, pending_spend) = s.node.balance(address).await?;
     let pending: Vec<TxView> = s
@@ -294,7 +301,7 @@ pub async fn address(State(s): State<AppState>, Seg(address): Seg) -> ApiResult<
         .await?
         .iter()
         .filter(|(_, t)| t.from == address || t.to == address)
-        .map(|(id, t)| TxView::transfer(*id, t))
+        .map(|(id, t)| TxView::transfer(*id, t, kind))
         .collect();
     let next_nonce = s
         .node
@@ -307,7 +314,7 @@ pub async fn address(State(s): State<AppState>, Seg(address): Seg) -> ApiResult<
         .unwrap_or(account.nonce)
         .max(account.nonce);
     Ok(Json(json!({
-        "address": address.to_string(),
+        "address": kind.encode(&address),
         "balance": account.balance,
         "nonce": account.nonce,
         "next_nonce": next_nonce,
@@ -338,11 +345,12 @@ const MEMPOOL_PAGE: usize = 500;
 
 /// `GET /mempool/txs`: the pending transfers, highest fee first (at most 500).
 pub async fn mempool_txs(State(s): State<AppState>) -> ApiResult<Json<Vec<TxView>>> {
+    let kind = s.node.address_kind();
     let txs = s.node.mempool().await?;
     Ok(Json(
         txs.iter()
             .take(MEMPOOL_PAGE)
-            .map(|(id, t)| TxView::transfer(*id, t))
+            .map(|(id, t)| TxView::transfer(*id, t, kind))
             .collect(),
     ))
 }
@@ -361,6 +369,7 @@ pub async fn tree(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<TreeQuery>,
 ) -> ApiResult<Json<Value>> {
+    let kind = s.node.address_kind();
     // The window's floor may come from a status a step old (a few blocks more, no harm); the
     // tip, the blocks and the event number come from one answer of the node, one moment.
     let from = q
@@ -371,6 +380,6 @@ pub async fn tree(
         "seq": t.seq,
         "tip": t.tip.to_hex(),
         "height": t.height,
-        "blocks": t.blocks.iter().map(|(a, best)| TreeBlock::of(a, *best)).collect::<Vec<_>>(),
+        "blocks": t.blocks.iter().map(|(a, best)| TreeBlock::of(a, *best, kind)).collect::<Vec<_>>(),
     })))
 }

@@ -6,8 +6,8 @@ use super::events::{Numbered, TreeSnapshot, TxStatus};
 use crate::chain::mempool::MempoolLimits;
 use crate::chain::tree::TreeLimits;
 use crate::chain::{
-    Account, Address, Block, BlockHash, ChainId, ChainParams, MempoolError, Outcome, Transfer,
-    Txid, ValidationError,
+    Account, Address, Block, BlockHash, ChainId, ChainKind, ChainParams, MempoolError, Outcome,
+    Transfer, Txid, ValidationError,
 };
 use crate::net::{self, NetConfig};
 use crate::store::StoreError;
@@ -319,6 +319,11 @@ impl NodeHandle {
     /// The node's and libp2p's metrics (`GET /metrics`).
     pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
         &self.metrics
+    }
+
+    /// The kind of the node's chain: how addresses are written and which ones it takes.
+    pub fn address_kind(&self) -> ChainKind {
+        ChainKind::of(&self.status.borrow().chain_id)
     }
 
     /// The latest status.

@@ -123,7 +123,11 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
     })?;
     let (wallet, created) = Wallet::load_or_create(&dir.join("wallet.key"))?;
     if created {
-        tracing::info!(address = %wallet.address(), "created a new wallet");
+        let address = crate::chain::ChainKind::of(&chain_id).encode(&wallet.address());
+        tracing::info!(
+            %address,
+            "created a new wallet (a random key, backed up by copying wallet.key; `gossipchain wallet new` makes one with backup words)"
+        );
     }
     let (id_secret, _) = wallet::load_or_create_secret(&dir.join("node.key"))?;
     let keypair = identity::Keypair::ed25519_from_bytes(id_secret)

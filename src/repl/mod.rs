@@ -22,6 +22,7 @@ pub struct Output {
 
 /// Runs a command against the node. Errors the node reports become one-line `error:` texts.
 pub async fn execute(cmd: Cmd, node: &NodeHandle) -> Result<Output, Stopped> {
+    let kind = node.address_kind();
     let text = match cmd {
         Cmd::Help => render::help(),
         Cmd::Status => {
@@ -34,7 +35,7 @@ pub async fn execute(cmd: Cmd, node: &NodeHandle) -> Result<Output, Stopped> {
         Cmd::Peers => render::peers(&node.peers().await),
         Cmd::Chain(n) => render::chain(&node.chain(n).await?),
         Cmd::Block(id) => match node.block(id).await? {
-            Some(info) => render::block_detail(&info),
+            Some(info) => render::block_detail(&info, kind),
             None => {
                 let state = match id {
                     BlockId::Hash(hash) => Some(node.block_state(hash).await?),
@@ -43,17 +44,17 @@ pub async fn execute(cmd: Cmd, node: &NodeHandle) -> Result<Output, Stopped> {
                 render::missing_block(id, state)
             }
         },
-        Cmd::Address => node.status().address.to_string(),
+        Cmd::Address => kind.encode(&node.status().address),
         Cmd::Balance(address) => {
             let address = address.unwrap_or(node.status().address);
             let (account, pending) = node.balance(address).await?;
-            render::balance(&address, &account, pending)
+            render::balance(kind, &address, &account, pending)
         }
         Cmd::Send { to, amount, fee } => match node.send(to, amount, fee).await? {
             Ok(txid) => format!("sent {txid}"),
             Err(e) => format!("error: {e}"),
         },
-        Cmd::Mempool => render::mempool(&node.mempool().await?),
+        Cmd::Mempool => render::mempool(kind, &node.mempool().await?),
         Cmd::Mine(n) => {
             let mut lines = Vec::new();
             let mut blocks = node.mine(n).await?;
@@ -98,8 +99,9 @@ pub async fn execute(cmd: Cmd, node: &NodeHandle) -> Result<Output, Stopped> {
 pub async fn run(node: NodeHandle) -> std::io::Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<stdin::Line>(1);
     stdin::spawn_reader(tx)?;
+    let kind = node.address_kind();
     while let Some((line, done)) = rx.recv().await {
-        let quit = match parse(&line) {
+        let quit = match parse(&line, kind) {
             Ok(None) => false,
             Err(e) => {
                 println!("{e}");

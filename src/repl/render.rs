@@ -2,7 +2,7 @@
 
 use super::parse::USAGE;
 use crate::chain::pace::{ChainPace, si};
-use crate::chain::{Account, Address, Block, Transaction, Transfer, Txid};
+use crate::chain::{Account, Address, Block, ChainKind, Transaction, Transfer, Txid};
 use crate::net::PeerInfo;
 use crate::node::{BlockId, BlockInfo, BlockState, NodeStatus};
 use std::fmt::Write as _;
@@ -31,7 +31,7 @@ pub fn block_line(info: &BlockInfo) -> String {
 }
 
 /// What `block` prints: the header, then each transaction.
-pub fn block_detail(info: &BlockInfo) -> String {
+pub fn block_detail(info: &BlockInfo, kind: ChainKind) -> String {
     let b: &Block = &info.block;
     let h = &b.header;
     let mut out = String::new();
@@ -57,13 +57,18 @@ pub fn block_detail(info: &BlockInfo) -> String {
         let txid = tx.compute_txid();
         match tx {
             Transaction::Coinbase(c) => {
-                let _ = write!(out, "\n  {txid}  coinbase {} to {}", c.amount, c.to);
+                let to = kind.encode(&c.to);
+                let _ = write!(out, "\n  {txid}  coinbase {} to {to}", c.amount);
             }
             Transaction::Transfer(t) => {
                 let _ = write!(
                     out,
                     "\n  {txid}  {} -> {}  amount {} fee {} nonce {}",
-                    t.from, t.to, t.amount, t.fee, t.nonce
+                    kind.encode(&t.from),
+                    kind.encode(&t.to),
+                    t.amount,
+                    t.fee,
+                    t.nonce
                 );
             }
         }
@@ -127,7 +132,7 @@ pub fn status(s: &NodeStatus) -> String {
         s.orphans,
         if s.mining { "on" } else { "off" },
         if s.syncing { "yes" } else { "no" },
-        s.address,
+        ChainKind::of(&s.chain_id).encode(&s.address),
         listen.join(" ")
     )
 }
@@ -175,15 +180,18 @@ pub fn missing_block(id: BlockId, state: Option<BlockState>) -> String {
 }
 
 /// What `balance` prints.
-pub fn balance(address: &Address, account: &Account, pending: u64) -> String {
+pub fn balance(kind: ChainKind, address: &Address, account: &Account, pending: u64) -> String {
     format!(
-        "{address}\nbalance    {}\nnonce      {}\npending    {} (spent by transactions in the mempool)",
-        account.balance, account.nonce, pending
+        "{}\nbalance    {}\nnonce      {}\npending    {} (spent by transactions in the mempool)",
+        kind.encode(address),
+        account.balance,
+        account.nonce,
+        pending
     )
 }
 
 /// What `mempool` prints.
-pub fn mempool(txs: &[(Txid, Transfer)]) -> String {
+pub fn mempool(kind: ChainKind, txs: &[(Txid, Transfer)]) -> String {
     if txs.is_empty() {
         return "mempool is empty".into();
     }
@@ -191,8 +199,8 @@ pub fn mempool(txs: &[(Txid, Transfer)]) -> String {
         .map(|(id, t)| {
             format!(
                 "{id}  {} -> {}  amount {} fee {} nonce {}",
-                t.from.short(),
-                t.to.short(),
+                kind.short(&t.from),
+                kind.short(&t.to),
                 t.amount,
                 t.fee,
                 t.nonce
