@@ -13,6 +13,7 @@ const COMMON_JS: &str = include_str!("assets/common.js");
 const TREE_JS: &str = include_str!("assets/tree.js");
 const APP_JS: &str = include_str!("assets/app.js");
 const WALLET_JS: &str = include_str!("assets/wallet.js");
+const VERIFY_JS: &str = include_str!("assets/verify.js");
 
 /// A page may load only what this node serves, and nothing may frame it.
 const CSP: &str = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'";
@@ -45,4 +46,5 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/assets/tree.js", get(|| async { asset(JS, TREE_JS) }))
         .route("/assets/app.js", get(|| async { asset(JS, APP_JS) }))
         .route("/assets/wallet.js", get(|| async { asset(JS, WALLET_JS) }))
+        .route("/assets/verify.js", get(|| async { asset(JS, VERIFY_JS) }))
 }

@@ -250,6 +250,22 @@ pub fn event(e: &NodeEvent) -> (&'static str, serde_json::Value) {
             }),
         ),
         NodeEvent::Tx { txid, tx } => ("tx", json!(TxView::transfer(*txid, tx))),
+        NodeEvent::Replaced {
+            txid,
+            tx,
+            by,
+            new_fee,
+        } => (
+            "replaced",
+            json!({
+                "txid": txid.to_hex(),
+                "from": tx.from.to_string(),
+                "nonce": tx.nonce,
+                "fee": tx.fee,
+                "replaced_by": by.to_hex(),
+                "new_fee": new_fee,
+            }),
+        ),
         NodeEvent::Peer {
             peer,
             connected,
