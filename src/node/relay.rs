@@ -2,7 +2,7 @@
 //! here, and the verdict gossipsub gets (accept and forward, ignore, reject and penalise).
 
 use super::{Node, SendError};
-use crate::chain::mempool::Admitted;
+use crate::chain::mempool::{Admitted, min_replacement_fee};
 use crate::chain::{Address, Block, MempoolError, Outcome, Transaction, Transfer, Txid};
 use crate::metrics::Origin;
 use crate::net::Topic;
@@ -182,6 +182,18 @@ impl Node {
         };
         if old.from != self.wallet.address() {
             return Err(SendError::NotOurs(txid));
+        }
+        // Checked before signing: the same fee would sign the very same transfer (Ed25519 is
+        // deterministic), which the pool would call already known rather than too cheap.
+        let min_fee = min_replacement_fee(old.fee);
+        if u128::from(fee) < min_fee {
+            return Err(MempoolError::ReplacementUnderpriced {
+                pending: txid,
+                old_fee: old.fee,
+                min_fee,
+                got: fee,
+            }
+            .into());
         }
         let tx = self
             .wallet
