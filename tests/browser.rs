@@ -420,10 +420,10 @@ async fn the_wallet_page_verifies_a_transfer_against_headers_it_checked_and_refu
             "✓ in block #2 (2 confirmations), header chain checked: 4 headers from genesis, \
              each linked to its parent and meeting the target its bits state"
         );
+        b.screenshot("wallet-verify").await;
         b.js("document.getElementById('verify-out').textContent = ''; return 0;")
             .await;
     }
-    b.screenshot("wallet-verify").await;
     b.assert_no_console_errors("wallet").await;
 
     // A node that lies: one hash of the proof's path is changed. The page recomputes the root
