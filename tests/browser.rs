@@ -548,3 +548,93 @@ async fn a_tree_answer_overtaken_by_the_reorganisation_events_is_drawn_right() {
     b.close().await;
     site.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wallet_page_verifies_a_transfer_against_headers_it_checked_and_refuses_a_wrong_root() {
+    if !driver::available() {
+        return;
+    }
+    let site = Site::start().await;
+    site.mine().await;
+    // Three transfers and the coinbase in block 2, then one block on top.
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        let to = Address::of(&testkit::key(40 + i));
+        sent.push(site.node.handle.send(to, 1, 1).await.unwrap().unwrap());
+    }
+    assert_eq!(site.mine().await, 2);
+    site.mine().await;
+    let b = Browser::start().await;
+    b.client
+        .goto(&format!("{}/wallet", site.server().url()))
+        .await
+        .unwrap();
+    for txid in &sent {
+        b.fill("verify-txid", &txid.to_hex()).await;
+        b.click("#verify button").await;
+        let out = b
+            .wait_text("verify-out", |t| t.starts_with('✓') || t.starts_with('✗'))
+            .await;
+        assert_eq!(
+            out,
+            "✓ in block #2 (2 confirmations), header chain checked: 4 headers from genesis, \
+             each linked to its parent and meeting the target its bits state"
+        );
+        b.screenshot("wallet-verify").await;
+        b.js("document.getElementById('verify-out').textContent = ''; return 0;")
+            .await;
+    }
+    b.assert_no_console_errors("wallet").await;
+
+    // A node that lies: one hash of the proof's path is changed. The page recomputes the root
+    // and refuses it, naming both roots.
+    b.js("const get = GC.get;
+          GC.get = (p) => !p.endsWith('/merkle-proof') ? get(p) : get(p).then((proof) => {
+            const h = proof.merkle[0];
+            proof.merkle[0] = (h[0] === '0' ? '1' : '0') + h.slice(1);
+            return proof;
+          });
+          return 0;")
+        .await;
+    b.fill("verify-txid", &sent[1].to_hex()).await;
+    b.click("#verify button").await;
+    let out = b
+        .wait_text("verify-out", |t| t.starts_with('✓') || t.starts_with('✗'))
+        .await;
+    let block = site.node.handle.chain(2).await.unwrap()[1].clone();
+    let root = block.block.header.tx_root.to_hex();
+    assert!(
+        out.starts_with("✗ not verified: the proof leads to root ")
+            && out.ends_with(&format!(", not block #2's tx_root {root}")),
+        "{out}"
+    );
+    b.screenshot("wallet-verify-wrong-root").await;
+
+    // A lying header chain: block 1's header with its nonce changed no longer meets its
+    // target (or, in the rare case it still does, block 2 no longer links to it).
+    b.js("const get = GC.get;
+          GC.get = (p) => !p.startsWith('/headers') ? get(p) : get(p).then((page) => {
+            if (page.from === 0 && page.headers.length > 1) {
+              const h = page.headers[1];
+              page.headers[1] = h.slice(0, 190) + (h[190] === '0' ? '1' : '0') + h.slice(191);
+            }
+            return page;
+          });
+          return 0;")
+        .await;
+    b.js("document.getElementById('verify-out').textContent = ''; return 0;")
+        .await;
+    b.click("#verify button").await;
+    let out = b
+        .wait_text("verify-out", |t| t.starts_with('✓') || t.starts_with('✗'))
+        .await;
+    assert!(
+        out.starts_with("✗ not verified: header 1 (")
+            && out.contains("does not meet the target of its bits")
+            || out.starts_with("✗ not verified: header 2 does not link to header 1"),
+        "{out}"
+    );
+    b.assert_no_console_errors("wallet").await;
+    b.close().await;
+    site.stop().await;
+}

@@ -249,6 +249,7 @@ fn every_command_answers_with_its_output() {
         "address",
         "balance [address]",
         "send <address> <amount> [fee]",
+        "bump <txid> <fee>",
         "mempool",
         "mine [n]",
         "mine on|off",
@@ -554,6 +555,22 @@ fn bad_input_is_answered_with_an_error_and_the_node_keeps_running() {
         ("chain -1".into(), "cannot be negative", Some("chain [n]")),
         ("mine 0".into(), "n must be at least 1", Some("mine [n]")),
         ("mine x".into(), "whole number", Some("mine [n]")),
+        ("bump".into(), "missing argument", Some("bump <txid> <fee>")),
+        (
+            "bump abc 2".into(),
+            "bad txid 'abc'",
+            Some("bump <txid> <fee>"),
+        ),
+        (
+            format!("bump {unknown_hash} 1.5"),
+            "whole number",
+            Some("bump <txid> <fee>"),
+        ),
+        (
+            format!("bump {unknown_hash} 5"),
+            "is not pending (mined, replaced or unknown)",
+            None,
+        ),
     ];
     for (cmd, fragment, usage) in &cases {
         let out = a.run(cmd);
@@ -579,8 +596,27 @@ fn bad_input_is_answered_with_an_error_and_the_node_keeps_running() {
     // Nothing was sent or mined by the errors, and a valid command still works.
     assert_eq!(a.run1("mempool"), "mempool is empty");
     assert_eq!(a.run("balance"), balance_lines(&own, 50, 0, 0));
-    assert!(a.run1(&format!("send {other} 5")).starts_with("sent "));
+    let sent = a.run1(&format!("send {other} 5"));
+    let txid = sent.strip_prefix("sent ").expect("sent <txid>").to_string();
     assert_eq!(a.run("balance"), balance_lines(&own, 50, 0, 6));
+    // Speeding it up: the fee 1 needs at least 2 to be replaced; one error line, then it works.
+    let low = a.run(&format!("bump {txid} 1"));
+    assert_eq!(low.len(), 1, "{low:?}");
+    assert!(
+        low[0].starts_with("error: replacement fee too low: needs at least 2 "),
+        "{low:?}"
+    );
+    let bumped = a.run1(&format!("bump {txid} 2"));
+    let new = bumped
+        .strip_prefix(&format!("replaced {txid} by "))
+        .and_then(|r| r.strip_suffix(" (fee 2)"))
+        .unwrap_or_else(|| panic!("{bumped}"));
+    let mempool = a.run1("mempool");
+    assert!(
+        mempool.starts_with(&format!("{new}  ")) && mempool.ends_with("amount 5 fee 2 nonce 0"),
+        "{mempool}"
+    );
+    assert_eq!(a.run("balance"), balance_lines(&own, 50, 0, 7));
     a.quit();
 }
 

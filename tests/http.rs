@@ -6,8 +6,12 @@ mod common;
 
 use common::{DEADLINE, TestNode};
 use futures::StreamExt;
-use gossipchain::chain::{Address, BlockHash, ChainKind, ChainState, Transaction, Transfer};
+use gossipchain::chain::{
+    Address, BlockHash, ChainKind, ChainState, Header, MempoolError, Transaction, Transfer, Txid,
+    merkle,
+};
 use gossipchain::http::{self, HttpConfig, HttpServer};
+use gossipchain::node::events::NodeEvent;
 use gossipchain::testkit;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -23,7 +27,12 @@ struct Api {
 
 impl Api {
     async fn start() -> Self {
-        let node = common::start(&[]).await;
+        Self::start_dialling(&[]).await
+    }
+
+    /// A node dialling `peers`, with its HTTP server.
+    async fn start_dialling(peers: &[libp2p::Multiaddr]) -> Self {
+        let node = common::start(peers).await;
         let config = HttpConfig {
             addr: "127.0.0.1:0".parse().unwrap(),
             fallback: false,
@@ -1255,4 +1264,299 @@ async fn a_request_naming_another_host_is_refused_against_dns_rebinding() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert_eq!(api.node.status().height, 0);
     api.stop().await;
+}
+
+/// The best chain's headers from genesis through `/headers`, in pages.
+async fn all_headers(api: &Api) -> Vec<Header> {
+    let mut out = Vec::new();
+    loop {
+        let page = api
+            .get_json(&format!("/headers?from={}&count=2", out.len()))
+            .await;
+        let list = page["headers"].as_array().unwrap();
+        if list.is_empty() {
+            return out;
+        }
+        for h in list {
+            out.push(Header::decode(&hex::decode(h.as_str().unwrap()).unwrap()).unwrap());
+        }
+    }
+}
+
+/// The proof `/tx/{txid}/merkle-proof` serves, checked with the crate's verifier against the
+/// header chain the API serves (each header linked to its parent).
+async fn check_proof(api: &Api, txid: &Txid, proof: &Value) -> Result<(), merkle::ProofError> {
+    let headers = all_headers(api).await;
+    for pair in headers.windows(2) {
+        assert_eq!(pair[1].prev_hash, pair[0].compute_hash());
+    }
+    let height = proof["block_height"].as_u64().unwrap() as usize;
+    let header = &headers[height];
+    assert_eq!(proof["block_hash"], header.compute_hash().to_hex());
+    let path: Vec<[u8; 32]> = proof["merkle"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            hex::decode(h.as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
+        .collect();
+    merkle::verify_proof(
+        txid,
+        proof["pos"].as_u64().unwrap(),
+        proof["tx_count"].as_u64().unwrap(),
+        &path,
+        &header.tx_root,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merkle_proofs_verify_against_the_served_headers_and_bad_requests_are_clear() {
+    let api = Api::start().await;
+    mine(&api, 2).await;
+    // Five transfers and the coinbase: a tree of 6, whose last subtree is not a power of two.
+    let mut sent = Vec::new();
+    for i in 0..5u64 {
+        let to = Address::of(&testkit::key(20 + i)).to_hex();
+        let (status, body) = api
+            .action("/wallet/send", json!({"to": to, "amount": 1 + i}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        sent.push(body["txid"].as_str().unwrap().to_string());
+    }
+    // Pending: no proof yet, and the answer says why.
+    let (status, body) = api.get(&format!("/tx/{}/merkle-proof", sent[0])).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let e: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(e["code"], "tx_pending", "{body}");
+    let block = &mine(&api, 1).await["blocks"][0];
+    mine(&api, 1).await;
+
+    let txids: Vec<String> = api
+        .get_json(&format!("/block/{}", block["id"].as_str().unwrap()))
+        .await["txs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["txid"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(txids.len(), 6);
+    for (pos, id) in txids.iter().enumerate() {
+        let proof = api.get_json(&format!("/tx/{id}/merkle-proof")).await;
+        assert_eq!(proof["block_height"], 3);
+        assert_eq!(proof["block_hash"], block["id"]);
+        assert_eq!(
+            (proof["pos"].clone(), proof["tx_count"].clone()),
+            (json!(pos), json!(6))
+        );
+        let txid: Txid = id.parse().unwrap();
+        assert_eq!(check_proof(&api, &txid, &proof).await, Ok(()), "{proof}");
+        // A path with one hash changed leads elsewhere than the header's root.
+        let mut tampered = proof.clone();
+        let first = tampered["merkle"][0].as_str().unwrap().to_string();
+        let flipped = format!(
+            "{}{}",
+            if &first[..1] == "0" { "1" } else { "0" },
+            &first[1..]
+        );
+        tampered["merkle"][0] = json!(flipped);
+        assert!(matches!(
+            check_proof(&api, &txid, &tampered).await,
+            Err(merkle::ProofError::RootMismatch { .. })
+        ));
+        // A consistent path for another transaction's position proves nothing for this one.
+        let mut moved = proof.clone();
+        moved["pos"] = json!((pos + 1) % 6);
+        assert!(check_proof(&api, &txid, &moved).await.is_err());
+    }
+    // The genesis coinbase is in no proof (genesis is not a block anyone mined), and any
+    // confirmed transfer of an earlier block has one.
+    for id in &sent {
+        assert!(txids.contains(id));
+    }
+
+    // Unknown txid: one clear JSON error; a malformed one: 400. The node keeps serving.
+    let unknown = "ab".repeat(32);
+    let (status, body) = api.get(&format!("/tx/{unknown}/merkle-proof")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let e: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(e["code"], "no_such_tx");
+    assert_eq!(
+        e["message"],
+        format!("transaction {unknown} is not on the best chain: no proof of it")
+    );
+    let (status, body) = api.get("/tx/xyz/merkle-proof").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // Headers: bounds and shape.
+    let page = api.get_json("/headers?from=1&count=3").await;
+    assert_eq!(page["from"], 1);
+    assert_eq!(page["tip_height"], 4);
+    let list = page["headers"].as_array().unwrap();
+    assert_eq!(list.len(), 3);
+    assert!(list.iter().all(|h| h.as_str().unwrap().len() == 192));
+    assert_eq!(
+        api.get_json("/headers?from=5").await["headers"],
+        json!([]),
+        "past the tip"
+    );
+    let headers = all_headers(&api).await;
+    assert_eq!(headers.len(), 5);
+    assert_eq!(headers[0].compute_hash().0, common::params().chain_id().0);
+    for bad in [
+        "/headers?count=0",
+        "/headers?count=501",
+        "/headers?from=x",
+        "/headers?frm=1",
+    ] {
+        let (status, body) = api.get(bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        let e: Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            e["code"].is_string() && e["message"].is_string(),
+            "{bad}: {body}"
+        );
+    }
+    assert_eq!(api.get_json("/node/status").await["height"], 4);
+    api.stop().await;
+}
+
+/// Polls `node`'s mempool until `pred` holds, with the test deadline.
+async fn wait_mempool(node: &TestNode, what: &str, mut pred: impl FnMut(&[Txid]) -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let ids: Vec<Txid> = node
+            .handle
+            .mempool()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        if pred(&ids) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}; mempool {ids:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_gossips_evicts_the_original_on_both_nodes_and_is_announced() {
+    let mut peer = common::start(&[]).await;
+    let api = Api::start_dialling(std::slice::from_ref(&peer.addr)).await;
+    api.node.wait("the peer", |s| s.peers == 1).await;
+    let mut peer_events = peer.handle.subscribe();
+    let r = api.client.get(api.url("/events")).send().await.unwrap();
+    let mut stream = r.bytes_stream();
+    let mut buf = String::new();
+    next_event(&mut stream, &mut buf, "hello", |_| true).await;
+    let tip = mine(&api, 1).await["blocks"][0]["id"].clone();
+    peer.wait("the block", |s| s.tip.to_hex() == tip).await;
+
+    let to = Address::of(&testkit::key(30)).to_hex();
+    let (status, body) = api
+        .action("/wallet/send", json!({"to": to, "amount": 5, "fee": 10}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let old: Txid = body["txid"].as_str().unwrap().parse().unwrap();
+    wait_mempool(&peer, "the original on the peer", |ids| ids == [old]).await;
+    let original = api.node.handle.mempool().await.unwrap()[0].1;
+
+    // Less than 10 % more: one clear error, nothing changes, the node keeps serving.
+    let (status, e) = api
+        .action("/wallet/bump", json!({"txid": old.to_hex(), "fee": 10}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(e["code"], "replacement_underpriced");
+    let msg = e["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("replacement fee too low: needs at least 11 "),
+        "{msg}"
+    );
+    assert!(!msg.contains('\n'));
+    let (status, e) = api
+        .action("/wallet/bump", json!({"txid": "cd".repeat(32), "fee": 50}))
+        .await;
+    assert_eq!(
+        (status, e["code"].clone()),
+        (StatusCode::NOT_FOUND, json!("not_pending"))
+    );
+    assert_eq!(api.get_json("/mempool").await["count"], 1);
+
+    // Exactly 10 % more replaces it, here and on the peer by gossip.
+    let (status, body) = api
+        .action("/wallet/bump", json!({"txid": old.to_hex(), "fee": 11}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let new: Txid = body["txid"].as_str().unwrap().parse().unwrap();
+    let replaced = next_event(&mut stream, &mut buf, "replaced", |_| true).await;
+    assert_eq!(
+        replaced,
+        json!({
+            "txid": old.to_hex(),
+            "from": ChainKind::of(&api.node.status().chain_id).encode(&api.node.status().address),
+            "nonce": 0,
+            "fee": 10,
+            "replaced_by": new.to_hex(),
+            "new_fee": 11,
+        })
+    );
+    let tx = next_event(&mut stream, &mut buf, "tx", |t| t["txid"] == new.to_hex()).await;
+    assert_eq!(
+        (tx["fee"].clone(), tx["nonce"].clone()),
+        (json!(11), json!(0))
+    );
+    wait_mempool(&api.node, "the replacement alone here", |ids| ids == [new]).await;
+    wait_mempool(&peer, "the replacement alone on the peer", |ids| {
+        ids == [new]
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let e = tokio::time::timeout_at(deadline, peer_events.recv())
+            .await
+            .expect("the peer announces the replacement")
+            .unwrap();
+        if let NodeEvent::Replaced { txid, by, .. } = e.event {
+            assert_eq!((txid, by), (old, new));
+            break;
+        }
+    }
+    // The original, arriving late at the peer, is refused there as underpriced.
+    assert_eq!(
+        peer.handle.submit(original).await.unwrap(),
+        Err(MempoolError::ReplacementUnderpriced {
+            pending: new,
+            old_fee: 11,
+            min_fee: 13,
+            got: 10
+        })
+    );
+    let (status, body) = api
+        .post_tx(&hex::encode(Transaction::Transfer(original).encode()))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.contains("replacement_underpriced"), "{body}");
+
+    // Mined on the peer: the replacement is confirmed, the original never.
+    let block = peer.handle.mine_one().await.unwrap().unwrap();
+    assert_eq!(block.block.compute_txids()[1], new);
+    api.node
+        .wait("the peer's block", |s| {
+            s.tip == block.hash && s.mempool == 0
+        })
+        .await;
+    let (status, _) = api.get(&format!("/tx/{old}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let proof = api.get_json(&format!("/tx/{new}/merkle-proof")).await;
+    assert_eq!(check_proof(&api, &new, &proof).await, Ok(()));
+    api.stop().await;
+    peer.stop().await;
 }

@@ -4,7 +4,7 @@
 mod chain_util;
 
 use chain_util::{G, REWARD, addr, not_a_key, txid};
-use gossipchain::chain::mempool::Resync;
+use gossipchain::chain::mempool::{self, Resync};
 use gossipchain::chain::tx::{SignatureError, TRANSFER_LEN};
 use gossipchain::chain::{
     Address, ChainParams, ChainState, Ledger, Mempool, MempoolError, MempoolLimits, Outcome,
@@ -182,21 +182,39 @@ fn select_never_pays_more_than_a_senders_balance() {
 // ---------------------------------------------------------------------------------------------
 // Replacement and admission checks.
 
+/// The refusal of a replacement of `pending` (paying `old_fee`) by one paying `got`.
+fn underpriced(
+    pending: gossipchain::chain::Txid,
+    old_fee: u64,
+    min_fee: u128,
+    got: u64,
+) -> MempoolError {
+    MempoolError::ReplacementUnderpriced {
+        pending,
+        old_fee,
+        min_fee,
+        got,
+    }
+}
+
 #[test]
-fn replacement_needs_a_higher_fee() {
+fn replacement_needs_a_fee_at_least_ten_percent_higher() {
     let chain = funded([1]);
     let mut pool = pool_for(&chain);
-    let first = pay(&chain, 1, 10, 5, 0);
+    let first = pay(&chain, 1, 10, 50, 0);
     let first_id = pool.add(first, chain.ledger()).unwrap();
-    for fee in [0, 4, 5] {
+    for fee in [0, 49, 50, 54] {
         let other = Transfer::sign(&key(1), &chain.chain_id(), addr(98), 10, fee, 0);
         assert_eq!(
             pool.add(other, chain.ledger()),
-            Err(MempoolError::NonceTaken(first_id))
+            Err(underpriced(first_id, 50, 55, fee))
         );
     }
-    let better = Transfer::sign(&key(1), &chain.chain_id(), addr(98), 10, 6, 0);
-    let better_id = pool.add(better, chain.ledger()).unwrap();
+    // Exactly 10 % more is enough; the replaced one is evicted and reported.
+    let better = Transfer::sign(&key(1), &chain.chain_id(), addr(98), 10, 55, 0);
+    let admitted = pool.admit(better, chain.ledger()).unwrap();
+    assert_eq!(admitted.replaced, Some((first_id, first)));
+    let better_id = admitted.txid;
     assert!(pool.contains(&better_id));
     assert!(!pool.contains(&first_id));
     assert_eq!(pool.len(), 1);
@@ -204,8 +222,122 @@ fn replacement_needs_a_higher_fee() {
     // The replaced one cannot come back at its old fee.
     assert_eq!(
         pool.add(first, chain.ledger()),
-        Err(MempoolError::NonceTaken(better_id))
+        Err(underpriced(better_id, 55, 61, 50))
     );
+    let e = pool.add(first, chain.ledger()).unwrap_err().to_string();
+    assert!(
+        e.starts_with("replacement fee too low: needs at least 61"),
+        "{e}"
+    );
+}
+
+#[test]
+fn exactly_ten_percent_is_accepted_and_just_below_is_refused() {
+    let chain = funded([1]);
+    let mut pool = pool_for(&chain);
+    // Fees of a few coins (the chain's balances are small): 10 → 11 is exactly 10 %.
+    let old = pool.add(pay(&chain, 1, 10, 10, 0), chain.ledger()).unwrap();
+    let e = pool.add(pay(&chain, 1, 9, 10, 0), chain.ledger());
+    assert_eq!(e, Err(underpriced(old, 10, 11, 10)));
+    let new = pool.add(pay(&chain, 1, 10, 11, 0), chain.ledger()).unwrap();
+    assert!(!pool.contains(&old) && pool.contains(&new));
+    // The rule in large numbers, where 9.99 % is a whole fee: 10 000 needs 11 000.
+    assert_eq!(mempool::min_replacement_fee(10_000), 11_000);
+    assert_eq!(mempool::min_replacement_fee(100), 110);
+    // Rounded up: 15 · 1.1 = 16.5 needs 17; 1 needs 2; 0 needs 1.
+    assert_eq!(mempool::min_replacement_fee(15), 17);
+    assert_eq!(mempool::min_replacement_fee(1), 2);
+    assert_eq!(mempool::min_replacement_fee(0), 1);
+    // An old fee near the top cannot be outbid: the rule needs more than a u64.
+    assert!(mempool::min_replacement_fee(u64::MAX) > u128::from(u64::MAX));
+}
+
+#[test]
+fn nine_point_nine_nine_percent_more_is_refused() {
+    let params = ChainParams {
+        block_reward: 1_000_000,
+        ..testkit::params()
+    };
+    let chain = funded_with(params, [1]);
+    let mut pool = pool_for(&chain);
+    let old = pool
+        .add(pay(&chain, 1, 1, 10_000, 0), chain.ledger())
+        .unwrap();
+    assert_eq!(
+        pool.add(pay(&chain, 1, 1, 10_999, 0), chain.ledger()),
+        Err(underpriced(old, 10_000, 11_000, 10_999))
+    );
+    let new = pool
+        .add(pay(&chain, 1, 1, 11_000, 0), chain.ledger())
+        .unwrap();
+    assert_eq!(pool.by_fee(), vec![(new, pay(&chain, 1, 1, 11_000, 0))]);
+}
+
+#[test]
+fn another_sender_with_the_same_nonce_replaces_nothing() {
+    let chain = funded([1, 2]);
+    let mut pool = pool_for(&chain);
+    let a = pool.add(pay(&chain, 1, 10, 5, 0), chain.ledger()).unwrap();
+    let b = pool
+        .admit(pay(&chain, 2, 10, 50, 0), chain.ledger())
+        .unwrap();
+    assert_eq!(b.replaced, None);
+    assert!(pool.contains(&a) && pool.contains(&b.txid));
+    // Nor does the same sender with another nonce.
+    let c = pool
+        .admit(pay(&chain, 1, 10, 50, 1), chain.ledger())
+        .unwrap();
+    assert_eq!(c.replaced, None);
+    assert_eq!(pool.len(), 3);
+}
+
+#[test]
+fn replacing_one_nonce_of_a_chain_keeps_the_others() {
+    let chain = funded([1]);
+    let mut pool = pool_for(&chain);
+    let n0 = pool.add(pay(&chain, 1, 10, 1, 0), chain.ledger()).unwrap();
+    let n1 = pool.add(pay(&chain, 1, 10, 1, 1), chain.ledger()).unwrap();
+    let n2 = pool.add(pay(&chain, 1, 10, 1, 2), chain.ledger()).unwrap();
+    // Replace the middle one: its neighbours stay, and a block takes all three in order.
+    let r = pool
+        .admit(pay(&chain, 1, 10, 2, 1), chain.ledger())
+        .unwrap();
+    assert_eq!(r.replaced.map(|(id, _)| id), Some(n1));
+    assert!(pool.contains(&n0) && pool.contains(&n2) && !pool.contains(&n1));
+    assert_eq!(pool.next_nonce(&addr(1), chain.ledger()), 3);
+    let picked = select_all(&pool, chain.ledger());
+    assert_eq!(
+        picked.iter().map(|t| (t.nonce, t.fee)).collect::<Vec<_>>(),
+        vec![(0, 1), (1, 2), (2, 1)]
+    );
+    // Replacing the first of the chain works the same way.
+    let r0 = pool
+        .admit(pay(&chain, 1, 10, 3, 0), chain.ledger())
+        .unwrap();
+    assert_eq!(r0.replaced.map(|(id, _)| id), Some(n0));
+    assert_eq!(pool.len(), 3);
+    assert_eq!(pool.pending_spend(&addr(1)), 10 + 3 + 10 + 2 + 10 + 1);
+}
+
+#[test]
+fn a_replacement_in_a_full_pool_takes_its_predecessors_place() {
+    let chain = funded([1, 2]);
+    let mut pool = limited(&chain, 2, usize::MAX);
+    let a = pool.add(pay(&chain, 1, 10, 5, 0), chain.ledger()).unwrap();
+    let b = pool.add(pay(&chain, 2, 10, 1, 0), chain.ledger()).unwrap();
+    // Full: the replacement of a evicts a alone, not b (the lowest fee).
+    let r = pool
+        .admit(pay(&chain, 1, 10, 6, 0), chain.ledger())
+        .unwrap();
+    assert_eq!(r.replaced.map(|(id, _)| id), Some(a));
+    assert!(pool.contains(&b) && pool.contains(&r.txid));
+    assert_eq!(pool.len(), 2);
+    // An underpriced one in a full pool is refused as underpriced, and changes nothing.
+    assert_eq!(
+        pool.add(pay(&chain, 2, 9, 1, 0), chain.ledger()),
+        Err(underpriced(b, 1, 2, 1))
+    );
+    assert_eq!(pool.len(), 2);
 }
 
 #[test]

@@ -131,6 +131,42 @@ fn words_hex(words: &[u32; 8]) -> String {
     words.iter().map(|w| format!("{w:08x}")).collect()
 }
 
+/// RFC 6962's `MTH`, written from PROTOCOL.md section 5 for the proof check.
+fn reference_mth(d: &[Txid]) -> [u8; 32] {
+    match d {
+        [] => sha256(&[]),
+        [t] => sha256(&[&[0u8][..], t.as_bytes()].concat()),
+        _ => {
+            let mut k = 1;
+            while k * 2 < d.len() {
+                k *= 2;
+            }
+            let (l, r) = (reference_mth(&d[..k]), reference_mth(&d[k..]));
+            sha256(&[&[1u8][..], &l, &r].concat())
+        }
+    }
+}
+
+/// RFC 6962's `PATH(m, D[n])` (section 2.1.1), written out literally.
+fn reference_path(d: &[Txid], m: usize) -> Vec<[u8; 32]> {
+    if d.len() <= 1 {
+        return Vec::new();
+    }
+    let mut k = 1;
+    while k * 2 < d.len() {
+        k *= 2;
+    }
+    if m < k {
+        let mut p = reference_path(&d[..k], m);
+        p.push(reference_mth(&d[k..]));
+        p
+    } else {
+        let mut p = reference_path(&d[k..], m - k);
+        p.push(reference_mth(&d[..k]));
+        p
+    }
+}
+
 /// The five txids of the Merkle vectors: SHA-256 of the single byte i.
 fn merkle_txids() -> Vec<Txid> {
     (0..5u8).map(|i| Txid(sha256(&[i]))).collect()
@@ -364,6 +400,19 @@ fn generate(nonces: Option<(u64, u64)>) -> String {
     d.kv("merkle.txids", hex_list(&ids));
     for n in 0..=ids.len() {
         d.kv(&format!("merkle.{n}.root"), merkle::tx_root(&ids[..n]));
+    }
+    d.section(
+        "Merkle inclusion proofs (RFC 6962 audit paths, PROTOCOL.md 5.1)",
+        "Input: merkle.txids. merkle.N.proof.M is the audit path of position M among the first N\n\
+         txids, nearest sibling first; recomputing from txid M, M, N and the path gives\n\
+         merkle.N.root.",
+    );
+    for n in 1..=ids.len() {
+        for m in 0..n {
+            let path = merkle::proof(&ids[..n], m).expect("m < n");
+            let path: Vec<String> = path.iter().map(hex::encode).collect();
+            d.kv(&format!("merkle.{n}.proof.{m}"), path.join(","));
+        }
     }
 
     // Blocks.
@@ -646,6 +695,33 @@ fn check_vectors_from_their_inputs() {
         );
     }
     assert_eq!(v.b32("merkle.0.root"), sha256(&[]));
+    for n in 1..=ids.len() {
+        let root = TxRoot(v.b32(&format!("merkle.{n}.root")));
+        for m in 0..n {
+            let path = v.list(&format!("merkle.{n}.proof.{m}"));
+            assert_eq!(merkle::proof(&ids[..n], m).as_ref(), Some(&path));
+            assert_eq!(
+                reference_path(&ids[..n], m),
+                path,
+                "audit path of {m} among {n}, from RFC 6962's PATH written out"
+            );
+            assert_eq!(
+                merkle::verify_proof(&ids[m], m as u64, n as u64, &path, &root),
+                Ok(()),
+                "proof of {m} among {n}"
+            );
+            // Every single-bit change of a path hash, and the neighbour's txid, are refused.
+            for i in 0..path.len() {
+                let mut bad = path.clone();
+                bad[i][31] ^= 1;
+                assert!(merkle::verify_proof(&ids[m], m as u64, n as u64, &bad, &root).is_err());
+            }
+            if n > 1 {
+                let other = &ids[(m + 1) % n];
+                assert!(merkle::verify_proof(other, m as u64, n as u64, &path, &root).is_err());
+            }
+        }
+    }
 
     // Blocks: decode, fields, hashes, proof of work, then validation through the node's rules.
     let mut chain = ChainState::new(p.clone());

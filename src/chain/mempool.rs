@@ -3,6 +3,12 @@
 //! bytes and evicts the lowest fee first, and block templates take the highest fee first. After
 //! every change of the best chain the pool is re-checked against the new ledger: included
 //! transfers leave, and transfers of disconnected blocks come back if still valid.
+//!
+//! Replace-by-fee: a transfer with the sender and nonce of a pending one replaces it when its
+//! fee is at least [`REPLACE_PERCENT`] % of the old fee (10 % higher, geth's rule), which lets
+//! a user speed up a transfer stuck behind better-paying ones. The step keeps a flood of
+//! near-identical replacements from costing every relaying node work and bandwidth for a
+//! penny each.
 
 use super::hash::{ChainId, Txid};
 use super::ledger::Ledger;
@@ -10,6 +16,19 @@ use super::tree::TipChange;
 use super::tx::{Address, SignatureError, TRANSFER_LEN, Transaction, Transfer};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+
+/// A replacement's fee must be at least this percentage of the fee it replaces (10 % more;
+/// exactly 10 % more is enough). Integer arithmetic: `new_fee * 100 >= old_fee * 110`.
+pub const REPLACE_PERCENT: u64 = 110;
+
+/// The lowest fee that replaces a pending transfer paying `old_fee`: `⌈old_fee · 1.1⌉`, so
+/// that `new_fee · 100 ≥ old_fee · 110`, and at least 1 when `old_fee` is 0 (a replacement
+/// must pay more). Above `u64::MAX` (an old fee near the top) nothing replaces it.
+pub fn min_replacement_fee(old_fee: u64) -> u128 {
+    (u128::from(old_fee) * u128::from(REPLACE_PERCENT))
+        .div_ceil(100)
+        .max(1)
+}
 
 /// Bounds of the pool.
 #[derive(Clone, Debug)]
@@ -57,9 +76,22 @@ pub enum MempoolError {
         /// The transfer's nonce.
         got: u64,
     },
-    /// Another pending transfer has this nonce and a fee at least as high.
-    #[error("a pending transaction {0} has this nonce; a replacement must pay a higher fee")]
-    NonceTaken(Txid),
+    /// Another pending transfer has this sender and nonce, and this one's fee is not enough to
+    /// replace it.
+    #[error(
+        "replacement fee too low: needs at least {min_fee} (10 % above the fee {old_fee} of pending transaction {pending} with the same nonce), got {got}"
+    )]
+    ReplacementUnderpriced {
+        /// The pending transfer with this sender and nonce.
+        pending: Txid,
+        /// Its fee.
+        old_fee: u64,
+        /// The lowest fee that would replace it (above `u64::MAX` for an old fee near the
+        /// top: nothing can).
+        min_fee: u128,
+        /// This transfer's fee.
+        got: u64,
+    },
     /// amount + fee overflows.
     #[error("amount + fee overflows")]
     AmountOverflow,
@@ -88,12 +120,21 @@ impl MempoolError {
             MempoolError::BadSignature(_) => "bad_signature",
             MempoolError::NonceTooLow { .. } => "nonce_too_low",
             MempoolError::NonceTooHigh { .. } => "nonce_too_high",
-            MempoolError::NonceTaken(_) => "nonce_taken",
+            MempoolError::ReplacementUnderpriced { .. } => "replacement_underpriced",
             MempoolError::AmountOverflow => "amount_overflow",
             MempoolError::InsufficientBalance { .. } => "insufficient_balance",
             MempoolError::Full { .. } => "full",
         }
     }
+}
+
+/// A transfer admitted to the pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Admitted {
+    /// Its txid.
+    pub txid: Txid,
+    /// The pending transfer it replaced (same sender and nonce, lower fee), now evicted.
+    pub replaced: Option<(Txid, Transfer)>,
 }
 
 /// A transfer in the pool.
@@ -193,8 +234,13 @@ impl Mempool {
         })
     }
 
-    /// Verifies the signature and admits the transfer if the ledger allows it.
+    /// Verifies the signature and admits the transfer if the ledger allows it; its txid.
     pub fn add(&mut self, tx: Transfer, ledger: &Ledger) -> Result<Txid, MempoolError> {
+        self.admit(tx, ledger).map(|a| a.txid)
+    }
+
+    /// As [`Mempool::add`], and says which pending transfer the new one replaced, if any.
+    pub fn admit(&mut self, tx: Transfer, ledger: &Ledger) -> Result<Admitted, MempoolError> {
         let txid = Transaction::Transfer(tx).compute_txid();
         if self.txs.contains_key(&txid) {
             return Err(MempoolError::AlreadyKnown(txid));
@@ -212,7 +258,7 @@ impl Mempool {
         txid: Txid,
         seq: Option<u64>,
         ledger: &Ledger,
-    ) -> Result<Txid, MempoolError> {
+    ) -> Result<Admitted, MempoolError> {
         if self.txs.contains_key(&txid) {
             return Err(MempoolError::AlreadyKnown(txid));
         }
@@ -244,10 +290,17 @@ impl Mempool {
                 }
             }
         }
-        if let Some(old) = replaced
-            && tx.fee <= self.txs[&old].tx.fee
-        {
-            return Err(MempoolError::NonceTaken(old));
+        if let Some(old) = replaced {
+            let old_fee = self.txs[&old].tx.fee;
+            let min_fee = min_replacement_fee(old_fee);
+            if u128::from(tx.fee) < min_fee {
+                return Err(MempoolError::ReplacementUnderpriced {
+                    pending: old,
+                    old_fee,
+                    min_fee,
+                    got: tx.fee,
+                });
+            }
         }
         let needed = others
             .checked_add(cost)
@@ -258,9 +311,9 @@ impl Mempool {
                 needed,
             });
         }
-        if let Some(old) = replaced {
-            self.remove(&old);
-        }
+        // A replacement takes the place of the one it replaces: it never needs room made, so a
+        // full pool neither refuses it nor evicts anything else for it.
+        let replaced = replaced.and_then(|old| self.remove(&old).map(|t| (old, t)));
         self.make_room(&tx)?;
         self.by_sender
             .entry(tx.from)
@@ -271,7 +324,7 @@ impl Mempool {
             self.next_seq - 1
         });
         self.txs.insert(txid, Entry { tx, seq });
-        Ok(txid)
+        Ok(Admitted { txid, replaced })
     }
 
     /// Evicts the lowest-fee transfers that end another sender's queue until `tx` fits, or

@@ -4,9 +4,9 @@
 use super::AppState;
 use super::api::mempool_error;
 use super::auth::Authorized;
-use super::error::{ApiError, ApiJson, clip};
+use super::error::{ApiError, ApiJson, clip, parse_hash};
 use super::views::BlockSummary;
-use crate::chain::Address;
+use crate::chain::{Address, Txid};
 use crate::node::{SendError, Stopped};
 use axum::Json;
 use axum::extract::State;
@@ -43,12 +43,40 @@ pub async fn send(
     let to: Address = s.node.address_kind().parse(&body.to).map_err(|e| {
         ApiError::bad_request("bad_address", format!("to '{}': {e}", clip(&body.to)))
     })?;
-    match s.node.send(to, body.amount, body.fee).await? {
+    sent(s.node.send(to, body.amount, body.fee).await?)
+}
+
+/// A wallet transfer's outcome as the API answers it.
+fn sent(result: Result<Txid, SendError>) -> Result<Json<Value>, ApiError> {
+    match result {
         Ok(txid) => Ok(Json(json!({ "txid": txid.to_hex() }))),
         Err(SendError::Mempool(e)) => Err(mempool_error(e)),
         Err(e @ SendError::ZeroAmount) => Err(ApiError::bad_request("bad_amount", e.to_string())),
         Err(e @ SendError::ToSelf) => Err(ApiError::unprocessable("to_self", e.to_string())),
+        Err(e @ SendError::NotPending(_)) => Err(ApiError::not_found("not_pending", e.to_string())),
+        Err(e @ SendError::NotOurs(_)) => Err(ApiError::unprocessable("not_ours", e.to_string())),
     }
+}
+
+/// Body of `POST /wallet/bump`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BumpBody {
+    /// The pending transfer to speed up, 64 hex digits.
+    txid: String,
+    /// The new fee: at least 10 % above the old one.
+    fee: u64,
+}
+
+/// `POST /wallet/bump {txid, fee}`: replaces this wallet's pending transfer by the same one
+/// with a higher fee (replace-by-fee); answers the new txid.
+pub async fn bump(
+    _: Authorized,
+    State(s): State<AppState>,
+    ApiJson(body): ApiJson<BumpBody>,
+) -> Result<Json<Value>, ApiError> {
+    let txid: Txid = parse_hash("txid", &body.txid)?;
+    sent(s.node.bump(txid, body.fee).await?)
 }
 
 /// Body of `POST /mine`: `{"n": 3}` mines three blocks now; `{"on": true}` switches

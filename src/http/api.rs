@@ -11,7 +11,7 @@ use super::AppState;
 use super::error::Seg;
 use super::error::{ApiError, ApiQuery, clip, parse_hash, parse_height};
 use super::views::{BlockSummary, BlockView, PeerView, TreeBlock, TxView};
-use crate::chain::{Address, BlockHash, ChainKind, MempoolError, Transaction, Txid};
+use crate::chain::{Address, BlockHash, ChainKind, MempoolError, Transaction, Txid, merkle};
 use crate::node::events::TxStatus;
 use crate::node::{BlockId, BlockState};
 use axum::Json;
@@ -200,6 +200,95 @@ pub async fn tx(State(s): State<AppState>, Seg(txid): Seg) -> ApiResult<Json<Val
     }
 }
 
+/// `GET /tx/{txid}/merkle-proof`: the inclusion proof of a best-chain transaction, in
+/// Esplora's shape (`block_height`, `merkle`, `pos`) for our RFC 6962 tree, with the block's
+/// hash and transaction count, which a verifier of that tree needs (PROTOCOL.md §5.1).
+pub async fn merkle_proof(State(s): State<AppState>, Seg(txid): Seg) -> ApiResult<Json<Value>> {
+    let txid: Txid = parse_hash("txid", &txid)?;
+    let (hash, height) = match s.node.tx(txid).await? {
+        TxStatus::Confirmed { block, height, .. } => (block, height),
+        TxStatus::Mempool(_) => {
+            return Err(ApiError::not_found(
+                "tx_pending",
+                format!(
+                    "transaction {txid} is pending in the mempool: it has no proof until it is in a block"
+                ),
+            ));
+        }
+        TxStatus::Unknown => {
+            return Err(ApiError::not_found(
+                "no_such_tx",
+                format!("transaction {txid} is not on the best chain: no proof of it"),
+            ));
+        }
+    };
+    // The block may have left the best chain since: then the node no longer vouches for it.
+    let info = s
+        .node
+        .block(BlockId::Hash(hash))
+        .await?
+        .filter(|i| i.on_best_chain)
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "no_such_tx",
+                format!("transaction {txid} left the best chain in a reorganisation; ask again"),
+            )
+        })?;
+    let txids: Vec<Txid> = info.block.txs.iter().map(|t| t.compute_txid()).collect();
+    let pos = txids.iter().position(|t| *t == txid);
+    let Some((pos, path)) = pos.and_then(|p| Some((p, merkle::proof(&txids, p)?))) else {
+        return Err(ApiError::not_found(
+            "no_such_tx",
+            format!("transaction {txid} is not in block {hash}"),
+        ));
+    };
+    Ok(Json(json!({
+        "block_height": height,
+        "block_hash": hash.to_hex(),
+        "merkle": path.iter().map(hex::encode).collect::<Vec<_>>(),
+        "pos": pos,
+        "tx_count": txids.len(),
+    })))
+}
+
+/// Most headers one `/headers` answer holds.
+pub const MAX_HEADERS: u64 = 500;
+
+/// Query of `/headers`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadersQuery {
+    /// First height (default 0, genesis).
+    from: Option<u64>,
+    /// How many (default and most [`MAX_HEADERS`]).
+    count: Option<u64>,
+}
+
+/// `GET /headers?from=H&count=N`: the best chain's headers from height H up, each as the hex
+/// of its 96 bytes (PROTOCOL.md §2), for a client that checks the chain itself (proof of work,
+/// linkage). Fewer than N past the tip, or when the blocks are heavy: ask again from where the
+/// answer ends.
+pub async fn headers(
+    State(s): State<AppState>,
+    ApiQuery(q): ApiQuery<HeadersQuery>,
+) -> ApiResult<Json<Value>> {
+    let from = q.from.unwrap_or(0);
+    let count = q.count.unwrap_or(MAX_HEADERS);
+    if count == 0 || count > MAX_HEADERS {
+        return Err(ApiError::bad_request(
+            "out_of_range",
+            format!("count must be from 1 to {MAX_HEADERS}, got {count}"),
+        ));
+    }
+    let tip = s.node.live_status()?.height;
+    let headers = s.node.headers(from, count).await?;
+    Ok(Json(json!({
+        "from": from,
+        "tip_height": tip,
+        "headers": headers.iter().map(hex::encode).collect::<Vec<_>>(),
+    })))
+}
+
 /// The most hex digits a `POST /tx` body may hold (a transfer is 153 bytes).
 const MAX_TX_HEX: usize = 2 * crate::chain::tx::TRANSFER_LEN;
 
@@ -281,7 +370,7 @@ pub fn mempool_code(e: &MempoolError) -> &'static str {
         MempoolError::BadSignature(_) => "bad_signature",
         MempoolError::NonceTooLow { .. } => "nonce_too_low",
         MempoolError::NonceTooHigh { .. } => "nonce_too_high",
-        MempoolError::NonceTaken(_) => "nonce_taken",
+        MempoolError::ReplacementUnderpriced { .. } => "replacement_underpriced",
         MempoolError::AmountOverflow => "amount_overflow",
         MempoolError::InsufficientBalance { .. } => "insufficient_balance",
         MempoolError::Full { .. } => "mempool_full",

@@ -201,6 +201,9 @@ pub fn router(state: AppState, cors: Option<CorsLayer>) -> Router {
         .route("/tree", get(api::tree))
         .route("/metrics", get(metrics::metrics))
         .route("/wallet/send", post(actions::send))
+        .route("/wallet/bump", post(actions::bump))
+        .route("/tx/{txid}/merkle-proof", get(api::merkle_proof))
+        .route("/headers", get(api::headers))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,

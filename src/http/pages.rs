@@ -13,6 +13,7 @@ const COMMON_JS: &str = include_str!("assets/common.js");
 const TREE_JS: &str = include_str!("assets/tree.js");
 const APP_JS: &str = include_str!("assets/app.js");
 const WALLET_JS: &str = include_str!("assets/wallet.js");
+const VERIFY_JS: &str = include_str!("assets/verify.js");
 
 /// The BIP 39 English word list, one word a line, for the wallet page's backup words: the
 /// list of the `bip39` crate that `gossipchain wallet` uses, so both make the same words.
@@ -56,4 +57,5 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
             "/assets/bip39-english.txt",
             get(|| async { asset("text/plain; charset=utf-8", bip39_english()) }),
         )
+        .route("/assets/verify.js", get(|| async { asset(JS, VERIFY_JS) }))
 }

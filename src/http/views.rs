@@ -251,6 +251,22 @@ pub fn event(e: &NodeEvent, kind: ChainKind) -> (&'static str, serde_json::Value
             }),
         ),
         NodeEvent::Tx { txid, tx } => ("tx", json!(TxView::transfer(*txid, tx, kind))),
+        NodeEvent::Replaced {
+            txid,
+            tx,
+            by,
+            new_fee,
+        } => (
+            "replaced",
+            json!({
+                "txid": txid.to_hex(),
+                "from": kind.encode(&tx.from),
+                "nonce": tx.nonce,
+                "fee": tx.fee,
+                "replaced_by": by.to_hex(),
+                "new_fee": new_fee,
+            }),
+        ),
         NodeEvent::Peer {
             peer,
             connected,

@@ -5,6 +5,7 @@ use super::events::{TreeSnapshot, TxStatus};
 use super::handle::Command;
 use super::mining::MineWaiter;
 use super::{BlockId, BlockInfo, BlockState, Node};
+use crate::chain::block::HEADER_LEN;
 use crate::chain::{CheckedBlock, Outcome};
 use crate::net::Topic;
 use std::sync::Arc;
@@ -53,6 +54,9 @@ impl Node {
             } => {
                 let _ = reply.send(self.send(to, amount, fee));
             }
+            Command::Bump { txid, fee, reply } => {
+                let _ = reply.send(self.bump(txid, fee));
+            }
             Command::Submit { tx, reply } => {
                 let _ = reply.send(self.admit_local(tx));
             }
@@ -69,6 +73,15 @@ impl Node {
             }
             Command::Mempool { reply } => {
                 let _ = reply.send(self.mempool.by_fee());
+            }
+            Command::Headers { from, count, reply } => {
+                let headers = self
+                    .chain
+                    .wires_from(from, count, super::handle::HEADERS_BUDGET)
+                    .iter()
+                    .filter_map(|w| w.get(..HEADER_LEN)?.try_into().ok())
+                    .collect();
+                let _ = reply.send(headers);
             }
             Command::Mine { n, blocks } => {
                 self.mine_waiters.push_back(MineWaiter { left: n, blocks });

@@ -1,5 +1,5 @@
 //! What the node tells its watchers (the HTTP API's event stream, the dashboard): a broadcast of
-//! block arrivals, tip changes, admitted transfers and peers; and the bounded records behind
+//! block arrivals, tip changes, admitted and replaced transfers and peers; and the bounded records behind
 //! the queries that need history: when and from which peer each recent block arrived (the block
 //! tree view), and which best-chain block holds a txid.
 //!
@@ -54,6 +54,18 @@ pub enum NodeEvent {
         txid: Txid,
         /// The transfer.
         tx: Transfer,
+    },
+    /// A pending transfer was evicted by a replacement: same sender and nonce, a fee at least
+    /// 10 % higher. The replacement's own [`NodeEvent::Tx`] follows.
+    Replaced {
+        /// The evicted transfer's txid.
+        txid: Txid,
+        /// The evicted transfer.
+        tx: Transfer,
+        /// The replacement's txid.
+        by: Txid,
+        /// The replacement's fee.
+        new_fee: u64,
     },
     /// A peer connected or disconnected.
     Peer {
@@ -282,6 +294,16 @@ impl Watch {
     /// A transfer entered the mempool.
     pub(crate) fn tx_admitted(&mut self, txid: Txid, tx: Transfer) {
         self.send(NodeEvent::Tx { txid, tx });
+    }
+
+    /// A pending transfer was replaced by `by`, paying `new_fee`.
+    pub(crate) fn tx_replaced(&mut self, txid: Txid, tx: Transfer, by: Txid, new_fee: u64) {
+        self.send(NodeEvent::Replaced {
+            txid,
+            tx,
+            by,
+            new_fee,
+        });
     }
 
     /// A peer connected or left.

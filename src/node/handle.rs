@@ -3,6 +3,7 @@
 //! [`Command`] to the actor with a `oneshot` for the answer.
 
 use super::events::{Numbered, TreeSnapshot, TxStatus};
+use crate::chain::block::HEADER_LEN;
 use crate::chain::mempool::MempoolLimits;
 use crate::chain::tree::TreeLimits;
 use crate::chain::{
@@ -185,7 +186,17 @@ pub enum SendError {
     /// The mempool refused it.
     #[error("{0}")]
     Mempool(#[from] MempoolError),
+    /// `bump`: no pending transfer has this txid (mined already, replaced, or never sent).
+    #[error("transaction {0} is not pending (mined, replaced or unknown): nothing to speed up")]
+    NotPending(Txid),
+    /// `bump`: the pending transfer is not from this node's wallet, so it cannot re-sign it.
+    #[error("transaction {0} is not from this wallet: only its sender can replace it")]
+    NotOurs(Txid),
 }
+
+/// Most bytes of blocks one [`NodeHandle::headers`] page reads (headers are read from the
+/// stored blocks): a page of heavy blocks is cut short rather than holding the node up.
+pub const HEADERS_BUDGET: usize = 4 << 20;
 
 /// What a [`NodeHandle`] asks the actor.
 pub(super) enum Command {
@@ -211,6 +222,11 @@ pub(super) enum Command {
         fee: u64,
         reply: oneshot::Sender<Result<Txid, SendError>>,
     },
+    Bump {
+        txid: Txid,
+        fee: u64,
+        reply: oneshot::Sender<Result<Txid, SendError>>,
+    },
     Submit {
         tx: Transfer,
         reply: oneshot::Sender<Result<Txid, MempoolError>>,
@@ -221,6 +237,11 @@ pub(super) enum Command {
     },
     Mempool {
         reply: oneshot::Sender<Vec<(Txid, Transfer)>>,
+    },
+    Headers {
+        from: u64,
+        count: u64,
+        reply: oneshot::Sender<Vec<[u8; HEADER_LEN]>>,
     },
     Mine {
         n: u64,
@@ -390,9 +411,22 @@ impl NodeHandle {
         .await
     }
 
+    /// Replaces this wallet's pending transfer `txid` by the same transfer with `fee` (at
+    /// least 10 % more), re-signed, admitted and gossiped; the new txid.
+    pub async fn bump(&self, txid: Txid, fee: u64) -> Result<Result<Txid, SendError>, Stopped> {
+        self.ask(|reply| Command::Bump { txid, fee, reply }).await
+    }
+
     /// Admits and gossips a transfer signed elsewhere.
     pub async fn submit(&self, tx: Transfer) -> Result<Result<Txid, MempoolError>, Stopped> {
         self.ask(|reply| Command::Submit { tx, reply }).await
+    }
+
+    /// The encoded headers of the best chain from height `from` on, at most `count` (fewer
+    /// past the tip, or when the page's blocks weigh more than [`HEADERS_BUDGET`]).
+    pub async fn headers(&self, from: u64, count: u64) -> Result<Vec<[u8; HEADER_LEN]>, Stopped> {
+        self.ask(|reply| Command::Headers { from, count, reply })
+            .await
     }
 
     /// Validates a block as if a peer had sent it; publishes it if accepted.

@@ -2,6 +2,7 @@
 //! here, and the verdict gossipsub gets (accept and forward, ignore, reject and penalise).
 
 use super::{Node, SendError};
+use crate::chain::mempool::{Admitted, min_replacement_fee};
 use crate::chain::{Address, Block, MempoolError, Outcome, Transaction, Transfer, Txid};
 use crate::metrics::Origin;
 use crate::net::Topic;
@@ -62,12 +63,12 @@ impl Node {
                 );
             }
         };
-        let added = self.mempool.add(tx, self.chain.ledger());
+        let added = self.mempool.admit(tx, self.chain.ledger());
         self.metrics.transfer_result(Origin::Gossip, &added);
         let acceptance = match added {
-            Ok(txid) => {
-                tracing::debug!(tx = %txid.short(), %source, "transaction accepted");
-                self.watch.tx_admitted(txid, tx);
+            Ok(admitted) => {
+                tracing::debug!(tx = %admitted.txid.short(), %source, "transaction accepted");
+                self.announce(admitted, tx);
                 MessageAcceptance::Accept
             }
             Err(MempoolError::BadSignature(e)) => {
@@ -118,12 +119,12 @@ impl Node {
                     return None;
                 }
             };
-            let added = self.mempool.add(tx, self.chain.ledger());
+            let added = self.mempool.admit(tx, self.chain.ledger());
             self.metrics.transfer_result(Origin::Sync, &added);
             match added {
-                Ok(txid) => {
+                Ok(admitted) => {
                     accepted += 1;
-                    self.watch.tx_admitted(txid, tx);
+                    self.announce(admitted, tx);
                     self.net.publish(Topic::Txs, bytes.0);
                 }
                 Err(MempoolError::BadSignature(_)) => {
@@ -172,12 +173,56 @@ impl Node {
         Ok(self.admit_local(tx)?)
     }
 
+    /// Re-signs this wallet's pending transfer `txid` with a higher `fee` (same recipient,
+    /// amount and nonce), admits and gossips it: the replacement evicts the original here and
+    /// on every peer that applies the replacement rule.
+    pub(super) fn bump(&mut self, txid: Txid, fee: u64) -> Result<Txid, SendError> {
+        let Some(old) = self.mempool.get(&txid).copied() else {
+            return Err(SendError::NotPending(txid));
+        };
+        if old.from != self.wallet.address() {
+            return Err(SendError::NotOurs(txid));
+        }
+        // Checked before signing: the same fee would sign the very same transfer (Ed25519 is
+        // deterministic), which the pool would call already known rather than too cheap.
+        let min_fee = min_replacement_fee(old.fee);
+        if u128::from(fee) < min_fee {
+            return Err(MempoolError::ReplacementUnderpriced {
+                pending: txid,
+                old_fee: old.fee,
+                min_fee,
+                got: fee,
+            }
+            .into());
+        }
+        let tx = self
+            .wallet
+            .sign(&self.chain.chain_id(), old.to, old.amount, fee, old.nonce);
+        Ok(self.admit_local(tx)?)
+    }
+
+    /// Tells the watchers of an admitted transfer, and of the one it replaced.
+    fn announce(&mut self, admitted: Admitted, tx: Transfer) {
+        if let Some((old, old_tx)) = admitted.replaced {
+            tracing::info!(
+                old = %old.short(),
+                new = %admitted.txid.short(),
+                old_fee = old_tx.fee,
+                new_fee = tx.fee,
+                "transaction replaced by a higher fee"
+            );
+            self.watch.tx_replaced(old, old_tx, admitted.txid, tx.fee);
+        }
+        self.watch.tx_admitted(admitted.txid, tx);
+    }
+
     /// Admits a transfer made or submitted here and gossips it.
     pub(super) fn admit_local(&mut self, tx: Transfer) -> Result<Txid, MempoolError> {
-        let added = self.mempool.add(tx, self.chain.ledger());
+        let added = self.mempool.admit(tx, self.chain.ledger());
         self.metrics.transfer_result(Origin::Local, &added);
-        let txid = added?;
-        self.watch.tx_admitted(txid, tx);
+        let admitted = added?;
+        let txid = admitted.txid;
+        self.announce(admitted, tx);
         tracing::info!(tx = %txid.short(), amount = tx.amount, fee = tx.fee, "transaction submitted");
         self.net
             .publish(Topic::Txs, Transaction::Transfer(tx).encode());

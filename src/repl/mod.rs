@@ -54,6 +54,10 @@ pub async fn execute(cmd: Cmd, node: &NodeHandle) -> Result<Output, Stopped> {
             Ok(txid) => format!("sent {txid}"),
             Err(e) => format!("error: {e}"),
         },
+        Cmd::Bump { txid, fee } => match node.bump(txid, fee).await? {
+            Ok(new) => format!("replaced {txid} by {new} (fee {fee})"),
+            Err(e) => format!("error: {e}"),
+        },
         Cmd::Mempool => render::mempool(kind, &node.mempool().await?),
         Cmd::Mine(n) => {
             let mut lines = Vec::new();

@@ -1,7 +1,7 @@
 //! Parsing of the typed commands: pure, no I/O. A typo or a bad argument becomes a
 //! [`ParseError`] naming the command's usage.
 
-use crate::chain::{Address, ChainKind};
+use crate::chain::{Address, ChainKind, Txid};
 use crate::node::BlockId;
 use libp2p::Multiaddr;
 
@@ -29,6 +29,13 @@ pub enum Cmd {
         /// Coins.
         amount: u64,
         /// Fee.
+        fee: u64,
+    },
+    /// Speed up a pending transfer of this wallet: the same transfer with a higher fee.
+    Bump {
+        /// The pending transfer.
+        txid: Txid,
+        /// The new fee.
         fee: u64,
     },
     /// List pending transfers.
@@ -72,6 +79,10 @@ pub const USAGE: &[(&str, &str)] = &[
     (
         "send <address> <amount> [fee]",
         "sign and send coins from this wallet (fee default 1)",
+    ),
+    (
+        "bump <txid> <fee>",
+        "speed up a pending transfer of this wallet: resend it with a fee at least 10 % higher",
     ),
     ("mempool", "pending transactions, highest fee first"),
     ("mine [n]", "mine n blocks now (default 1), printing each"),
@@ -205,6 +216,17 @@ pub fn parse(line: &str, kind: ChainKind) -> Result<Option<Cmd>, ParseError> {
             };
             Cmd::Send { to, amount, fee }
         }
+        "bump" => {
+            arity(2, 2)?;
+            let txid = args[0].parse().map_err(|_| {
+                err(format!(
+                    "bad txid '{}': expected 64 hex digits (see `mempool`)",
+                    args[0]
+                ))
+            })?;
+            let fee = parse_amount("fee", args[1], 0).map_err(err)?;
+            Cmd::Bump { txid, fee }
+        }
         "mempool" => {
             arity(0, 0)?;
             Cmd::Mempool
@@ -281,6 +303,11 @@ mod tests {
                 fee: 0
             })
         );
+        let t = Txid([0xab; 32]);
+        assert_eq!(
+            parse(&format!("bump {t} 11")).unwrap(),
+            Some(Cmd::Bump { txid: t, fee: 11 })
+        );
         assert_eq!(parse("mine").unwrap(), Some(Cmd::Mine(1)));
         assert_eq!(parse("mine off").unwrap(), Some(Cmd::MineSwitch(false)));
         assert!(matches!(
@@ -340,6 +367,17 @@ mod tests {
             parse("chain 10001").unwrap_err().message,
             "n must be at most 10000"
         );
+        let e = parse("bump abc 5").unwrap_err();
+        assert_eq!(
+            (e.message.as_str(), e.usage),
+            (
+                "bad txid 'abc': expected 64 hex digits (see `mempool`)",
+                "bump <txid> <fee>"
+            )
+        );
+        let e = parse(&format!("bump {} x", Txid([1; 32]))).unwrap_err();
+        assert_eq!(e.message, "fee must be a whole number, got 'x'");
+        assert_eq!(parse("bump").unwrap_err().message, "missing argument");
         let e = parse("status now").unwrap_err();
         assert_eq!(e.message, "unexpected argument 'now'");
     }
