@@ -877,7 +877,9 @@ fn the_command_line_client_prints_what_the_prompt_prints() {
         remote
     };
 
-    // status: the same fields in the same order; those that do not change, the same values.
+    // status: the same fields in the same order; those that do not change, the same values
+    // (once the node listens: its address is among them).
+    a.wait_status("A to listen", WAIT, |s| !s["listening"].is_empty());
     let prompt = status_fields(&a.run("status"));
     let remote = status_fields(&client_lines(&client(d, &["status"])));
     let keys = |s: &[(String, String)]| s.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
