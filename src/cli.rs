@@ -24,6 +24,9 @@ pub struct Cli {
     /// Node options, when no subcommand is given.
     #[command(flatten)]
     pub node: NodeArgs,
+    /// Options of a command for a running node, given before it.
+    #[command(flatten)]
+    pub leading: crate::client::LeadingArgs,
 }
 
 /// The subcommands.
@@ -43,17 +46,22 @@ pub enum Command {
 }
 
 /// Parses the command line, or exits with a usage error (code 2). Of the node's options, only
-/// --data-dir may come before a subcommand (`gossipchain --data-dir D status`): the others
-/// before one would be silently ignored, so they are refused.
+/// --data-dir may come before a subcommand (`gossipchain --data-dir D status`), and the
+/// client's (--node, --token, --json) before a command for a running node: others before a
+/// subcommand would be silently ignored, so they are refused.
 pub fn parse() -> Cli {
     use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
     let mut command = Cli::command();
     let matches = command.get_matches_mut();
+    let leading = ["leading_node", "leading_token", "leading_json"];
+    let on_line = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
     if let Some((sub, _)) = matches.subcommand() {
+        let client = <crate::client::ClientCommand as clap::Subcommand>::has_subcommand(sub);
         let given: Vec<String> = command
             .get_arguments()
             .filter(|a| a.get_id() != "data_dir")
-            .filter(|a| matches.value_source(a.get_id().as_str()) == Some(ValueSource::CommandLine))
+            .filter(|a| !(client && leading.contains(&a.get_id().as_str())))
+            .filter(|a| on_line(a.get_id().as_str()))
             .map(|a| a.get_long().unwrap_or(a.get_id().as_str()).to_string())
             .collect();
         if let Some(flag) = given.first() {
@@ -61,11 +69,19 @@ pub fn parse() -> Cli {
                 .error(
                     clap::error::ErrorKind::ArgumentConflict,
                     format!(
-                        "--{flag} is an option of a running node: it goes after `gossipchain node` (or with no subcommand), not before `{sub}`"
+                        "--{flag} cannot come before `{sub}` (the node's options go after `gossipchain node`, or with no subcommand)"
                     ),
                 )
                 .exit();
         }
+    } else if let Some(id) = leading.iter().find(|id| on_line(id)) {
+        let flag = id.trim_start_matches("leading_");
+        command
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!("--{flag} goes with a command for a running node, e.g. `gossipchain --{flag} ... status`"),
+            )
+            .exit();
     }
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut command).exit())
 }
@@ -248,7 +264,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             run_wallet(command)
         }
-        Some(Command::Client(cmd)) => crate::client::run(cmd, dir).await,
+        Some(Command::Client(cmd)) => crate::client::run(cmd, dir, cli.leading).await,
     }
 }
 

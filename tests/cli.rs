@@ -1019,7 +1019,11 @@ fn the_command_line_client_prints_what_the_prompt_prints() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr_of(&out));
     }
     let out = client_cli(&["--mine", "status"]);
-    assert_exit(&out, 2, "--mine is an option of a running node");
+    assert_exit(&out, 2, "--mine cannot come before `status`");
+    let out = client_cli(&["--node", "127.0.0.1:1", "wallet", "show"]);
+    assert_exit(&out, 2, "--node cannot come before `wallet`");
+    let out = client_cli(&["--json", "--no-mdns"]);
+    assert_exit(&out, 2, "--json goes with a command for a running node");
     let h = a.height();
     for (args, message) in [
         (
@@ -1052,6 +1056,9 @@ fn the_command_line_client_prints_what_the_prompt_prints() {
     let url = a.status()["http"].clone();
     let out = client_cli(&["status", "--node", &url]);
     assert_eq!(status_fields(&client_lines(&out))[0], prompt[0]);
+    let out = client_cli(&["--node", &url, "--json", "address"]);
+    let v: serde_json::Value = serde_json::from_str(&client_lines(&out).join("\n")).unwrap();
+    assert_eq!(v["address"], address.as_str());
     let out = client_cli(&["mine", "--node", &url]);
     assert_one_line_error(&out, 1, "needs the node's token for this");
     let token = std::fs::read_to_string(d.join(".cookie")).unwrap();

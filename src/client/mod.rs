@@ -33,6 +33,33 @@ pub struct ClientArgs {
     pub json: bool,
 }
 
+/// The client's options when they come before the command (`gossipchain --node URL status`),
+/// as `--data-dir` may; explained under each command's `--help`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct LeadingArgs {
+    /// The node's HTTP API (before a command).
+    #[arg(long = "node", id = "leading_node", value_name = "URL", hide = true)]
+    pub node: Option<String>,
+    /// The action token (before a command).
+    #[arg(
+        long = "token",
+        id = "leading_token",
+        value_name = "TOKEN",
+        hide = true
+    )]
+    pub token: Option<String>,
+    /// JSON output (before a command).
+    #[arg(long = "json", id = "leading_json", hide = true)]
+    pub json: bool,
+}
+
+impl LeadingArgs {
+    /// Whether any was given.
+    pub fn any(&self) -> bool {
+        self.node.is_some() || self.token.is_some() || self.json
+    }
+}
+
 /// A command for a running node, as typed at its prompt: its name and its words.
 #[derive(Debug, Clone)]
 pub struct ClientCommand {
@@ -196,9 +223,13 @@ fn recorded(dir: &Path) -> Result<(String, u16), NodeError> {
     Ok((ip.to_string(), addr.port()))
 }
 
-/// Runs a command against the node and prints its answer. `data_dir` is the data dir given
-/// before the command (`gossipchain --data-dir D status`), if any.
-pub async fn run(cmd: ClientCommand, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+/// Runs a command against the node and prints its answer. `data_dir` and `leading` are the
+/// options given before the command (`gossipchain --data-dir D status`), if any.
+pub async fn run(
+    cmd: ClientCommand,
+    data_dir: Option<PathBuf>,
+    leading: LeadingArgs,
+) -> anyhow::Result<()> {
     let line = std::iter::once(cmd.name.as_str())
         .chain(cmd.words.iter().map(String::as_str))
         .collect::<Vec<_>>()
@@ -212,7 +243,13 @@ pub async fn run(cmd: ClientCommand, data_dir: Option<PathBuf>) -> anyhow::Resul
             );
         }
     };
-    let args = cmd.args;
+    // Given before the command, on the command line: those win over the environment's.
+    let args = ClientArgs {
+        data_dir: cmd.args.data_dir,
+        node: leading.node.or(cmd.args.node),
+        token: leading.token.or(cmd.args.token),
+        json: leading.json || cmd.args.json,
+    };
     let given_dir = args.data_dir.or(data_dir);
     let dir = match &given_dir {
         Some(d) => d.clone(),
