@@ -1,10 +1,10 @@
 //! Command-line definitions (clap) and what each subcommand does. `gossipchain` alone runs a
 //! node, as `gossipchain node` does.
 
-use crate::chain::{Address, ChainParams};
+use crate::chain::{Address, ChainKind, ChainParams};
 use crate::node::{self, NodeConfig};
 use crate::store::{Store, StoreError};
-use crate::wallet::Wallet;
+use crate::wallet::{self, Wallet};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use libp2p::Multiaddr;
@@ -206,8 +206,19 @@ pub struct NodeArgs {
 /// Wallet subcommands.
 #[derive(Subcommand, Debug)]
 pub enum WalletCommand {
-    /// Create a new key file (refuses to overwrite one) and print its address.
+    /// Create a new key file (refuses to overwrite one), print its address, and show once the
+    /// 24 words that restore it (`wallet restore`).
     New {
+        /// Data directory and chain.
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// Key file [default: <data dir>/wallet.key].
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Write a key file from the 24 backup words of `wallet new`, read from stdin (typed or
+    /// piped: words on the command line would stay in the shell's history).
+    Restore {
         /// Data directory and chain.
         #[command(flatten)]
         chain: ChainArgs,
@@ -236,8 +247,9 @@ pub enum WalletCommand {
         /// Key file [default: <data dir>/wallet.key].
         #[arg(long)]
         file: Option<PathBuf>,
-        /// The address (64 hex digits) [default: the wallet's].
-        address: Option<Address>,
+        /// The address (bech32m, gc1… on the default chain, or 64 hex digits) [default: the
+        /// wallet's].
+        address: Option<String>,
     },
 }
 
@@ -259,6 +271,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Wallet { mut command }) => {
             match &mut command {
                 WalletCommand::New { chain, .. }
+                | WalletCommand::Restore { chain, .. }
                 | WalletCommand::Show { chain, .. }
                 | WalletCommand::Balance { chain, .. } => fill(chain),
             }
@@ -361,28 +374,85 @@ fn key_file(chain: &ChainArgs, file: Option<PathBuf>) -> anyhow::Result<PathBuf>
     })
 }
 
+/// The kind of chain `chain` names, for the text of addresses.
+fn chain_kind(chain: &ChainArgs) -> anyhow::Result<ChainKind> {
+    Ok(ChainKind::of(&chain.params()?.chain_id()))
+}
+
+/// A new key file's path: refused if it exists.
+fn new_key_file(chain: &ChainArgs, file: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let path = key_file(chain, file)?;
+    if path.exists() {
+        bail!(
+            "{} already exists; refusing to overwrite a key (choose another --file)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// The backup words, numbered in rows of four, for a person to copy.
+fn numbered_words(mnemonic: &bip39::Mnemonic) -> String {
+    let words: Vec<String> = mnemonic
+        .words()
+        .enumerate()
+        .map(|(i, w)| format!("{:>2} {w:<9}", i + 1))
+        .collect();
+    words
+        .chunks(4)
+        .map(|row| format!("  {}", row.join("  ").trim_end()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn run_wallet(command: WalletCommand) -> anyhow::Result<()> {
     match command {
         WalletCommand::New { chain, file } => {
-            let path = key_file(&chain, file)?;
-            if path.exists() {
-                bail!(
-                    "{} already exists; refusing to overwrite a key (choose another --file)",
-                    path.display()
-                );
-            }
-            let (w, _) = Wallet::load_or_create(&path)?;
-            println!("{}", w.address());
+            let kind = chain_kind(&chain)?;
+            let path = new_key_file(&chain, file)?;
+            let mnemonic = wallet::new_mnemonic();
+            let w = Wallet::from_mnemonic(&mnemonic);
+            wallet::write_new_secret(&path, &w.secret())?;
+            // The address on stdout for scripts; the words on stderr, for the person at the
+            // terminal, shown this once.
+            println!("{}", kind.encode(&w.address()));
             eprintln!("new wallet written to {} (mode 0600)", path.display());
+            eprintln!(
+                "Write down these {} words, in order, and keep them offline. They restore this \
+                 wallet (`gossipchain wallet restore`) and are not shown again; anyone who has \
+                 them can spend its coins.\n{}",
+                mnemonic.word_count(),
+                numbered_words(&mnemonic)
+            );
+        }
+        WalletCommand::Restore { chain, file } => {
+            let kind = chain_kind(&chain)?;
+            let path = new_key_file(&chain, file)?;
+            // At a terminal the words are one line, ended by Enter; from a pipe, all of it.
+            let mut text = String::new();
+            let stdin = std::io::stdin();
+            if std::io::IsTerminal::is_terminal(&stdin) {
+                eprintln!("type or paste the backup words on one line, then press Enter:");
+                stdin.read_line(&mut text)
+            } else {
+                std::io::Read::read_to_string(&mut stdin.lock(), &mut text)
+            }
+            .context("cannot read the words from stdin")?;
+            let mnemonic = wallet::parse_mnemonic(&text)?;
+            let w = Wallet::from_mnemonic(&mnemonic);
+            wallet::write_new_secret(&path, &w.secret())?;
+            println!("{}", kind.encode(&w.address()));
+            eprintln!("wallet restored to {} (mode 0600)", path.display());
         }
         WalletCommand::Show {
             chain,
             file,
             secret,
         } => {
+            let kind = chain_kind(&chain)?;
             let path = key_file(&chain, file)?;
             let w = Wallet::load(&path)?;
-            println!("address {}", w.address());
+            println!("address {}", kind.encode(&w.address()));
             if secret {
                 println!("secret  {}", w.secret_hex());
             }
@@ -392,11 +462,14 @@ fn run_wallet(command: WalletCommand) -> anyhow::Result<()> {
             file,
             address,
         } => {
-            let address = match address {
-                Some(a) => a,
+            let params = chain.params()?;
+            let kind = ChainKind::of(&params.chain_id());
+            let address: Address = match address {
+                Some(a) => kind
+                    .parse(&a)
+                    .with_context(|| format!("bad address '{}'", a.trim()))?,
                 None => Wallet::load(&key_file(&chain, file)?)?.address(),
             };
-            let params = chain.params()?;
             let dir = chain.data_dir()?;
             let store_path = dir.join("blocks.redb");
             if !store_path.exists() {
@@ -415,7 +488,8 @@ fn run_wallet(command: WalletCommand) -> anyhow::Result<()> {
             let chain_state = store.load_chain(Default::default())?;
             let account = chain_state.ledger().account(&address);
             println!(
-                "{address}\nbalance    {}\nnonce      {}\nheight     {}",
+                "{}\nbalance    {}\nnonce      {}\nheight     {}",
+                kind.encode(&address),
                 account.balance,
                 account.nonce,
                 chain_state.height()

@@ -1,14 +1,29 @@
 //! gossipchain: a peer-to-peer blockchain node.
 //!
-//! Data flows one way: wire bytes → `net` (the libp2p swarm) → `node` (the actor owning the
-//! state) → [`chain`] (pure consensus rules) → [`store`] (redb).
+//! Data flows one way: wire bytes → [`net`] (the libp2p swarm) → [`node`] (the actor owning the
+//! state) → [`chain`] (pure consensus rules) → [`store`] (redb). The REPL, the HTTP API and the
+//! command line are edges that call the node through its [`node::NodeHandle`].
 //!
-//! - [`chain`]: blocks, transactions, validation, fork choice, ledger, mempool. No I/O.
-//! - [`miner`]: the multi-threaded nonce search.
-//! - [`store`]: the crash-safe block store.
-//! - [`repl`]: the commands, at the node's prompt; [`client`]: the same commands from the
-//!   command line, to a running node over its HTTP API ([`http`]).
+//! # Layout
+//!
+//! - [`chain`]: consensus: blocks, transactions, signatures, proof of work, retargeting,
+//!   validation, fork choice, ledger, mempool. Pure logic: no I/O, no clock.
+//! - [`cli`]: the command line (clap) and what each subcommand runs.
+//! - [`client`]: the prompt's commands from the command line, to a running node over its
+//!   HTTP API (`gossipchain status`).
+//! - [`http`]: the JSON API, Server-Sent Events, dashboard and wallet page (axum).
+//! - [`metrics`]: the node's Prometheus metrics, served beside libp2p's.
+//! - [`miner`]: the multi-threaded nonce search over multi-lane SHA-256 backends.
+//! - [`net`]: the libp2p swarm and nothing else: discovery, gossip, sync messages, peer policy.
+//! - [`node`]: the actor that owns the chain state, mempool, store and miner, and its handle.
+//! - [`priority`]: thread priorities: the HTTP server and the miner in Linux's idle class.
+//! - [`repl`]: the commands typed at a running node: parsing, running, rendering.
+//! - [`store`]: the crash-safe block store (redb and an append-only body file).
 //! - [`testkit`]: builders of valid blocks at low difficulty, for tests, benches and fuzzing.
+//! - [`wallet`]: secret key files (the wallet's Ed25519 key, the network identity) and the
+//!   wallet's backup words (BIP 39, SLIP-0010).
+//!
+//! `docs/architecture.md` maps every file and says where to start reading.
 
 pub mod chain;
 pub mod cli;

@@ -49,8 +49,9 @@ pub struct OriginLabel {
 pub struct RejectLabels {
     /// local, gossip or sync.
     pub origin: &'static str,
-    /// The error's kind, in snake case (`bad_pow`, `insufficient_funds`, ...).
-    pub reason: String,
+    /// The error's kind, in snake case (`insufficient_work`, `nonce_too_low`, ...): the
+    /// error's `label()`, never its `Debug` form.
+    pub reason: &'static str,
 }
 
 /// `{found_by}`.
@@ -65,27 +66,6 @@ pub struct FoundByLabel {
 pub struct SyncLabel {
     /// requested, applied, timeout or failure.
     pub event: &'static str,
-}
-
-/// The snake-case kind of an error from its `Debug` form (the enum variant's name): a label
-/// value with few distinct values, unlike the message, which carries hashes and amounts.
-pub fn kind_of(debug: &str) -> String {
-    let name = debug
-        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-        .next()
-        .unwrap_or_default();
-    let mut out = String::with_capacity(name.len() + 4);
-    for (i, c) in name.chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 {
-                out.push('_');
-            }
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    if out.is_empty() { "other".into() } else { out }
 }
 
 /// Every metric of the node, and the registry that holds them and libp2p's.
@@ -260,7 +240,7 @@ impl Metrics {
                 self.blocks_rejected
                     .get_or_create(&RejectLabels {
                         origin,
-                        reason: kind_of(&format!("{e:?}")),
+                        reason: e.label(),
                     })
                     .inc();
             }
@@ -280,7 +260,7 @@ impl Metrics {
                 self.transfers_rejected
                     .get_or_create(&RejectLabels {
                         origin,
-                        reason: kind_of(&format!("{e:?}")),
+                        reason: e.label(),
                     })
                     .inc();
             }
@@ -288,21 +268,21 @@ impl Metrics {
     }
 
     /// Counts a transfer refused before it reached the mempool (undecodable, a coinbase).
-    pub fn transfer_refused(&self, origin: Origin, reason: &str) {
+    pub fn transfer_refused(&self, origin: Origin, reason: &'static str) {
         self.transfers_rejected
             .get_or_create(&RejectLabels {
                 origin: origin.as_str(),
-                reason: reason.into(),
+                reason,
             })
             .inc();
     }
 
     /// Counts a block refused before validation (undecodable).
-    pub fn block_refused(&self, origin: Origin, reason: &str) {
+    pub fn block_refused(&self, origin: Origin, reason: &'static str) {
         self.blocks_rejected
             .get_or_create(&RejectLabels {
                 origin: origin.as_str(),
-                reason: reason.into(),
+                reason,
             })
             .inc();
     }
@@ -327,15 +307,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn error_kinds_are_snake_case_variant_names() {
-        assert_eq!(kind_of("BadPow"), "bad_pow");
-        assert_eq!(
-            kind_of("InsufficientFunds { need: 3, have: 1 }"),
-            "insufficient_funds"
+    fn refusals_are_labelled_by_the_errors_label() {
+        let m = Metrics::new();
+        m.transfer_result::<()>(
+            Origin::Gossip,
+            &Err(MempoolError::NonceTooLow {
+                expected: 3,
+                got: 1,
+            }),
         );
-        assert_eq!(kind_of("BadSignature(Error)"), "bad_signature");
-        assert_eq!(kind_of("Stale"), "stale");
-        assert_eq!(kind_of(""), "other");
+        m.block_result::<()>(
+            Origin::Sync,
+            &Err(ValidationError::BadHeight {
+                expected: 2,
+                got: 9,
+            }),
+            |_| 0,
+            Duration::from_millis(1),
+        );
+        let text = m.encode();
+        for needle in [
+            "gossipchain_transfers_rejected_total{origin=\"gossip\",reason=\"nonce_too_low\"} 1",
+            "gossipchain_blocks_rejected_total{origin=\"sync\",reason=\"bad_height\"} 1",
+        ] {
+            assert!(text.contains(needle), "{needle} not in\n{text}");
+        }
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The dashboard and the wallet page in a real headless chromium (Debian's `chromium` and
 //! `chromium-driver`), driven over WebDriver against a node in this process: the pages load
 //! without console errors, the height follows mining within 2 s, the wallet page signs a
-//! transfer the node accepts and mines, a fork and its reorganisation are drawn in the block
+//! transfer the node accepts and mines, its key comes from 24 backup words (the same key as
+//! the node's Rust code derives) and words restore it, its JavaScript passes the address and
+//! backup vectors of proto/vectors/, a fork and its reorganisation are drawn in the block
 //! tree, also when the page's tree answer comes back after the reorganisation's events.
 //! Screenshots go to target/screenshots/.
 //!
@@ -13,7 +15,7 @@ mod driver;
 
 use common::TestNode;
 use driver::{Browser, PAGE_DEADLINE};
-use gossipchain::chain::{Address, ChainState, Transfer};
+use gossipchain::chain::{Address, ChainKind, ChainState, Transfer};
 use gossipchain::http::{self, HttpConfig, HttpServer};
 use gossipchain::testkit;
 use serde_json::Value;
@@ -169,10 +171,31 @@ async fn the_wallet_page_signs_a_transfer_the_node_accepts_and_mines() {
         .goto(&format!("{}/wallet", site.server().url()))
         .await
         .unwrap();
+    // A first visit makes a wallet from 24 words and shows them once; its address is bech32m
+    // of this (test) chain, and the node's Rust code derives the same key from the words.
     let address = b
-        .wait_text("address", |t| t.len() == 64 && hex::decode(t).is_ok())
+        .wait_text("address", |t| t.starts_with("gct1") && t.len() == 62)
         .await;
-    let mine: Address = address.parse().unwrap();
+    let mine: Address = ChainKind::Test.parse(&address).unwrap();
+    let words = b
+        .js("return [...document.querySelectorAll('#words li')].map((li) => li.textContent).join(' ');")
+        .await;
+    let words = words.as_str().unwrap().to_string();
+    assert_eq!(words.split(' ').count(), 24, "{words}");
+    let from_words = gossipchain::wallet::parse_mnemonic(&words).expect("valid words");
+    assert_eq!(
+        gossipchain::wallet::Wallet::from_mnemonic(&from_words).address(),
+        mine
+    );
+    b.screenshot("wallet-new-words").await;
+    b.click("#words-done").await;
+    b.wait_for(
+        "the words to be hidden",
+        PAGE_DEADLINE,
+        "return document.getElementById('words-box').hidden && !document.getElementById('words').children.length;",
+        |v| v == &Value::Bool(true),
+    )
+    .await;
     b.wait_text("balance", |t| t == "0").await;
 
     // The exported secret is wallet.key's format: it gives the same address.
@@ -196,12 +219,35 @@ async fn the_wallet_page_signs_a_transfer_the_node_accepts_and_mines() {
     site.mine().await;
     b.wait_text("balance", |t| t == "20").await;
 
+    // A mistyped recipient is refused in the page with the reason; nothing is sent.
     let to = Address::of(&testkit::key(77));
-    b.fill("to", &to.to_string()).await;
+    let to_text = ChainKind::Test.encode(&to);
+    let typo = format!(
+        "{}{}",
+        &to_text[..to_text.len() - 1],
+        if to_text.ends_with('q') { 'p' } else { 'q' }
+    );
+    b.fill("to", &typo).await;
     b.fill("amount", "5").await;
     b.fill("fee", "2").await;
     b.click("#send button").await;
-    let sent = b.wait_text("send-out", |t| !t.is_empty()).await;
+    b.wait_text("send-out", |t| t.contains("checksum does not match"))
+        .await;
+    b.fill("to", &ChainKind::Main.encode(&to)).await;
+    b.click("#send button").await;
+    b.wait_text("send-out", |t| {
+        t.contains("this address is for the default chain")
+    })
+    .await;
+    b.screenshot("wallet-typo").await;
+    assert!(site.node.handle.mempool().await.unwrap().is_empty());
+
+    b.fill("to", &to_text).await;
+    b.click("#send button").await;
+    // Until the answer replaces the last refusal.
+    let sent = b
+        .wait_text("send-out", |t| !t.contains("default chain"))
+        .await;
     let txid = sent
         .strip_prefix("sent ")
         .unwrap_or_else(|| panic!("the node refused the transfer: {sent}"))
@@ -228,6 +274,120 @@ async fn the_wallet_page_signs_a_transfer_the_node_accepts_and_mines() {
         "the coinbase and the browser's transfer"
     );
     b.screenshot("wallet").await;
+
+    // Restoring from words: a typo is refused with its reason, the right words give the key
+    // of the vectors (wallet.0 of proto/vectors/mnemonic.txt).
+    let v = read_vectors("mnemonic.txt");
+    let vector_words = &v["wallet.0.words"];
+    b.js("window.confirm = () => true; return true;").await;
+    b.fill("restore-words", &vector_words.replace("art", "artt"))
+        .await;
+    b.click("#restore button").await;
+    b.wait_text("key-out", |t| {
+        t.contains("word 24, 'artt', is not in the BIP 39")
+    })
+    .await;
+    b.fill("restore-words", vector_words).await;
+    b.click("#restore button").await;
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(&v["wallet.0.key"], &mut key).unwrap();
+    let restored = ChainKind::Test.encode(&Address(key));
+    b.wait_text("address", |t| t == restored).await;
+    b.wait_text("key-out", |t| t == "wallet restored from its words")
+        .await;
+    b.screenshot("wallet-restored").await;
+    b.assert_no_console_errors("wallet").await;
+    b.close().await;
+    site.stop().await;
+}
+
+/// A vector file of proto/vectors/ as `key = value` pairs.
+fn read_vectors(name: &str) -> std::collections::BTreeMap<String, String> {
+    let path = format!("{}/proto/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l.split_once(" = ").expect("key = value");
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wallet_pages_javascript_passes_the_address_and_backup_vectors() {
+    if !driver::available() {
+        return;
+    }
+    let site = Site::start().await;
+    let b = Browser::start().await;
+    b.client
+        .goto(&format!("{}/wallet", site.server().url()))
+        .await
+        .unwrap();
+    b.wait_text("address", |t| t.starts_with("gct1")).await;
+    let cases = serde_json::json!({
+        "address": read_vectors("address.txt"),
+        "mnemonic": read_vectors("mnemonic.txt"),
+    });
+    // Every vector the page's code can check; the answer lists what failed.
+    let script = format!(
+        r#"const V = {cases};
+        return (async () => {{
+          const fails = [];
+          const hex = (b) => [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+          const unescape = (s) => s.replace(/\x([0-9a-f]{{2}})/g, (_, h) => String.fromCharCode(parseInt(h, 16)));
+          let checked = 0;
+          for (const [k, s] of Object.entries(V.address)) {{
+            let ok = true;
+            try {{ GC.bech32mDecode(unescape(s)); }} catch (_) {{ ok = false; }}
+            if (k.startsWith("bip350.valid.")) {{ checked++; if (!ok) fails.push(k); }}
+            if (k.startsWith("bip350.invalid.")) {{ checked++; if (ok) fails.push(k); }}
+            const m = k.match(/^address\.(\d+)\.key$/);
+            if (m) {{
+              const key = W.hexToBytes(s);
+              for (const hrp of ["gc", "gct"]) {{
+                checked++;
+                const text = V.address[`address.${{m[1]}}.${{hrp}}`];
+                if (GC.bech32mEncode(hrp, key) !== text) fails.push(k + " encode " + hrp);
+                if (hex(GC.parseAddress(text.toUpperCase(), hrp)) !== s) fails.push(k + " parse " + hrp);
+                if (hex(GC.parseAddress(s, hrp)) !== s) fails.push(k + " hex " + hrp);
+                let other = true;
+                try {{ GC.parseAddress(text, hrp === "gc" ? "gct" : "gc"); }} catch (_) {{ other = false; }}
+                if (other) fails.push(k + " accepted on the other kind");
+              }}
+            }}
+          }}
+          for (const [k, s] of Object.entries(V.mnemonic)) {{
+            const m = k.match(/^(slip10\.\d)\.(m[^.]*)\.private$/);
+            if (m) {{
+              checked++;
+              const path = m[2].split("/").slice(1).map((i) => parseInt(i));
+              const got = await W.slip10(W.hexToBytes(V.mnemonic[m[1] + ".seed"]), path);
+              if (hex(got) !== s) fails.push(k);
+            }}
+            const e = k.match(/^bip39\.(\d+)\.entropy$/);
+            if (e) {{
+              checked++;
+              const words = await W.entropyToWords(W.hexToBytes(s));
+              if (words.join(" ") !== V.mnemonic[`bip39.${{e[1]}}.words`]) fails.push(k);
+              await W.checkWords(words.join(" "));
+            }}
+            const w = k.match(/^wallet\.(\d+)\.words$/);
+            if (w) {{
+              checked++;
+              const secret = await W.secretFromWords(await W.checkWords(s));
+              if (hex(secret) !== V.mnemonic[`wallet.${{w[1]}}.secret`]) fails.push(k);
+            }}
+          }}
+          return {{ checked, fails }};
+        }})();"#
+    );
+    let got = b.js(&script).await;
+    assert_eq!(got["fails"], serde_json::json!([]), "{got}");
+    // 21 BIP 350 strings, 3 keys on 2 kinds, 12 SLIP-0010 chains, 24 BIP 39 entropies, 3 wallets.
+    assert_eq!(got["checked"], 21 + 6 + 12 + 24 + 3, "{got}");
     b.assert_no_console_errors("wallet").await;
     b.close().await;
     site.stop().await;

@@ -1,12 +1,15 @@
 //! The docker-compose demo on a real Docker engine, as a new user runs it: `up -d --build`,
-//! commands typed at node2's prompt (attached as `docker attach` does), `restart`, `down`.
+//! commands typed at node2's prompt (attached as `docker attach` does), `restart`, `down`; and
+//! the swarm stack (docker-stack.yml) deployed and scaled on a single-node swarm (`swarm.rs`).
 //!
 //! It builds the image (minutes, and a gigabyte of disk on a cold cache), so it runs only when
 //! asked: `GOSSIPCHAIN_DOCKER=1 cargo test --release --test compose_engine`, or with
 //! `GOSSIPCHAIN_REQUIRE_DOCKER=1` (set by `.ci/run`), which also makes a missing prerequisite a
 //! failure. It needs a running dockerd, compose (v2 `docker compose`, else v1
 //! `docker-compose`) and the Dockerfile's base images (pulled, or the local stand-ins
-//! `.ci/docker-standins.sh` builds); without them it prints a loud SKIPPED block.
+//! `.ci/docker-standins.sh` builds); without them it prints a loud SKIPPED block. The two
+//! tests share one image, built by compose (the second build is all cache hits), and take
+//! turns on the engine ([`ENGINE`]).
 //!
 //! Each run is its own compose project (`gcengine<pid>`), so its containers, network and
 //! volumes never meet a user's demo; a guard runs `down -v` whether the test passes or fails,
@@ -20,12 +23,16 @@
 #[path = "binary/mod.rs"]
 mod binary;
 
-use binary::{is_hex64, wait_until};
+#[path = "compose_engine/swarm.rs"]
+mod swarm;
+
+use binary::{is_address, wait_until};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 const REQUIRE: &str = "GOSSIPCHAIN_REQUIRE_DOCKER";
@@ -37,6 +44,15 @@ const WAIT: Duration = Duration::from_secs(30);
 /// `up --build` of a cold cache compiles every dependency inside the build container.
 const BUILD_WAIT: Duration = Duration::from_secs(60 * 60);
 const POLL: Duration = Duration::from_millis(100);
+
+/// Held by each test while it uses the engine: the two run one after the other, so that one
+/// builds the image and the other finds it cached, and neither's nodes slow the other's.
+static ENGINE: Mutex<()> = Mutex::new(());
+
+/// The engine, once the other test is done with it (whether that one passed or failed).
+fn engine_turn() -> MutexGuard<'static, ()> {
+    ENGINE.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn env_flag(name: &str) -> bool {
     matches!(std::env::var(name).as_deref(), Ok(v) if !v.is_empty() && v != "0")
@@ -141,22 +157,20 @@ fn missing_prerequisite() -> Option<String> {
     None
 }
 
-/// Runs the test, or says loudly why it cannot here.
-fn engine_or_skip() -> bool {
+/// Runs the test (`what` it runs, for the messages), or says loudly why it cannot here.
+fn engine_or_skip(what: &str) -> bool {
     if !env_flag(ASK) && !env_flag(REQUIRE) {
-        eprintln!(
-            "SKIPPED: the compose demo on a Docker engine runs with {ASK}=1 (it builds the image)"
-        );
+        eprintln!("SKIPPED: the {what} on a Docker engine runs with {ASK}=1 (it builds the image)");
         return false;
     }
     let Some(why) = missing_prerequisite() else {
         return true;
     };
     if env_flag(REQUIRE) {
-        panic!("{REQUIRE}=1 but the compose demo cannot run here: {why}");
+        panic!("{REQUIRE}=1 but the {what} cannot run here: {why}");
     }
     eprintln!(
-        "\n==================== SKIPPED: compose demo on a Docker engine ====================\n\
+        "\n==================== SKIPPED: {what} on a Docker engine ====================\n\
          {why}\nSet {REQUIRE}=1 to make this a failure (CI does).\n\
          ==================================================================================\n"
     );
@@ -493,12 +507,20 @@ fn fresh_address() -> String {
     let dir = tempfile::tempdir().unwrap();
     let out = ok(
         BIN,
-        &["wallet", "new", "--data-dir", dir.path().to_str().unwrap()],
+        // The compose file's chain (2 s blocks): its addresses are gct1….
+        &[
+            "wallet",
+            "new",
+            "--block-time",
+            "2s",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ],
         WAIT,
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let a = out.trim().to_string();
-    assert!(is_hex64(&a), "{a}");
+    assert!(is_address(&a), "{a}");
     a
 }
 
@@ -508,9 +530,10 @@ fn secs(d: Duration) -> String {
 
 #[test]
 fn compose_demo_on_a_docker_engine() {
-    if !engine_or_skip() {
+    if !engine_or_skip("compose demo") {
         return;
     }
+    let _turn = engine_turn();
     let project = Project::new();
     let t_build = Instant::now();
     project

@@ -6,7 +6,7 @@ mod common;
 
 use common::{DEADLINE, TestNode};
 use futures::StreamExt;
-use gossipchain::chain::{Address, BlockHash, ChainState, Transaction, Transfer};
+use gossipchain::chain::{Address, BlockHash, ChainKind, ChainState, Transaction, Transfer};
 use gossipchain::http::{self, HttpConfig, HttpServer};
 use gossipchain::testkit;
 use reqwest::StatusCode;
@@ -131,21 +131,35 @@ async fn reading_routes_answer_in_their_shapes() {
     assert_eq!(block["height"], 3);
     assert_eq!(block["in_best_chain"], true);
     assert_eq!(block["txs"][0]["kind"], "coinbase");
-    assert_eq!(block["txs"][0]["to"], st.address.to_string());
+    // Addresses are bech32m of the chain's kind (a test chain here: gct1…).
+    let kind = ChainKind::of(&st.chain_id);
+    assert_eq!(kind, ChainKind::Test);
+    let me_text = kind.encode(&st.address);
+    assert!(me_text.starts_with("gct1"), "{me_text}");
+    assert_eq!(block["txs"][0]["to"], me_text);
+    assert_eq!(block["miner"], me_text);
     let coinbase_txid = block["txs"][0]["txid"].as_str().unwrap().to_string();
     let tx = api.get_json(&format!("/tx/{coinbase_txid}")).await;
     assert_eq!(tx["status"]["state"], "confirmed");
     assert_eq!(tx["status"]["block_height"], 3);
     assert_eq!(tx["status"]["block_hash"], tip);
 
-    let me = api.get_json(&format!("/address/{}", st.address)).await;
+    let me = api.get_json(&format!("/address/{me_text}")).await;
+    assert_eq!(me["address"], me_text);
     assert_eq!(me["balance"], 150);
+    // The older form, 64 hex digits, names the same account.
+    let by_hex = api
+        .get_json(&format!("/address/{}", st.address.to_hex()))
+        .await;
+    assert_eq!(by_hex, me);
     assert_eq!(me["nonce"], 0);
     assert_eq!(me["next_nonce"], 0);
 
     let id = api.get_json("/node/identity").await;
     assert_eq!(id["peer_id"], st.peer_id.to_string());
     assert_eq!(id["chain_id"], st.chain_id.to_hex());
+    assert_eq!(id["address"], me_text);
+    assert_eq!(id["address_prefix"], "gct");
     assert!(!id["listen_addresses"].as_array().unwrap().is_empty());
     let status = api.get_json("/node/status").await;
     assert_eq!(status["height"], 3);
@@ -162,7 +176,7 @@ async fn reading_routes_answer_in_their_shapes() {
     let (s, sent) = api
         .action(
             "/wallet/send",
-            json!({"to": to.to_string(), "amount": 40, "fee": 2}),
+            json!({"to": kind.encode(&to), "amount": 40, "fee": 2}),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{sent}");
@@ -177,8 +191,9 @@ async fn reading_routes_answer_in_their_shapes() {
     assert_eq!(txs[0]["amount"], 40);
     let tx = api.get_json(&format!("/tx/{txid}")).await;
     assert_eq!(tx["status"]["state"], "mempool");
-    assert_eq!(tx["tx"]["from"], st.address.to_string());
-    let me = api.get_json(&format!("/address/{}", st.address)).await;
+    assert_eq!(tx["tx"]["from"], me_text);
+    assert_eq!(tx["tx"]["to"], kind.encode(&to));
+    let me = api.get_json(&format!("/address/{me_text}")).await;
     assert_eq!(
         (me["pending_spend"].clone(), me["next_nonce"].clone()),
         (json!(42), json!(1))
@@ -187,7 +202,9 @@ async fn reading_routes_answer_in_their_shapes() {
     let tx = api.get_json(&format!("/tx/{txid}")).await;
     assert_eq!(tx["status"]["state"], "confirmed");
     assert_eq!(tx["status"]["block_height"], 4);
-    let them = api.get_json(&format!("/address/{to}")).await;
+    let them = api
+        .get_json(&format!("/address/{}", kind.encode(&to)))
+        .await;
     assert_eq!(them["balance"], 40);
 
     let tree = api.get_json("/tree?from_height=0").await;
@@ -209,6 +226,16 @@ async fn every_bad_input_is_a_4xx_with_a_json_error() {
     let long = "a".repeat(http::MAX_BODY + 10);
     // 32 bytes that are not a point of the curve.
     let bad_key = format!("02{}", "00".repeat(31));
+    // An address with its last character mistyped, and one of the default chain (this node
+    // runs a test chain).
+    let someone = Address::of(&testkit::key(5));
+    let text = ChainKind::Test.encode(&someone);
+    let typo = format!(
+        "{}{}",
+        &text[..text.len() - 1],
+        if text.ends_with('q') { 'p' } else { 'q' }
+    );
+    let other_chain = ChainKind::Main.encode(&someone);
     // Signed for another chain: the signature does not verify on this one.
     let forged = hex::encode(
         Transaction::Transfer(Transfer::sign(
@@ -319,6 +346,33 @@ async fn every_bad_input_is_a_4xx_with_a_json_error() {
             "",
             "".into(),
             false,
+            400,
+            "bad_address",
+        ),
+        (
+            "GET",
+            format!("/address/{typo}"),
+            "",
+            "".into(),
+            false,
+            400,
+            "bad_address",
+        ),
+        (
+            "GET",
+            format!("/address/{other_chain}"),
+            "",
+            "".into(),
+            false,
+            400,
+            "bad_address",
+        ),
+        (
+            "POST",
+            "/wallet/send".into(),
+            "application/json",
+            format!(r#"{{"to": "{typo}", "amount": 1}}"#),
+            true,
             400,
             "bad_address",
         ),
@@ -508,7 +562,7 @@ async fn every_bad_input_is_a_4xx_with_a_json_error() {
             "application/json",
             format!(
                 r#"{{"to": "{}", "amount": 0}}"#,
-                Address::of(&testkit::key(1))
+                ChainKind::Test.encode(&Address::of(&testkit::key(1)))
             ),
             true,
             400,
@@ -520,7 +574,7 @@ async fn every_bad_input_is_a_4xx_with_a_json_error() {
             "application/json",
             format!(
                 r#"{{"to": "{}", "amount": 5}}"#,
-                Address::of(&testkit::key(1))
+                ChainKind::Test.encode(&Address::of(&testkit::key(1)))
             ),
             true,
             422,
@@ -532,7 +586,7 @@ async fn every_bad_input_is_a_4xx_with_a_json_error() {
             "application/json",
             format!(
                 r#"{{"to": "{}", "amount": 18446744073709551616}}"#,
-                Address::of(&testkit::key(1))
+                ChainKind::Test.encode(&Address::of(&testkit::key(1)))
             ),
             true,
             422,
@@ -542,7 +596,10 @@ async fn every_bad_input_is_a_4xx_with_a_json_error() {
             "POST",
             "/wallet/send".into(),
             "application/json",
-            format!(r#"{{"to": "{}", "amount": 5}}"#, api.node.status().address),
+            format!(
+                r#"{{"to": "{}", "amount": 5}}"#,
+                api.node.status().address.to_hex()
+            ),
             true,
             422,
             "to_self",
@@ -652,11 +709,16 @@ async fn a_transfer_signed_outside_the_node_is_accepted_and_mined() {
     let me = Address::of(&key);
     mine(&api, 1).await;
     let (s, sent) = api
-        .action("/wallet/send", json!({"to": me.to_string(), "amount": 20}))
+        .action(
+            "/wallet/send",
+            json!({"to": ChainKind::Test.encode(&me), "amount": 20}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{sent}");
     mine(&api, 1).await;
-    let acct = api.get_json(&format!("/address/{me}")).await;
+    let acct = api
+        .get_json(&format!("/address/{}", ChainKind::Test.encode(&me)))
+        .await;
     assert_eq!(
         (acct["balance"].clone(), acct["next_nonce"].clone()),
         (json!(20), json!(0))
@@ -696,9 +758,13 @@ async fn a_transfer_signed_outside_the_node_is_accepted_and_mined() {
     let tx_view = api.get_json(&format!("/tx/{txid}")).await;
     assert_eq!(tx_view["status"]["state"], "confirmed");
     assert_eq!(tx_view["tx"]["hex"], hex);
-    let acct = api.get_json(&format!("/address/{dest}")).await;
+    let acct = api
+        .get_json(&format!("/address/{}", ChainKind::Test.encode(&dest)))
+        .await;
     assert_eq!(acct["balance"], 15);
-    let acct = api.get_json(&format!("/address/{me}")).await;
+    let acct = api
+        .get_json(&format!("/address/{}", ChainKind::Test.encode(&me)))
+        .await;
     assert_eq!(
         (acct["balance"].clone(), acct["nonce"].clone()),
         (json!(2), json!(1))
@@ -787,7 +853,10 @@ async fn the_event_stream_shows_blocks_txs_and_a_reorganisation() {
 
     let to = Address::of(&testkit::key(9));
     let (_, sent) = api
-        .action("/wallet/send", json!({"to": to.to_string(), "amount": 5}))
+        .action(
+            "/wallet/send",
+            json!({"to": ChainKind::Test.encode(&to), "amount": 5}),
+        )
         .await;
     let tx = next_event(&mut stream, &mut buf, "tx", |_| true).await;
     assert_eq!(tx["txid"], sent["txid"]);
@@ -958,6 +1027,11 @@ async fn the_dashboard_and_wallet_pages_are_served_from_the_binary() {
         ("/assets/tree.js", "text/javascript", "BlockTree"),
         ("/assets/app.js", "text/javascript", "/wallet/send"),
         ("/assets/wallet.js", "text/javascript", "gossipchain/tx/v1"),
+        (
+            "/assets/bip39-english.txt",
+            "text/plain",
+            "abandon\nability\n",
+        ),
     ] {
         let r = api.client.get(api.url(path)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{path}");
@@ -977,6 +1051,12 @@ async fn the_dashboard_and_wallet_pages_are_served_from_the_binary() {
             "{path}"
         );
     }
+    // The word list the wallet page makes its backup words from is the Rust side's.
+    let (_, list) = api.get("/assets/bip39-english.txt").await;
+    assert_eq!(
+        list.lines().collect::<Vec<_>>(),
+        bip39::Language::English.word_list().to_vec()
+    );
     api.stop().await;
 }
 
@@ -1071,7 +1151,10 @@ async fn metrics_parse_and_follow_blocks_transfers_and_a_reorganisation() {
     mine(&api, 2).await;
     let to = Address::of(&testkit::key(5));
     let (s, _) = api
-        .action("/wallet/send", json!({"to": to.to_string(), "amount": 3}))
+        .action(
+            "/wallet/send",
+            json!({"to": ChainKind::Test.encode(&to), "amount": 3}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
     let forged = Transfer::sign(&testkit::key(6), &BlockHash([7; 32]), to, 1, 1, 0);

@@ -307,7 +307,7 @@ fn generate(nonces: Option<(u64, u64)>) -> String {
         ("carol", &carol, CAROL_SECRET),
     ] {
         d.kv(&format!("key.{name}.secret"), s);
-        d.kv(&format!("key.{name}.address"), Address::of(k));
+        d.kv(&format!("key.{name}.address"), Address::of(k).to_hex());
     }
 
     // Transfer.
@@ -322,8 +322,8 @@ fn generate(nonces: Option<(u64, u64)>) -> String {
          encoding and transfer.txid its SHA-256.",
     );
     d.kv("transfer.chain_id", chain_id);
-    d.kv("transfer.from", t.from);
-    d.kv("transfer.to", t.to);
+    d.kv("transfer.from", t.from.to_hex());
+    d.kv("transfer.to", t.to.to_hex());
     d.kv("transfer.amount", t.amount);
     d.kv("transfer.fee", t.fee);
     d.kv("transfer.nonce", t.nonce);
@@ -348,7 +348,7 @@ fn generate(nonces: Option<(u64, u64)>) -> String {
          coinbase.bytes is the 49-byte encoding, coinbase.txid its SHA-256.",
     );
     d.kv("coinbase.height", cb.height);
-    d.kv("coinbase.to", cb.to);
+    d.kv("coinbase.to", cb.to.to_hex());
     d.kv("coinbase.amount", cb.amount);
     d.kv("coinbase.bytes", hex::encode(cbtx.encode()));
     d.kv("coinbase.txid", cbtx.compute_txid());

@@ -79,6 +79,23 @@ pub enum MempoolError {
     },
 }
 
+impl MempoolError {
+    /// A stable snake-case name of the refusal, for metric labels (see
+    /// [`ValidationError::label`](super::ValidationError::label)).
+    pub fn label(&self) -> &'static str {
+        match self {
+            MempoolError::AlreadyKnown(_) => "already_known",
+            MempoolError::BadSignature(_) => "bad_signature",
+            MempoolError::NonceTooLow { .. } => "nonce_too_low",
+            MempoolError::NonceTooHigh { .. } => "nonce_too_high",
+            MempoolError::NonceTaken(_) => "nonce_taken",
+            MempoolError::AmountOverflow => "amount_overflow",
+            MempoolError::InsufficientBalance { .. } => "insufficient_balance",
+            MempoolError::Full { .. } => "full",
+        }
+    }
+}
+
 /// A transfer in the pool.
 #[derive(Clone, Debug)]
 struct Entry {

@@ -3,7 +3,8 @@
 //! runtime.
 //!
 //! - [`hash`]: digest newtypes; [`encode`]: the byte cursor for decoding.
-//! - [`block`], [`tx`], [`merkle`]: the data and its canonical encoding.
+//! - [`block`], [`tx`], [`merkle`]: the data and its canonical encoding; [`address`]: the
+//!   text form of an address (bech32m) and its parser.
 //! - [`pow`]: proof of work and the midstate nonce search; [`target`]: compact targets and work.
 //! - [`params`]: chain parameters and the genesis block; [`retarget`]: the target of each block.
 //! - [`sig`]: the signature rule (ZIP 215 Ed25519), single, batched and on every core.
@@ -13,6 +14,7 @@
 //! - [`pace`]: the next block's difficulty and the recent block rate, for `status`.
 //! - [`template`]: the block this node proposes to mine (mining policy).
 
+pub mod address;
 pub mod block;
 pub mod checked;
 pub mod encode;
@@ -31,6 +33,7 @@ pub mod tree;
 pub mod tx;
 pub mod validate;
 
+pub use address::{Address, ChainKind, ParseAddressError};
 pub use block::{Block, BlockKey, Header};
 pub use checked::CheckedBlock;
 pub use hash::{BlockHash, ChainId, TxRoot, Txid};
@@ -38,5 +41,5 @@ pub use ledger::{Account, Ledger};
 pub use mempool::{Mempool, MempoolError, MempoolLimits};
 pub use params::{ChainParams, Difficulty};
 pub use tree::{ChainState, Outcome, Processed, TipChange};
-pub use tx::{Address, Coinbase, Transaction, Transfer};
+pub use tx::{Coinbase, Transaction, Transfer};
 pub use validate::ValidationError;

@@ -2,64 +2,11 @@
 //! signed with Ed25519 over domain-separated bytes that name the chain, so a transfer is valid on
 //! one chain only and, through its per-sender nonce, only once.
 
+pub use super::address::Address;
 use super::encode::{DecodeError, Reader};
 use super::hash::{ChainId, Txid, sha256};
 use super::sig;
 use ed25519_zebra::SigningKey;
-use std::fmt;
-use std::str::FromStr;
-
-/// An account address: the 32 bytes of an Ed25519 public key, written as 64 hex digits.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct Address(pub [u8; 32]);
-
-impl Address {
-    /// The address of a signing key.
-    pub fn of(key: &SigningKey) -> Self {
-        Self(sig::public_key(key))
-    }
-
-    /// The first 8 bytes in hex, for logs.
-    pub fn short(&self) -> String {
-        hex::encode(&self.0[..8])
-    }
-}
-
-impl fmt::Display for Address {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for Address {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Address({})", self.short())
-    }
-}
-
-/// Why text is not an address.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParseAddressError {
-    /// Not 64 hex digits.
-    #[error("an address is 64 hex digits (an Ed25519 public key), got {0} characters")]
-    BadHex(usize),
-    /// 32 bytes that are not a point on the curve: nobody could ever spend from it.
-    #[error("not a valid Ed25519 public key")]
-    NotAKey,
-}
-
-impl FromStr for Address {
-    type Err = ParseAddressError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(s, &mut out).map_err(|_| ParseAddressError::BadHex(s.len()))?;
-        if !sig::is_public_key(&out) {
-            return Err(ParseAddressError::NotAKey);
-        }
-        Ok(Self(out))
-    }
-}
 
 /// Domain separation for transfer signatures; the version lets the format change safely.
 pub const TX_SIGNING_DOMAIN: &[u8; 17] = b"gossipchain/tx/v1";
@@ -314,12 +261,5 @@ mod tests {
             Transaction::decode(&bytes),
             Err(DecodeError::TrailingBytes(1))
         );
-    }
-
-    #[test]
-    fn address_parsing() {
-        let a = Address::of(&key(4));
-        assert_eq!(a.to_string().parse::<Address>(), Ok(a));
-        assert_eq!("abc".parse::<Address>(), Err(ParseAddressError::BadHex(3)));
     }
 }

@@ -164,6 +164,35 @@ pub enum ValidationError {
 }
 
 impl ValidationError {
+    /// A stable snake-case name of the rule that failed, for metric labels: few distinct values
+    /// (unlike the message, which carries hashes and amounts), and renaming a variant does not
+    /// rename the label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ValidationError::BadVersion(_) => "bad_version",
+            ValidationError::BadBits(_) => "bad_bits",
+            ValidationError::TargetAboveLimit { .. } => "target_above_limit",
+            ValidationError::WrongBits { .. } => "wrong_bits",
+            ValidationError::InsufficientWork { .. } => "insufficient_work",
+            ValidationError::BlockTooLarge { .. } => "block_too_large",
+            ValidationError::TooManyTransactions { .. } => "too_many_transactions",
+            ValidationError::MissingCoinbase => "missing_coinbase",
+            ValidationError::ExtraCoinbase { .. } => "extra_coinbase",
+            ValidationError::CoinbaseHeight { .. } => "coinbase_height",
+            ValidationError::CoinbaseAmount { .. } => "coinbase_amount",
+            ValidationError::DuplicateTxid(_) => "duplicate_txid",
+            ValidationError::TxRootMismatch { .. } => "tx_root_mismatch",
+            ValidationError::InvalidAncestor(_) => "invalid_ancestor",
+            ValidationError::BadHeight { .. } => "bad_height",
+            ValidationError::TimestampTooOld { .. } => "timestamp_too_old",
+            ValidationError::TimestampTooNew { .. } => "timestamp_too_new",
+            ValidationError::BadSignature { .. } => "bad_signature",
+            ValidationError::BadNonce { .. } => "bad_nonce",
+            ValidationError::InsufficientBalance { .. } => "insufficient_balance",
+            ValidationError::AmountOverflow { .. } => "amount_overflow",
+        }
+    }
+
     /// Whether the block can never become valid (so it is worth remembering and the sender
     /// is at fault). A timestamp ahead of our clock may resolve later. (A block whose parent
     /// is unknown is no error: it waits in the orphan pool.)

@@ -3,7 +3,7 @@
 //! can fail to be a gossipchain node (nothing listening, no answer, not HTTP, not our JSON)
 //! becomes one [`Failure`] line.
 
-use crate::chain::Address;
+use crate::chain::{Address, ChainKind};
 use crate::http::views::{
     AccountView, BlockSummary, BlockView, DialView, MempoolView, MiningView, PeerView, SentView,
     StatusView, SyncView,
@@ -39,6 +39,9 @@ pub struct Remote {
     token: Option<String>,
     /// What to say when nothing answers (how to start the node).
     hint: String,
+    /// The kind of the node's chain, once known: how addresses are written to it (64 hex
+    /// digits, which every node reads, until then).
+    pub kind: Option<ChainKind>,
 }
 
 /// The API's error body.
@@ -62,6 +65,7 @@ impl Remote {
             url,
             token,
             hint,
+            kind: None,
         }
     }
 
@@ -215,6 +219,14 @@ impl Remote {
         Ok((status, bytes))
     }
 
+    /// An address as the node reads it.
+    fn write(&self, address: &Address) -> String {
+        match self.kind {
+            Some(kind) => kind.encode(address),
+            None => address.to_hex(),
+        }
+    }
+
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
         self.call(Method::GET, path, None).await
     }
@@ -269,11 +281,12 @@ impl Backend for Remote {
     }
 
     async fn balance(&self, address: Address) -> Result<AccountView, Failure> {
-        self.get(&format!("/address/{address}")).await
+        self.get(&format!("/address/{}", self.write(&address)))
+            .await
     }
 
     async fn send(&self, to: Address, amount: u64, fee: u64) -> Result<SentView, Failure> {
-        let body = serde_json::json!({"to": to.to_string(), "amount": amount, "fee": fee});
+        let body = serde_json::json!({"to": self.write(&to), "amount": amount, "fee": fee});
         self.post("/wallet/send", Some(body)).await
     }
 

@@ -10,7 +10,8 @@
 
 pub mod http;
 
-use crate::repl::{self, Answer, Failure, USAGE};
+use crate::chain::ChainKind;
+use crate::repl::{self, Answer, Cmd, Failure, USAGE};
 use clap::{Arg, ArgMatches, Args, FromArgMatches};
 use std::path::{Path, PathBuf};
 
@@ -234,14 +235,24 @@ pub async fn run(
         .chain(cmd.words.iter().map(String::as_str))
         .collect::<Vec<_>>()
         .join(" ");
-    let parsed = match repl::parse(&line) {
-        Ok(Some(c)) => c,
-        Ok(None) => return Err(UsageError("no command".into()).into()),
-        Err(e) => {
-            return Err(
-                UsageError(format!("{}\nusage: gossipchain {}", e.message, e.usage)).into(),
-            );
-        }
+    // Addresses are read as the node's kind of chain reads them (PROTOCOL.md §8), which only
+    // the node knows: the words are checked first for either kind, so that a usage error needs
+    // no node, and a command with an address is read again for the node's kind below.
+    let usage =
+        |e: repl::ParseError| UsageError(format!("{}\nusage: gossipchain {}", e.message, e.usage));
+    let parsed = match repl::parse(&line, ChainKind::Main) {
+        Ok(c) => c,
+        // Wrong under both kinds: the error that is not about an address's chain, if one is.
+        Err(main) => repl::parse(&line, ChainKind::Test).map_err(|test| {
+            if main.message.starts_with("bad address") {
+                usage(test)
+            } else {
+                usage(main)
+            }
+        })?,
+    };
+    let Some(parsed) = parsed else {
+        return Err(UsageError("no command".into()).into());
     };
     // Given before the command, on the command line: those win over the environment's.
     let args = ClientArgs {
@@ -283,7 +294,20 @@ pub async fn run(
         Some(_) => "start it, or check --node".to_string(),
         None => format!("start it with `gossipchain --data-dir {}`", dir.display()),
     };
-    let remote = http::Remote::new(host, port, token, hint);
+    let mut remote = http::Remote::new(host, port, token, hint);
+    let parsed = if matches!(parsed, Cmd::Send { .. } | Cmd::Balance(Some(_))) {
+        let kind = repl::Backend::status(&remote)
+            .await
+            .and_then(|s| s.address_kind())
+            .map_err(|f| NodeError(f.to_string()))?;
+        remote.kind = Some(kind);
+        match repl::parse(&line, kind).map_err(usage)? {
+            Some(c) => c,
+            None => return Err(UsageError("no command".into()).into()),
+        }
+    } else {
+        parsed
+    };
     let json = args.json;
     let mut each = |b: &crate::http::views::BlockSummary| {
         if json {

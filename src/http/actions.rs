@@ -7,7 +7,7 @@ use super::auth::Authorized;
 use super::error::{ApiError, ApiJson, clip};
 use super::views::{BlockSummary, DialView, MiningView, SentView, SyncView};
 use crate::chain::Address;
-use crate::node::{BlockInfo, NodeHandle, SendError, Stopped};
+use crate::node::{BlockInfo, MineError, NodeHandle, SendError, Stopped};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -24,7 +24,7 @@ pub const MAX_MINE: u64 = 1000;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SendBody {
-    /// Recipient address, 64 hex digits.
+    /// Recipient address: bech32m of the node's chain kind, or 64 hex digits.
     to: String,
     /// Coins, at least 1.
     amount: u64,
@@ -43,7 +43,7 @@ pub async fn send(
     State(s): State<AppState>,
     ApiJson(body): ApiJson<SendBody>,
 ) -> Result<Json<SentView>, ApiError> {
-    let to: Address = body.to.parse().map_err(|e| {
+    let to: Address = s.node.address_kind().parse(&body.to).map_err(|e| {
         ApiError::bad_request("bad_address", format!("to '{}': {e}", clip(&body.to)))
     })?;
     Ok(Json(send_view(&s.node, to, body.amount, body.fee).await?))
@@ -112,8 +112,8 @@ pub async fn mine(
             let mut mined = mined;
             for _ in 0..n {
                 match mined.recv().await.ok_or(Stopped)? {
-                    Ok(info) => blocks.push(BlockSummary::of(&info)),
-                    Err(e) => return Err(mining_stopped(e)),
+                    Ok(info) => blocks.push(BlockSummary::of(&info, s.node.address_kind())),
+                    Err(e) => return Err(mining_stopped(e.to_string())),
                 }
             }
             Ok(Json(json!({ "blocks": blocks })).into_response())
@@ -132,15 +132,18 @@ pub fn mining_stopped(e: String) -> ApiError {
 /// stops the search after the block in progress.
 fn mine_stream(
     node: NodeHandle,
-    mined: tokio::sync::mpsc::UnboundedReceiver<Result<BlockInfo, String>>,
+    mined: tokio::sync::mpsc::UnboundedReceiver<Result<BlockInfo, MineError>>,
     n: u64,
 ) -> Response {
     let lines = futures::stream::unfold(Some((node, mined, 0u64)), move |state| async move {
         let (node, mut mined, done) = state?;
         let (line, failed) = match mined.recv().await {
-            Some(Ok(info)) => (serde_json::to_string(&BlockSummary::of(&info)), false),
+            Some(Ok(info)) => (
+                serde_json::to_string(&BlockSummary::of(&info, node.address_kind())),
+                false,
+            ),
             Some(Err(e)) => (
-                serde_json::to_string(&ErrorLine::of(mining_stopped(e))),
+                serde_json::to_string(&ErrorLine::of(mining_stopped(e.to_string()))),
                 true,
             ),
             None => (serde_json::to_string(&ErrorLine::of(Stopped.into())), true),

@@ -13,7 +13,7 @@ use super::error::{ApiError, ApiQuery, clip, parse_hash, parse_height};
 use super::views::{
     AccountView, BlockSummary, BlockView, MempoolView, PeerView, StatusView, TreeBlock, TxView,
 };
-use crate::chain::{Address, BlockHash, MempoolError, Transaction, Txid};
+use crate::chain::{Address, BlockHash, ChainKind, MempoolError, Transaction, Txid};
 use crate::node::events::TxStatus;
 use crate::node::{BlockId, BlockState, NodeHandle};
 use axum::Json;
@@ -58,7 +58,8 @@ pub async fn identity(State(s): State<AppState>) -> Json<Value> {
         "chain_id": st.chain_id.to_hex(),
         "listen_addresses": st.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         "reachable_addresses": st.reachable.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-        "address": st.address.to_string(),
+        "address": ChainKind::of(&st.chain_id).encode(&st.address),
+        "address_prefix": ChainKind::of(&st.chain_id).hrp(),
         "agent": concat!("gossipchain/", env!("CARGO_PKG_VERSION")),
     }))
 }
@@ -137,7 +138,7 @@ pub async fn chain_view(node: &NodeHandle, count: usize) -> ApiResult<Vec<BlockS
         .chain(count)
         .await?
         .iter()
-        .map(BlockSummary::of)
+        .map(|b| BlockSummary::of(b, node.address_kind()))
         .collect())
 }
 
@@ -146,6 +147,7 @@ pub async fn blocks_from(
     State(s): State<AppState>,
     Seg(start): Seg,
 ) -> ApiResult<Json<Vec<BlockSummary>>> {
+    let kind = s.node.address_kind();
     let start = parse_height(&start)?;
     let top = s.node.status().height;
     if start > top {
@@ -157,7 +159,7 @@ pub async fn blocks_from(
     let mut out = Vec::new();
     for h in (start.saturating_sub(BLOCKS_PAGE - 1)..=start).rev() {
         if let Some(info) = s.node.block(BlockId::Height(h)).await? {
-            out.push(BlockSummary::of(&info));
+            out.push(BlockSummary::of(&info, kind));
         }
     }
     Ok(Json(out))
@@ -173,7 +175,7 @@ pub async fn block(State(s): State<AppState>, Seg(hash): Seg) -> ApiResult<Json<
 /// and `block` show it; or why there is none.
 pub async fn block_view(node: &NodeHandle, id: BlockId) -> ApiResult<BlockView> {
     if let Some(info) = node.block(id).await? {
-        return Ok(BlockView::of(&info));
+        return Ok(BlockView::of(&info, node.address_kind()));
     }
     let hash = match id {
         BlockId::Hash(hash) => hash,
@@ -212,14 +214,15 @@ pub async fn block_height(State(s): State<AppState>, Seg(height): Seg) -> ApiRes
 
 /// `GET /tx/{txid}`: the transaction and where it stands.
 pub async fn tx(State(s): State<AppState>, Seg(txid): Seg) -> ApiResult<Json<Value>> {
+    let kind = s.node.address_kind();
     let txid: Txid = parse_hash("txid", &txid)?;
     match s.node.tx(txid).await? {
         TxStatus::Mempool(t) => Ok(Json(json!({
-            "tx": TxView::transfer(txid, &t),
+            "tx": TxView::transfer(txid, &t, kind),
             "status": {"state": "mempool", "confirmed": false},
         }))),
         TxStatus::Confirmed { tx, block, height } => Ok(Json(json!({
-            "tx": TxView::of(txid, &tx),
+            "tx": TxView::of(txid, &tx, kind),
             "status": {
                 "state": "confirmed",
                 "confirmed": true,
@@ -324,20 +327,22 @@ pub fn mempool_code(e: &MempoolError) -> &'static str {
 
 /// `GET /address/{address}`: balance, nonce and what pending transfers spend.
 pub async fn address(State(s): State<AppState>, Seg(address): Seg) -> ApiResult<Json<AccountView>> {
-    let address: Address = address
-        .parse()
-        .map_err(|e| ApiError::bad_request("bad_address", format!("'{}': {e}", clip(&address))))?;
+    let address: Address =
+        s.node.address_kind().parse(&address).map_err(|e| {
+            ApiError::bad_request("bad_address", format!("'{}': {e}", clip(&address)))
+        })?;
     Ok(Json(account_view(&s.node, address).await?))
 }
 
 /// An account as `GET /address/{address}` and `balance` show it.
 pub async fn account_view(node: &NodeHandle, address: Address) -> ApiResult<AccountView> {
+    let kind = node.address_kind();
     let (account, pending_spend) = node.balance(address).await?;
     let mempool = node.mempool().await?;
     let pending: Vec<TxView> = mempool
         .iter()
         .filter(|(_, t)| t.from == address || t.to == address)
-        .map(|(id, t)| TxView::transfer(*id, t))
+        .map(|(id, t)| TxView::transfer(*id, t, kind))
         .collect();
     let next_nonce = mempool
         .iter()
@@ -347,7 +352,7 @@ pub async fn account_view(node: &NodeHandle, address: Address) -> ApiResult<Acco
         .unwrap_or(account.nonce)
         .max(account.nonce);
     Ok(AccountView {
-        address: address.to_string(),
+        address: kind.encode(&address),
         balance: account.balance,
         nonce: account.nonce,
         next_nonce,
@@ -383,13 +388,14 @@ pub async fn mempool_txs(State(s): State<AppState>) -> ApiResult<Json<Vec<TxView
 
 /// The mempool as `mempool` shows it: its size and its first [`MEMPOOL_PAGE`] transfers.
 pub async fn mempool_view(node: &NodeHandle) -> ApiResult<MempoolView> {
+    let kind = node.address_kind();
     let txs = node.mempool().await?;
     Ok(MempoolView {
         count: txs.len(),
         txs: txs
             .iter()
             .take(MEMPOOL_PAGE)
-            .map(|(id, t)| TxView::transfer(*id, t))
+            .map(|(id, t)| TxView::transfer(*id, t, kind))
             .collect(),
     })
 }
@@ -408,6 +414,7 @@ pub async fn tree(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<TreeQuery>,
 ) -> ApiResult<Json<Value>> {
+    let kind = s.node.address_kind();
     // The window's floor may come from a status a step old (a few blocks more, no harm); the
     // tip, the blocks and the event number come from one answer of the node, one moment.
     let from = q
@@ -418,6 +425,6 @@ pub async fn tree(
         "seq": t.seq,
         "tip": t.tip.to_hex(),
         "height": t.height,
-        "blocks": t.blocks.iter().map(|(a, best)| TreeBlock::of(a, *best)).collect::<Vec<_>>(),
+        "blocks": t.blocks.iter().map(|(a, best)| TreeBlock::of(a, *best, kind)).collect::<Vec<_>>(),
     })))
 }

@@ -14,6 +14,13 @@ const TREE_JS: &str = include_str!("assets/tree.js");
 const APP_JS: &str = include_str!("assets/app.js");
 const WALLET_JS: &str = include_str!("assets/wallet.js");
 
+/// The BIP 39 English word list, one word a line, for the wallet page's backup words: the
+/// list of the `bip39` crate that `gossipchain wallet` uses, so both make the same words.
+fn bip39_english() -> &'static str {
+    static LIST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    LIST.get_or_init(|| bip39::Language::English.word_list().join("\n") + "\n")
+}
+
 /// A page may load only what this node serves, and nothing may frame it.
 const CSP: &str = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'";
 
@@ -45,4 +52,8 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/assets/tree.js", get(|| async { asset(JS, TREE_JS) }))
         .route("/assets/app.js", get(|| async { asset(JS, APP_JS) }))
         .route("/assets/wallet.js", get(|| async { asset(JS, WALLET_JS) }))
+        .route(
+            "/assets/bip39-english.txt",
+            get(|| async { asset("text/plain; charset=utf-8", bip39_english()) }),
+        )
 }

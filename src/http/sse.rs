@@ -64,6 +64,7 @@ pub fn spawn_renderer(
 ) -> broadcast::Sender<Rendered> {
     let (tx, _) = broadcast::channel(EVENT_CAPACITY);
     let mut rx = node.subscribe();
+    let kind = node.address_kind();
     let out = tx.clone();
     tokio::spawn(async move {
         loop {
@@ -94,7 +95,7 @@ pub fn spawn_renderer(
             for item in batch {
                 let rendered = match item {
                     Ok(e) => {
-                        let (name, data) = views::event(&e.event);
+                        let (name, data) = views::event(&e.event, kind);
                         Rendered::Event {
                             name,
                             seq: e.seq,

@@ -1,7 +1,8 @@
-//! The JSON shapes of the API: blocks, transactions, peers, events. Hashes, addresses and
-//! signatures are 64 hex digits in natural byte order, as in PROTOCOL.md; amounts are numbers.
+//! The JSON shapes of the API: blocks, transactions, peers, events. Hashes and signatures are
+//! hex in natural byte order, as in PROTOCOL.md; addresses are bech32m text of the node's chain
+//! kind (PROTOCOL.md §8); amounts are numbers.
 
-use crate::chain::{Block, Transaction, Transfer, Txid};
+use crate::chain::{Block, ChainKind, Transaction, Transfer, Txid};
 use crate::net::PeerInfo;
 use crate::node::BlockInfo;
 use crate::node::NodeStatus;
@@ -39,14 +40,14 @@ pub struct TxView {
 
 impl TxView {
     /// The view of a transaction whose txid is known.
-    pub fn of(txid: Txid, tx: &Transaction) -> Self {
+    pub fn of(txid: Txid, tx: &Transaction, kind: ChainKind) -> Self {
         let hex = hex::encode(tx.encode());
         match tx {
             Transaction::Coinbase(c) => Self {
                 txid: txid.to_hex(),
                 kind: "coinbase".into(),
                 from: None,
-                to: c.to.to_string(),
+                to: kind.encode(&c.to),
                 amount: c.amount,
                 fee: 0,
                 nonce: None,
@@ -57,8 +58,8 @@ impl TxView {
             Transaction::Transfer(t) => Self {
                 txid: txid.to_hex(),
                 kind: "transfer".into(),
-                from: Some(t.from.to_string()),
-                to: t.to.to_string(),
+                from: Some(kind.encode(&t.from)),
+                to: kind.encode(&t.to),
                 amount: t.amount,
                 fee: t.fee,
                 nonce: Some(t.nonce),
@@ -70,8 +71,8 @@ impl TxView {
     }
 
     /// The view of a transfer.
-    pub fn transfer(txid: Txid, t: &Transfer) -> Self {
-        Self::of(txid, &Transaction::Transfer(*t))
+    pub fn transfer(txid: Txid, t: &Transfer, kind: ChainKind) -> Self {
+        Self::of(txid, &Transaction::Transfer(*t), kind)
     }
 }
 
@@ -106,10 +107,10 @@ pub struct BlockSummary {
 
 impl BlockSummary {
     /// The summary of a block.
-    pub fn of(info: &BlockInfo) -> Self {
+    pub fn of(info: &BlockInfo, kind: ChainKind) -> Self {
         let b: &Block = &info.block;
         let miner = match b.txs.first() {
-            Some(Transaction::Coinbase(c)) => c.to.to_string(),
+            Some(Transaction::Coinbase(c)) => kind.encode(&c.to),
             _ => String::new(),
         };
         Self {
@@ -141,14 +142,14 @@ pub struct BlockView {
 
 impl BlockView {
     /// The view of a block.
-    pub fn of(info: &BlockInfo) -> Self {
+    pub fn of(info: &BlockInfo, kind: ChainKind) -> Self {
         let txids = info.block.compute_txids();
         Self {
-            summary: BlockSummary::of(info),
+            summary: BlockSummary::of(info, kind),
             txs: txids
                 .into_iter()
                 .zip(&info.block.txs)
-                .map(|(id, tx)| TxView::of(id, tx))
+                .map(|(id, tx)| TxView::of(id, tx, kind))
                 .collect(),
         }
     }
@@ -235,7 +236,7 @@ impl StatusView {
             orphans: st.orphans,
             mining: st.mining,
             syncing: st.syncing,
-            address: st.address.to_string(),
+            address: ChainKind::of(&st.chain_id).encode(&st.address),
             listen_addresses: st.listen.iter().map(|a| a.to_string()).collect(),
             reachable_addresses: st.reachable.iter().map(|a| a.to_string()).collect(),
             http: http.map(str::to_string),
@@ -354,12 +355,12 @@ pub struct TreeBlock {
 
 impl TreeBlock {
     /// The view of an arrival.
-    pub fn of(a: &Arrival, in_best_chain: bool) -> Self {
+    pub fn of(a: &Arrival, in_best_chain: bool, kind: ChainKind) -> Self {
         Self {
             hash: a.hash.to_hex(),
             parent: a.parent.to_hex(),
             height: a.height,
-            miner: a.miner.to_string(),
+            miner: kind.encode(&a.miner),
             txs: a.txs,
             arrived_ms: a.arrived_ms,
             origin: a.origin.map(|p| p.to_string()),
@@ -374,10 +375,10 @@ impl TreeBlock {
 }
 
 /// An event's SSE name and JSON data.
-pub fn event(e: &NodeEvent) -> (&'static str, serde_json::Value) {
+pub fn event(e: &NodeEvent, kind: ChainKind) -> (&'static str, serde_json::Value) {
     use serde_json::json;
     match e {
-        NodeEvent::Block(a) => ("block", json!(TreeBlock::of(a, false))),
+        NodeEvent::Block(a) => ("block", json!(TreeBlock::of(a, false, kind))),
         NodeEvent::Tip {
             hash,
             height,
@@ -394,7 +395,7 @@ pub fn event(e: &NodeEvent) -> (&'static str, serde_json::Value) {
                 "connected": connected.iter().map(|h| h.to_hex()).collect::<Vec<_>>(),
             }),
         ),
-        NodeEvent::Tx { txid, tx } => ("tx", json!(TxView::transfer(*txid, tx))),
+        NodeEvent::Tx { txid, tx } => ("tx", json!(TxView::transfer(*txid, tx, kind))),
         NodeEvent::Peer {
             peer,
             connected,

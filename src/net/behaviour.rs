@@ -19,7 +19,9 @@ use libp2p::{
     kad, mdns, ping, request_response,
 };
 use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
 use std::io;
+use std::net::IpAddr;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -30,7 +32,7 @@ use std::time::Duration;
 pub const ROOM_TO_EVICT: u32 = 8;
 
 /// How often the Kademlia routing table is refreshed by a bootstrap (a lookup of our own id and
-/// of a random id per bucket).
+/// of a random id per bucket), by the event loop.
 pub const KAD_BOOTSTRAP: Duration = Duration::from_secs(300);
 
 /// How often AutoNAT asks a peer to dial back the addresses not yet tested.
@@ -111,6 +113,354 @@ impl NetworkBehaviour for Reachability {
     }
 }
 
+/// Whether an AutoNAT server may dial `target` back for a requester seen at `requester` (the
+/// IPs of its inbound connections), given the node's own listen IPs `own`. A server must not
+/// let a peer use it to probe the networks it sits in (AutoNAT v2: a server SHOULD NOT dial
+/// private addresses):
+/// - a public (globally routable) address: yes;
+/// - a private one (RFC 1918, 100.64/10, IPv6 unique-local): only on a subnet the node itself is
+///   on, when the requester is on it too (a LAN's nodes confirm each other's addresses); a
+///   subnet is the /24 (IPv4) or /64 (IPv6) of one of the node's own addresses;
+/// - loopback: only when the node listens on loopback alone (nodes on one machine);
+/// - anything else (unspecified, link-local, multicast, broadcast, documentation), a DNS name
+///   or an address without an IP: never.
+pub fn dial_back_allowed(target: &Multiaddr, requester: &[IpAddr], own: &[IpAddr]) -> bool {
+    let Some(ip) = target.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+        _ => None,
+    }) else {
+        return false;
+    };
+    if ip.is_loopback() {
+        return !own.is_empty() && own.iter().all(IpAddr::is_loopback);
+    }
+    match classify(ip) {
+        IpClass::Public => true,
+        IpClass::Private => {
+            own.iter().any(|o| same_subnet(*o, ip)) && requester.iter().any(|r| same_subnet(*r, ip))
+        }
+        IpClass::Never => false,
+    }
+}
+
+enum IpClass {
+    Public,
+    Private,
+    Never,
+}
+
+fn classify(ip: IpAddr) -> IpClass {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            if v4.is_unspecified()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || a == 0
+                || a >= 240
+            {
+                IpClass::Never
+            } else if v4.is_private() || (a == 100 && (64..128).contains(&b)) {
+                IpClass::Private
+            } else {
+                IpClass::Public
+            }
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return classify(IpAddr::V4(v4));
+            }
+            if v6.is_unspecified() || v6.is_multicast() || (first & 0xffc0) == 0xfe80 {
+                IpClass::Never
+            } else if (first & 0xfe00) == 0xfc00 {
+                IpClass::Private
+            } else if (first & 0xe000) == 0x2000 && !(first == 0x2001 && v6.segments()[1] == 0x0db8)
+            {
+                IpClass::Public
+            } else {
+                IpClass::Never
+            }
+        }
+    }
+}
+
+/// Whether two addresses share a /24 (IPv4) or a /64 (IPv6).
+fn same_subnet(a: IpAddr, b: IpAddr) -> bool {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => a.octets()[..3] == b.octets()[..3],
+        (IpAddr::V6(a), IpAddr::V6(b)) => a.segments()[..4] == b.segments()[..4],
+        _ => false,
+    }
+}
+
+/// AutoNAT v2's server, dialling back only the addresses [`dial_back_allowed`] permits. The
+/// library's server dials whatever address a client names; this wrapper notes the dials it
+/// asks for and denies those to other addresses as the swarm starts them, which the server sees
+/// as a failed dial-back (the client is told the dial failed).
+pub struct DialBack {
+    inner: autonat::v2::server::Behaviour,
+    /// The dial-backs the server asked for and the swarm has not started yet.
+    dialling: HashSet<ConnectionId>,
+    /// The remote IP of each inbound connection: where each requester is seen.
+    inbound: HashMap<ConnectionId, (PeerId, IpAddr)>,
+    /// The node's own listen IPs.
+    own: Vec<IpAddr>,
+}
+
+impl DialBack {
+    fn new() -> Self {
+        Self {
+            inner: autonat::v2::server::Behaviour::default(),
+            dialling: HashSet::new(),
+            inbound: HashMap::new(),
+            own: Vec::new(),
+        }
+    }
+}
+
+/// Why a dial-back was refused (the swarm's `ConnectionDenied` cause).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "AutoNAT dial-back to {0} refused: not a public address, nor one on this node's own subnet shared with the requester"
+)]
+pub struct DialBackRefused(Multiaddr);
+
+fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
+    addr.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+        _ => None,
+    })
+}
+
+impl NetworkBehaviour for DialBack {
+    type ConnectionHandler =
+        <autonat::v2::server::Behaviour as NetworkBehaviour>::ConnectionHandler;
+    type ToSwarm = autonat::v2::server::Event;
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        peer: PeerId,
+        local_addr: &Multiaddr,
+        remote_addr: &Multiaddr,
+    ) -> Result<Self::ConnectionHandler, ConnectionDenied> {
+        if let Some(ip) = ip_of(remote_addr) {
+            self.inbound.insert(connection_id, (peer, ip));
+        }
+        self.inner.handle_established_inbound_connection(
+            connection_id,
+            peer,
+            local_addr,
+            remote_addr,
+        )
+    }
+
+    fn handle_pending_outbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        maybe_peer: Option<PeerId>,
+        addresses: &[Multiaddr],
+        effective_role: Endpoint,
+    ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
+        if self.dialling.remove(&connection_id)
+            && let Some(peer) = maybe_peer
+        {
+            let requester: Vec<IpAddr> = self
+                .inbound
+                .values()
+                .filter(|(p, _)| *p == peer)
+                .map(|(_, ip)| *ip)
+                .collect();
+            if let Some(refused) = addresses
+                .iter()
+                .find(|a| !dial_back_allowed(a, &requester, &self.own))
+            {
+                tracing::debug!(%peer, addr = %refused, "AutoNAT: refusing to dial back an address that is not public nor on a shared subnet");
+                return Err(ConnectionDenied::new(DialBackRefused(refused.clone())));
+            }
+        }
+        self.inner.handle_pending_outbound_connection(
+            connection_id,
+            maybe_peer,
+            addresses,
+            effective_role,
+        )
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        peer: PeerId,
+        addr: &Multiaddr,
+        role_override: Endpoint,
+        port_use: PortUse,
+    ) -> Result<Self::ConnectionHandler, ConnectionDenied> {
+        self.inner.handle_established_outbound_connection(
+            connection_id,
+            peer,
+            addr,
+            role_override,
+            port_use,
+        )
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm) {
+        match &event {
+            FromSwarm::ConnectionClosed(c) => {
+                self.inbound.remove(&c.connection_id);
+            }
+            FromSwarm::DialFailure(f) => {
+                self.dialling.remove(&f.connection_id);
+            }
+            FromSwarm::NewListenAddr(l) => {
+                if let Some(ip) = ip_of(l.addr)
+                    && !self.own.contains(&ip)
+                {
+                    self.own.push(ip);
+                }
+            }
+            FromSwarm::ExpiredListenAddr(l) => {
+                if let Some(ip) = ip_of(l.addr) {
+                    self.own.retain(|o| *o != ip);
+                }
+            }
+            _ => {}
+        }
+        self.inner.on_swarm_event(event)
+    }
+
+    fn on_connection_handler_event(
+        &mut self,
+        peer: PeerId,
+        connection_id: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        self.inner
+            .on_connection_handler_event(peer, connection_id, event)
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+        let event = self.inner.poll(cx);
+        if let Poll::Ready(ToSwarm::Dial { opts }) = &event {
+            self.dialling.insert(opts.connection_id());
+        }
+        event
+    }
+}
+
+/// The Kademlia behaviour, kept from its start-up bootstrap: Kademlia bootstraps whenever a
+/// listen address appears while it has no peer, and on a node that is alone (no `--peer`, or
+/// before mDNS finds anyone) that only warns "Failed to trigger bootstrap: No known peers", a
+/// warning about nothing wrong. So the listen addresses are not passed to it (it uses them
+/// only for provider records, which this node neither stores nor serves); it still
+/// bootstraps as soon as its first peer enters the routing table, and the event loop refreshes
+/// the table periodically. Everything else goes to Kademlia as is; it derefs to it.
+pub struct Dht(kad::Behaviour<kad::store::MemoryStore>);
+
+impl std::ops::Deref for Dht {
+    type Target = kad::Behaviour<kad::store::MemoryStore>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Dht {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl NetworkBehaviour for Dht {
+    type ConnectionHandler =
+        <kad::Behaviour<kad::store::MemoryStore> as NetworkBehaviour>::ConnectionHandler;
+    type ToSwarm = kad::Event;
+
+    fn handle_pending_inbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        local_addr: &Multiaddr,
+        remote_addr: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        self.0
+            .handle_pending_inbound_connection(connection_id, local_addr, remote_addr)
+    }
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        peer: PeerId,
+        local_addr: &Multiaddr,
+        remote_addr: &Multiaddr,
+    ) -> Result<Self::ConnectionHandler, ConnectionDenied> {
+        self.0
+            .handle_established_inbound_connection(connection_id, peer, local_addr, remote_addr)
+    }
+
+    fn handle_pending_outbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        maybe_peer: Option<PeerId>,
+        addresses: &[Multiaddr],
+        effective_role: Endpoint,
+    ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
+        self.0.handle_pending_outbound_connection(
+            connection_id,
+            maybe_peer,
+            addresses,
+            effective_role,
+        )
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        peer: PeerId,
+        addr: &Multiaddr,
+        role_override: Endpoint,
+        port_use: PortUse,
+    ) -> Result<Self::ConnectionHandler, ConnectionDenied> {
+        self.0.handle_established_outbound_connection(
+            connection_id,
+            peer,
+            addr,
+            role_override,
+            port_use,
+        )
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm) {
+        if let FromSwarm::NewListenAddr(_) | FromSwarm::ExpiredListenAddr(_) = event {
+            return;
+        }
+        self.0.on_swarm_event(event)
+    }
+
+    fn on_connection_handler_event(
+        &mut self,
+        peer: PeerId,
+        connection_id: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        self.0
+            .on_connection_handler_event(peer, connection_id, event)
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+        self.0.poll(cx)
+    }
+}
+
 /// All behaviours of a node.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
@@ -126,14 +476,15 @@ pub struct Behaviour {
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     /// Discovery beyond the LAN: a Kademlia routing table of the chain's nodes, when enabled.
     /// It stores no records; it only finds peers.
-    pub kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
+    pub kad: Toggle<Dht>,
     /// Whether others can dial this node where peers see it (behind a NAT, an address that is
     /// not one of its own): asks a peer to dial that address back on a new connection, and
     /// confirms it when the peer gets through (AutoNAT v2). Runs with the DHT, whose server
     /// mode waits for a confirmed address.
     pub autonat: Toggle<Reachability>,
-    /// Dials back the addresses peers ask about (AutoNAT v2), with the DHT.
-    pub autonat_server: Toggle<autonat::v2::server::Behaviour>,
+    /// Dials back the addresses peers ask about (AutoNAT v2), with the DHT: only public ones,
+    /// or on a subnet shared with the requester ([`dial_back_allowed`]).
+    pub autonat_server: Toggle<DialBack>,
     /// Learns peers' listen addresses and agent versions.
     pub identify: identify::Behaviour,
     /// Keeps connections alive and measures round trips.
@@ -443,11 +794,16 @@ impl Behaviour {
             kad_config
                 // Routing only: no records are stored or served.
                 .set_record_filtering(kad::StoreInserts::FilterBoth)
-                .set_periodic_bootstrap_interval(Some(KAD_BOOTSTRAP));
+                // The periodic refresh is the event loop's (it skips a node with no peers).
+                .set_periodic_bootstrap_interval(None);
             // Client mode until an external address is confirmed (`--external-addr`, a peer
             // that sees this node at one of its own addresses, or AutoNAT): only reachable
             // nodes enter other nodes' routing tables.
-            kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config)
+            Dht(kad::Behaviour::with_config(
+                peer_id,
+                kad::store::MemoryStore::new(peer_id),
+                kad_config,
+            ))
         });
         let limits = connection_limits::ConnectionLimits::default()
             .with_max_established(Some(config.max_peers + ROOM_TO_EVICT))
@@ -469,15 +825,105 @@ impl Behaviour {
                     ))
                 })
                 .into(),
-            autonat_server: config
-                .kad
-                .then(autonat::v2::server::Behaviour::default)
-                .into(),
+            autonat_server: config.kad.then(DialBack::new).into(),
             identify: identify::Behaviour::new(
                 identify::Config::new(protocol::IDENTIFY_PROTOCOL.into(), key.public())
                     .with_agent_version(format!("gossipchain/{}", env!("CARGO_PKG_VERSION"))),
             ),
             ping: ping::Behaviour::default(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn addr(s: &str) -> Multiaddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn dial_back_goes_to_public_addresses_and_shared_subnets_only() {
+        let own = [ip("10.1.2.3"), ip("203.0.114.9")];
+        let lan_peer = [ip("10.1.2.40")];
+        let far_peer = [ip("198.51.99.7")];
+        // Public: whoever asks.
+        assert!(dial_back_allowed(
+            &addr("/ip4/8.8.4.4/tcp/4001"),
+            &far_peer,
+            &own
+        ));
+        assert!(dial_back_allowed(
+            &addr("/ip6/2a00:1450::1/tcp/4001"),
+            &far_peer,
+            &own
+        ));
+        // Private: on our subnet, asked by a peer on it.
+        assert!(dial_back_allowed(
+            &addr("/ip4/10.1.2.99/tcp/4001"),
+            &lan_peer,
+            &own
+        ));
+        // ... not for a peer elsewhere (probing our LAN), nor another private network.
+        assert!(!dial_back_allowed(
+            &addr("/ip4/10.1.2.99/tcp/4001"),
+            &far_peer,
+            &own
+        ));
+        assert!(!dial_back_allowed(
+            &addr("/ip4/192.168.0.1/tcp/22"),
+            &[ip("192.168.0.5")],
+            &own
+        ));
+        assert!(!dial_back_allowed(
+            &addr("/ip4/100.64.0.1/tcp/4001"),
+            &lan_peer,
+            &own
+        ));
+        // Loopback: only for a node that listens on loopback alone.
+        assert!(!dial_back_allowed(
+            &addr("/ip4/127.0.0.1/tcp/4001"),
+            &[ip("127.0.0.1")],
+            &own
+        ));
+        assert!(dial_back_allowed(
+            &addr("/ip4/127.0.0.1/tcp/4001"),
+            &[ip("127.0.0.1")],
+            &[ip("127.0.0.1")]
+        ));
+        assert!(!dial_back_allowed(
+            &addr("/ip4/127.0.0.1/tcp/4001"),
+            &[ip("127.0.0.1")],
+            &[]
+        ));
+        // Never: link-local, unspecified, multicast, documentation, names.
+        for never in [
+            "/ip4/169.254.1.1/tcp/1",
+            "/ip4/0.0.0.0/tcp/1",
+            "/ip4/224.0.0.251/udp/5353",
+            "/ip4/192.0.2.1/tcp/1",
+            "/ip6/fe80::1/tcp/1",
+            "/ip6/2001:db8::1/tcp/1",
+            "/dns4/example.com/tcp/1",
+        ] {
+            assert!(!dial_back_allowed(&addr(never), &far_peer, &own), "{never}");
+        }
+        // IPv6 unique-local: like a private IPv4 network, /64.
+        let own6 = [ip("fd00:1:2:3::1")];
+        assert!(dial_back_allowed(
+            &addr("/ip6/fd00:1:2:3::9/tcp/1"),
+            &[ip("fd00:1:2:3::5")],
+            &own6
+        ));
+        assert!(!dial_back_allowed(
+            &addr("/ip6/fd00:1:2:4::9/tcp/1"),
+            &[ip("fd00:1:2:4::5")],
+            &own6
+        ));
     }
 }

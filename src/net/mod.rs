@@ -123,7 +123,7 @@ pub enum Event {
         /// The tag given with the request.
         tag: u64,
         /// The response, or the failure (timeout, closed connection, bad encoding).
-        result: Result<Response, String>,
+        result: Result<Response, RequestFailure>,
     },
 }
 
@@ -154,7 +154,7 @@ enum Command {
     },
     Dial {
         addr: Multiaddr,
-        reply: oneshot::Sender<Result<PeerId, String>>,
+        reply: oneshot::Sender<Result<PeerId, DialFailed>>,
     },
     Peers {
         reply: oneshot::Sender<Vec<PeerInfo>>,
@@ -238,6 +238,83 @@ impl NetConfig {
             external: Vec::new(),
             target_peers: 8,
             metrics: None,
+        }
+    }
+}
+
+/// Why a sync request got no answer (libp2p's outbound failure, with the cause kept as text
+/// only where the transport gives nothing more precise).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestFailure {
+    /// The peer could not be dialled.
+    #[error("the peer could not be dialled")]
+    Dial,
+    /// No answer within the request deadline.
+    #[error("no answer within the deadline")]
+    Timeout,
+    /// The connection closed before the answer.
+    #[error("the connection closed before the answer")]
+    ConnectionClosed,
+    /// The peer does not speak the sync protocol.
+    #[error("the peer does not speak the sync protocol")]
+    Unsupported,
+    /// The stream failed, or the answer could not be decoded.
+    #[error("stream error: {0}")]
+    Io(String),
+}
+
+impl RequestFailure {
+    /// A stable snake-case name, for logs and metric labels.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RequestFailure::Dial => "dial",
+            RequestFailure::Timeout => "timeout",
+            RequestFailure::ConnectionClosed => "connection_closed",
+            RequestFailure::Unsupported => "unsupported",
+            RequestFailure::Io(_) => "io",
+        }
+    }
+}
+
+impl From<&libp2p::request_response::OutboundFailure> for RequestFailure {
+    fn from(f: &libp2p::request_response::OutboundFailure) -> Self {
+        use libp2p::request_response::OutboundFailure as F;
+        match f {
+            F::DialFailure => RequestFailure::Dial,
+            F::Timeout => RequestFailure::Timeout,
+            F::ConnectionClosed => RequestFailure::ConnectionClosed,
+            F::UnsupportedProtocols => RequestFailure::Unsupported,
+            F::Io(e) => RequestFailure::Io(e.to_string()),
+        }
+    }
+}
+
+/// Why a `dial` failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DialFailed {
+    /// The address is this node's own.
+    #[error("that is this node's own address")]
+    OwnAddress,
+    /// The swarm refused to start the dial (a banned peer, a peer id that does not match, no
+    /// address it can use).
+    #[error("{0}")]
+    Refused(String),
+    /// Every address was tried and failed; the innermost cause of each, in one line.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The network has stopped (the node is shutting down).
+    #[error("the network has stopped")]
+    NetworkStopped,
+}
+
+impl DialFailed {
+    /// A stable snake-case name, for logs and metric labels.
+    pub fn label(&self) -> &'static str {
+        match self {
+            DialFailed::OwnAddress => "own_address",
+            DialFailed::Refused(_) => "refused",
+            DialFailed::Unreachable(_) => "unreachable",
+            DialFailed::NetworkStopped => "network_stopped",
         }
     }
 }
@@ -338,10 +415,10 @@ impl Client {
     }
 
     /// Dials an address (with or without `/p2p/<id>`), resolving when connected or failed.
-    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, String> {
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, DialFailed> {
         self.ask(|reply| Command::Dial { addr, reply })
             .await
-            .unwrap_or_else(|| Err("network stopped".into()))
+            .unwrap_or(Err(DialFailed::NetworkStopped))
     }
 
     /// The connected peers.

@@ -6,8 +6,8 @@ use super::events::{Numbered, TreeSnapshot, TxStatus};
 use crate::chain::mempool::MempoolLimits;
 use crate::chain::tree::TreeLimits;
 use crate::chain::{
-    Account, Address, Block, BlockHash, ChainId, ChainParams, MempoolError, Outcome, Transfer,
-    Txid, ValidationError,
+    Account, Address, Block, BlockHash, ChainId, ChainKind, ChainParams, MempoolError, Outcome,
+    Transfer, Txid, ValidationError,
 };
 use crate::net::{self, NetConfig};
 use crate::store::StoreError;
@@ -224,7 +224,7 @@ pub(super) enum Command {
     },
     Mine {
         n: u64,
-        blocks: mpsc::UnboundedSender<Result<BlockInfo, String>>,
+        blocks: mpsc::UnboundedSender<Result<BlockInfo, MineError>>,
     },
     SetMining {
         on: bool,
@@ -265,6 +265,17 @@ pub struct NodeHandle {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the node has stopped")]
 pub struct Stopped;
+
+/// Why a `mine` request ended before all its blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MineError {
+    /// The miner's thread stopped.
+    #[error("the miner has stopped")]
+    MinerStopped,
+    /// The node is shutting down.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
 
 impl NodeHandle {
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Stopped> {
@@ -308,6 +319,11 @@ impl NodeHandle {
     /// The node's and libp2p's metrics (`GET /metrics`).
     pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
         &self.metrics
+    }
+
+    /// The kind of the node's chain: how addresses are written and which ones it takes.
+    pub fn address_kind(&self) -> ChainKind {
+        ChainKind::of(&self.status.borrow().chain_id)
     }
 
     /// The latest status.
@@ -395,7 +411,7 @@ impl NodeHandle {
 
     /// Mines one block on the current tip (restarting if the tip moves) and returns it once
     /// accepted.
-    pub async fn mine_one(&self) -> Result<Result<BlockInfo, String>, Stopped> {
+    pub async fn mine_one(&self) -> Result<Result<BlockInfo, MineError>, Stopped> {
         self.mine(1).await?.recv().await.ok_or(Stopped)
     }
 
@@ -406,7 +422,7 @@ impl NodeHandle {
     pub async fn mine(
         &self,
         n: u64,
-    ) -> Result<mpsc::UnboundedReceiver<Result<BlockInfo, String>>, Stopped> {
+    ) -> Result<mpsc::UnboundedReceiver<Result<BlockInfo, MineError>>, Stopped> {
         let (blocks, rx) = mpsc::unbounded_channel();
         if n > 0 {
             self.tx
@@ -437,7 +453,7 @@ impl NodeHandle {
     }
 
     /// Dials a peer.
-    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, String> {
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, net::DialFailed> {
         self.net.dial(addr).await
     }
 

@@ -19,7 +19,7 @@
 //! otherwise it cancels it and starts a job as before. Only where more blocks are wanted after
 //! the job's: `mine N` finds N blocks, not one more.
 
-use super::{BlockInfo, Node, now_ms};
+use super::{BlockInfo, MineError, Node, now_ms};
 use crate::chain::template::{block_template, follow_up_template};
 use crate::chain::tree::TipChange;
 use crate::chain::{Block, BlockHash, Header, Outcome};
@@ -50,7 +50,7 @@ pub(super) struct MineWaiter {
     /// Blocks still wanted (at least 1 while queued).
     pub(super) left: u64,
     /// Where each accepted block goes.
-    pub(super) blocks: mpsc::UnboundedSender<Result<BlockInfo, String>>,
+    pub(super) blocks: mpsc::UnboundedSender<Result<BlockInfo, MineError>>,
 }
 
 /// A search to run: the template to solve, on how many threads, its cancel flag, and what to
@@ -368,7 +368,7 @@ impl Node {
             self.job = None;
             self.mining = false;
             for waiter in self.mine_waiters.drain(..) {
-                let _ = waiter.blocks.send(Err("the miner has stopped".into()));
+                let _ = waiter.blocks.send(Err(MineError::MinerStopped));
             }
         }
     }

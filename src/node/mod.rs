@@ -25,8 +25,8 @@ pub mod sync;
 pub mod sync_machine;
 
 pub use handle::{
-    BlockId, BlockInfo, BlockState, NodeConfig, NodeError, NodeHandle, NodeStatus, SendError,
-    Stopped,
+    BlockId, BlockInfo, BlockState, MineError, NodeConfig, NodeError, NodeHandle, NodeStatus,
+    SendError, Stopped,
 };
 
 use crate::chain::pace::ChainPace;
@@ -123,7 +123,11 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
     })?;
     let (wallet, created) = Wallet::load_or_create(&dir.join("wallet.key"))?;
     if created {
-        tracing::info!(address = %wallet.address(), "created a new wallet");
+        let address = crate::chain::ChainKind::of(&chain_id).encode(&wallet.address());
+        tracing::info!(
+            %address,
+            "created a new wallet (a random key, backed up by copying wallet.key; `gossipchain wallet new` makes one with backup words)"
+        );
     }
     let (id_secret, _) = wallet::load_or_create_secret(&dir.join("node.key"))?;
     let keypair = identity::Keypair::ed25519_from_bytes(id_secret)
@@ -249,7 +253,7 @@ impl Node {
             job.cancel();
         }
         for waiter in self.mine_waiters.drain(..) {
-            let _ = waiter.blocks.send(Err("the node is shutting down".into()));
+            let _ = waiter.blocks.send(Err(MineError::ShuttingDown));
         }
         let last = self.take_batch();
         self.net.shutdown();

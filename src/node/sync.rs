@@ -260,7 +260,12 @@ impl Node {
     }
 
     /// The answer to a request of ours, or why there is none.
-    pub(super) fn on_response(&mut self, peer: PeerId, tag: u64, result: Result<Response, String>) {
+    pub(super) fn on_response(
+        &mut self,
+        peer: PeerId,
+        tag: u64,
+        result: Result<Response, crate::net::RequestFailure>,
+    ) {
         if self.sync.pushes.remove(&tag) {
             if let Err(e) = result {
                 tracing::debug!(%peer, "pushing transfers failed: {e}");

@@ -54,8 +54,8 @@ impl Backend for NodeHandle {
         let mut blocks = NodeHandle::mine(self, n).await?;
         for _ in 0..n {
             match blocks.recv().await.ok_or(Stopped)? {
-                Ok(info) => each(&BlockSummary::of(&info)),
-                Err(e) => return Err(actions::mining_stopped(e).into()),
+                Ok(info) => each(&BlockSummary::of(&info, self.address_kind())),
+                Err(e) => return Err(actions::mining_stopped(e.to_string()).into()),
             }
         }
         Ok(())

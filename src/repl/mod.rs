@@ -13,7 +13,7 @@ mod stdin;
 
 pub use parse::{Cmd, ParseError, USAGE, parse, remote};
 
-use crate::chain::Address;
+use crate::chain::{Address, ChainId, ChainKind};
 use crate::http::error::ApiError;
 use crate::http::views::{
     AccountView, AddressView, BlockSummary, BlockView, DialView, MempoolView, MiningView, PeerView,
@@ -201,11 +201,26 @@ pub async fn execute(
 
 /// The node's wallet address.
 async fn own_address(node: &impl Backend) -> Result<Address, Failure> {
-    let shown = node.status().await?.address;
-    shown.parse().map_err(|e| Failure::Refused {
+    let status = node.status().await?;
+    let kind = status.address_kind()?;
+    kind.parse(&status.address).map_err(|e| Failure::Refused {
         code: "bad_address".into(),
-        message: format!("the node's own address '{shown}' does not parse: {e}"),
+        message: format!(
+            "the node's own address '{}' does not parse: {e}",
+            status.address
+        ),
     })
+}
+
+impl StatusView {
+    /// The kind of the node's chain (which addresses it takes), from its chain id.
+    pub fn address_kind(&self) -> Result<ChainKind, Failure> {
+        let id: ChainId = self.chain_id.parse().map_err(|_| Failure::Refused {
+            code: "bad_chain_id".into(),
+            message: format!("the node's chain id '{}' is not a hash", self.chain_id),
+        })?;
+        Ok(ChainKind::of(&id))
+    }
 }
 
 /// Runs the interactive commands until `quit` or end of input. Returns when the node should
@@ -214,7 +229,7 @@ pub async fn run(node: NodeHandle) -> std::io::Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<stdin::Line>(1);
     stdin::spawn_reader(tx)?;
     while let Some((line, done)) = rx.recv().await {
-        let quit = match parse(&line) {
+        let quit = match parse(&line, node.address_kind()) {
             Ok(None) => false,
             Err(e) => {
                 println!("{e}");

@@ -1,7 +1,7 @@
 //! Parsing of the typed commands: pure, no I/O. A typo or a bad argument becomes a
 //! [`ParseError`] naming the command's usage.
 
-use crate::chain::Address;
+use crate::chain::{Address, ChainKind};
 use crate::node::BlockId;
 use libp2p::Multiaddr;
 
@@ -140,12 +140,13 @@ fn parse_count(s: &str, max: u64) -> Result<u64, String> {
     }
 }
 
-fn parse_address(s: &str) -> Result<Address, String> {
-    s.parse().map_err(|e| format!("bad address '{s}': {e}"))
+fn parse_address(kind: ChainKind, s: &str) -> Result<Address, String> {
+    kind.parse(s).map_err(|e| format!("bad address '{s}': {e}"))
 }
 
-/// Parses one line. `Ok(None)` for a blank line.
-pub fn parse(line: &str) -> Result<Option<Cmd>, ParseError> {
+/// Parses one line typed at a node whose chain is of `kind` (which addresses it takes).
+/// `Ok(None)` for a blank line.
+pub fn parse(line: &str, kind: ChainKind) -> Result<Option<Cmd>, ParseError> {
     let words: Vec<&str> = line.split_whitespace().collect();
     let Some((&name, args)) = words.split_first() else {
         return Ok(None);
@@ -195,14 +196,14 @@ pub fn parse(line: &str) -> Result<Option<Cmd>, ParseError> {
             arity(0, 1)?;
             Cmd::Balance(
                 args.first()
-                    .map(|a| parse_address(a))
+                    .map(|a| parse_address(kind, a))
                     .transpose()
                     .map_err(err)?,
             )
         }
         "send" => {
             arity(2, 3)?;
-            let to = parse_address(args[0]).map_err(err)?;
+            let to = parse_address(kind, args[0]).map_err(err)?;
             let amount = parse_amount("amount", args[1], 1).map_err(err)?;
             let fee = match args.get(2) {
                 Some(f) => parse_amount("fee", f, 0).map_err(err)?,
@@ -253,9 +254,15 @@ pub fn parse(line: &str) -> Result<Option<Cmd>, ParseError> {
 mod tests {
     use super::*;
 
+    /// Parses on a node of the default chain.
+    fn parse(line: &str) -> Result<Option<Cmd>, ParseError> {
+        super::parse(line, ChainKind::Main)
+    }
+
     #[test]
     fn parses_every_command() {
-        let a = Address::of(&crate::testkit::key(1));
+        let key = Address::of(&crate::testkit::key(1));
+        let a = ChainKind::Main.encode(&key);
         assert_eq!(parse("  ").unwrap(), None);
         assert_eq!(parse("status").unwrap(), Some(Cmd::Status));
         assert_eq!(parse("chain").unwrap(), Some(Cmd::Chain(10)));
@@ -267,15 +274,15 @@ mod tests {
         assert_eq!(
             parse(&format!("send {a} 5")).unwrap(),
             Some(Cmd::Send {
-                to: a,
+                to: key,
                 amount: 5,
                 fee: 1
             })
         );
         assert_eq!(
-            parse(&format!("send {a} 5 0")).unwrap(),
+            parse(&format!("send {} 5 0", key.to_hex())).unwrap(),
             Some(Cmd::Send {
-                to: a,
+                to: key,
                 amount: 5,
                 fee: 0
             })
@@ -299,7 +306,25 @@ mod tests {
         );
         let e = parse("send 12 5").unwrap_err();
         assert!(e.message.starts_with("bad address '12'"), "{}", e.message);
-        let a = Address::of(&crate::testkit::key(1));
+        let key = Address::of(&crate::testkit::key(1));
+        let a = ChainKind::Main.encode(&key);
+        let typo = format!(
+            "{}{}",
+            &a[..a.len() - 1],
+            if a.ends_with('q') { 'p' } else { 'q' }
+        );
+        let e = parse(&format!("send {typo} 5")).unwrap_err();
+        assert!(
+            e.message.contains("checksum does not match"),
+            "{}",
+            e.message
+        );
+        let e = super::parse(&format!("balance {a}"), ChainKind::Test).unwrap_err();
+        assert!(
+            e.message.contains("this address is for the default chain"),
+            "{}",
+            e.message
+        );
         let e = parse(&format!("send {a} -5")).unwrap_err();
         assert_eq!(e.message, "amount cannot be negative: '-5'");
         let e = parse(&format!("send {a} 99999999999999999999")).unwrap_err();

@@ -70,7 +70,7 @@ pub enum Note {
     /// A sync request it received (answered by its responder).
     Request(Request),
     /// The answer to one of its own requests.
-    Response(u64, Result<Response, String>),
+    Response(u64, Result<Response, gossipchain::net::RequestFailure>),
 }
 
 /// A peer built from our own network layer with no node actor behind it: it validates nothing

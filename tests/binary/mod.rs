@@ -162,9 +162,22 @@ pub fn block_line(line: &str) -> Option<BlockLine> {
     })
 }
 
-/// 64 hex digits (a hash or an address).
+/// 64 hex digits (a hash, or an address in its older form).
 pub fn is_hex64(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The shape of an address as the node writes it: `gc1` or `gct1` and 58 bech32 characters
+/// (the checksum is the node's to check).
+pub fn is_address(s: &str) -> bool {
+    let data = |hrp: &str| {
+        s.strip_prefix(hrp).is_some_and(|d| {
+            d.len() == 58
+                && d.bytes()
+                    .all(|b| b"qpzry9x8gf2tvdw0s3jn54khce6mua7l".contains(&b))
+        })
+    };
+    data("gc1") || data("gct1")
 }
 
 /// The value of `key=` in a log line.
@@ -424,7 +437,7 @@ impl Node {
     #[track_caller]
     pub fn address(&mut self) -> String {
         let a = self.run1("address");
-        if !is_hex64(&a) {
+        if !is_address(&a) {
             self.fail(&format!("bad address {a:?}"));
         }
         a
@@ -694,6 +707,12 @@ impl Node {
             self.fail(&format!("exited with {status}, not 0"));
         }
         self.expect_log("the node stopping", "node stopped");
+    }
+
+    /// Every log line (stderr) received so far, including those not yet read.
+    pub fn log_lines(&mut self) -> Vec<String> {
+        self.err.drain();
+        self.err.seen.clone()
     }
 
     /// `quit`, then a clean exit.

@@ -49,11 +49,46 @@ pub struct Counts {
     pub unsent: AtomicU64,
 }
 
+/// The impairment in force, changeable while the line runs ([`DelayLine::set`]).
+struct Live {
+    delay_us: AtomicU64,
+    jitter_us: AtomicU64,
+    loss_per_10k: AtomicU64,
+}
+
+impl Live {
+    fn new(imp: Impairment) -> Self {
+        let live = Self {
+            delay_us: AtomicU64::new(0),
+            jitter_us: AtomicU64::new(0),
+            loss_per_10k: AtomicU64::new(0),
+        };
+        live.store(imp);
+        live
+    }
+    fn store(&self, imp: Impairment) {
+        self.delay_us
+            .store(imp.delay.as_micros() as u64, Ordering::Relaxed);
+        self.jitter_us
+            .store(imp.jitter.as_micros() as u64, Ordering::Relaxed);
+        self.loss_per_10k
+            .store(u64::from(imp.loss_per_10k), Ordering::Relaxed);
+    }
+    fn load(&self) -> Impairment {
+        Impairment {
+            delay: Duration::from_micros(self.delay_us.load(Ordering::Relaxed)),
+            jitter: Duration::from_micros(self.jitter_us.load(Ordering::Relaxed)),
+            loss_per_10k: self.loss_per_10k.load(Ordering::Relaxed) as u32,
+        }
+    }
+}
+
 /// The running delay line; dropping it stops the thread (the device goes with its file).
 pub struct DelayLine {
     ns: String,
     stop: Arc<AtomicBool>,
     counts: Arc<Counts>,
+    live: Arc<Live>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -65,13 +100,15 @@ impl DelayLine {
         let (tx, rx) = std::sync::mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let counts = Arc::new(Counts::default());
+        let live = Arc::new(Live::new(imp));
         let (stop2, counts2, ns2) = (stop.clone(), counts.clone(), ns.to_string());
+        let live2 = live.clone();
         let thread = std::thread::Builder::new()
             .name("delay-line".into())
             .spawn(move || match open_tun_in(&ns2) {
                 Ok(fd) => {
                     let _ = tx.send(Ok(()));
-                    run(&fd, imp, &stop2, &counts2);
+                    run(&fd, &live2, &stop2, &counts2);
                 }
                 Err(e) => {
                     let _ = tx.send(Err(e));
@@ -86,6 +123,7 @@ impl DelayLine {
             ns: ns.to_string(),
             stop,
             counts,
+            live,
             thread: Some(thread),
         };
         must(&[
@@ -118,6 +156,13 @@ impl DelayLine {
             ]);
         }
         line
+    }
+
+    /// Changes the impairment of the packets that arrive from now on (a link that gets worse,
+    /// or better, while the nodes run).
+    #[allow(dead_code)] // Not every scenario that includes this file changes its link.
+    pub fn set(&self, imp: Impairment) {
+        self.live.store(imp);
     }
 
     /// Packets forwarded late and packets dropped so far.
@@ -230,7 +275,7 @@ impl Rng {
     }
 }
 
-fn run(fd: &OwnedFd, imp: Impairment, stop: &AtomicBool, counts: &Counts) {
+fn run(fd: &OwnedFd, live: &Live, stop: &AtomicBool, counts: &Counts) {
     // SAFETY: sets this thread's own priority (Linux's setpriority on a thread id); failure
     // (no privilege) only leaves it at the default.
     unsafe {
@@ -240,8 +285,9 @@ fn run(fd: &OwnedFd, imp: Impairment, stop: &AtomicBool, counts: &Counts) {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut seq = 0u64;
     let mut buf = vec![0u8; 65536];
-    let spread = 2 * imp.jitter.as_micros() as u64 + 1;
     while !stop.load(Ordering::Relaxed) {
+        let imp = live.load();
+        let spread = 2 * imp.jitter.as_micros() as u64 + 1;
         let now = Instant::now();
         let wait = held
             .peek()

@@ -874,6 +874,10 @@ impl Node {
             c.arg(setpriv).args(["--pdeathsig", "KILL", "--"]);
         }
         c.arg(BIN).args(args);
+        // A process group of its own, whose parent (this process) is in another: such a group
+        // is never orphaned while this process runs, so a node stopped on purpose (SIGSTOP) is
+        // not sent SIGHUP when this process's own group is orphaned (its parent shell exits).
+        std::os::unix::process::CommandExt::process_group(&mut c, 0);
         crate::binary::clean_env(&mut c);
         // GOSSIPCHAIN_LAN_RUST_LOG overrides the level, e.g. `info,libp2p_mdns=trace`.
         let level = std::env::var(RUST_LOG_OVERRIDE).unwrap_or_else(|_| "info".into());

@@ -19,16 +19,36 @@ use std::sync::Arc;
 /// nothing about the real block (anyone can relay a valid header with altered transactions),
 /// so remembering that hash as invalid would make the node refuse the real block and every
 /// block built on it.
-fn condemns_hash(block: &Block, error: &ValidationError) -> bool {
+///
+/// Every variant is named, with no catch-all: a rule added later is a compile error here until
+/// someone decides whether the header alone decides it.
+pub(super) fn condemns_hash(block: &Block, error: &ValidationError) -> bool {
+    use ValidationError as E;
     match error {
-        ValidationError::TooManyTransactions { .. }
-        | ValidationError::BlockTooLarge { .. }
-        | ValidationError::MissingCoinbase
-        | ValidationError::CoinbaseHeight { .. }
-        | ValidationError::ExtraCoinbase { .. }
-        | ValidationError::DuplicateTxid(_)
-        | ValidationError::TxRootMismatch { .. } => block.compute_tx_root() == block.header.tx_root,
-        _ => true,
+        // Header rules: the hash commits to every field they read.
+        E::BadVersion(_)
+        | E::BadBits(_)
+        | E::TargetAboveLimit { .. }
+        | E::WrongBits { .. }
+        | E::InsufficientWork { .. }
+        | E::BadHeight { .. }
+        | E::TimestampTooOld { .. }
+        | E::InvalidAncestor(_) => true,
+        // May become valid as the clock advances: never remembered.
+        E::TimestampTooNew { .. } => false,
+        // Body rules: the block is condemned only if its body is the one the header commits to.
+        E::TooManyTransactions { .. }
+        | E::BlockTooLarge { .. }
+        | E::MissingCoinbase
+        | E::CoinbaseHeight { .. }
+        | E::CoinbaseAmount { .. }
+        | E::ExtraCoinbase { .. }
+        | E::DuplicateTxid(_)
+        | E::TxRootMismatch { .. }
+        | E::BadSignature { .. }
+        | E::BadNonce { .. }
+        | E::InsufficientBalance { .. }
+        | E::AmountOverflow { .. } => block.compute_tx_root() == block.header.tx_root,
     }
 }
 

@@ -206,3 +206,59 @@ fn side_branch_storage_is_bounded_whatever_peers_send() {
         assert!(chain.block_at(h).is_some());
     }
 }
+
+#[test]
+fn a_body_rule_condemns_the_hash_only_when_the_body_is_the_committed_one() {
+    use super::process::condemns_hash;
+    use crate::chain::Txid;
+    use crate::chain::tx::SignatureError;
+    use crate::chain::validate::ValidationError as E;
+    let mut chain = ChainState::new(testkit::params());
+    testkit::extend(&mut chain, 2, addr(1));
+    let id = chain.chain_id();
+    let t = Transfer::sign(&key(1), &id, addr(2), 1, 0, 0);
+    let honest = next_block(&chain, &[t], addr(3));
+    let mut altered = honest.clone();
+    if let Transaction::Transfer(t) = &mut altered.txs[1] {
+        t.amount += 1;
+    }
+    assert_eq!(altered.compute_hash(), honest.compute_hash());
+    let txid = Txid([7; 32]);
+    let body_errors = [
+        E::CoinbaseAmount {
+            expected: 1,
+            got: 2,
+        },
+        E::BadSignature {
+            txid,
+            reason: SignatureError::BadSignature,
+        },
+        E::BadNonce {
+            txid,
+            expected: 0,
+            got: 1,
+        },
+        E::InsufficientBalance {
+            txid,
+            balance: 0,
+            needed: 1,
+        },
+        E::AmountOverflow { txid },
+        E::DuplicateTxid(txid),
+        E::MissingCoinbase,
+    ];
+    for e in &body_errors {
+        assert!(!condemns_hash(&altered, e), "{e} condemned an altered body");
+        assert!(condemns_hash(&honest, e), "{e} spared the committed body");
+    }
+    let header_error = E::BadHeight {
+        expected: 1,
+        got: 2,
+    };
+    assert!(condemns_hash(&altered, &header_error));
+    let too_new = E::TimestampTooNew {
+        timestamp: 2,
+        limit: 1,
+    };
+    assert!(!condemns_hash(&honest, &too_new));
+}

@@ -62,7 +62,7 @@ async function refreshMempool() {
   }
   tbody.replaceChildren(...txs.slice(0, 50).map((t) => GC.el("tr", {},
     GC.el("td", { class: "mono" }, GC.el("a", { href: "#/tx/" + t.txid, text: GC.short(t.txid) })),
-    GC.el("td", { class: "mono", text: GC.short(t.from, 6) + " → " + GC.short(t.to, 6) }),
+    GC.el("td", { class: "mono", text: GC.short(t.from, 9) + " → " + GC.short(t.to, 9) }),
     GC.el("td", { text: t.amount }),
     GC.el("td", { text: t.fee }))));
 }
@@ -97,7 +97,7 @@ function dl(pairs) {
 }
 
 async function showDetail() {
-  const m = location.hash.match(/^#\/(block|tx|address)\/([0-9a-fA-F]+)$/);
+  const m = location.hash.match(/^#\/(block|tx|address)\/([0-9a-zA-Z]+)$/);
   const box = $("detail");
   if (!m) { box.hidden = true; return; }
   box.hidden = false;
@@ -113,8 +113,8 @@ async function showDetail() {
       for (const t of b.txs) tb.append(GC.el("tr", {},
         GC.el("td", { class: "mono" }, GC.el("a", { href: "#/tx/" + t.txid, text: GC.short(t.txid) })),
         GC.el("td", { text: t.kind }),
-        GC.el("td", { class: "mono" }, t.from ? GC.el("a", { href: "#/address/" + t.from, text: GC.short(t.from, 6) }) : "–"),
-        GC.el("td", { class: "mono" }, GC.el("a", { href: "#/address/" + t.to, text: GC.short(t.to, 6) })),
+        GC.el("td", { class: "mono" }, t.from ? GC.el("a", { href: "#/address/" + t.from, text: GC.short(t.from, 10) }) : "–"),
+        GC.el("td", { class: "mono" }, GC.el("a", { href: "#/address/" + t.to, text: GC.short(t.to, 10) })),
         GC.el("td", { text: t.amount }), GC.el("td", { text: t.fee })));
       txs.append(tb);
       body.replaceChildren(dl([
@@ -135,7 +135,7 @@ async function showDetail() {
       ]));
     } else {
       const a = await GC.get("/address/" + id);
-      setText("detail-title", "address " + GC.short(a.address));
+      setText("detail-title", "address " + GC.short(a.address, 12));
       body.replaceChildren(dl([
         ["address", a.address], ["balance", a.balance], ["nonce", a.nonce], ["next nonce", a.next_nonce],
         ["pending spend", a.pending_spend], ["pending transfers", a.pending.length],
@@ -158,13 +158,16 @@ $("lookup").addEventListener("submit", async (e) => {
     if (/^\d+$/.test(q)) {
       const hash = await GC.get("/block-height/" + q);
       location.hash = "#/block/" + hash;
+    } else if (/^gct?1/i.test(q)) {
+      await GC.get("/address/" + q); // a mistyped address: the node's one-line reason
+      location.hash = "#/address/" + q;
     } else if (/^[0-9a-fA-F]{64}$/.test(q)) {
       for (const kind of ["block", "tx", "address"]) {
         try { await GC.get(`/${kind}/${q}`); location.hash = `#/${kind}/${q}`; return; } catch (_) { /* next */ }
       }
       GC.show("lookup-out", "no block, transaction or address " + q, "err");
     } else {
-      GC.show("lookup-out", "type a height, or 64 hex digits (block hash, txid or address)", "err");
+      GC.show("lookup-out", "type a height, an address (gc1…), or 64 hex digits (block hash, txid or address)", "err");
     }
   } catch (err) { GC.showError("lookup-out", err); }
 });

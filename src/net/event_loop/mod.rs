@@ -5,11 +5,15 @@
 
 mod peers;
 
-use super::behaviour::{Behaviour, BehaviourEvent, Malformed, SyncRequest, local_only};
+use super::behaviour::{
+    Behaviour, BehaviourEvent, KAD_BOOTSTRAP, Malformed, SyncRequest, local_only,
+};
 use super::discovery::DiscoveryPolicy;
 use super::peer_book::{Admission, PeerBook, PeerBookConfig, peer_of};
 use super::protocol::{self, Response};
-use super::{Command, Discovery, Event, NetConfig, NetError, PeerInfo, Topic};
+use super::{
+    Command, DialFailed, Discovery, Event, NetConfig, NetError, PeerInfo, RequestFailure, Topic,
+};
 use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
 use libp2p::gossipsub::{self, IdentTopic, PublishError};
@@ -54,7 +58,7 @@ enum DialPurpose {
     /// Bootstrap entry `index`.
     Bootstrap(usize),
     /// A user's `dial`, with its reply.
-    User(oneshot::Sender<Result<PeerId, String>>),
+    User(oneshot::Sender<Result<PeerId, DialFailed>>),
     /// A peer of the Kademlia routing table, to top the connections up.
     Kad,
 }
@@ -80,6 +84,8 @@ pub struct EventLoop {
     discovery: DiscoveryPolicy,
     /// When to consult it next.
     next_discovery: Instant,
+    /// When to refresh the DHT's routing table next (a bootstrap), if it has peers by then.
+    next_kad_bootstrap: Instant,
     /// This chain's Kademlia protocol, to tell which peers speak it.
     kad_protocol: StreamProtocol,
     /// libp2p's event metrics (connections, identify, kad, ping, gossipsub events).
@@ -219,6 +225,7 @@ impl EventLoop {
             listen_addrs: Vec::new(),
             discovery,
             next_discovery: now,
+            next_kad_bootstrap: now + KAD_BOOTSTRAP,
             kad_protocol,
             metrics,
         })
@@ -297,12 +304,15 @@ impl EventLoop {
     fn on_tick(&mut self) {
         let now = Instant::now();
         for peer in self.book.expire_bans(now) {
-            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
-            tracing::info!(%peer, "ban expired");
+            self.unban(peer);
         }
         if now >= self.next_discovery {
             self.next_discovery = now + DISCOVERY_EVERY;
             self.discover(now);
+        }
+        if now >= self.next_kad_bootstrap {
+            self.next_kad_bootstrap = now + KAD_BOOTSTRAP;
+            self.refresh_routing_table();
         }
         self.redial_mdns_peers(now);
         // Without the DHT nothing replaces a bootnode: it is redialled whatever the count.
@@ -376,14 +386,7 @@ impl EventLoop {
                     .sync
                     .send_response(channel, response);
             }
-            Command::Ban { peer, reason } => {
-                tracing::warn!(%peer, %reason, "banning peer for {:?}", self.config.ban_duration);
-                self.book.ban(peer, Instant::now());
-                self.swarm.behaviour_mut().blocked.block_peer(peer);
-                if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
-                    kad.remove_peer(&peer);
-                }
-            }
+            Command::Ban { peer, reason } => self.ban(peer, &reason),
             Command::Dial { addr, reply } => self.dial_user(addr, reply),
             Command::Peers { reply } => {
                 let gossip = &self.swarm.behaviour().gossipsub;
@@ -415,11 +418,11 @@ impl EventLoop {
         }
     }
 
-    fn dial_user(&mut self, addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, String>>) {
+    fn dial_user(&mut self, addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, DialFailed>>) {
         let local = *self.swarm.local_peer_id();
         let opts = match peer_of(&addr) {
             Some(peer) if peer == local => {
-                let _ = reply.send(Err("that is this node's own address".into()));
+                let _ = reply.send(Err(DialFailed::OwnAddress));
                 return;
             }
             Some(peer) if self.swarm.is_connected(&peer) => {
@@ -435,7 +438,7 @@ impl EventLoop {
                 self.dials.insert(id, DialPurpose::User(reply));
             }
             Err(e) => {
-                let _ = reply.send(Err(e.to_string()));
+                let _ = reply.send(Err(DialFailed::Refused(dial_error_text(&e))));
             }
         }
     }
@@ -540,7 +543,7 @@ impl EventLoop {
                 ..
             } => match self.dials.remove(&connection_id) {
                 Some(DialPurpose::User(reply)) => {
-                    let _ = reply.send(Err(dial_error_text(&error)));
+                    let _ = reply.send(Err(DialFailed::Unreachable(dial_error_text(&error))));
                 }
                 Some(DialPurpose::Bootstrap(i)) => {
                     if let Some(addr) = self.book.bootstrap_addr(i) {
@@ -624,10 +627,7 @@ impl EventLoop {
                             SyncRequest::Valid(request) => request,
                             SyncRequest::Malformed(reason) => {
                                 drop(channel);
-                                self.on_command(Command::Ban {
-                                    peer,
-                                    reason: format!("sent a {reason}"),
-                                });
+                                self.ban(peer, &format!("sent a {reason}"));
                                 return true;
                             }
                         };
@@ -643,8 +643,7 @@ impl EventLoop {
                             }
                             Admission::Ban(reason) => {
                                 drop(channel);
-                                tracing::warn!(%peer, %reason, "banning peer for {:?}", self.config.ban_duration);
-                                self.swarm.behaviour_mut().blocked.block_peer(peer);
+                                self.ban(peer, &reason);
                                 return true;
                             }
                         }
@@ -681,17 +680,14 @@ impl EventLoop {
                 if let request_response::OutboundFailure::Io(e) = &error
                     && Malformed::is(e)
                 {
-                    self.on_command(Command::Ban {
-                        peer,
-                        reason: format!("answered with a {e}"),
-                    });
+                    self.ban(peer, &format!("answered with a {e}"));
                 }
                 if let Some(tag) = self.pending.remove(&request_id) {
                     return self
                         .emit(Event::Response {
                             peer,
                             tag,
-                            result: Err(error.to_string()),
+                            result: Err(RequestFailure::from(&error)),
                         })
                         .await;
                 }

@@ -5,6 +5,44 @@
 use super::*;
 
 impl EventLoop {
+    /// The one way a peer is banned, whatever the cause (an invalid block or transfer from the
+    /// node, a malformed request or answer, a request flood): the book records the ban and its
+    /// end; the block list closes the peer's connections and refuses new ones; gossipsub
+    /// drops it from its meshes and ignores its messages; the DHT forgets it, so that it is
+    /// not handed out to others. [`Self::unban`] undoes the last three when the ban ends.
+    pub(super) fn ban(&mut self, peer: PeerId, reason: &str) {
+        tracing::warn!(%peer, %reason, "banning peer for {:?}", self.config.ban_duration);
+        self.book.ban(peer, Instant::now());
+        let behaviour = self.swarm.behaviour_mut();
+        behaviour.blocked.block_peer(peer);
+        behaviour.gossipsub.blacklist_peer(&peer);
+        if let Some(kad) = behaviour.kad.as_mut() {
+            kad.remove_peer(&peer);
+        }
+    }
+
+    /// The DHT's periodic refresh (a lookup of our own id and of a random id per bucket),
+    /// run here rather than by Kademlia's own timer: that one warns "Failed to trigger
+    /// bootstrap: No known peers" on a node that is alone, which is nothing wrong. A node with
+    /// no DHT peers has nothing to refresh; Kademlia bootstraps by itself as soon as its first
+    /// peer enters the table.
+    pub(super) fn refresh_routing_table(&mut self) {
+        if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut()
+            && kad.kbuckets().any(|b| b.num_entries() > 0)
+            && let Err(e) = kad.bootstrap()
+        {
+            tracing::debug!("DHT refresh not started: {e}");
+        }
+    }
+
+    /// A ban ended: the peer may connect, gossip and be learnt by the DHT again.
+    pub(super) fn unban(&mut self, peer: PeerId) {
+        let behaviour = self.swarm.behaviour_mut();
+        behaviour.blocked.unblock_peer(peer);
+        behaviour.gossipsub.remove_blacklisted_peer(&peer);
+        tracing::info!(%peer, "ban expired");
+    }
+
     /// Over `max_peers` open connections: closes the peers of a connection only a lookup of
     /// this node opened, or else those accepted longest ago (not one this node dialled:
     /// `--peer`, mDNS, `dial` and DHT peers are its own choice), or else the newcomer if it

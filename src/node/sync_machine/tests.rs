@@ -1,4 +1,5 @@
 use super::*;
+use crate::net::RequestFailure;
 use std::time::Duration;
 
 const S: Duration = Duration::from_secs(1);
@@ -194,7 +195,7 @@ fn refusal_failure_and_disconnect_each_move_the_download_on() {
             2 => Event::Failed {
                 peer: 1,
                 tag,
-                failure: Failure::Io("connection reset".into()),
+                failure: Failure::Io(RequestFailure::ConnectionClosed),
             },
             _ => Event::Disconnected(1),
         };

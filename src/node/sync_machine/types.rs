@@ -2,6 +2,7 @@
 //! actions it asks for, and its counters.
 
 use crate::chain::{BlockHash, ChainId};
+use crate::net::RequestFailure;
 use crate::net::protocol::Status;
 
 use std::fmt::Debug;
@@ -76,7 +77,7 @@ pub enum Failure {
     /// The network could not queue it.
     NotSent,
     /// The transport failed (connection closed, stream reset, timeout below us).
-    Io(String),
+    Io(RequestFailure),
     /// The peer answered `Refused`.
     Refused(String),
     /// The answer could not be decoded (a malformed block in a page): the peer is banned.
