@@ -311,9 +311,9 @@ pub async fn run(
     let json = args.json;
     let mut each = |b: &crate::http::views::BlockSummary| {
         if json {
-            println!("{}", serde_json::to_string(b).unwrap_or_default());
+            out(&serde_json::to_string(b).unwrap_or_default());
         } else {
-            println!("{}", repl::render::mined(b));
+            out(&repl::render::mined(b));
         }
     };
     let answer = match repl::execute(parsed, &remote, &mut each).await {
@@ -333,8 +333,14 @@ fn print(answer: &Answer, json: bool) {
         answer.text()
     };
     if !text.is_empty() {
-        println!("{text}");
+        out(&text);
     }
+}
+
+/// Prints a line; a reader that went away (`| head`) is no error worth a panic.
+fn out(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
 #[cfg(test)]
