@@ -12,8 +12,11 @@ use std::path::PathBuf;
 
 /// A peer-to-peer blockchain node: nodes find each other on the LAN by mDNS, gossip
 /// transactions and blocks, sync what they lack, and keep the chain with the most work.
+///
+/// Given a command of the prompt (`gossipchain status`, `gossipchain send <address> 5`), it
+/// sends it to the node running on --data-dir (or at --node URL) over its HTTP API.
 #[derive(Parser, Debug)]
-#[command(version, args_conflicts_with_subcommands = true)]
+#[command(version)]
 pub struct Cli {
     /// What to do (default: run a node).
     #[command(subcommand)]
@@ -21,6 +24,9 @@ pub struct Cli {
     /// Node options, when no subcommand is given.
     #[command(flatten)]
     pub node: NodeArgs,
+    /// Options of a command for a running node, given before it.
+    #[command(flatten)]
+    pub leading: crate::client::LeadingArgs,
 }
 
 /// The subcommands.
@@ -34,6 +40,61 @@ pub enum Command {
         #[command(subcommand)]
         command: WalletCommand,
     },
+    /// A command of the prompt, for the node running on --data-dir or at --node.
+    #[command(flatten)]
+    Client(crate::client::ClientCommand),
+}
+
+/// Parses the command line, or exits with a usage error (code 2). Of the node's options, only
+/// --data-dir may come before a subcommand (`gossipchain --data-dir D status`), and the
+/// client's (--node, --token, --json) before a command for a running node: others before a
+/// subcommand would be silently ignored, so they are refused.
+pub fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
+    let mut command = Cli::command();
+    let matches = command.get_matches_mut();
+    let leading = ["leading_node", "leading_token", "leading_json"];
+    let on_line = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    if let Some((sub, _)) = matches.subcommand() {
+        let client = <crate::client::ClientCommand as clap::Subcommand>::has_subcommand(sub);
+        let given: Vec<String> = command
+            .get_arguments()
+            .filter(|a| a.get_id() != "data_dir")
+            .filter(|a| !(client && leading.contains(&a.get_id().as_str())))
+            .filter(|a| on_line(a.get_id().as_str()))
+            .map(|a| a.get_long().unwrap_or(a.get_id().as_str()).to_string())
+            .collect();
+        if let Some(flag) = given.first() {
+            command
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!(
+                        "--{flag} cannot come before `{sub}` (the node's options go after `gossipchain node`, or with no subcommand)"
+                    ),
+                )
+                .exit();
+        }
+    } else if let Some(id) = leading.iter().find(|id| on_line(id)) {
+        let flag = id.trim_start_matches("leading_");
+        command
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!("--{flag} goes with a command for a running node, e.g. `gossipchain --{flag} ... status`"),
+            )
+            .exit();
+    }
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut command).exit())
+}
+
+/// The per-user data directory: `$XDG_DATA_HOME/gossipchain` or `~/.local/share/gossipchain`.
+pub fn default_data_dir() -> anyhow::Result<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return Ok(PathBuf::from(x).join("gossipchain"));
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(h) => Ok(PathBuf::from(h).join(".local/share/gossipchain")),
+        None => bail!("no home directory: pass --data-dir"),
+    }
 }
 
 /// Where the data lives and which chain, shared by every subcommand.
@@ -56,15 +117,9 @@ pub struct ChainArgs {
 impl ChainArgs {
     /// The data directory, defaulting to the per-user data directory.
     pub fn data_dir(&self) -> anyhow::Result<PathBuf> {
-        if let Some(d) = &self.data_dir {
-            return Ok(d.clone());
-        }
-        if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
-            return Ok(PathBuf::from(x).join("gossipchain"));
-        }
-        match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-            Some(h) => Ok(PathBuf::from(h).join(".local/share/gossipchain")),
-            None => bail!("no home directory: pass --data-dir"),
+        match &self.data_dir {
+            Some(d) => Ok(d.clone()),
+            None => default_data_dir(),
         }
     }
 
@@ -184,7 +239,7 @@ pub enum WalletCommand {
         secret: bool,
     },
     /// Print the balance of an address (default: the wallet) from the data dir's block store.
-    /// The node must be stopped; in a running node type `balance` instead.
+    /// The node must be stopped; ask a running one with `gossipchain balance`.
     Balance {
         /// Data directory and chain.
         #[command(flatten)]
@@ -200,10 +255,29 @@ pub enum WalletCommand {
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // A --data-dir before the subcommand serves it when it has none of its own.
+    let dir = cli.node.chain.data_dir.clone();
+    let fill = |chain: &mut ChainArgs| {
+        if chain.data_dir.is_none() {
+            chain.data_dir.clone_from(&dir);
+        }
+    };
     match cli.command {
         None => run_node(cli.node).await,
-        Some(Command::Node(args)) => run_node(args).await,
-        Some(Command::Wallet { command }) => run_wallet(command),
+        Some(Command::Node(mut args)) => {
+            fill(&mut args.chain);
+            run_node(args).await
+        }
+        Some(Command::Wallet { mut command }) => {
+            match &mut command {
+                WalletCommand::New { chain, .. }
+                | WalletCommand::Restore { chain, .. }
+                | WalletCommand::Show { chain, .. }
+                | WalletCommand::Balance { chain, .. } => fill(chain),
+            }
+            run_wallet(command)
+        }
+        Some(Command::Client(cmd)) => crate::client::run(cmd, dir, cli.leading).await,
     }
 }
 
@@ -407,7 +481,7 @@ fn run_wallet(command: WalletCommand) -> anyhow::Result<()> {
             let store = Store::open(&store_path, &params).map_err(|e| match e {
                 // Only a database error can mean a running node holds the lock.
                 e @ StoreError::Db { .. } => anyhow::Error::new(e).context(
-                    "cannot open the block store (is a node running on this data dir? type `balance` at its prompt)",
+                    "cannot open the block store (is a node running on this data dir? ask it: `gossipchain balance`)",
                 ),
                 e => anyhow::Error::new(e).context("cannot open the block store"),
             })?;

@@ -9,6 +9,8 @@
 //! - [`chain`]: consensus: blocks, transactions, signatures, proof of work, retargeting,
 //!   validation, fork choice, ledger, mempool. Pure logic: no I/O, no clock.
 //! - [`cli`]: the command line (clap) and what each subcommand runs.
+//! - [`client`]: the prompt's commands from the command line, to a running node over its
+//!   HTTP API (`gossipchain status`).
 //! - [`http`]: the JSON API, Server-Sent Events, dashboard and wallet page (axum).
 //! - [`metrics`]: the node's Prometheus metrics, served beside libp2p's.
 //! - [`miner`]: the multi-threaded nonce search over multi-lane SHA-256 backends.
@@ -25,6 +27,7 @@
 
 pub mod chain;
 pub mod cli;
+pub mod client;
 pub mod http;
 pub mod metrics;
 pub mod miner;

@@ -1,13 +1,11 @@
 //! The `gossipchain` binary: parses the command line, sets up logging, runs.
 
-use clap::Parser;
-use gossipchain::cli::Cli;
 use gossipchain::repl::log_sink::LogSink;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = gossipchain::cli::parse();
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,libp2p=warn,libp2p_gossipsub=error"));
     tracing_subscriber::fmt()
@@ -19,7 +17,12 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            // A command line naming no valid command is a usage error, as clap's own are.
+            if e.is::<gossipchain::client::UsageError>() {
+                std::process::ExitCode::from(2)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }

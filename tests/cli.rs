@@ -538,8 +538,8 @@ fn bad_input_is_answered_with_an_error_and_the_node_keeps_running() {
             Some(send),
         ),
         (format!("send {own} 5"), "this node's own address", None),
-        ("block 999".into(), "no such block", None),
-        (format!("block {unknown_hash}"), "no such block", None),
+        ("block 999".into(), "no block at height 999", None),
+        (format!("block {unknown_hash}"), "no block", None),
         (
             "block xyz".into(),
             "neither a height nor a block hash",
@@ -586,10 +586,13 @@ fn bad_input_is_answered_with_an_error_and_the_node_keeps_running() {
         assert_eq!(s["height"], "1", "after '{cmd}'");
     }
     // `block 999` is exactly this, and so is an unknown hash.
-    assert_eq!(a.run("block 999"), ["error: no such block"]);
+    assert_eq!(
+        a.run("block 999"),
+        ["error: no block at height 999 (the tip is at 1)"]
+    );
     assert_eq!(
         a.run(&format!("block {unknown_hash}")),
-        ["error: no such block"]
+        [format!("error: no block {unknown_hash}")]
     );
     // A blank line prints nothing.
     assert!(a.run("   ").is_empty());
@@ -1023,5 +1026,341 @@ fn wallet_subcommands_help_and_bad_command_lines() {
     assert!(
         std::fs::read_dir(e.path()).unwrap().next().is_none(),
         "a refused start wrote nothing"
+    );
+}
+
+/// `gossipchain <command> --data-dir dir`: the command-line client, run to completion.
+fn client(dir: &Path, args: &[&str]) -> Output {
+    let mut v: Vec<OsString> = args.iter().map(OsString::from).collect();
+    v.push("--data-dir".into());
+    v.push(dir.into());
+    client_cli(&v)
+}
+
+/// The client with exactly `args` (and none of the client's variables from this process).
+fn client_cli<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    let mut c = base_command();
+    for var in ["GOSSIPCHAIN_NODE", "GOSSIPCHAIN_TOKEN"] {
+        c.env_remove(var);
+    }
+    c.args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the binary runs")
+}
+
+/// The lines a client run printed, which must have succeeded with nothing on stderr.
+#[track_caller]
+fn client_lines(out: &Output) -> Vec<String> {
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(out));
+    assert_eq!(stderr_of(out), "", "a successful command logs nothing");
+    stdout_of(out).lines().map(str::to_string).collect()
+}
+
+/// Expects a client run to have failed with `code` and exactly one line on stderr, an error
+/// containing `message`, and nothing on stdout.
+#[track_caller]
+fn assert_one_line_error(out: &Output, code: i32, message: &str) {
+    let err = stderr_of(out);
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    assert_eq!(err.lines().count(), 1, "not one line: {err}");
+    assert!(err.starts_with("error: ") && err.contains(message), "{err}");
+    assert_eq!(stdout_of(out), "");
+}
+
+/// `status` lines as (field, value), in order.
+fn status_fields(lines: &[String]) -> Vec<(String, String)> {
+    lines
+        .iter()
+        .map(|l| {
+            let (k, v) = l.split_once("  ").unwrap_or((l.as_str(), ""));
+            (k.trim().to_string(), v.trim().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn the_command_line_client_prints_what_the_prompt_prints() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let http = ["--http", "127.0.0.1:0"];
+    let mut a = start_node("A", node_args(dir_a.path(), true, &http));
+    let mut b = start_node("B", node_args(dir_b.path(), true, &http));
+    let d = dir_a.path();
+    let same = |a: &mut Node, cmd: &str| {
+        let words: Vec<&str> = cmd.split_whitespace().collect();
+        let remote = client_lines(&client(d, &words));
+        assert_eq!(
+            remote,
+            a.run(cmd),
+            "'{cmd}' from the command line and at the prompt"
+        );
+        remote
+    };
+
+    // status: the same fields in the same order; those that do not change, the same values
+    // (once the node listens: its address is among them).
+    a.wait_status("A to listen", WAIT, |s| !s["listening"].is_empty());
+    let prompt = status_fields(&a.run("status"));
+    let remote = status_fields(&client_lines(&client(d, &["status"])));
+    let keys = |s: &[(String, String)]| s.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+    assert_eq!(keys(&remote), keys(&prompt));
+    for (k, v) in &prompt {
+        if [
+            "peer id",
+            "chain id",
+            "height",
+            "tip",
+            "work",
+            "address",
+            "listening",
+            "http",
+        ]
+        .contains(&k.as_str())
+        {
+            let r = &remote.iter().find(|(rk, _)| rk == k).unwrap().1;
+            assert_eq!(r, v, "status field {k}");
+        }
+    }
+    // The data dir may also come before the command.
+    let before: Vec<OsString> = vec!["--data-dir".into(), d.into(), "status".into()];
+    assert_eq!(
+        status_fields(&client_lines(&client_cli(&before)))[0],
+        prompt[0]
+    );
+
+    let address = same(&mut a, "address").remove(0);
+    let other = b.run1("address");
+
+    // mine n: a line per block, as at the prompt.
+    let mined = client_lines(&client(d, &["mine", "2"]));
+    assert_eq!(mined.len(), 2, "{mined:?}");
+    assert!(mined[0].starts_with("mined #1 ") && mined[1].starts_with("mined #2 "));
+    let (_, h2, _) = block_fields(&mined[1]);
+    same(&mut a, "chain");
+    assert_eq!(
+        same(&mut a, "chain 1"),
+        [mined[1].strip_prefix("mined ").unwrap()]
+    );
+    same(&mut a, "block 1");
+    same(&mut a, &format!("block {h2}"));
+    same(&mut a, "balance");
+    same(&mut a, &format!("balance {other}"));
+
+    // send, then the mempool and the balances with it pending.
+    let sent = client_lines(&client(d, &["send", &other, "10", "2"]));
+    assert!(sent.len() == 1 && sent[0].starts_with("sent "), "{sent:?}");
+    let txid = sent[0].strip_prefix("sent ").unwrap();
+    let mempool = same(&mut a, "mempool");
+    assert!(mempool[0].starts_with(txid), "{mempool:?}");
+    assert_eq!(same(&mut a, "balance"), balance_lines(&address, 100, 0, 12));
+    let mined = client_lines(&client(d, &["mine"]));
+    let (height, h3, txs) = block_fields(&mined[0]);
+    assert_eq!((height, txs), (3, 2));
+    same(&mut a, &format!("block {h3}"));
+    assert_eq!(same(&mut a, "mempool"), ["mempool is empty"]);
+
+    // mine on|off, sync, peers, dial.
+    assert_eq!(client_lines(&client(d, &["mine", "on"])), ["mining on"]);
+    assert_eq!(a.status()["mining"], "on");
+    assert_eq!(client_lines(&client(d, &["mine", "off"])), ["mining off"]);
+    assert_eq!(a.status()["mining"], "off");
+    assert_eq!(
+        client_lines(&client(d, &["sync"])),
+        ["asked 0 peers for their chain"]
+    );
+    same(&mut a, "peers");
+    let b_id = b.status()["peer id"].clone();
+    let b_addr = b.dial_address(&b_id);
+    assert_eq!(
+        client_lines(&client(d, &["dial", &b_addr])),
+        [format!("connected to {b_id}")]
+    );
+    a.wait_status("A to count B as a peer", WAIT, |s| s["peers"] == "1");
+    assert_eq!(
+        client_lines(&client(d, &["sync"])),
+        ["asked 1 peers for their chain"]
+    );
+
+    // --json: the API's answers.
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = client(d, &[args, &["--json"]].concat());
+        serde_json::from_str(&client_lines(&out).join("\n")).expect("JSON")
+    };
+    let st = json(&["status"]);
+    assert_eq!(st["address"], address.as_str());
+    assert_eq!(st["height"].as_u64(), a.height().into());
+    assert!(st["pace"]["next_bits"].is_u64(), "{st}");
+    let chain = json(&["chain", "2"]);
+    assert_eq!(chain.as_array().map(Vec::len), Some(2), "{chain}");
+    assert_eq!(
+        json(&["block", &h3])["txs"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(json(&["balance", &other])["balance"], 10);
+    let out = client(d, &["mine", "2", "--json"]);
+    let lines = client_lines(&out);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for l in &lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert!(v["id"].as_str().is_some_and(is_hex64), "{l}");
+    }
+
+    // Exit codes: 2 for a usage error, 1 for what the node refuses, its message on stderr.
+    let usage = "usage: gossipchain send <address> <amount> [fee]";
+    for (args, message) in [
+        (vec!["send"], "missing argument"),
+        (vec!["send", "abc", "1"], "bad address 'abc'"),
+        (
+            vec!["send", &other, "-5"],
+            "amount cannot be negative: '-5'",
+        ),
+        (
+            vec!["send", &other, "1", "2", "3"],
+            "unexpected argument '3'",
+        ),
+    ] {
+        let out = client(d, &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr_of(&out));
+        let err = stderr_of(&out);
+        assert!(err.starts_with(&format!("error: {message}")), "{err}");
+        assert!(err.ends_with(&format!("{usage}\n")), "{err}");
+    }
+    for (args, message) in [
+        (vec!["chain", "0"], "n must be at least 1"),
+        (vec!["mine", "1001"], "n must be at most 1000"),
+        (vec!["block", "xyz"], "neither a height nor a block hash"),
+    ] {
+        let out = client(d, &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr_of(&out));
+        assert!(stderr_of(&out).contains(message), "{}", stderr_of(&out));
+    }
+    for args in [&["frobnicate"][..], &["quit"], &["status", "--bogus"]] {
+        let out = client(d, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr_of(&out));
+    }
+    let out = client_cli(&["--mine", "status"]);
+    assert_exit(&out, 2, "--mine cannot come before `status`");
+    let out = client_cli(&["--node", "127.0.0.1:1", "wallet", "show"]);
+    assert_exit(&out, 2, "--node cannot come before `wallet`");
+    let out = client_cli(&["--json", "--no-mdns"]);
+    assert_exit(&out, 2, "--json goes with a command for a running node");
+    let h = a.height();
+    for (args, message) in [
+        (
+            vec!["block", "999"],
+            format!("no block at height 999 (the tip is at {h})"),
+        ),
+        (
+            vec!["send", &address, "5"],
+            "that is this node's own address".into(),
+        ),
+        (
+            vec!["send", &other, "100000"],
+            "insufficient balance".into(),
+        ),
+        (
+            vec!["dial", "/ip4/127.0.0.1/tcp/1"],
+            "cannot dial /ip4/127.0.0.1/tcp/1".into(),
+        ),
+    ] {
+        let out = client(d, &args);
+        assert_one_line_error(&out, 1, &message);
+        // The prompt says the same.
+        assert_eq!(a.run(&args.join(" ")), [stderr_of(&out).trim_end()]);
+    }
+
+    // Tokens: a wrong one is refused; --node without a data dir reads, and says an action
+    // needs the token.
+    let out = client(d, &["mine", "--token", &"0".repeat(64)]);
+    assert_one_line_error(&out, 1, "the token is wrong");
+    let url = a.status()["http"].clone();
+    let out = client_cli(&["status", "--node", &url]);
+    assert_eq!(status_fields(&client_lines(&out))[0], prompt[0]);
+    let out = client_cli(&["--node", &url, "--json", "address"]);
+    let v: serde_json::Value = serde_json::from_str(&client_lines(&out).join("\n")).unwrap();
+    assert_eq!(v["address"], address.as_str());
+    let out = client_cli(&["mine", "--node", &url]);
+    assert_one_line_error(&out, 1, "needs the node's token for this");
+    let token = std::fs::read_to_string(d.join(".cookie")).unwrap();
+    let out = client_cli(&["mine", "--node", &url, "--token", token.trim()]);
+    assert_eq!(client_lines(&out).len(), 1);
+
+    // After all of that the node still serves, at the prompt and over HTTP.
+    let h = a.height();
+    assert_eq!(same(&mut a, "chain 1").len(), 1);
+    assert_eq!(a.status()["height"], h.to_string());
+    a.quit();
+    b.quit();
+    // A node that stopped cleanly leaves no address behind.
+    assert!(!d.join("http.addr").exists());
+}
+
+/// A server on loopback that answers every connection with `reply` and closes it.
+fn foreign_server(reply: &'static [u8]) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(reply);
+        }
+    });
+    addr
+}
+
+#[test]
+fn the_client_says_one_line_for_a_missing_dead_or_foreign_node() {
+    // A data dir where no node ever ran.
+    let empty = tempfile::tempdir().unwrap();
+    let out = client(empty.path(), &["status"]);
+    assert_one_line_error(&out, 1, "no node is running on the data dir");
+
+    // A port where nothing listens.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let out = client_cli(&["status", "--node", &format!("127.0.0.1:{port}")]);
+    assert_one_line_error(
+        &out,
+        1,
+        &format!("no node answering at http://127.0.0.1:{port}"),
+    );
+
+    // A web server that is not a node, and a server that does not speak HTTP.
+    let web = foreign_server(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 13\r\nConnection: close\r\n\r\n<html></html>",
+    );
+    let out = client_cli(&["status", "--node", &web.to_string()]);
+    assert_one_line_error(&out, 1, "does not answer as a gossipchain node");
+    let web404 = foreign_server(
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found",
+    );
+    let out = client_cli(&["block", "1", "--node", &web404.to_string()]);
+    assert_one_line_error(&out, 1, "does not answer as a gossipchain node");
+    let ssh = foreign_server(b"SSH-2.0-OpenSSH_9.2\r\n");
+    let out = client_cli(&["status", "--node", &ssh.to_string()]);
+    assert_one_line_error(&out, 1, "does not answer as a gossipchain node");
+
+    // A node killed without cleaning up: its address is left behind, nothing answers there.
+    let dir = tempfile::tempdir().unwrap();
+    let mut n = start_node(
+        "killed",
+        node_args(dir.path(), true, &["--http", "127.0.0.1:0"]),
+    );
+    // Its prompt answers once its HTTP API is up.
+    let id = n.status()["peer id"].clone();
+    let lines = client_lines(&client(dir.path(), &["status"]));
+    assert_eq!(lines[0], format!("peer id    {id}"));
+    n.kill9();
+    assert!(dir.path().join("http.addr").exists());
+    let out = client(dir.path(), &["status"]);
+    assert_one_line_error(&out, 1, "no node answering at http://127.0.0.1:");
+    assert!(
+        stderr_of(&out).contains("is it running?"),
+        "{}",
+        stderr_of(&out)
     );
 }

@@ -615,6 +615,22 @@ fn compose_demo_on_a_docker_engine() {
     );
     let credit = t_credit.elapsed();
 
+    // The command-line client in a container reaches its node (found through /data) with the
+    // prompt's commands and output: `docker compose exec node1 gossipchain <command>`.
+    let exec = |args: &[&str]| {
+        let mut v = vec!["exec", "-T", "node1", "gossipchain"];
+        v.extend_from_slice(args);
+        project.run(&v, WAIT).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let status = exec(&["status"]);
+    assert!(status.starts_with("peer id    12D3KooW"), "{status}");
+    assert!(
+        status.contains("\nhttp       http://0.0.0.0:5000"),
+        "{status}"
+    );
+    let balance = exec(&["balance", &to]);
+    assert!(balance.contains("\nbalance    7\n"), "{balance}");
+
     // `restart node2` keeps its chain and its peer id.
     let peer_id = nodes[1].field("peer id");
     let height = nodes[1].number("height");

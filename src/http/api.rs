@@ -10,10 +10,12 @@
 use super::AppState;
 use super::error::Seg;
 use super::error::{ApiError, ApiQuery, clip, parse_hash, parse_height};
-use super::views::{BlockSummary, BlockView, PeerView, TreeBlock, TxView};
+use super::views::{
+    AccountView, BlockSummary, BlockView, MempoolView, PeerView, StatusView, TreeBlock, TxView,
+};
 use crate::chain::{Address, BlockHash, ChainKind, MempoolError, Transaction, Txid, merkle};
 use crate::node::events::TxStatus;
-use crate::node::{BlockId, BlockState};
+use crate::node::{BlockId, BlockState, NodeHandle};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -63,29 +65,24 @@ pub async fn identity(State(s): State<AppState>) -> Json<Value> {
 }
 
 /// `GET /node/status`: everything the REPL's `status` shows.
-pub async fn status(State(s): State<AppState>) -> ApiResult<Json<Value>> {
-    let st = s.node.live_status()?;
-    Ok(Json(json!({
-        "peer_id": st.peer_id.to_string(),
-        "chain_id": st.chain_id.to_hex(),
-        "height": st.height,
-        "tip": st.tip.to_hex(),
-        "work": st.work.to_string(),
-        "peers": st.peers,
-        "mempool": st.mempool,
-        "orphans": st.orphans,
-        "mining": st.mining,
-        "syncing": st.syncing,
-        "address": ChainKind::of(&st.chain_id).encode(&st.address),
-        "listen_addresses": st.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-        "reachable_addresses": st.reachable.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-        "http": s.node.http_url(),
-    })))
+pub async fn status(State(s): State<AppState>) -> ApiResult<Json<StatusView>> {
+    Ok(Json(status_view(&s.node)?))
+}
+
+/// The node's status as `GET /node/status` and `status` show it: the snapshot of its last
+/// step, without a turn of its actor.
+pub fn status_view(node: &NodeHandle) -> ApiResult<StatusView> {
+    Ok(StatusView::of(&node.live_status()?, node.http_url()))
 }
 
 /// `GET /node/peers`.
 pub async fn peers(State(s): State<AppState>) -> Json<Vec<PeerView>> {
-    Json(s.node.peers().await.iter().map(PeerView::of).collect())
+    Json(peer_views(&s.node).await)
+}
+
+/// The connected peers as `GET /node/peers` and `peers` show them.
+pub async fn peer_views(node: &NodeHandle) -> Vec<PeerView> {
+    node.peers().await.iter().map(PeerView::of).collect()
 }
 
 /// `GET /node/syncing`, after the beacon API's shape.
@@ -110,13 +107,39 @@ pub async fn tip_hash(State(s): State<AppState>) -> ApiResult<Response> {
     Ok(text(s.node.live_status()?.tip.to_hex()))
 }
 
-/// `GET /blocks`: the newest page of the best chain.
-pub async fn blocks_tip(State(s): State<AppState>) -> ApiResult<Json<Vec<BlockSummary>>> {
-    let kind = s.node.address_kind();
-    let list = s.node.chain(BLOCKS_PAGE as usize).await?;
-    Ok(Json(
-        list.iter().map(|b| BlockSummary::of(b, kind)).collect(),
-    ))
+/// Query of `GET /blocks`.
+#[derive(Deserialize)]
+pub struct BlocksQuery {
+    /// How many blocks (default [`BLOCKS_PAGE`], at most [`MAX_BLOCKS`]).
+    count: Option<u64>,
+}
+
+/// Most blocks one `GET /blocks?count=n` lists (as the REPL's `chain n`).
+pub const MAX_BLOCKS: u64 = 10_000;
+
+/// `GET /blocks?count=n`: the newest `n` blocks of the best chain (default a page of ten).
+pub async fn blocks_tip(
+    State(s): State<AppState>,
+    ApiQuery(q): ApiQuery<BlocksQuery>,
+) -> ApiResult<Json<Vec<BlockSummary>>> {
+    let count = q.count.unwrap_or(BLOCKS_PAGE);
+    if count == 0 || count > MAX_BLOCKS {
+        return Err(ApiError::bad_request(
+            "out_of_range",
+            format!("count must be from 1 to {MAX_BLOCKS}, got {count}"),
+        ));
+    }
+    Ok(Json(chain_view(&s.node, count as usize).await?))
+}
+
+/// The newest `count` blocks of the best chain, newest first.
+pub async fn chain_view(node: &NodeHandle, count: usize) -> ApiResult<Vec<BlockSummary>> {
+    Ok(node
+        .chain(count)
+        .await?
+        .iter()
+        .map(|b| BlockSummary::of(b, node.address_kind()))
+        .collect())
 }
 
 /// `GET /blocks/{start_height}`: ten blocks from that height down.
@@ -145,10 +168,20 @@ pub async fn blocks_from(
 /// `GET /block/{hash}`: the block with its transactions.
 pub async fn block(State(s): State<AppState>, Seg(hash): Seg) -> ApiResult<Json<BlockView>> {
     let hash: BlockHash = parse_hash("block hash", &hash)?;
-    if let Some(info) = s.node.block(BlockId::Hash(hash)).await? {
-        return Ok(Json(BlockView::of(&info, s.node.address_kind())));
+    Ok(Json(block_view(&s.node, BlockId::Hash(hash)).await?))
+}
+
+/// A block with its transactions, by hash or by best-chain height, as `GET /block/{hash}`
+/// and `block` show it; or why there is none.
+pub async fn block_view(node: &NodeHandle, id: BlockId) -> ApiResult<BlockView> {
+    if let Some(info) = node.block(id).await? {
+        return Ok(BlockView::of(&info, node.address_kind()));
     }
-    Err(match s.node.block_state(hash).await? {
+    let hash = match id {
+        BlockId::Hash(hash) => hash,
+        BlockId::Height(height) => return Err(no_such_height(node, height)),
+    };
+    Err(match node.block_state(hash).await? {
         BlockState::Orphan => ApiError::not_found(
             "block_orphan",
             format!("block {hash} is waiting for its parent"),
@@ -160,18 +193,22 @@ pub async fn block(State(s): State<AppState>, Seg(hash): Seg) -> ApiResult<Json<
     })
 }
 
+fn no_such_height(node: &NodeHandle, height: u64) -> ApiError {
+    ApiError::not_found(
+        "no_such_height",
+        format!(
+            "no block at height {height} (the tip is at {})",
+            node.status().height
+        ),
+    )
+}
+
 /// `GET /block-height/{height}`: the best-chain hash at a height (plain text).
 pub async fn block_height(State(s): State<AppState>, Seg(height): Seg) -> ApiResult<Response> {
     let height = parse_height(&height)?;
     match s.node.block(BlockId::Height(height)).await? {
         Some(info) => Ok(text(info.hash.to_hex())),
-        None => Err(ApiError::not_found(
-            "no_such_height",
-            format!(
-                "no block at height {height} (the tip is at {})",
-                s.node.status().height
-            ),
-        )),
+        None => Err(no_such_height(&s.node, height)),
     }
 }
 
@@ -378,38 +415,39 @@ pub fn mempool_code(e: &MempoolError) -> &'static str {
 }
 
 /// `GET /address/{address}`: balance, nonce and what pending transfers spend.
-pub async fn address(State(s): State<AppState>, Seg(address): Seg) -> ApiResult<Json<Value>> {
-    let kind = s.node.address_kind();
-    let address: Address = kind
-        .parse(&address)
-        .map_err(|e| ApiError::bad_request("bad_address", format!("'{}': {e}", clip(&address))))?;
-    let (account, pending_spend) = s.node.balance(address).await?;
-    let pending: Vec<TxView> = s
-        .node
-        .mempool()
-        .await?
+pub async fn address(State(s): State<AppState>, Seg(address): Seg) -> ApiResult<Json<AccountView>> {
+    let address: Address =
+        s.node.address_kind().parse(&address).map_err(|e| {
+            ApiError::bad_request("bad_address", format!("'{}': {e}", clip(&address)))
+        })?;
+    Ok(Json(account_view(&s.node, address).await?))
+}
+
+/// An account as `GET /address/{address}` and `balance` show it.
+pub async fn account_view(node: &NodeHandle, address: Address) -> ApiResult<AccountView> {
+    let kind = node.address_kind();
+    let (account, pending_spend) = node.balance(address).await?;
+    let mempool = node.mempool().await?;
+    let pending: Vec<TxView> = mempool
         .iter()
         .filter(|(_, t)| t.from == address || t.to == address)
         .map(|(id, t)| TxView::transfer(*id, t, kind))
         .collect();
-    let next_nonce = s
-        .node
-        .mempool()
-        .await?
+    let next_nonce = mempool
         .iter()
         .filter(|(_, t)| t.from == address)
         .map(|(_, t)| t.nonce + 1)
         .max()
         .unwrap_or(account.nonce)
         .max(account.nonce);
-    Ok(Json(json!({
-        "address": kind.encode(&address),
-        "balance": account.balance,
-        "nonce": account.nonce,
-        "next_nonce": next_nonce,
-        "pending_spend": pending_spend,
-        "pending": pending,
-    })))
+    Ok(AccountView {
+        address: kind.encode(&address),
+        balance: account.balance,
+        nonce: account.nonce,
+        next_nonce,
+        pending_spend,
+        pending,
+    })
 }
 
 /// `GET /mempool`: its size and fees.
@@ -430,18 +468,25 @@ pub async fn mempool_txids(State(s): State<AppState>) -> ApiResult<Json<Vec<Stri
 }
 
 /// Most transfers one `/mempool/txs` answer lists.
-const MEMPOOL_PAGE: usize = 500;
+pub const MEMPOOL_PAGE: usize = 500;
 
-/// `GET /mempool/txs`: the pending transfers, highest fee first (at most 500).
+/// `GET /mempool/txs`: the pending transfers, highest fee first (at most [`MEMPOOL_PAGE`]).
 pub async fn mempool_txs(State(s): State<AppState>) -> ApiResult<Json<Vec<TxView>>> {
-    let kind = s.node.address_kind();
-    let txs = s.node.mempool().await?;
-    Ok(Json(
-        txs.iter()
+    Ok(Json(mempool_view(&s.node).await?.txs))
+}
+
+/// The mempool as `mempool` shows it: its size and its first [`MEMPOOL_PAGE`] transfers.
+pub async fn mempool_view(node: &NodeHandle) -> ApiResult<MempoolView> {
+    let kind = node.address_kind();
+    let txs = node.mempool().await?;
+    Ok(MempoolView {
+        count: txs.len(),
+        txs: txs
+            .iter()
             .take(MEMPOOL_PAGE)
             .map(|(id, t)| TxView::transfer(*id, t, kind))
             .collect(),
-    ))
+    })
 }
 
 /// Query of `/tree`.

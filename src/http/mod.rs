@@ -35,7 +35,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::routing::{get, post};
 use error::ApiError;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
@@ -50,6 +50,10 @@ use tower_http::timeout::TimeoutLayer;
 pub const DEFAULT_PORT: u16 = 5000;
 /// The default listening address.
 pub const DEFAULT_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT);
+/// The file in the data dir that records where the API listens (`127.0.0.1:5000`, one line),
+/// so that `gossipchain <command>` finds the node of a data dir; written at start, removed at
+/// shutdown (a node killed leaves it: the client then finds nothing answering there).
+pub const ADDR_FILE: &str = "http.addr";
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 16 * 1024;
 /// Longest a request may take (the event stream and `POST /mine` excepted).
@@ -103,8 +107,8 @@ pub enum HttpError {
         /// Why.
         cause: std::io::Error,
     },
-    /// The cookie file could not be written.
-    #[error("cannot write the token file {path}: {cause}")]
+    /// The cookie file or the address file could not be written.
+    #[error("cannot write {path}: {cause}")]
     Cookie {
         /// The file.
         path: std::path::PathBuf,
@@ -125,6 +129,8 @@ pub struct HttpServer {
     stop: watch::Sender<bool>,
     /// Answered (or dropped) when the server's thread has finished serving.
     done: tokio::sync::oneshot::Receiver<()>,
+    /// The [`ADDR_FILE`] written at start.
+    addr_file: PathBuf,
 }
 
 impl HttpServer {
@@ -149,7 +155,20 @@ impl HttpServer {
             tracing::warn!("HTTP requests still open after 5 s; closing them");
         }
         self.cookie.remove();
+        if std::fs::read_to_string(&self.addr_file).is_ok_and(|a| a.trim() == self.addr.to_string())
+        {
+            let _ = std::fs::remove_file(&self.addr_file);
+        }
     }
+}
+
+/// Writes `addr` to `dir/`[`ADDR_FILE`], whole or not at all (written beside, then renamed).
+fn record_addr(dir: &Path, addr: SocketAddr) -> std::io::Result<PathBuf> {
+    let path = dir.join(ADDR_FILE);
+    let tmp = dir.join(format!("{ADDR_FILE}.tmp"));
+    std::fs::write(&tmp, format!("{addr}\n"))?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
 }
 
 async fn bind(config: &HttpConfig) -> Result<TcpListener, HttpError> {
@@ -186,6 +205,7 @@ pub fn router(state: AppState, cors: Option<CorsLayer>) -> Router {
         .route("/node/peers", get(api::peers))
         .route("/node/syncing", get(api::syncing))
         .route("/node/dial", post(actions::dial))
+        .route("/node/sync", post(actions::sync))
         .route("/blocks", get(api::blocks_tip))
         .route("/blocks/tip/height", get(api::tip_height))
         .route("/blocks/tip/hash", get(api::tip_hash))
@@ -291,6 +311,10 @@ pub async fn start(
         path: data_dir.join(auth::COOKIE_FILE),
         cause,
     })?;
+    let addr_file = record_addr(data_dir, addr).map_err(|cause| HttpError::Cookie {
+        path: data_dir.join(ADDR_FILE),
+        cause,
+    })?;
     // The server's own runtime and thread (see the module's doc): the listener moves to it.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -349,9 +373,10 @@ pub async fn start(
         cookie,
         stop,
         done,
+        addr_file,
     };
     node.set_http_url(server.url());
-    if addr != config.addr {
+    if addr != config.addr && config.addr.port() != 0 {
         tracing::info!(
             "HTTP API on {} ({} is taken, probably by another node on this machine)",
             server.url(),

@@ -5,16 +5,17 @@
 use crate::chain::{Block, ChainKind, Transaction, Transfer, Txid};
 use crate::net::PeerInfo;
 use crate::node::BlockInfo;
+use crate::node::NodeStatus;
 use crate::node::events::{Arrival, NodeEvent};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A transaction.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct TxView {
     /// Its txid.
     pub txid: String,
     /// "coinbase" or "transfer".
-    pub kind: &'static str,
+    pub kind: String,
     /// Sender (transfers only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
@@ -44,7 +45,7 @@ impl TxView {
         match tx {
             Transaction::Coinbase(c) => Self {
                 txid: txid.to_hex(),
-                kind: "coinbase",
+                kind: "coinbase".into(),
                 from: None,
                 to: kind.encode(&c.to),
                 amount: c.amount,
@@ -56,7 +57,7 @@ impl TxView {
             },
             Transaction::Transfer(t) => Self {
                 txid: txid.to_hex(),
-                kind: "transfer",
+                kind: "transfer".into(),
                 from: Some(kind.encode(&t.from)),
                 to: kind.encode(&t.to),
                 amount: t.amount,
@@ -76,7 +77,7 @@ impl TxView {
 }
 
 /// A block's header and summary, as in a page of `/blocks`.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct BlockSummary {
     /// Its hash.
     pub id: String,
@@ -130,7 +131,7 @@ impl BlockSummary {
 }
 
 /// A whole block.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct BlockView {
     /// The summary fields.
     #[serde(flatten)]
@@ -155,7 +156,7 @@ impl BlockView {
 }
 
 /// A connected peer.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct PeerView {
     /// Its peer id.
     pub peer_id: String,
@@ -183,6 +184,150 @@ impl PeerView {
             score: p.score,
         }
     }
+}
+
+/// The node's state: everything `status` shows (`GET /node/status`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct StatusView {
+    /// Its network identity.
+    pub peer_id: String,
+    /// The chain (its genesis hash).
+    pub chain_id: String,
+    /// Height of the best tip.
+    pub height: u64,
+    /// The best tip.
+    pub tip: String,
+    /// Cumulative work of the best chain, decimal (it may exceed what JSON numbers hold).
+    pub work: String,
+    /// Connected peers.
+    pub peers: usize,
+    /// Pending transfers.
+    pub mempool: usize,
+    /// Blocks waiting for their parent.
+    pub orphans: usize,
+    /// Continuous mining on.
+    pub mining: bool,
+    /// A block download in progress.
+    pub syncing: bool,
+    /// The wallet's address (mining rewards go there).
+    pub address: String,
+    /// Addresses the node listens on.
+    pub listen_addresses: Vec<String>,
+    /// Addresses others can dial it at, as confirmed.
+    pub reachable_addresses: Vec<String>,
+    /// Where its HTTP API listens.
+    pub http: Option<String>,
+    /// The next block's difficulty and the recent block rate.
+    pub pace: PaceView,
+}
+
+impl StatusView {
+    /// The view of a status snapshot, with the HTTP API's URL.
+    pub fn of(st: &NodeStatus, http: Option<&str>) -> Self {
+        let p = &st.pace;
+        Self {
+            peer_id: st.peer_id.to_string(),
+            chain_id: st.chain_id.to_hex(),
+            height: st.height,
+            tip: st.tip.to_hex(),
+            work: st.work.to_string(),
+            peers: st.peers,
+            mempool: st.mempool,
+            orphans: st.orphans,
+            mining: st.mining,
+            syncing: st.syncing,
+            address: ChainKind::of(&st.chain_id).encode(&st.address),
+            listen_addresses: st.listen.iter().map(|a| a.to_string()).collect(),
+            reachable_addresses: st.reachable.iter().map(|a| a.to_string()).collect(),
+            http: http.map(str::to_string),
+            pace: PaceView {
+                next_bits: p.next_bits,
+                expected_hashes: p.expected_hashes.as_f64(),
+                block_time_ms: p.block_time_ms,
+                intervals: p.intervals,
+                mean_interval_ms: p.mean_interval_ms,
+                hash_rate: p.hash_rate,
+            },
+        }
+    }
+}
+
+/// The next block's difficulty and the recent block rate.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct PaceView {
+    /// The compact target the next block must carry.
+    pub next_bits: u32,
+    /// Hashes expected to find the next block.
+    pub expected_hashes: f64,
+    /// The target block interval, ms (`null`: fixed difficulty, no retargeting).
+    pub block_time_ms: Option<u64>,
+    /// Block intervals measured (the last blocks of the best chain).
+    pub intervals: u64,
+    /// Their mean, ms (`null` before two blocks were mined).
+    pub mean_interval_ms: Option<f64>,
+    /// The network hash rate they imply, hashes/s.
+    pub hash_rate: Option<f64>,
+}
+
+/// An account (`GET /address/{address}`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct AccountView {
+    /// The address.
+    pub address: String,
+    /// Coins on the best chain.
+    pub balance: u64,
+    /// Transfers it sent on the best chain (the nonce its next one takes, mempool aside).
+    pub nonce: u64,
+    /// The nonce its next transfer takes, counting those in the mempool.
+    pub next_nonce: u64,
+    /// What its transfers in the mempool spend (amounts and fees).
+    pub pending_spend: u64,
+    /// Transfers in the mempool from or to it.
+    pub pending: Vec<TxView>,
+}
+
+/// The mempool as `mempool` shows it: its size and its first transfers, highest fee first.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct MempoolView {
+    /// Transfers in it.
+    pub count: usize,
+    /// The first of them (at most [`super::api::MEMPOOL_PAGE`]), highest fee first.
+    pub txs: Vec<TxView>,
+}
+
+/// The node's wallet address (`address`; `GET /node/identity` has it too).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct AddressView {
+    /// The address mining rewards go to.
+    pub address: String,
+}
+
+/// The answer to `POST /wallet/send`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SentView {
+    /// The new transfer's txid.
+    pub txid: String,
+}
+
+/// The answer to `POST /mine {"on": ...}`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct MiningView {
+    /// Continuous mining is now on.
+    pub mining: bool,
+}
+
+/// The answer to `POST /node/dial`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct DialView {
+    /// The peer connected to.
+    pub peer_id: String,
+}
+
+/// The answer to `POST /node/sync`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SyncView {
+    /// Peers asked for their chain.
+    pub peers: usize,
 }
 
 /// A block of the tree view.

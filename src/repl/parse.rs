@@ -98,6 +98,12 @@ pub const USAGE: &[(&str, &str)] = &[
     ),
 ];
 
+/// Whether a command can be given to a running node from the command line
+/// (`gossipchain <command>`): all but `help` and `quit`.
+pub fn remote(name: &str) -> bool {
+    !matches!(name, "help" | "?" | "quit" | "exit")
+}
+
 fn usage(name: &str) -> &'static str {
     USAGE
         .iter()

@@ -1,10 +1,11 @@
-//! Rendering: what each command prints, from what the node answered. Pure, no I/O.
+//! Rendering: what each command prints, from what the node answered (the API's views, the
+//! same whether the node answered in-process or over HTTP). Pure, no I/O.
 
 use super::parse::USAGE;
-use crate::chain::pace::{ChainPace, si};
-use crate::chain::{Account, Address, Block, ChainKind, Transaction, Transfer, Txid};
-use crate::net::PeerInfo;
-use crate::node::{BlockId, BlockInfo, BlockState, NodeStatus};
+use crate::chain::pace::si;
+use crate::http::views::{
+    AccountView, BlockSummary, BlockView, MempoolView, PaceView, PeerView, StatusView,
+};
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -14,15 +15,14 @@ fn time(ms: u64) -> String {
 }
 
 /// One line of `chain`: height, hash, transaction count, time, side branch.
-pub fn block_line(info: &BlockInfo) -> String {
-    let h = &info.block.header;
+pub fn block_line(b: &BlockSummary) -> String {
     format!(
         "#{:<6} {}  {} txs  {}{}",
-        h.height,
-        info.hash,
-        info.block.txs.len(),
-        time(h.timestamp),
-        if info.on_best_chain {
+        b.height,
+        b.id,
+        b.tx_count,
+        time(b.timestamp),
+        if b.in_best_chain {
             ""
         } else {
             "  (side branch)"
@@ -30,45 +30,47 @@ pub fn block_line(info: &BlockInfo) -> String {
     )
 }
 
+/// What `mine n` prints for each block as it is found.
+pub fn mined(b: &BlockSummary) -> String {
+    format!("mined {}", block_line(b))
+}
+
 /// What `block` prints: the header, then each transaction.
-pub fn block_detail(info: &BlockInfo, kind: ChainKind) -> String {
-    let b: &Block = &info.block;
-    let h = &b.header;
+pub fn block_detail(b: &BlockView) -> String {
+    let h = &b.summary;
     let mut out = String::new();
-    let _ = writeln!(out, "hash       {}", info.hash);
+    let _ = writeln!(out, "hash       {}", h.id);
     let _ = writeln!(
         out,
         "height     {}{}",
         h.height,
-        if info.on_best_chain {
+        if h.in_best_chain {
             ""
         } else {
             " (side branch)"
         }
     );
-    let _ = writeln!(out, "parent     {}", h.prev_hash);
+    let _ = writeln!(out, "parent     {}", h.previousblockhash);
     let _ = writeln!(out, "time       {}", time(h.timestamp));
-    let _ = writeln!(out, "tx_root    {}", h.tx_root);
+    let _ = writeln!(out, "tx_root    {}", h.merkle_root);
     let _ = writeln!(out, "bits       {:08x}", h.bits);
     let _ = writeln!(out, "nonce      {}", h.nonce);
-    let _ = writeln!(out, "size       {} bytes", b.encoded_len());
+    let _ = writeln!(out, "size       {} bytes", h.size);
     let _ = write!(out, "txs        {}", b.txs.len());
     for tx in &b.txs {
-        let txid = tx.compute_txid();
-        match tx {
-            Transaction::Coinbase(c) => {
-                let to = kind.encode(&c.to);
-                let _ = write!(out, "\n  {txid}  coinbase {} to {to}", c.amount);
+        match &tx.from {
+            None => {
+                let _ = write!(out, "\n  {}  coinbase {} to {}", tx.txid, tx.amount, tx.to);
             }
-            Transaction::Transfer(t) => {
+            Some(from) => {
                 let _ = write!(
                     out,
-                    "\n  {txid}  {} -> {}  amount {} fee {} nonce {}",
-                    kind.encode(&t.from),
-                    kind.encode(&t.to),
-                    t.amount,
-                    t.fee,
-                    t.nonce
+                    "\n  {}  {from} -> {}  amount {} fee {} nonce {}",
+                    tx.txid,
+                    tx.to,
+                    tx.amount,
+                    tx.fee,
+                    tx.nonce.unwrap_or_default()
                 );
             }
         }
@@ -86,7 +88,7 @@ pub fn help() -> String {
 }
 
 /// The `status` lines about difficulty and block rate.
-fn pace_lines(p: &ChainPace) -> String {
+fn pace_lines(p: &PaceView) -> String {
     let target = match p.block_time_ms {
         Some(ms) => format!(
             "retargeting, one block every {}",
@@ -106,21 +108,19 @@ fn pace_lines(p: &ChainPace) -> String {
     format!(
         "difficulty {:08x} ({}hashes a block expected), {target}\nblock rate {measured}",
         p.next_bits,
-        si(p.expected_hashes.as_f64())
+        si(p.expected_hashes)
     )
 }
 
 /// What `status` prints.
-pub fn status(s: &NodeStatus) -> String {
-    let listen: Vec<String> = s.listen.iter().map(|a| a.to_string()).collect();
-    let reachable = if s.reachable.is_empty() {
+pub fn status(s: &StatusView) -> String {
+    let reachable = if s.reachable_addresses.is_empty() {
         "not confirmed (others may not be able to dial this node)".to_string()
     } else {
-        let r: Vec<String> = s.reachable.iter().map(|a| a.to_string()).collect();
-        r.join(" ")
+        s.reachable_addresses.join(" ")
     };
     format!(
-        "peer id    {}\nchain id   {}\nheight     {}\ntip        {}\nwork       {}\n{}\npeers      {}\nmempool    {}\norphans    {}\nmining     {}\nsyncing    {}\naddress    {}\nlistening  {}\nreachable  {reachable}",
+        "peer id    {}\nchain id   {}\nheight     {}\ntip        {}\nwork       {}\n{}\npeers      {}\nmempool    {}\norphans    {}\nmining     {}\nsyncing    {}\naddress    {}\nlistening  {}\nreachable  {reachable}\nhttp       {}",
         s.peer_id,
         s.chain_id,
         s.height,
@@ -132,26 +132,29 @@ pub fn status(s: &NodeStatus) -> String {
         s.orphans,
         if s.mining { "on" } else { "off" },
         if s.syncing { "yes" } else { "no" },
-        ChainKind::of(&s.chain_id).encode(&s.address),
-        listen.join(" ")
+        s.address,
+        s.listen_addresses.join(" "),
+        s.http.as_deref().unwrap_or("off"),
     )
 }
 
 /// What `peers` prints.
-pub fn peers(peers: &[PeerInfo]) -> String {
+pub fn peers(peers: &[PeerView]) -> String {
     if peers.is_empty() {
         return "no peers".into();
     }
     peers
         .iter()
         .map(|p| {
-            let addrs: Vec<String> = p.addresses.iter().map(|a| a.to_string()).collect();
             format!(
                 "{}  {}  found by {}{}{}",
-                p.peer,
-                addrs.join(","),
+                p.peer_id,
+                p.addresses.join(","),
                 p.found_by,
-                p.rtt.map_or(String::new(), |r| format!("  rtt {r:.1?}")),
+                p.ping_ms.map_or(String::new(), |ms| format!(
+                    "  rtt {:.1?}",
+                    Duration::from_secs_f64(ms.max(0.0) / 1000.0)
+                )),
                 p.agent
                     .as_deref()
                     .map_or(String::new(), |a| format!("  {a}")),
@@ -162,50 +165,54 @@ pub fn peers(peers: &[PeerInfo]) -> String {
 }
 
 /// What `chain` prints.
-pub fn chain(blocks: &[BlockInfo]) -> String {
+pub fn chain(blocks: &[BlockSummary]) -> String {
     blocks.iter().map(block_line).collect::<Vec<_>>().join("\n")
 }
 
-/// What `block <hash>` prints for a hash that is not a stored valid block.
-pub fn missing_block(id: BlockId, state: Option<BlockState>) -> String {
-    match (id, state) {
-        (BlockId::Hash(hash), Some(BlockState::Orphan)) => {
-            format!("block {hash} is waiting for its parent")
-        }
-        (BlockId::Hash(hash), Some(BlockState::Invalid(e))) => {
-            format!("error: block {hash} was rejected: {e}")
-        }
-        _ => "error: no such block".into(),
-    }
-}
-
 /// What `balance` prints.
-pub fn balance(kind: ChainKind, address: &Address, account: &Account, pending: u64) -> String {
+pub fn balance(a: &AccountView) -> String {
     format!(
         "{}\nbalance    {}\nnonce      {}\npending    {} (spent by transactions in the mempool)",
-        kind.encode(address),
-        account.balance,
-        account.nonce,
-        pending
+        a.address, a.balance, a.nonce, a.pending_spend
     )
 }
 
+/// An address shortened for a list, as [`crate::chain::ChainKind::short`] does: the prefix and
+/// first characters, then the last ones (an address not in bech32m is left whole).
+fn short(address: &str) -> String {
+    match address.find('1') {
+        Some(sep) if address.is_char_boundary(sep + 7) && address.len() > sep + 13 => {
+            format!("{}…{}", &address[..sep + 7], &address[address.len() - 6..])
+        }
+        _ => address.to_string(),
+    }
+}
+
 /// What `mempool` prints.
-pub fn mempool(kind: ChainKind, txs: &[(Txid, Transfer)]) -> String {
-    if txs.is_empty() {
+pub fn mempool(m: &MempoolView) -> String {
+    if m.txs.is_empty() {
         return "mempool is empty".into();
     }
-    txs.iter()
-        .map(|(id, t)| {
+    let mut lines: Vec<String> = m
+        .txs
+        .iter()
+        .map(|t| {
             format!(
-                "{id}  {} -> {}  amount {} fee {} nonce {}",
-                kind.short(&t.from),
-                kind.short(&t.to),
+                "{}  {} -> {}  amount {} fee {} nonce {}",
+                t.txid,
+                short(t.from.as_deref().unwrap_or_default()),
+                short(&t.to),
                 t.amount,
                 t.fee,
-                t.nonce
+                t.nonce.unwrap_or_default()
             )
         })
-        .collect::<Vec<_>>()
-        .join("\n")
+        .collect();
+    if m.count > m.txs.len() {
+        lines.push(format!(
+            "... and {} more (GET /mempool/txids lists them all)",
+            m.count - m.txs.len()
+        ));
+    }
+    lines.join("\n")
 }
