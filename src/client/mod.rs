@@ -374,8 +374,8 @@ mod tests {
         assert_eq!(
             names(),
             [
-                "status", "peers", "chain", "block", "address", "balance", "send", "mempool",
-                "mine", "dial", "sync"
+                "status", "peers", "chain", "block", "address", "balance", "send", "bump",
+                "mempool", "mine", "dial", "sync"
             ]
         );
     }
