@@ -112,8 +112,8 @@ pub enum MempoolError {
 }
 
 impl MempoolError {
-    /// A stable snake-case name of the refusal, for metric labels (see
-    /// [`ValidationError::label`](super::ValidationError::label)).
+    /// A stable snake-case name of the refusal: the HTTP API's error code and the metric label
+    /// (see [`ValidationError::label`](super::ValidationError::label)).
     pub fn label(&self) -> &'static str {
         match self {
             MempoolError::AlreadyKnown(_) => "already_known",
@@ -123,7 +123,7 @@ impl MempoolError {
             MempoolError::ReplacementUnderpriced { .. } => "replacement_underpriced",
             MempoolError::AmountOverflow => "amount_overflow",
             MempoolError::InsufficientBalance { .. } => "insufficient_balance",
-            MempoolError::Full { .. } => "full",
+            MempoolError::Full { .. } => "mempool_full",
         }
     }
 }

@@ -395,23 +395,10 @@ pub async fn post_tx(
     }
 }
 
-/// A mempool refusal as an API error (422, the code names the rule).
+/// A mempool refusal as an API error (422, the code names the rule: the error's
+/// [`MempoolError::label`], the same name the metrics use).
 pub fn mempool_error(e: MempoolError) -> ApiError {
-    ApiError::unprocessable(mempool_code(&e), e.to_string())
-}
-
-/// The snake_case name of a mempool refusal (API codes and metric labels).
-pub fn mempool_code(e: &MempoolError) -> &'static str {
-    match e {
-        MempoolError::AlreadyKnown(_) => "already_known",
-        MempoolError::BadSignature(_) => "bad_signature",
-        MempoolError::NonceTooLow { .. } => "nonce_too_low",
-        MempoolError::NonceTooHigh { .. } => "nonce_too_high",
-        MempoolError::ReplacementUnderpriced { .. } => "replacement_underpriced",
-        MempoolError::AmountOverflow => "amount_overflow",
-        MempoolError::InsufficientBalance { .. } => "insufficient_balance",
-        MempoolError::Full { .. } => "mempool_full",
-    }
+    ApiError::unprocessable(e.label(), e.to_string())
 }
 
 /// `GET /address/{address}`: balance, nonce and what pending transfers spend.
