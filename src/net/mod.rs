@@ -8,6 +8,7 @@ pub mod discovery;
 mod event_loop;
 pub mod peer_book;
 pub mod protocol;
+pub mod wrappers;
 
 pub use event_loop::EventLoop;
 

@@ -5,12 +5,11 @@
 
 mod peers;
 
-use super::behaviour::{
-    Behaviour, BehaviourEvent, KAD_BOOTSTRAP, Malformed, SyncRequest, local_only,
-};
+use super::behaviour::{Behaviour, BehaviourEvent, KAD_BOOTSTRAP, Malformed, SyncRequest};
 use super::discovery::DiscoveryPolicy;
 use super::peer_book::{Admission, PeerBook, PeerBookConfig, peer_of};
 use super::protocol::{self, Response};
+use super::wrappers::local_only;
 use super::{
     Command, DialFailed, Discovery, Event, NetConfig, NetError, PeerInfo, RequestFailure, Topic,
 };
