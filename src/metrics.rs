@@ -61,10 +61,11 @@ pub struct FoundByLabel {
     pub found_by: String,
 }
 
-/// `{event}` of the sync protocol.
+/// `{event}` of block acquisition.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SyncLabel {
-    /// requested, applied, timeout or failure.
+    /// headers_requested, headers_checked, bodies_requested, bodies_received,
+    /// batches_applied, timeout, stall or failure.
     pub event: &'static str,
 }
 
@@ -95,7 +96,7 @@ pub struct Metrics {
     /// The highest best-chain height a connected peer claims.
     pub sync_target_height: Gauge,
     /// Sync pages requested, applied, timed out, failed.
-    pub sync_pages: Family<SyncLabel, Counter>,
+    pub sync: Family<SyncLabel, Counter>,
     /// This node's miner: hashes per second of its last solved block.
     pub miner_hash_rate: Gauge<f64, AtomicU64>,
     /// Hashes this node's miner computed for the blocks it found.
@@ -125,7 +126,7 @@ impl Metrics {
             transfers_rejected: Family::default(),
             syncing: Gauge::default(),
             sync_target_height: Gauge::default(),
-            sync_pages: Family::default(),
+            sync: Family::default(),
             miner_hash_rate: Gauge::default(),
             miner_hashes: Counter::default(),
             network_hash_rate: Gauge::default(),
@@ -178,7 +179,11 @@ impl Metrics {
             "Highest best-chain height a connected peer claims",
             m.sync_target_height.clone(),
         );
-        r.register("sync_pages", "Sync pages, by event", m.sync_pages.clone());
+        r.register(
+            "sync",
+            "Block acquisition: requests, headers, bodies, batches, timeouts, stalls, failures",
+            m.sync.clone(),
+        );
         r.register(
             "miner_hash_rate",
             "Hashes per second of this node's miner on its last solved block",

@@ -6,7 +6,7 @@ use crate::chain::mempool::{Admitted, min_replacement_fee};
 use crate::chain::{Address, Block, MempoolError, Outcome, Transaction, Transfer, Txid};
 use crate::metrics::Origin;
 use crate::net::Topic;
-use crate::net::protocol::{self, Request};
+use crate::net::protocol;
 use libp2p::PeerId;
 use libp2p::gossipsub::{MessageAcceptance, MessageId};
 
@@ -31,7 +31,7 @@ impl Node {
                 Outcome::AlreadyKnown => MessageAcceptance::Ignore,
                 Outcome::Orphan { missing_parent } => {
                     tracing::debug!(parent = %missing_parent.short(), %source, "orphan block: syncing");
-                    self.sync_event(super::sync_machine::Event::Orphan(source));
+                    self.sync_event(crate::sync::Event::Orphan(source));
                     MessageAcceptance::Ignore
                 }
             },
@@ -138,21 +138,15 @@ impl Node {
         Some(accepted)
     }
 
-    /// Sends transfers to every connected peer over sync (see [`Request::Transactions`]).
+    /// Sends transfers to every connected peer over sync (see [`protocol::Request::Transactions`]): a
+    /// push that fails is only logged, the peer asks for our mempool when it reconnects.
     pub(super) fn push_to_peers(&mut self, txs: &[Transfer]) {
-        let peers: Vec<PeerId> = self.sync.machine.peers().copied().collect();
         for chunk in txs.chunks(protocol::MAX_TXS_PER_MESSAGE) {
             let encoded: Vec<_> = chunk
                 .iter()
                 .map(|t| protocol::Bytes(Transaction::Transfer(*t).encode()))
                 .collect();
-            for peer in &peers {
-                let tag = self.sync.push_tag();
-                // A push that cannot be queued is only logged: the peer asks for our mempool.
-                let _ = self
-                    .net
-                    .request(*peer, Request::Transactions(encoded.clone()), tag);
-            }
+            self.sync_event(crate::sync::Event::Push(encoded));
         }
     }
 
