@@ -11,6 +11,7 @@
 //! - [`validate`]: the rules, one error variant each; [`ledger`]: balances and nonces.
 //! - [`checked`]: a block with what its check computed (hash, txids, wire bytes).
 //! - [`tree`]: block tree, fork choice, reorganisation; [`mempool`]: pending transfers.
+//! - [`headers`]: runs of headers checked ahead of their blocks (headers-first download).
 //! - [`pace`]: the next block's difficulty and the recent block rate, for `status`.
 //! - [`template`]: the block this node proposes to mine (mining policy).
 
@@ -19,6 +20,7 @@ pub mod block;
 pub mod checked;
 pub mod encode;
 pub mod hash;
+pub mod headers;
 pub mod ledger;
 pub mod mempool;
 pub mod merkle;
@@ -37,6 +39,7 @@ pub use address::{Address, ChainKind, ParseAddressError};
 pub use block::{Block, BlockKey, Header};
 pub use checked::CheckedBlock;
 pub use hash::{BlockHash, ChainId, TxRoot, Txid};
+pub use headers::{CheckedHeader, HeaderChain, HeaderError};
 pub use ledger::{Account, Ledger};
 pub use mempool::{Mempool, MempoolError, MempoolLimits};
 pub use params::{ChainParams, Difficulty};
