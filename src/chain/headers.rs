@@ -450,7 +450,12 @@ mod tests {
             }
         );
 
-        let (_, e) = broken_at_six(&genesis_only, &headers, remined(six, |h| h.version = 2), now);
+        let (_, e) = broken_at_six(
+            &genesis_only,
+            &headers,
+            remined(six, |h| h.version = 2),
+            now,
+        );
         assert_eq!(rule(&e), &ValidationError::BadVersion(2));
 
         let (_, e) = broken_at_six(&genesis_only, &headers, remined(six, |h| h.bits = 7), now);
@@ -560,7 +565,10 @@ mod tests {
         let (mut run, result) = run(&genesis_only, genesis_only.chain_id(), &headers[..12]);
         assert_eq!(result, Ok(12));
         run.advance_fork(8);
-        assert_eq!((run.fork_height(), run.fork_hash()), (8, full.hash_at(8).unwrap()));
+        assert_eq!(
+            (run.fork_height(), run.fork_hash()),
+            (8, full.hash_at(8).unwrap())
+        );
         assert_eq!(run.len(), 4);
         assert!(run.get(8).is_none());
         assert_eq!(run.get(9).unwrap().hash, full.hash_at(9).unwrap());

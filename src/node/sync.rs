@@ -1,6 +1,5 @@
-//! Sync in the node: what we serve to peers ([`locator_from`], [`blocks_after`]), the helpers
-//! that turn a received page into blocks and apply it ([`decode_page`], [`apply_page`]), and
-//! the glue between the network and the policy: [`SyncDriver`] holds the
+//! Sync in the node: answering peers (with [`crate::sync::serve`]), the helpers that turn a
+//! received page into blocks and apply it ([`decode_page`], [`apply_page`]), and the glue between the network and the policy: [`SyncDriver`] holds the
 //! [`SyncMachine`](super::sync_machine::SyncMachine), which decides, and what the node keeps
 //! for it (locators sent, pages received); [`Node::sync_event`] feeds the machine and carries
 //! out its actions.
@@ -14,6 +13,7 @@ use crate::chain::{
     ValidationError,
 };
 use crate::net::protocol::{self, Request, Response};
+pub use crate::sync::serve::{blocks_after, locator_for, locator_from};
 use libp2p::PeerId;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -63,56 +63,6 @@ fn tip_of(chain: &ChainState) -> Tip {
         height: chain.height(),
         work: chain.tip_work(),
     }
-}
-
-/// A block locator starting at `from` (any valid block): its ancestors at the heights of
-/// [`protocol::locator_heights`]. Walks back only to the best chain, then reads heights from it,
-/// so the cost does not grow with the chain.
-pub fn locator_from(chain: &ChainState, from: BlockHash) -> Vec<BlockHash> {
-    let Some(header) = chain.header(&from) else {
-        return locator_from(chain, chain.tip());
-    };
-    let heights = protocol::locator_heights(header.height);
-    let mut out = Vec::with_capacity(heights.len());
-    let mut hash = from;
-    let mut height = header.height;
-    for h in heights {
-        // Step back along the side branch until on the best chain or at height h.
-        while height > h && !chain.is_active(&hash) {
-            let Some(b) = chain.header(&hash) else { break };
-            hash = b.prev;
-            height -= 1;
-        }
-        if chain.is_active(&hash) {
-            if let Some(a) = chain.hash_at(h) {
-                out.push(a);
-            }
-        } else if height == h {
-            out.push(hash);
-        }
-    }
-    out
-}
-
-/// What to answer to a `GetBlocks`: the best-chain blocks after the first locator hash on our
-/// best chain, at most `max` (capped at [`protocol::MAX_BLOCKS_PER_RESPONSE`]) and within
-/// [`protocol::RESPONSE_BLOCK_BYTES`] (always at least one). `None` if no locator hash is on
-/// our best chain.
-pub fn blocks_after(
-    chain: &ChainState,
-    locator: &[BlockHash],
-    max: u32,
-) -> Option<Vec<protocol::Bytes>> {
-    let fork = locator.iter().find(|h| chain.is_active(h))?;
-    let start = chain.header(fork)?.height + 1;
-    let max = max.min(protocol::MAX_BLOCKS_PER_RESPONSE) as u64;
-    Some(
-        chain
-            .wires_from(start, max, protocol::RESPONSE_BLOCK_BYTES)
-            .into_iter()
-            .map(protocol::Bytes)
-            .collect(),
-    )
 }
 
 impl Node {
@@ -352,6 +302,37 @@ impl Node {
                     None => Response::Refused("no locator hash is on our best chain".into()),
                 }
             }
+            Request::GetHeaders { locator, max } => {
+                if locator.is_empty() || locator.len() > protocol::MAX_LOCATOR {
+                    return Response::Refused(format!(
+                        "a locator holds 1 to {} hashes",
+                        protocol::MAX_LOCATOR
+                    ));
+                }
+                match crate::sync::serve::headers_after(&self.chain, &locator, max) {
+                    Some(headers) => Response::Headers(
+                        headers
+                            .iter()
+                            .map(|h| protocol::Bytes(h.encode().to_vec()))
+                            .collect(),
+                    ),
+                    None => Response::Refused("no locator hash is on our best chain".into()),
+                }
+            }
+            Request::GetBodies { hashes } => {
+                if hashes.is_empty() || hashes.len() > protocol::MAX_BODIES_PER_REQUEST {
+                    return Response::Refused(format!(
+                        "a GetBodies asks 1 to {} blocks",
+                        protocol::MAX_BODIES_PER_REQUEST
+                    ));
+                }
+                Response::Blocks(
+                    crate::sync::serve::bodies_of(&self.chain, &hashes)
+                        .into_iter()
+                        .map(protocol::Bytes)
+                        .collect(),
+                )
+            }
             Request::GetMempool => Response::Transactions(
                 self.mempool
                     .by_fee()
@@ -422,19 +403,6 @@ fn verify_page(
             }
         }
     }
-    out
-}
-
-/// The locator for a page starting after `from`: [`locator_from`] if our chain holds `from`;
-/// else (`from` ends a received page not yet applied) `from` followed by our tip's locator, so
-/// a peer serves the blocks after `from` without our having applied it first.
-pub fn locator_for(chain: &ChainState, from: BlockHash) -> Vec<BlockHash> {
-    if chain.contains(&from) {
-        return locator_from(chain, from);
-    }
-    let mut out = vec![from];
-    out.extend(locator_from(chain, chain.tip()));
-    out.truncate(protocol::MAX_LOCATOR);
     out
 }
 
@@ -537,46 +505,4 @@ pub fn apply_page(
         }
     }
     PageResult::Applied { new, known }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::chain::Address;
-    use crate::testkit;
-
-    #[test]
-    fn locator_of_a_side_branch_starts_on_it_and_ends_at_genesis() {
-        let mut chain = ChainState::new(testkit::params());
-        testkit::extend(&mut chain, 20, Address([1; 32]));
-        let fork = chain.hash_at(15).unwrap();
-        let side = testkit::block_on(&chain, fork, &[], Address([2; 32]));
-        let side_hash = side.compute_hash();
-        chain
-            .process_block(std::sync::Arc::new(side), testkit::NOW)
-            .unwrap();
-        let loc = locator_from(&chain, side_hash);
-        assert_eq!(loc[0], side_hash);
-        assert_eq!(loc[1], fork);
-        assert_eq!(*loc.last().unwrap(), chain.chain_id());
-        let served = blocks_after(&chain, &loc, 100).unwrap();
-        assert_eq!(served.len(), 20 - 15);
-    }
-
-    #[test]
-    fn blocks_after_serves_from_the_fork_point_and_refuses_unknown_locators() {
-        let mut chain = ChainState::new(testkit::params());
-        testkit::extend(&mut chain, 10, Address([1; 32]));
-        let loc = vec![BlockHash([9; 32]), chain.hash_at(4).unwrap()];
-        let served = blocks_after(&chain, &loc, 3).unwrap();
-        assert_eq!(served.len(), 3);
-        assert_eq!(
-            crate::chain::Block::decode(&served[0].0, 1 << 20, 10)
-                .unwrap()
-                .header
-                .height,
-            5
-        );
-        assert!(blocks_after(&chain, &[BlockHash([9; 32])], 3).is_none());
-    }
 }
