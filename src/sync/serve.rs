@@ -185,6 +185,10 @@ mod tests {
             let block = Block::decode(wire, 1 << 20, 10).unwrap();
             assert_eq!(block.compute_hash(), *want);
         }
+        // The byte budget: the first block whatever its size, then what fits.
+        let two = served[0].len() + served[1].len();
+        assert_eq!(chain.wires_of(&asked, 1).len(), 1);
+        assert_eq!(chain.wires_of(&asked, two).len(), 2);
         assert!(bodies_of(&chain, &[BlockHash([9; 32]), h(1)]).is_empty());
         assert!(bodies_of(&chain, &[]).is_empty());
         assert_eq!(bodies_of(&chain, &[chain.chain_id()]).len(), 1);

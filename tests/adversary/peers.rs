@@ -43,7 +43,8 @@ pub fn quiet() -> Responder {
         Answer::Respond(match r {
             Request::Status(_) => Response::Status(genesis_status(chain_id)),
             Request::GetMempool => Response::Transactions(Vec::new()),
-            Request::GetBlocks { .. } => Response::Blocks(Vec::new()),
+            Request::GetBlocks { .. } | Request::GetBodies { .. } => Response::Blocks(Vec::new()),
+            Request::GetHeaders { .. } => Response::Headers(Vec::new()),
             Request::Transactions(_) => Response::Accepted(0),
         })
     })
@@ -292,7 +293,8 @@ pub fn raw_quiet() -> RawResponder {
         Some(cbor(&match request {
             Request::Status(_) => Response::Status(genesis_status(chain_id)),
             Request::GetMempool => Response::Transactions(Vec::new()),
-            Request::GetBlocks { .. } => Response::Blocks(Vec::new()),
+            Request::GetBlocks { .. } | Request::GetBodies { .. } => Response::Blocks(Vec::new()),
+            Request::GetHeaders { .. } => Response::Headers(Vec::new()),
             Request::Transactions(_) => Response::Accepted(0),
         }))
     })
