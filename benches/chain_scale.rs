@@ -13,7 +13,7 @@ use gossipchain::chain::tree::TreeLimits;
 use gossipchain::chain::{
     Address, Block, ChainParams, ChainState, CheckedBlock, Coinbase, Header, Transaction,
 };
-use gossipchain::node::sync::blocks_after;
+use gossipchain::sync::serve::blocks_after;
 use gossipchain::node::{self, BlockId, NodeConfig, NodeHandle};
 use gossipchain::store::Store;
 use gossipchain::testkit;

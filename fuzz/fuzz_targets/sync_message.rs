@@ -7,7 +7,7 @@
 use gossipchain::chain::{Address, ChainState};
 use gossipchain::net::behaviour::{Malformed, SyncCodec, SyncRequest};
 use gossipchain::net::protocol::{self, Request};
-use gossipchain::node::sync::blocks_after;
+use gossipchain::sync::serve::blocks_after;
 use gossipchain::testkit;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
