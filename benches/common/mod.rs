@@ -196,3 +196,25 @@ impl Node {
         self.task.await.expect("node task does not panic");
     }
 }
+
+/// The CPU model (`/proc/cpuinfo`), to print next to every figure: machines differ between runs.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The Ed25519 verification backend curve25519-dalek picks at run time on this CPU (its AVX2
+/// backend when the CPU has AVX2; the IFMA one needs a nightly build, so not here).
+pub fn ed25519_backend() -> &'static str {
+    if std::arch::is_x86_feature_detected!("avx2") {
+        "curve25519-dalek avx2"
+    } else {
+        "curve25519-dalek serial"
+    }
+}

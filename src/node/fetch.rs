@@ -57,6 +57,7 @@ impl Node {
     /// that doing so produces (a request that could not be queued).
     pub(super) fn sync_event(&mut self, event: Event<PeerId>) {
         self.fetch.seen_tip = self.chain.tip();
+        let stalls = self.fetch.sync.stats().stalls;
         let mut queue: VecDeque<Action<PeerId>> =
             self.fetch.sync.handle(event, now(), &self.chain).into();
         while let Some(action) = queue.pop_front() {
@@ -82,6 +83,13 @@ impl Node {
             if let Some(event) = follow {
                 queue.extend(self.fetch.sync.handle(event, now(), &self.chain));
             }
+        }
+        let stalled = self.fetch.sync.stats().stalls - stalls;
+        if stalled > 0 {
+            tracing::info!(
+                stalls = self.fetch.sync.stats().stalls,
+                "sync stalled on a peer past the stall timeout; what it was asked goes to others"
+            );
         }
     }
 

@@ -86,6 +86,48 @@ impl<P: Copy + Ord + Debug> Sync<P> {
         }
     }
 
+    /// When the headers request in flight is overdue, if another peer could answer it.
+    pub(super) fn headers_stall_check(&self) -> Option<Instant> {
+        (self.in_flight.values())
+            .find(|f| matches!(f.kind, Kind::Headers { .. }))
+            .map(|f| f.sent + self.stall_timeout)
+    }
+
+    /// Gives up a headers request that is overdue when another peer claims as much work: the
+    /// slow peer is backed off (no ban) and the next pump asks the other one. So a peer that
+    /// claims the most work and then answers slowly costs a stall timeout, not a request's
+    /// deadline.
+    pub(super) fn check_headers_stall(&mut self, now: Instant) {
+        let Some(due) = self.headers_stall_check() else {
+            return;
+        };
+        if now < due {
+            return;
+        }
+        let Some((&tag, f)) =
+            (self.in_flight.iter()).find(|(_, f)| matches!(f.kind, Kind::Headers { .. }))
+        else {
+            return;
+        };
+        let slow = f.peer;
+        let claimed = self
+            .claim(&slow)
+            .map_or(Work::default(), |c| work_of(c.work()));
+        let others = (self.peers.iter()).any(|(p, s)| {
+            *p != slow
+                && self.choosable(p, now)
+                && s.claim.is_some_and(|c| work_of(c.work()) >= claimed)
+        });
+        if !others {
+            return;
+        }
+        self.stats.stalls += 1;
+        if let Some(f) = self.in_flight.remove(&tag) {
+            self.release(&f);
+        }
+        self.strike(slow, now);
+    }
+
     /// Drops the run and every bodies request of it (`lost`: it never beat our chain).
     pub(super) fn drop_run(&mut self, lost: bool) {
         if self.run.take().is_none() {
@@ -177,7 +219,16 @@ impl<P: Copy + Ord + Debug> Sync<P> {
         let result = run.headers.extend(chain.params(), &headers, now.wall_ms);
         self.stats.headers_checked += (run.headers.len() - before) as u64;
         match result {
-            Ok(_) => run.more = full,
+            Ok(_) => {
+                run.more = full;
+                let reached = run.headers.work();
+                let claimed = self.claim(&peer).map(|c| work_of(c.work()));
+                // Its best chain ends here (the answer is not full): its status can claim no
+                // more work than this (a chain only gains work).
+                if !full && claimed.is_some_and(|c| c > reached) {
+                    self.ban(peer, "claimed more work than it can serve", out);
+                }
+            }
             Err(e) => {
                 run.more = false;
                 run.source = None;

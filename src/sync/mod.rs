@@ -140,8 +140,6 @@ pub struct Sync<P> {
     next_batch: BatchId,
     next_run: u64,
     next_status: Option<Instant>,
-    /// The wake-up last asked for.
-    wake: Option<Instant>,
     stats: SyncStats,
 }
 
@@ -159,7 +157,6 @@ impl<P: Copy + Ord + Debug> Sync<P> {
             next_batch: 0,
             next_run: 0,
             next_status: None,
-            wake: None,
             stats: SyncStats::default(),
         }
     }
@@ -224,14 +221,17 @@ impl<P: Copy + Ord + Debug> Sync<P> {
         &self.stats
     }
 
-    /// The earliest deadline, stall check, backoff end or status round.
-    pub fn next_wakeup(&self) -> Option<Instant> {
+    /// The earliest deadline, stall check, backoff end or status round after `now`: when the
+    /// component wants to be woken ([`Action::WakeAt`] carries it after every event).
+    pub fn next_wakeup_after(&self, now: Instant) -> Option<Instant> {
         let deadlines = self.in_flight.values().map(|f| f.deadline);
         let cooldowns = self.peers.values().filter_map(|s| s.not_before);
         deadlines
             .chain(cooldowns)
             .chain(self.next_status)
             .chain(self.stall_check())
+            .chain(self.headers_stall_check())
+            .filter(|t| *t > now)
             .min()
     }
 
@@ -311,12 +311,10 @@ impl<P: Copy + Ord + Debug> Sync<P> {
         self.pump_headers(now.mono, chain, &mut out);
         self.pump_bodies(now.mono, chain, &mut out);
         self.pump_apply(&mut out);
-        let wake = self.next_wakeup();
-        if wake != self.wake {
-            self.wake = wake;
-            if let Some(at) = wake {
-                out.push(Action::WakeAt(at));
-            }
+        // Only instants still ahead: a stall check that could not fire (no other peer to ask)
+        // is looked at again with the next event, not in a busy loop.
+        if let Some(at) = self.next_wakeup_after(now.mono) {
+            out.push(Action::WakeAt(at));
         }
         out
     }
@@ -505,6 +503,7 @@ impl<P: Copy + Ord + Debug> Sync<P> {
             }
         }
         self.check_stall(now, out);
+        self.check_headers_stall(now);
     }
 
     fn choosable(&self, peer: &P, now: Instant) -> bool {

@@ -253,7 +253,8 @@ pub enum Action<P> {
         /// Why, for the log.
         reason: String,
     },
-    /// Report [`Event::Timer`] at this instant (replaces any earlier one asked for).
+    /// Report [`Event::Timer`] at this instant (replaces any earlier one asked for; given after
+    /// every event while anything is pending).
     WakeAt(Instant),
 }
 

@@ -50,15 +50,25 @@ pub fn quiet() -> Responder {
     })
 }
 
-/// Answers the node's status request with `status`, and `blocks` to its block requests; the
-/// rest as [`quiet`].
+/// Answers the node's status request with `status`, and `blocks` to its requests for a chain
+/// (headers, bodies or blocks); the rest as [`quiet`].
 pub fn claiming(status: Status, mut blocks: impl FnMut() -> Answer + Send + 'static) -> Responder {
     let mut rest = quiet();
     Box::new(move |r| match r {
         Request::Status(_) => Answer::Respond(Response::Status(status)),
-        Request::GetBlocks { .. } => blocks(),
+        Request::GetBlocks { .. } | Request::GetHeaders { .. } | Request::GetBodies { .. } => {
+            blocks()
+        }
         other => rest(other),
     })
+}
+
+/// Whether a request asks for a chain: the first request of a download (headers first).
+pub fn is_download(n: &Note) -> bool {
+    matches!(
+        n,
+        Note::Request(Request::GetHeaders { .. } | Request::GetBlocks { .. })
+    )
 }
 
 /// What a raw peer reports to the test.
