@@ -11,7 +11,7 @@ use gossipchain::chain::block::HEADER_LEN;
 use gossipchain::chain::retarget::ParentInfo;
 use gossipchain::chain::target::Target;
 use gossipchain::chain::validate;
-use gossipchain::chain::{Address, BlockHash, ChainState, HeaderChain, HeaderError, Header};
+use gossipchain::chain::{Address, BlockHash, ChainState, Header, HeaderChain, HeaderError};
 use gossipchain::testkit;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
@@ -27,10 +27,14 @@ fn base() -> &'static (Vec<Header>, ChainState, ChainState) {
     BASE.get_or_init(|| {
         let mut full = ChainState::new(testkit::params());
         testkit::extend(&mut full, RUN as usize, Address([1; 32]));
-        let headers = (1..=RUN).map(|h| full.block_at(h).unwrap().header).collect();
+        let headers = (1..=RUN)
+            .map(|h| full.block_at(h).unwrap().header)
+            .collect();
         let mut forked = ChainState::new(testkit::params());
         for h in 1..=FORK {
-            forked.process_block(full.block_at(h).unwrap(), testkit::NOW).unwrap();
+            forked
+                .process_block(full.block_at(h).unwrap(), testkit::NOW)
+                .unwrap();
         }
         (headers, ChainState::new(testkit::params()), forked)
     })
@@ -56,7 +60,10 @@ fn oracle(
         anchor_time: if height == 0 { 0 } else { ctx[1].1 },
     };
     let span = params.median_time_span as usize;
-    let mut times: Vec<u64> = ctx[ctx.len().saturating_sub(span)..].iter().map(|c| c.1).collect();
+    let mut times: Vec<u64> = ctx[ctx.len().saturating_sub(span)..]
+        .iter()
+        .map(|c| c.1)
+        .collect();
     let mtp = validate::median(&mut times);
     validate::check_context(header, &parent, mtp, now, params).map_err(|e| e.to_string())
 }
@@ -103,7 +110,8 @@ fuzz_target!(|data: &[u8]| {
     let result = match first {
         Ok(n) => {
             assert_eq!(n, cut);
-            run.extend(chain.params(), &headers[cut..], now).map(|m| n + m)
+            run.extend(chain.params(), &headers[cut..], now)
+                .map(|m| n + m)
         }
         Err(e) => Err(e),
     };
