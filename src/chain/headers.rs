@@ -9,8 +9,9 @@
 //! Memory: each header held costs one [`CheckedHeader`] (160 bytes: the 96-byte header, its
 //! 32-byte hash and 32-byte cumulative work) in a `VecDeque`, plus an 8-byte entry and a
 //! control byte in the hash table that finds it by hash; with the slack of both growing by
-//! doubling, at most about 340 bytes and on average about 210 (so 100 000 headers hold about
-//! 21 MB). [`HeaderChain::advance_fork`] frees the headers whose blocks joined the index.
+//! doubling, at most about 340 bytes; `cargo bench --bench headers` measures about 190 (100 000
+//! headers held: 18 MB). [`HeaderChain::advance_fork`] frees the headers whose blocks joined the
+//! index.
 
 use super::block::Header;
 use super::hash::BlockHash;

@@ -444,6 +444,85 @@ async fn peers_that_lie_over_sync_are_banned() {
         panic!("{n:?}")
     };
     assert_eq!(blocks.len() as u64, net.honest.status().height);
+    // The same for headers and blocks by hash: refused out of bounds, served within.
+    let refused = [
+        Request::GetHeaders {
+            locator: Vec::new(),
+            max: 10,
+        },
+        Request::GetHeaders {
+            locator: vec![chain_id; 65],
+            max: 10,
+        },
+        Request::GetHeaders {
+            locator: vec![BlockHash([0x42; 32])],
+            max: 10,
+        },
+        Request::GetBodies { hashes: Vec::new() },
+        Request::GetBodies {
+            hashes: vec![chain_id; 129],
+        },
+    ];
+    for (tag, request) in (20u64..).zip(refused) {
+        asker
+            .client
+            .request(honest, request.clone(), tag)
+            .expect("the request is queued");
+        let n = asker
+            .expect(
+                "the answer",
+                |n| matches!(n, Note::Response(t, _) if *t == tag),
+            )
+            .await;
+        assert!(
+            matches!(n, Note::Response(_, Ok(Response::Refused(_)))),
+            "{request:?}: {n:?}"
+        );
+    }
+    asker
+        .client
+        .request(
+            honest,
+            Request::GetHeaders {
+                locator: vec![chain_id],
+                max: u32::MAX,
+            },
+            30,
+        )
+        .expect("the request is queued");
+    let n = asker
+        .expect("the headers", |n| matches!(n, Note::Response(30, _)))
+        .await;
+    let Note::Response(_, Ok(Response::Headers(headers))) = n else {
+        panic!("{n:?}")
+    };
+    assert_eq!(headers.len(), blocks.len());
+    let mut hashes = Vec::new();
+    for (header, block) in headers.iter().zip(&blocks) {
+        assert_eq!(header.0, block.0[..96], "a block's own header");
+        hashes.push(
+            gossipchain::chain::Header::decode(&header.0)
+                .unwrap()
+                .compute_hash(),
+        );
+    }
+    // Blocks by hash, in the order asked, up to the first the node lacks.
+    hashes.reverse();
+    hashes.push(BlockHash([0x42; 32]));
+    hashes.push(chain_id);
+    asker
+        .client
+        .request(honest, Request::GetBodies { hashes }, 31)
+        .expect("the request is queued");
+    let n = asker
+        .expect("the bodies", |n| matches!(n, Note::Response(31, _)))
+        .await;
+    let Note::Response(_, Ok(Response::Blocks(bodies))) = n else {
+        panic!("{n:?}")
+    };
+    let mut want = blocks.clone();
+    want.reverse();
+    assert_eq!(bodies, want);
     assert!(
         net.honest_connected_to(asker.id).await,
         "refused, not banned"
