@@ -10,6 +10,7 @@ use super::params::{ChainParams, Difficulty};
 use super::pow;
 use super::retarget::{self, ParentInfo};
 use super::sig;
+use super::sigcache::SigCache;
 use super::target::{CompactError, Target};
 use super::tx::{SignatureError, Transaction};
 use std::collections::HashSet;
@@ -353,6 +354,43 @@ pub fn check_signatures(
         txid: *transfers[i].0,
         reason,
     })
+}
+
+/// [`check_signatures`] that skips the transfers `cache` holds (their exact encoding verified
+/// before) and records those it verifies. Same answer as [`check_signatures`]: a cached transfer
+/// never fails, so the first failing transfer in block order is the same.
+pub fn check_signatures_cached(
+    block: &Block,
+    txids: &[Txid],
+    chain_id: &ChainId,
+    cache: &SigCache,
+) -> Result<(), ValidationError> {
+    let transfers: Vec<(&Txid, &super::tx::Transfer)> = block
+        .txs
+        .iter()
+        .zip(txids)
+        .filter_map(|(tx, txid)| tx.as_transfer().map(|t| (txid, t)))
+        .collect();
+    let missing = cache.missing(transfers.iter().map(|(txid, _)| *txid));
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let messages: Vec<_> = missing
+        .iter()
+        .map(|&i| transfers[i].1.signing_bytes(chain_id))
+        .collect();
+    let items: Vec<sig::Item<'_>> = missing
+        .iter()
+        .zip(&messages)
+        .map(|(&i, msg)| (&transfers[i].1.from.0, &transfers[i].1.signature, &msg[..]))
+        .collect();
+    cache.count_verified(items.len());
+    sig::verify_parallel(&items).map_err(|(i, reason)| ValidationError::BadSignature {
+        txid: *transfers[missing[i]].0,
+        reason,
+    })?;
+    cache.insert_all(missing.iter().map(|&i| transfers[i].0));
+    Ok(())
 }
 
 /// Median of a list of timestamps (the upper middle for an even count, as Bitcoin); 0 for

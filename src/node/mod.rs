@@ -181,7 +181,8 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
     let watch = Watch::new(&chain, events_tx.clone());
     let node = Node {
         watch,
-        mempool: Mempool::new(chain_id, config.mempool.clone()),
+        mempool: Mempool::new(chain_id, config.mempool.clone())
+            .with_sig_cache(chain.sig_cache().clone()),
         mining: config.mine,
         config,
         chain,

@@ -203,8 +203,9 @@ impl Node {
         let params = self.chain.params().clone();
         let chain_id = self.chain.chain_id();
         let done = self.verified_tx.clone();
+        let cache = self.chain.sig_cache().clone();
         tokio::task::spawn_blocking(move || {
-            let blocks = verify_page(page, &params, &chain_id);
+            let blocks = verify_page(page, &params, &chain_id, &cache);
             // Fails only when the node has stopped.
             let _ = done.blocking_send(VerifiedPage { tag, peer, blocks });
         });
@@ -401,6 +402,7 @@ fn verify_page(
     page: Vec<(PageBlock, bool)>,
     params: &ChainParams,
     chain_id: &crate::chain::ChainId,
+    cache: &crate::chain::SigCache,
 ) -> Vec<Verified> {
     let mut out = Vec::with_capacity(page.len());
     for (PageBlock { block, hash, wire }, known) in page {
@@ -411,7 +413,7 @@ fn verify_page(
         let block = Arc::new(block);
         let checked =
             CheckedBlock::check(block.clone(), hash, Some(wire), params).and_then(|mut c| {
-                c.verify_signatures(chain_id)?;
+                c.verify_signatures(chain_id, cache)?;
                 Ok(c)
             });
         match checked {

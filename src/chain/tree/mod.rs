@@ -31,6 +31,7 @@ use super::hash::{BlockHash, ChainId};
 use super::ledger::{Ledger, Undo};
 use super::params::ChainParams;
 use super::retarget::{self, ParentInfo};
+use super::sigcache::SigCache;
 use super::target::{U256, Work};
 use super::validate::{self, ValidationError};
 use index::{BlockIndex, NONE, Slot};
@@ -199,6 +200,10 @@ pub struct ChainState {
     limits: TreeLimits,
     /// Tip changes since side branches were last pruned.
     side_since_prune: u32,
+    /// Transfers whose signature verified (on admission to the mempool or in an earlier
+    /// block): a block's transfers found there are not verified again. Shared with the
+    /// mempool and with whoever verifies blocks off the thread that owns this state.
+    sig_cache: Arc<SigCache>,
     /// Valid blocks later dropped (their branch broke a ledger rule, or was pruned), for the
     /// caller to delete from its store; see [`ChainState::take_dropped`].
     dropped: Vec<BlockKey>,
@@ -244,6 +249,7 @@ impl ChainState {
             limits,
             dropped: Vec::new(),
             side_since_prune: 0,
+            sig_cache: Arc::new(SigCache::default()),
             params,
         }
         .with_active_genesis()
@@ -262,6 +268,12 @@ impl ChainState {
     /// The chain id (genesis hash).
     pub fn chain_id(&self) -> ChainId {
         self.chain_id
+    }
+
+    /// The signature cache block validation consults and fills: to share with the mempool
+    /// and with whatever verifies blocks or transfers off the thread that owns this state.
+    pub fn sig_cache(&self) -> &Arc<SigCache> {
+        &self.sig_cache
     }
 
     fn tip_pos(&self) -> u32 {

@@ -302,7 +302,12 @@ impl ChainState {
         let info = self.parent_info_at(parent);
         validate::check_context(&block.header, &info, mtp, now_ms, &self.params)?;
         if verify_signatures && !block.signatures_verified() {
-            validate::check_signatures(block, block.txids(), &self.chain_id)?;
+            validate::check_signatures_cached(
+                block,
+                block.txids(),
+                &self.chain_id,
+                &self.sig_cache,
+            )?;
         }
         Ok(Some((
             parent,
