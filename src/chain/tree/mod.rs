@@ -55,6 +55,9 @@ pub struct TreeLimits {
     /// Most side-branch blocks kept, whatever peers send: beyond it the branches with the
     /// least work are pruned first.
     pub max_side_blocks: usize,
+    /// Most bytes of stored bodies and undo records kept in memory near the tip (see
+    /// [`RECENT_BLOCKS`]); blocks the store has not committed yet are held besides.
+    pub max_recent_bytes: usize,
 }
 
 impl Default for TreeLimits {
@@ -65,6 +68,7 @@ impl Default for TreeLimits {
             max_remembered_invalid: 16_384,
             prune_depth: 2_016,
             max_side_blocks: 8_192,
+            max_recent_bytes: 64 << 20,
         }
     }
 }
@@ -156,10 +160,15 @@ pub struct HeaderRecord {
     pub work: Work,
 }
 
-/// Bodies and undo records kept in memory at the tip even once stored: the blocks within this
-/// many heights of it (what a GetBlocks near the tip, `chain 10` and a short reorganisation
-/// read).
+/// Bodies and undo records kept in memory at the tip even once stored: at most the blocks
+/// within this many heights of it (what a GetBlocks near the tip, `chain 10` and a short
+/// reorganisation read), and no more than [`TreeLimits::max_recent_bytes`] of them (64 MiB by
+/// default: about 28 full blocks of 4 999 transfers, the whole 512 when blocks are small).
 pub const RECENT_BLOCKS: u64 = 512;
+
+/// Bodies and undo records kept at the tip whatever they weigh: `chain 10` and a reorganisation
+/// of up to this depth read no store.
+pub const MIN_RECENT_BLOCKS: u64 = 10;
 
 /// Tip changes between two prunings of side branches.
 const PRUNE_EVERY: u32 = 256;
@@ -184,6 +193,9 @@ pub struct ChainState {
     bodies: HashMap<BlockHash, Cached<Arc<CheckedBlock>>>,
     /// Undo records held in memory, on the same terms (best-chain blocks only).
     undos: HashMap<BlockHash, Cached<Undo>>,
+    /// Memory `bodies` and `undos` hold ([`CheckedBlock::memory_bytes`],
+    /// [`Undo::memory_bytes`]).
+    memory_bytes: usize,
     /// Where the others are read from; `None`: everything stays in memory.
     source: Option<Arc<dyn BlockSource>>,
     /// The generation values made now belong to (see [`ChainState::next_generation`]).
@@ -240,6 +252,7 @@ impl ChainState {
             ledger: Ledger::default(),
             bodies: HashMap::new(),
             undos: HashMap::new(),
+            memory_bytes: 0,
             source: None,
             generation: 1,
             persisted: 0,
@@ -421,6 +434,18 @@ impl ChainState {
     /// Number of block bodies held in memory (the rest are read from the source).
     pub fn bodies_in_memory(&self) -> usize {
         self.bodies.len()
+    }
+
+    /// Memory held by the bodies and undo records kept in memory: the recent ones within
+    /// [`TreeLimits::max_recent_bytes`] and those the store has not committed yet.
+    pub fn bytes_in_memory(&self) -> usize {
+        self.memory_bytes
+    }
+
+    /// Memory held by the orphan pool's blocks (at most [`TreeLimits::max_orphan_bytes`] of
+    /// encoded blocks).
+    pub fn orphan_bytes(&self) -> usize {
+        self.orphans.bytes()
     }
 
     fn median_time_past_at(&self, pos: u32) -> u64 {
