@@ -3,7 +3,8 @@
 //! decides: accept or reject, request what is missing, publish, persist.
 //!
 //! One file per job: [`handle`] (the public types and the handle), `relay` (gossip and
-//! transfer admission), [`sync`] (downloads and the answers to peers' requests), `mining`,
+//! transfer admission), `admission` (transfers' signatures verified in batches off the actor),
+//! [`sync`] (downloads and the answers to peers' requests), `mining`,
 //! `commands` (the handle's requests), `persist` (the store writer). This file holds the state,
 //! [`start`], the loop and its dispatch.
 //!
@@ -15,6 +16,7 @@
 //! can always hand the node its next event. No lock is shared with other tasks: state changes
 //! happen inside the actor, and readers see a [`NodeStatus`] snapshot through a `watch`.
 
+mod admission;
 mod commands;
 pub mod events;
 pub mod handle;
@@ -88,6 +90,8 @@ struct Node {
     watch: Watch,
     /// Counters and gauges for `GET /metrics`.
     metrics: Arc<Metrics>,
+    /// Transfers waiting for their signatures to be verified off the actor.
+    admission: admission::Admission,
 }
 
 /// Who a block came from, for logs.
@@ -177,6 +181,9 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
     );
     // One page at a time is validated, so a few slots are plenty.
     let (verified_tx, verified_rx) = mpsc::channel(4);
+    // One batch of transfers is verified at a time: one slot.
+    let (verdicts_tx, verdicts_rx) = mpsc::channel(1);
+    let admission = admission::Admission::new(chain_id, chain.sig_cache().clone(), verdicts_tx);
     let (events_tx, _) = broadcast::channel(events::EVENT_CAPACITY);
     let watch = Watch::new(&chain, events_tx.clone());
     let node = Node {
@@ -203,8 +210,9 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
         miner,
         verified_tx,
         metrics: metrics.clone(),
+        admission,
     };
-    let task = tokio::spawn(node.run(events, cmd_rx, mined_rx, verified_rx, net_task));
+    let task = tokio::spawn(node.run(events, cmd_rx, mined_rx, verified_rx, verdicts_rx, net_task));
     Ok((
         NodeHandle {
             tx: cmd_tx,
@@ -225,6 +233,7 @@ impl Node {
         mut commands: mpsc::Receiver<Command>,
         mut mined: mpsc::Receiver<MinedResult>,
         mut verified: mpsc::Receiver<VerifiedPage>,
+        mut verdicts: mpsc::Receiver<admission::Verdicts>,
         net_task: JoinHandle<()>,
     ) {
         // Drives the sync machine's deadlines and periodic status requests.
@@ -233,6 +242,11 @@ impl Node {
         tick.tick().await;
         self.maybe_start_mining();
         loop {
+            let admission_waits = self.admission.due().is_some();
+            let admission_due = self
+                .admission
+                .due()
+                .unwrap_or_else(|| tokio::time::Instant::now() + STORE_RETRY);
             tokio::select! {
                 event = events.recv() => match event {
                     Some(event) => self.on_net_event(event),
@@ -244,6 +258,11 @@ impl Node {
                 },
                 Some(result) = mined.recv() => self.on_mined(result),
                 Some(page) = verified.recv() => self.on_verified_page(page),
+                Some(batch) = verdicts.recv() => self.on_verdicts(batch),
+                // The first waiting transfer has waited long enough for others.
+                _ = tokio::time::sleep_until(admission_due), if admission_waits => {
+                    self.admission.start_if_due();
+                }
                 _ = tick.tick() => self.sync_event(SyncEvent::Tick),
                 // The store writer's queue was full: offer the batch again soon.
                 _ = tokio::time::sleep(STORE_RETRY), if self.store_behind => {}
