@@ -1,8 +1,9 @@
 //! The consensus signature rule, ZIP 215 Ed25519 (`proto/PROTOCOL.md` section 4.5), through
-//! `ed25519-zebra`: one signature at a time for gossip admission, and for a block's transfers
-//! in batches spread over the cores. ZIP 215 makes single and batch verification agree, so a
-//! block is valid or not whatever the grouping; when a batch fails, its transfers are checked
-//! one by one to name the first that fails, with its reason, exactly as single checks would.
+//! `ed25519-zebra`: a block's transfers in batches spread over the cores, and the transfers
+//! waiting for admission to the mempool as one batch ([`verify_all`]). ZIP 215 makes single and
+//! batch verification agree, so a block is valid or not whatever the grouping; when a batch
+//! fails, its transfers are checked one by one to name the first that fails, with its reason,
+//! exactly as single checks would.
 
 use super::tx::SignatureError;
 use ed25519_zebra::batch;
