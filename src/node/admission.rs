@@ -94,17 +94,18 @@ impl Admission {
         }
     }
 
-    /// Queues a transfer; gives it back if [`MAX_WAITING`] are waiting or being verified.
-    pub(super) fn queue(&mut self, candidate: Candidate) -> Result<(), Candidate> {
-        if self.waiting.len() + self.in_flight >= MAX_WAITING {
-            return Err(candidate);
-        }
+    /// Whether [`MAX_WAITING`] transfers are waiting or being verified: no more are queued.
+    pub(super) fn is_full(&self) -> bool {
+        self.waiting.len() + self.in_flight >= MAX_WAITING
+    }
+
+    /// Queues a transfer (the caller checked [`Admission::is_full`]).
+    pub(super) fn queue(&mut self, candidate: Candidate) {
         if self.waiting.is_empty() {
             self.deadline = Some(Instant::now() + BATCH_WAIT);
         }
         self.waiting.push(candidate);
         self.start_if_due();
-        Ok(())
     }
 
     /// When the loop must wake to start a batch: `None` if none waits or one is being

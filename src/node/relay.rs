@@ -72,22 +72,19 @@ impl Node {
             let known = Err(MempoolError::AlreadyKnown(txid));
             return self.finish_gossip_tx(source, id, tx, known);
         }
-        let candidate = Candidate {
-            tx,
-            txid,
-            source: Source::Gossip { peer: source, id },
-        };
-        if let Err(Candidate {
-            source: Source::Gossip { id, .. },
-            ..
-        }) = self.admission.queue(candidate)
-        {
+        if self.admission.is_full() {
             // More waiting than the workers keep up with: dropped unforwarded, no penalty.
             tracing::debug!(%source, "transaction ignored: admission queue full");
             self.metrics.transfer_refused(Origin::Gossip, "queue_full");
             self.net
                 .report_validation(id, source, MessageAcceptance::Ignore);
+            return;
         }
+        self.admission.queue(Candidate {
+            tx,
+            txid,
+            source: Source::Gossip { peer: source, id },
+        });
     }
 
     /// Admits transfers whose signatures were verified off the actor (or refuses the forged
@@ -310,18 +307,15 @@ impl Node {
             let _ = reply.send(self.finish_local(tx, Err(MempoolError::AlreadyKnown(txid))));
             return;
         }
-        let candidate = Candidate {
+        if self.admission.is_full() {
+            let _ = reply.send(self.admit_local(tx));
+            return;
+        }
+        self.admission.queue(Candidate {
             tx,
             txid,
             source: Source::Local { reply },
-        };
-        if let Err(Candidate {
-            source: Source::Local { reply },
-            ..
-        }) = self.admission.queue(candidate)
-        {
-            let _ = reply.send(self.admit_local(tx));
-        }
+        });
     }
 
     /// What follows a local transfer's admission: announced and gossiped; the txid.
