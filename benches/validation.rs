@@ -9,7 +9,10 @@
 //!    rule, ed25519-zebra) one at a time and `Transfer::verify` (what gossip admission calls);
 //!    ZIP 215 batches of 1000 and of 100 on one thread; `sig::verify_on` on every core;
 //! 3. the ratios: full validation and signature checking to raw single-core `verify_strict`,
-//!    the batch gain alone (one thread), the core scaling alone (batches, all cores vs one).
+//!    the batch gain alone (one thread), the core scaling alone (batches, all cores vs one);
+//! 4. a full block (4 999 transfers) through `ChainState::process_block` with the signature
+//!    cache cold (every signature verified) and warm (every transfer admitted to the mempool
+//!    before, as on a node that relays: none verified again), side by side.
 //!
 //! Validation spreads a big block's signatures over the cores, so "CPU" figures are the CPU
 //! time of the whole process (all threads), and the wall figures are what a node sees.
@@ -40,6 +43,9 @@ const MIN_ITERS: u32 = 5;
 const SIZES: [usize; 3] = [1, 100, 1000];
 /// Most transfers in a measured block: the number of funded senders.
 const SENDERS: usize = 1000;
+/// Transfers in a full block (the chain's 5 000 transactions, less the coinbase): five from
+/// each funded sender, nonces 0 to 4.
+const FULL: usize = 4_999;
 
 /// Mean seconds per timed call: wall clock, and CPU time of this process, all threads (which
 /// excludes the time other processes took the cores away; NaN without a CPU clock).
@@ -79,6 +85,8 @@ struct Setup {
     base: Vec<Arc<Block>>,
     /// Height-3 blocks of `SIZES[i]` transfers.
     blocks: Vec<Arc<Block>>,
+    /// A height-3 block of [`FULL`] transfers.
+    full: Arc<Block>,
 }
 
 impl Setup {
@@ -117,10 +125,19 @@ impl Setup {
                 Arc::new(next_block(&chain, &transfers, miner))
             })
             .collect();
+        let transfers: Vec<Transfer> = (0..FULL as u64)
+            .map(|i| {
+                let (sender, nonce) = (1 + i % SENDERS as u64, i / SENDERS as u64);
+                let to = Address::of(&key(200_000 + i));
+                Transfer::sign(&key(sender), &chain_id, to, 1000 + i, 2, nonce)
+            })
+            .collect();
+        let full = Arc::new(next_block(&chain, &transfers, miner));
         Self {
             params,
             base,
             blocks,
+            full,
         }
     }
 
@@ -193,6 +210,48 @@ fn validate_once(setup: &Setup, block: &Arc<Block>) -> Pieces {
         ledger,
         trusted,
     }
+}
+
+/// A full block through `process_block` on a fresh state whose signature cache holds every
+/// transfer (`warm`) or none: the time, and the signatures verified per call.
+fn full_block(setup: &Setup, warm: bool) -> (Timing, u64) {
+    let txids = setup.full.compute_txids();
+    let mut verified = 0;
+    let mut calls = 0;
+    let t = measure(
+        || {
+            let state = setup.fresh();
+            if warm {
+                // What admission to the mempool left there.
+                state.sig_cache().insert_all(&txids[1..]);
+            }
+            let before = state.sig_cache().verified();
+            (state, before)
+        },
+        |(state, before)| {
+            let r = state
+                .process_block(setup.full.clone(), NOW)
+                .expect("the full block is valid");
+            assert!(r.tip_change.is_some(), "the block extends the tip");
+            verified += state.sig_cache().verified() - *before;
+            calls += 1;
+            r
+        },
+    );
+    (t, verified / calls)
+}
+
+/// The CPU model, from /proc/cpuinfo (Linux).
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// The raw material of the signature benchmarks: one message, key and signature per transfer.
@@ -287,6 +346,7 @@ fn main() {
     println!();
 
     let mut pieces: Vec<Vec<Pieces>> = SIZES.iter().map(|_| Vec::new()).collect();
+    let (mut cold, mut warm) = (Vec::new(), Vec::new());
     let cores = sig::cores();
     let (mut strict, mut zip215, mut transfer_verify, mut former_admission) = (
         Series::default(),
@@ -300,6 +360,8 @@ fn main() {
         for (i, block) in setup.blocks.iter().enumerate() {
             pieces[i].push(validate_once(&setup, block));
         }
+        cold.push(full_block(&setup, false));
+        warm.push(full_block(&setup, true));
         strict.push(sig_rate(&sigs, |s| {
             for ((m, k), sig) in s.messages.iter().zip(&s.keys).zip(&s.signatures) {
                 k.verify_strict(m, sig).expect("valid");
@@ -502,6 +564,46 @@ fn main() {
         &batch1000,
         false,
         "(core scaling alone; wall)",
+    );
+    println!();
+    println!(
+        "full block ({FULL} transfers, {} bytes), ChainState::process_block on a fresh state at height 2:",
+        setup.full.encoded_len()
+    );
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = std::arch::is_x86_feature_detected!("avx2");
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx2 = false;
+    println!(
+        "  CPU: {}; ed25519-zebra 5 on curve25519-dalek (AVX2 {}); {cores} cores",
+        cpu_model(),
+        if avx2 { "available" } else { "not available" }
+    );
+    println!(
+        "  {:<34} {:>26}  {:>14}  {:>19}",
+        "signature cache", "ms/block (wall) [min..max]", "ms/block (CPU)", "signatures verified"
+    );
+    let full_line = |name: &str, runs: &[(Timing, u64)]| {
+        let wall = Stats(runs.iter().map(|(t, _)| t.wall * 1e3).collect());
+        let cpu = Stats(runs.iter().map(|(t, _)| t.cpu * 1e3).collect());
+        println!(
+            "  {name:<34} {:>8.2} [{:>7.2}..{:>7.2}]  {:>14.2}  {:>19}",
+            wall.median(),
+            wall.min(),
+            wall.max(),
+            cpu.median(),
+            runs.iter().map(|(_, v)| *v).max().unwrap_or(0)
+        );
+    };
+    full_line("cold (no transfer seen before)", &cold);
+    full_line("warm (every transfer admitted)", &warm);
+    let med = |runs: &[(Timing, u64)], f: fn(&Timing) -> f64| {
+        Stats(runs.iter().map(|(t, _)| f(t)).collect()).median()
+    };
+    println!(
+        "  cold / warm: wall {:.1} x, CPU {:.1} x",
+        med(&cold, |t| t.wall) / med(&warm, |t| t.wall),
+        med(&cold, |t| t.cpu) / med(&warm, |t| t.cpu)
     );
     println!();
     println!("load average at end: {}", load_average());

@@ -1262,3 +1262,71 @@ fn headers_and_blocks_by_hash_are_served_from_the_store() {
         assert_eq!(Some(wire), before.block(hash).map(|b| b.encode()).as_ref());
     }
 }
+
+#[test]
+fn a_run_of_large_blocks_keeps_the_bodies_in_memory_within_their_byte_budget() {
+    use gossipchain::chain::tree::MIN_RECENT_BLOCKS;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let params = ChainParams {
+        block_reward: 1 << 40,
+        ..testkit::params()
+    };
+    let store = open(dir.path(), &params);
+    let budget = 1 << 20;
+    let limits = TreeLimits {
+        max_recent_bytes: budget,
+        ..TreeLimits::default()
+    };
+    let mut chain = store.load_chain(limits).expect("load");
+    let (alice, bob) = (key(1), key(2));
+    let commit = |chain: &mut ChainState, block: Block| {
+        process_and_commit(&store, chain, block);
+        let g = chain.next_generation();
+        chain.persisted(g);
+    };
+    let first = testkit::next_block(&chain, &[], Address::of(&alice));
+    commit(&mut chain, first);
+    // Blocks of 150 transfers: about 80 KB each in memory with their undo records, so the
+    // budget holds a dozen of them, far fewer than the 512 most recent heights.
+    let per_block = 150u64;
+    let mut nonce = 0;
+    let mut largest = 0;
+    for _ in 0..40 {
+        let transfers: Vec<Transfer> = (0..per_block)
+            .map(|_| {
+                nonce += 1;
+                Transfer::sign(
+                    &alice,
+                    &chain.chain_id(),
+                    Address::of(&bob),
+                    1,
+                    0,
+                    nonce - 1,
+                )
+            })
+            .collect();
+        let before = chain.bytes_in_memory();
+        let block = testkit::next_block(&chain, &transfers, Address::of(&alice));
+        commit(&mut chain, block);
+        largest = largest.max(chain.bytes_in_memory().saturating_sub(before));
+        assert!(
+            chain.bytes_in_memory() <= budget,
+            "{} bytes in memory at height {}",
+            chain.bytes_in_memory(),
+            chain.height()
+        );
+    }
+    let kept = chain.bodies_in_memory() as u64;
+    assert!(kept >= MIN_RECENT_BLOCKS, "{kept} bodies kept");
+    assert!(kept < 20, "{kept} bodies of 150 transfers kept in 1 MiB");
+    // What is in memory is what the blocks weigh: full to within one block of the budget.
+    assert!(chain.bytes_in_memory() + 2 * largest > budget);
+    // Evicted bodies are read back from the store.
+    assert_eq!(
+        chain.block_at(2).expect("block 2").txs.len() as u64,
+        per_block + 1
+    );
+    // A deep reorganisation still reads its undo records back.
+    drop(chain);
+    load_and_check(&store, &params);
+}

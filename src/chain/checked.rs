@@ -6,6 +6,7 @@
 use super::block::{Block, BlockKey};
 use super::hash::{BlockHash, ChainId, Txid};
 use super::params::ChainParams;
+use super::sigcache::SigCache;
 use super::validate::{self, ValidationError};
 use std::ops::Deref;
 use std::sync::Arc;
@@ -80,10 +81,15 @@ impl CheckedBlock {
     }
 
     /// Verifies every transfer's signature for `chain_id` (the costly rule, which needs no
-    /// chain state: a caller may run it off the thread that owns the chain).
-    pub fn verify_signatures(&mut self, chain_id: &ChainId) -> Result<(), ValidationError> {
+    /// chain state: a caller may run it off the thread that owns the chain), except those
+    /// `cache` holds; records the ones it verifies there.
+    pub fn verify_signatures(
+        &mut self,
+        chain_id: &ChainId,
+        cache: &SigCache,
+    ) -> Result<(), ValidationError> {
         if !self.signatures_verified {
-            validate::check_signatures(&self.block, &self.txids, chain_id)?;
+            validate::check_signatures_cached(&self.block, &self.txids, chain_id, cache)?;
             self.signatures_verified = true;
         }
         Ok(())
@@ -112,6 +118,17 @@ impl CheckedBlock {
     /// The consensus encoding.
     pub fn wire(&self) -> &[u8] {
         &self.wire
+    }
+
+    /// Memory the checked block holds: the decoded transactions, the txids and the wire
+    /// bytes. What the tree's byte budget of bodies in memory counts, so that a full block
+    /// costs what it weighs (about 1.7 MB for 4 999 transfers).
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + std::mem::size_of::<Block>()
+            + self.block.txs.capacity() * std::mem::size_of::<super::tx::Transaction>()
+            + self.txids.capacity() * std::mem::size_of::<Txid>()
+            + self.wire.capacity()
     }
 
     /// The height in the header.

@@ -33,6 +33,13 @@ pub struct Ledger {
 }
 
 impl Undo {
+    /// Memory the record holds (its entries; an undo record of a full block holds two per
+    /// transfer), for the tree's byte budget.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.prior.capacity() * std::mem::size_of::<(Address, Option<Account>)>()
+    }
+
     /// The addresses the block touched, in the order it touched them (repeats included).
     pub fn addresses(&self) -> impl Iterator<Item = &Address> {
         self.prior.iter().map(|(a, _)| a)

@@ -12,10 +12,12 @@
 
 use super::hash::{ChainId, Txid};
 use super::ledger::Ledger;
+use super::sigcache::SigCache;
 use super::tree::TipChange;
 use super::tx::{Address, SignatureError, TRANSFER_LEN, Transaction, Transfer};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
 
 /// A replacement's fee must be at least this percentage of the fee it replaces (10 % more;
 /// exactly 10 % more is enough). Integer arithmetic: `new_fee * 100 >= old_fee * 110`.
@@ -170,6 +172,8 @@ pub struct Mempool {
     by_sender: HashMap<Address, BTreeMap<u64, Txid>>,
     /// Next arrival number.
     next_seq: u64,
+    /// Where admitted transfers' txids are recorded as verified (see [`SigCache`]).
+    sig_cache: Option<Arc<SigCache>>,
 }
 
 impl Mempool {
@@ -181,6 +185,7 @@ impl Mempool {
             txs: HashMap::new(),
             by_sender: HashMap::new(),
             next_seq: 0,
+            sig_cache: None,
         }
     }
 
@@ -234,6 +239,14 @@ impl Mempool {
         })
     }
 
+    /// Shares `cache` with the pool: an admitted transfer's txid is recorded there (a block
+    /// carrying it is then not verified again), and [`Mempool::admit`] skips the signature of
+    /// a transfer found there.
+    pub fn with_sig_cache(mut self, cache: Arc<SigCache>) -> Self {
+        self.sig_cache = Some(cache);
+        self
+    }
+
     /// Verifies the signature and admits the transfer if the ledger allows it; its txid.
     pub fn add(&mut self, tx: Transfer, ledger: &Ledger) -> Result<Txid, MempoolError> {
         self.admit(tx, ledger).map(|a| a.txid)
@@ -245,9 +258,28 @@ impl Mempool {
         if self.txs.contains_key(&txid) {
             return Err(MempoolError::AlreadyKnown(txid));
         }
-        tx.verify(&self.chain_id)
-            .map_err(MempoolError::BadSignature)?;
-        self.insert_verified(tx, txid, None, ledger)
+        if !self.sig_cache.as_ref().is_some_and(|c| c.contains(&txid)) {
+            tx.verify(&self.chain_id)
+                .map_err(MempoolError::BadSignature)?;
+        }
+        self.admit_verified(tx, txid, ledger)
+    }
+
+    /// Admits a transfer whose signature the caller has verified for this pool's chain (in a
+    /// batch, off the thread that owns the pool), if the ledger allows it: every rule of
+    /// [`Mempool::admit`] but the signature. `txid` is the transfer's.
+    pub fn admit_verified(
+        &mut self,
+        tx: Transfer,
+        txid: Txid,
+        ledger: &Ledger,
+    ) -> Result<Admitted, MempoolError> {
+        debug_assert_eq!(txid, Transaction::Transfer(tx).compute_txid());
+        let admitted = self.insert_verified(tx, txid, None, ledger)?;
+        if let Some(cache) = &self.sig_cache {
+            cache.insert(&txid);
+        }
+        Ok(admitted)
     }
 
     /// Admits a transfer whose signature is known to be valid, with its arrival number `seq`

@@ -7,7 +7,8 @@
 //!   text form of an address (bech32m) and its parser.
 //! - [`pow`]: proof of work and the midstate nonce search; [`target`]: compact targets and work.
 //! - [`params`]: chain parameters and the genesis block; [`retarget`]: the target of each block.
-//! - [`sig`]: the signature rule (ZIP 215 Ed25519), single, batched and on every core.
+//! - [`sig`]: the signature rule (ZIP 215 Ed25519), single, batched and on every core;
+//!   [`sigcache`]: the txids whose signature verified, so a transfer is checked once.
 //! - [`validate`]: the rules, one error variant each; [`ledger`]: balances and nonces.
 //! - [`checked`]: a block with what its check computed (hash, txids, wire bytes).
 //! - [`tree`]: block tree, fork choice, reorganisation; [`mempool`]: pending transfers.
@@ -29,6 +30,7 @@ pub mod params;
 pub mod pow;
 pub mod retarget;
 pub mod sig;
+pub mod sigcache;
 pub mod target;
 pub mod template;
 pub mod tree;
@@ -43,6 +45,7 @@ pub use headers::{CheckedHeader, HeaderChain, HeaderError};
 pub use ledger::{Account, Ledger};
 pub use mempool::{Mempool, MempoolError, MempoolLimits};
 pub use params::{ChainParams, Difficulty};
+pub use sigcache::SigCache;
 pub use tree::{ChainState, Outcome, Processed, TipChange};
 pub use tx::{Coinbase, Transaction, Transfer};
 pub use validate::ValidationError;

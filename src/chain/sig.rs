@@ -1,8 +1,9 @@
 //! The consensus signature rule, ZIP 215 Ed25519 (`proto/PROTOCOL.md` section 4.5), through
-//! `ed25519-zebra`: one signature at a time for gossip admission, and for a block's transfers
-//! in batches spread over the cores. ZIP 215 makes single and batch verification agree, so a
-//! block is valid or not whatever the grouping; when a batch fails, its transfers are checked
-//! one by one to name the first that fails, with its reason, exactly as single checks would.
+//! `ed25519-zebra`: a block's transfers in batches spread over the cores, and the transfers
+//! waiting for admission to the mempool as one batch ([`verify_all`]). ZIP 215 makes single and
+//! batch verification agree, so a block is valid or not whatever the grouping; when a batch
+//! fails, its transfers are checked one by one to name the first that fails, with its reason,
+//! exactly as single checks would.
 
 use super::tx::SignatureError;
 use ed25519_zebra::batch;
@@ -124,6 +125,42 @@ pub fn verify_on(items: &[Item<'_>], threads: usize) -> Result<(), (usize, Signa
     results.into_iter().collect()
 }
 
+/// After a failure, the items left are checked in batches of this many, so that each further
+/// forgery costs one small batch, not a pass over everything left.
+pub const RETRY_RUN: usize = 64;
+
+/// Every item's verdict, in order: all of them at once first ([`verify_parallel`]); past a
+/// failure, the rest in batches of [`RETRY_RUN`], each failing batch checked one by one up to
+/// its first failure. What gossip admission needs: a forgery among good signatures is found
+/// and named alone, and costs the good ones little.
+pub fn verify_all(items: &[Item<'_>]) -> Vec<Result<(), SignatureError>> {
+    let mut out = Vec::with_capacity(items.len());
+    let mut rest = items;
+    let mut first = true;
+    while !rest.is_empty() {
+        let (run, result) = if first {
+            (rest, verify_parallel(rest))
+        } else {
+            let run = &rest[..rest.len().min(RETRY_RUN)];
+            (run, verify_batch(run))
+        };
+        first = false;
+        // Both report the first failing item, every item before it having verified.
+        match result {
+            Ok(()) => {
+                out.extend(run.iter().map(|_| Ok(())));
+                rest = &rest[run.len()..];
+            }
+            Err((at, reason)) => {
+                out.extend((0..at).map(|_| Ok(())));
+                out.push(Err(reason));
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +213,26 @@ mod tests {
         for threads in [1, 2, 3, 4] {
             assert_eq!(verify_on(&items(&v), threads), Err(want), "{threads}");
         }
+    }
+
+    #[test]
+    fn every_forgery_is_named_and_every_good_signature_passes() {
+        let mut v = signed(300);
+        let bad = [0, 5, 6, 70, 150, 299];
+        for &i in &bad {
+            v[i].2.push(1);
+        }
+        let verdicts = verify_all(&items(&v));
+        assert_eq!(verdicts.len(), 300);
+        for (i, verdict) in verdicts.iter().enumerate() {
+            let want = if bad.contains(&i) {
+                Err(SignatureError::BadSignature)
+            } else {
+                Ok(())
+            };
+            assert_eq!(*verdict, want, "item {i}");
+        }
+        assert!(verify_all(&[]).is_empty());
     }
 
     #[test]

@@ -102,7 +102,7 @@ impl Transfer {
     }
 
     /// Checks the signature under the consensus rule, ZIP 215 (`proto/PROTOCOL.md` section
-    /// 4.5), alone: what gossip admission uses. Blocks check theirs in batches
+    /// 4.5), alone: what a transfer made here gets. Blocks and admission check theirs in batches
     /// ([`super::validate::check_signatures`]), with the same answer.
     pub fn verify(&self, chain_id: &ChainId) -> Result<(), SignatureError> {
         sig::verify(&self.from.0, &self.signature, &self.signing_bytes(chain_id))

@@ -10,8 +10,9 @@ use super::params::{ChainParams, Difficulty};
 use super::pow;
 use super::retarget::{self, ParentInfo};
 use super::sig;
+use super::sigcache::SigCache;
 use super::target::{CompactError, Target};
-use super::tx::{SignatureError, Transaction};
+use super::tx::{SignatureError, Transaction, Transfer};
 use std::collections::HashSet;
 
 /// A rule that a block breaks.
@@ -355,9 +356,133 @@ pub fn check_signatures(
     })
 }
 
+/// [`check_signatures`] that skips the transfers `cache` holds (their exact encoding verified
+/// before) and records those it verifies. Same answer as [`check_signatures`]: a cached transfer
+/// never fails, so the first failing transfer in block order is the same.
+pub fn check_signatures_cached(
+    block: &Block,
+    txids: &[Txid],
+    chain_id: &ChainId,
+    cache: &SigCache,
+) -> Result<(), ValidationError> {
+    let transfers: Vec<(&Txid, &super::tx::Transfer)> = block
+        .txs
+        .iter()
+        .zip(txids)
+        .filter_map(|(tx, txid)| tx.as_transfer().map(|t| (txid, t)))
+        .collect();
+    let missing = cache.missing(transfers.iter().map(|(txid, _)| *txid));
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let messages: Vec<_> = missing
+        .iter()
+        .map(|&i| transfers[i].1.signing_bytes(chain_id))
+        .collect();
+    let items: Vec<sig::Item<'_>> = missing
+        .iter()
+        .zip(&messages)
+        .map(|(&i, msg)| (&transfers[i].1.from.0, &transfers[i].1.signature, &msg[..]))
+        .collect();
+    cache.count_verified(items.len());
+    sig::verify_parallel(&items).map_err(|(i, reason)| ValidationError::BadSignature {
+        txid: *transfers[missing[i]].0,
+        reason,
+    })?;
+    cache.insert_all(missing.iter().map(|&i| transfers[i].0));
+    Ok(())
+}
+
+/// The signature verdict of each transfer (with its txid), for admission to the mempool:
+/// those `cache` holds pass unchecked, a txid met twice is checked once, the rest are checked
+/// together under ZIP 215 ([`sig::verify_all`]). Nothing is recorded in the cache: the mempool
+/// records what it admits.
+pub fn transfer_verdicts(
+    transfers: &[(Transfer, Txid)],
+    chain_id: &ChainId,
+    cache: &SigCache,
+) -> Vec<Result<(), SignatureError>> {
+    let mut verdicts = vec![Ok(()); transfers.len()];
+    let mut first: std::collections::HashMap<Txid, usize> = std::collections::HashMap::new();
+    // Indexes of the transfers to check, and of the copies that take their verdict.
+    let mut unique = Vec::new();
+    let mut copies = Vec::new();
+    for i in cache.missing(transfers.iter().map(|(_, txid)| txid)) {
+        match first.entry(transfers[i].1) {
+            std::collections::hash_map::Entry::Occupied(e) => copies.push((i, *e.get())),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(i);
+                unique.push(i);
+            }
+        }
+    }
+    let messages: Vec<_> = unique
+        .iter()
+        .map(|&i| transfers[i].0.signing_bytes(chain_id))
+        .collect();
+    let items: Vec<sig::Item<'_>> = unique
+        .iter()
+        .zip(&messages)
+        .map(|(&i, msg)| (&transfers[i].0.from.0, &transfers[i].0.signature, &msg[..]))
+        .collect();
+    cache.count_verified(items.len());
+    for (&i, verdict) in unique.iter().zip(sig::verify_all(&items)) {
+        verdicts[i] = verdict;
+    }
+    for (i, of) in copies {
+        verdicts[i] = verdicts[of];
+    }
+    verdicts
+}
+
 /// Median of a list of timestamps (the upper middle for an even count, as Bitcoin); 0 for
 /// an empty list.
 pub fn median(timestamps: &mut [u64]) -> u64 {
     timestamps.sort_unstable();
     timestamps.get(timestamps.len() / 2).copied().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::Address;
+    use crate::testkit::key;
+
+    #[test]
+    fn a_forgery_among_good_transfers_is_the_only_one_refused_and_cached_ones_pass_unchecked() {
+        let chain_id = ChainId::default();
+        let with_id = |t: Transfer| (t, Transaction::Transfer(t).compute_txid());
+        let mut batch: Vec<(Transfer, Txid)> = (0..50)
+            .map(|n| {
+                with_id(Transfer::sign(
+                    &key(1),
+                    &chain_id,
+                    Address::of(&key(2)),
+                    1,
+                    1,
+                    n,
+                ))
+            })
+            .collect();
+        let mut forged = batch[20].0;
+        forged.signature[40] ^= 1;
+        batch.insert(21, with_id(forged));
+        // A copy of a good one, checked once.
+        batch.push(batch[3]);
+        let cache = SigCache::default();
+        cache.insert(&batch[0].1);
+        let verdicts = transfer_verdicts(&batch, &chain_id, &cache);
+        for (i, verdict) in verdicts.iter().enumerate() {
+            let want = if i == 21 {
+                Err(SignatureError::BadSignature)
+            } else {
+                Ok(())
+            };
+            assert_eq!(*verdict, want, "transfer {i}");
+        }
+        // 52 transfers: one cached, one a copy.
+        assert_eq!(cache.verified(), 50);
+        // Nothing recorded: the mempool records what it admits.
+        assert_eq!(cache.len(), 1);
+    }
 }

@@ -57,9 +57,7 @@ impl Node {
             Command::Bump { txid, fee, reply } => {
                 let _ = reply.send(self.bump(txid, fee));
             }
-            Command::Submit { tx, reply } => {
-                let _ = reply.send(self.admit_local(tx));
-            }
+            Command::Submit { tx, reply } => self.submit(tx, reply),
             Command::SubmitBlock { block, reply } => {
                 let hash = block.compute_hash();
                 let result = self.process_block(block, hash, None, None);

@@ -27,8 +27,18 @@ pub const MAX_ARRIVALS: usize = 4096;
 /// Best-chain blocks recorded at start-up (loaded from the store, arrival unknown).
 const LOADED_ARRIVALS: u64 = 256;
 /// Best-chain blocks whose txids are indexed in memory: the newest, which the store may not
-/// have committed yet (older ones are looked up in the store's txid index).
+/// have committed yet (older ones are looked up in the store's txid index). At most this many
+/// blocks, and no more than [`TXID_INDEX_BYTES`] of txids.
 const MAX_TXID_BLOCKS: usize = 4096;
+/// Memory of the in-memory txid index: 8 MiB, about 70 000 txids (14 full blocks of 4 999
+/// transfers; all 4 096 blocks when they are nearly empty).
+pub const TXID_INDEX_BYTES: usize = 8 << 20;
+/// What one indexed txid costs: its entry in the map (a txid and a block hash, 64 bytes, in a
+/// table at most 7/8 full) and its copy in the per-block list (32 bytes).
+const TXID_ENTRY_BYTES: usize = 120;
+/// Blocks indexed whatever their size: a store commit lags the tip by a step or so, and a
+/// transfer just confirmed must be found meanwhile.
+const MIN_TXID_BLOCKS: usize = 8;
 
 /// Something that happened in the node.
 #[derive(Clone, Debug)]
@@ -178,6 +188,8 @@ pub(crate) struct Watch {
     txids: HashMap<Txid, BlockHash>,
     /// Those blocks with their txids, oldest first.
     txid_blocks: VecDeque<(BlockHash, Vec<Txid>)>,
+    /// Txids in `txid_blocks`, to keep the index within [`TXID_INDEX_BYTES`].
+    txid_count: usize,
 }
 
 impl Watch {
@@ -192,6 +204,7 @@ impl Watch {
             arrival_order: VecDeque::new(),
             txids: HashMap::new(),
             txid_blocks: VecDeque::new(),
+            txid_count: 0,
         };
         let top = chain.height();
         for h in top.saturating_sub(LOADED_ARRIVALS - 1)..=top {
@@ -206,16 +219,21 @@ impl Watch {
         w
     }
 
-    /// Indexes a best-chain block's txids, forgetting those of the oldest indexed block beyond
-    /// [`MAX_TXID_BLOCKS`] (the store's txid index has them).
+    /// Indexes a best-chain block's txids, forgetting those of the oldest indexed blocks beyond
+    /// [`MAX_TXID_BLOCKS`] or [`TXID_INDEX_BYTES`] (the store's txid index has them).
     fn index_txids(&mut self, block: &CheckedBlock) {
         for txid in block.txids() {
             self.txids.insert(*txid, block.hash());
         }
         self.txid_blocks
             .push_back((block.hash(), block.txids().to_vec()));
-        while self.txid_blocks.len() > MAX_TXID_BLOCKS {
+        self.txid_count += block.txids().len();
+        while self.txid_blocks.len() > MAX_TXID_BLOCKS
+            || (self.txid_index_bytes() > TXID_INDEX_BYTES
+                && self.txid_blocks.len() > MIN_TXID_BLOCKS)
+        {
             if let Some((hash, txids)) = self.txid_blocks.pop_front() {
+                self.txid_count -= txids.len();
                 for txid in txids {
                     if self.txids.get(&txid) == Some(&hash) {
                         self.txids.remove(&txid);
@@ -223,6 +241,11 @@ impl Watch {
                 }
             }
         }
+    }
+
+    /// Memory the txid index holds, counted as [`TXID_ENTRY_BYTES`] a txid.
+    pub(crate) fn txid_index_bytes(&self) -> usize {
+        self.txid_count * TXID_ENTRY_BYTES
     }
 
     fn send(&mut self, event: NodeEvent) {
@@ -331,5 +354,69 @@ impl Watch {
         list.sort_by_key(|a| (a.height, a.arrived_ms));
         list.truncate(max);
         list
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::Coinbase;
+    use crate::chain::block::{BLOCK_VERSION, Header};
+    use std::sync::Arc;
+
+    /// A block of `n` transfers that only needs distinct txids (the index never validates).
+    fn block(height: u64, n: u64) -> Arc<CheckedBlock> {
+        let mut txs = vec![Transaction::Coinbase(Coinbase {
+            height,
+            to: Address::default(),
+            amount: 0,
+        })];
+        txs.extend((0..n).map(|nonce| {
+            Transaction::Transfer(Transfer {
+                from: Address([height as u8; 32]),
+                to: Address::default(),
+                amount: 1,
+                fee: 0,
+                nonce,
+                signature: [0; 64],
+            })
+        }));
+        let block = Block {
+            header: Header {
+                version: BLOCK_VERSION,
+                height,
+                prev_hash: BlockHash::default(),
+                tx_root: Default::default(),
+                timestamp: height,
+                bits: 0,
+                nonce: 0,
+            },
+            txs,
+        };
+        Arc::new(CheckedBlock::stored(block, Vec::new()))
+    }
+
+    #[test]
+    fn the_txid_index_of_full_blocks_stays_within_its_byte_budget() {
+        let chain = ChainState::new(crate::testkit::params());
+        let mut watch = Watch::new(&chain, broadcast::channel(4).0);
+        let blocks: Vec<_> = (1..=30).map(|h| block(h, 4_999)).collect();
+        for b in &blocks {
+            let change = TipChange {
+                old_tip: b.header.prev_hash,
+                new_tip: b.hash(),
+                disconnected: Vec::new(),
+                connected: vec![b.clone()],
+            };
+            watch.tip_changed(&change, b.height());
+            assert!(watch.txid_index_bytes() <= TXID_INDEX_BYTES);
+        }
+        // The newest blocks are indexed, the oldest left to the store's index.
+        let last = blocks.last().unwrap();
+        assert_eq!(watch.block_of(&last.txids()[4_999]), Some(last.hash()));
+        assert_eq!(watch.block_of(&blocks[0].txids()[1]), None);
+        assert!(watch.txid_blocks.len() >= MIN_TXID_BLOCKS);
+        assert!(watch.txid_blocks.len() < 30);
+        assert_eq!(watch.txids.len(), watch.txid_count);
     }
 }

@@ -131,8 +131,9 @@ impl Node {
         let params = self.chain.params().clone();
         let chain_id = self.chain.chain_id();
         let done = self.verified_tx.clone();
+        let cache = self.chain.sig_cache().clone();
         tokio::task::spawn_blocking(move || {
-            let blocks = apply::verify(blocks, &known, &params, &chain_id);
+            let blocks = apply::verify(blocks, &known, &params, &chain_id, &cache);
             // Fails only when the node has stopped.
             let _ = done.blocking_send(VerifiedBatch {
                 batch,

@@ -3,8 +3,8 @@
 //! decides: accept or reject, request what is missing, publish, persist.
 //!
 //! One file per job: [`handle`] (the public types and the handle), `relay` (gossip and
-//! transfer admission), `fetch` (carries out what [`crate::sync`] asks, answers peers' sync
-//! requests), `mining`,
+//! transfer admission), `admission` (transfers' signatures verified in batches off the actor),
+//! `fetch` (carries out what [`crate::sync`] asks, answers peers' sync requests), `mining`,
 //! `commands` (the handle's requests), `persist` (the store writer). This file holds the state,
 //! [`start`], the loop and its dispatch.
 //!
@@ -16,6 +16,7 @@
 //! can always hand the node its next event. No lock is shared with other tasks: state changes
 //! happen inside the actor, and readers see a [`NodeStatus`] snapshot through a `watch`.
 
+mod admission;
 mod commands;
 pub mod events;
 mod fetch;
@@ -89,6 +90,8 @@ struct Node {
     watch: Watch,
     /// Counters and gauges for `GET /metrics`.
     metrics: Arc<Metrics>,
+    /// Transfers waiting for their signatures to be verified off the actor.
+    admission: admission::Admission,
 }
 
 /// Who a block came from, for logs.
@@ -186,11 +189,15 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
     );
     // One batch at a time is validated, so a few slots are plenty.
     let (verified_tx, verified_rx) = mpsc::channel(4);
+    // One batch of transfers is verified at a time: one slot.
+    let (verdicts_tx, verdicts_rx) = mpsc::channel(1);
+    let admission = admission::Admission::new(chain_id, chain.sig_cache().clone(), verdicts_tx);
     let (events_tx, _) = broadcast::channel(events::EVENT_CAPACITY);
     let watch = Watch::new(&chain, events_tx.clone());
     let node = Node {
         watch,
-        mempool: Mempool::new(chain_id, config.mempool.clone()),
+        mempool: Mempool::new(chain_id, config.mempool.clone())
+            .with_sig_cache(chain.sig_cache().clone()),
         mining: config.mine,
         config,
         chain,
@@ -211,8 +218,9 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
         miner,
         verified_tx,
         metrics: metrics.clone(),
+        admission,
     };
-    let task = tokio::spawn(node.run(events, cmd_rx, mined_rx, verified_rx, net_task));
+    let task = tokio::spawn(node.run(events, cmd_rx, mined_rx, verified_rx, verdicts_rx, net_task));
     Ok((
         NodeHandle {
             tx: cmd_tx,
@@ -233,11 +241,17 @@ impl Node {
         mut commands: mpsc::Receiver<Command>,
         mut mined: mpsc::Receiver<MinedResult>,
         mut verified: mpsc::Receiver<VerifiedBatch>,
+        mut verdicts: mpsc::Receiver<admission::Verdicts>,
         net_task: JoinHandle<()>,
     ) {
         self.maybe_start_mining();
         self.sync_event(SyncEvent::Timer);
         loop {
+            let admission_waits = self.admission.due().is_some();
+            let admission_due = self
+                .admission
+                .due()
+                .unwrap_or_else(|| tokio::time::Instant::now() + STORE_RETRY);
             tokio::select! {
                 event = events.recv() => match event {
                     Some(event) => self.on_net_event(event),
@@ -249,6 +263,11 @@ impl Node {
                 },
                 Some(result) = mined.recv() => self.on_mined(result),
                 Some(batch) = verified.recv() => self.on_verified_batch(batch),
+                Some(batch) = verdicts.recv() => self.on_verdicts(batch),
+                // The first waiting transfer has waited long enough for others.
+                _ = tokio::time::sleep_until(admission_due), if admission_waits => {
+                    self.admission.start_if_due();
+                }
                 // The instant block acquisition asked to be woken at (a deadline, a stall
                 // check, the status round).
                 _ = wait_until(self.fetch.wake) => {

@@ -1,9 +1,12 @@
 //! Gossip admission: what the node does with a block or transfer a peer relayed, or one made
 //! here, and the verdict gossipsub gets (accept and forward, ignore, reject and penalise).
+//! Transfers from gossip and the handle have their signatures verified in batches off the
+//! actor ([`super::admission`]); what comes back is admitted here in arrival order.
 
+use super::admission::{Candidate, Source, Verdicts};
 use super::{Node, SendError};
 use crate::chain::mempool::{Admitted, min_replacement_fee};
-use crate::chain::{Address, Block, MempoolError, Outcome, Transaction, Transfer, Txid};
+use crate::chain::{Address, Block, MempoolError, Outcome, Transaction, Transfer, Txid, validate};
 use crate::metrics::Origin;
 use crate::net::Topic;
 use crate::net::protocol;
@@ -63,7 +66,56 @@ impl Node {
                 );
             }
         };
-        let added = self.mempool.admit(tx, self.chain.ledger());
+        let txid = Transaction::Transfer(tx).compute_txid();
+        // Known already (relayed by several peers): no signature to check.
+        if self.mempool.contains(&txid) {
+            let known = Err(MempoolError::AlreadyKnown(txid));
+            return self.finish_gossip_tx(source, id, tx, known);
+        }
+        if self.admission.is_full() {
+            // More waiting than the workers keep up with: dropped unforwarded, no penalty.
+            tracing::debug!(%source, "transaction ignored: admission queue full");
+            self.metrics.transfer_refused(Origin::Gossip, "queue_full");
+            self.net
+                .report_validation(id, source, MessageAcceptance::Ignore);
+            return;
+        }
+        self.admission.queue(Candidate {
+            tx,
+            txid,
+            source: Source::Gossip { peer: source, id },
+        });
+    }
+
+    /// Admits transfers whose signatures were verified off the actor (or refuses the forged
+    /// ones), in arrival order, and answers where each came from.
+    pub(super) fn on_verdicts(&mut self, verdicts: Verdicts) {
+        self.admission.finished();
+        for (candidate, verdict) in verdicts.checked {
+            let Candidate { tx, txid, source } = candidate;
+            let added = match verdict {
+                Ok(()) => self.mempool.admit_verified(tx, txid, self.chain.ledger()),
+                Err(e) => Err(MempoolError::BadSignature(e)),
+            };
+            match source {
+                Source::Gossip { peer, id } => self.finish_gossip_tx(peer, id, tx, added),
+                Source::Local { reply } => {
+                    let _ = reply.send(self.finish_local(tx, added));
+                }
+            }
+        }
+        self.admission.start_if_due();
+    }
+
+    /// What follows a gossiped transfer's verdict: announced and forwarded, ignored, or
+    /// rejected with its sender banned (a forged signature).
+    fn finish_gossip_tx(
+        &mut self,
+        source: PeerId,
+        id: MessageId,
+        tx: Transfer,
+        added: Result<Admitted, MempoolError>,
+    ) {
         self.metrics.transfer_result(Origin::Gossip, &added);
         let acceptance = match added {
             Ok(admitted) => {
@@ -109,17 +161,31 @@ impl Node {
                 .ban(peer, "sent too many transactions in one message");
             return None;
         }
-        let mut accepted = 0;
+        // Decoded up to the first malformed one; their signatures checked together, then
+        // admitted in order: the same outcome as one at a time.
+        let mut decoded = Vec::with_capacity(txs.len());
+        let mut malformed = false;
         for bytes in txs {
-            let tx = match Transaction::decode(&bytes.0) {
-                Ok(Transaction::Transfer(t)) => t,
-                Ok(Transaction::Coinbase(_)) | Err(_) => {
-                    self.metrics.transfer_refused(Origin::Sync, "malformed");
-                    self.net.ban(peer, "sent a malformed transaction");
-                    return None;
+            match Transaction::decode(&bytes.0) {
+                Ok(Transaction::Transfer(t)) => {
+                    let txid = Transaction::Transfer(t).compute_txid();
+                    decoded.push(((t, txid), bytes));
                 }
+                Ok(Transaction::Coinbase(_)) | Err(_) => {
+                    malformed = true;
+                    break;
+                }
+            }
+        }
+        let transfers: Vec<(Transfer, Txid)> = decoded.iter().map(|(t, _)| *t).collect();
+        let verdicts =
+            validate::transfer_verdicts(&transfers, &self.chain.chain_id(), self.chain.sig_cache());
+        let mut accepted = 0;
+        for (((tx, txid), bytes), verdict) in decoded.into_iter().zip(verdicts) {
+            let added = match verdict {
+                Ok(()) => self.mempool.admit_verified(tx, txid, self.chain.ledger()),
+                Err(e) => Err(MempoolError::BadSignature(e)),
             };
-            let added = self.mempool.admit(tx, self.chain.ledger());
             self.metrics.transfer_result(Origin::Sync, &added);
             match added {
                 Ok(admitted) => {
@@ -134,6 +200,11 @@ impl Node {
                 }
                 Err(_) => {}
             }
+        }
+        if malformed {
+            self.metrics.transfer_refused(Origin::Sync, "malformed");
+            self.net.ban(peer, "sent a malformed transaction");
+            return None;
         }
         Some(accepted)
     }
@@ -210,9 +281,43 @@ impl Node {
         self.watch.tx_admitted(admitted.txid, tx);
     }
 
-    /// Admits a transfer made or submitted here and gossips it.
+    /// Admits a transfer made here (the wallet signed it) and gossips it, verifying its
+    /// signature on the actor.
     pub(super) fn admit_local(&mut self, tx: Transfer) -> Result<Txid, MempoolError> {
         let added = self.mempool.admit(tx, self.chain.ledger());
+        self.finish_local(tx, added)
+    }
+
+    /// Queues a transfer submitted through the handle for batch verification; the answer goes
+    /// to `reply` once it is admitted or refused. Checked on the actor at once if it is known
+    /// already or the queue is full.
+    pub(super) fn submit(
+        &mut self,
+        tx: Transfer,
+        reply: tokio::sync::oneshot::Sender<Result<Txid, MempoolError>>,
+    ) {
+        let txid = Transaction::Transfer(tx).compute_txid();
+        if self.mempool.contains(&txid) {
+            let _ = reply.send(self.finish_local(tx, Err(MempoolError::AlreadyKnown(txid))));
+            return;
+        }
+        if self.admission.is_full() {
+            let _ = reply.send(self.admit_local(tx));
+            return;
+        }
+        self.admission.queue(Candidate {
+            tx,
+            txid,
+            source: Source::Local { reply },
+        });
+    }
+
+    /// What follows a local transfer's admission: announced and gossiped; the txid.
+    fn finish_local(
+        &mut self,
+        tx: Transfer,
+        added: Result<Admitted, MempoolError>,
+    ) -> Result<Txid, MempoolError> {
         self.metrics.transfer_result(Origin::Local, &added);
         let admitted = added?;
         let txid = admitted.txid;

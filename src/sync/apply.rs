@@ -6,7 +6,8 @@
 
 use super::{BatchResult, Body};
 use crate::chain::{
-    Block, BlockHash, ChainId, ChainParams, CheckedBlock, Outcome, Processed, ValidationError,
+    Block, BlockHash, ChainId, ChainParams, CheckedBlock, Outcome, Processed, SigCache,
+    ValidationError,
 };
 use std::sync::Arc;
 
@@ -38,12 +39,14 @@ impl Verified {
 }
 
 /// The checks of a batch that need no chain state, in order, stopping at the first block that
-/// fails (`known[i]`: the chain holds block i already). Run it on a blocking thread.
+/// fails (`known[i]`: the chain holds block i already; a transfer in `cache` was verified
+/// before and is not again). Run it on a blocking thread.
 pub fn verify(
     blocks: Vec<Body>,
     known: &[bool],
     params: &ChainParams,
     chain_id: &ChainId,
+    cache: &SigCache,
 ) -> Vec<Verified> {
     let mut out = Vec::with_capacity(blocks.len());
     for (i, Body { block, hash, wire }) in blocks.into_iter().enumerate() {
@@ -54,7 +57,7 @@ pub fn verify(
         let block = Arc::new(block);
         let checked =
             CheckedBlock::check(block.clone(), hash, Some(wire), params).and_then(|mut c| {
-                c.verify_signatures(chain_id)?;
+                c.verify_signatures(chain_id, cache)?;
                 Ok(c)
             });
         match checked {

@@ -90,7 +90,8 @@ impl Harness {
             .map(|b| self.chain.known(&b.hash).is_some())
             .collect();
         let params = self.chain.params().clone();
-        let verified = apply::verify(blocks, &known, &params, &self.chain.chain_id());
+        let cache = self.chain.sig_cache().clone();
+        let verified = apply::verify(blocks, &known, &params, &self.chain.chain_id(), &cache);
         let chain = &mut self.chain;
         let stopped = apply::apply_in_order(verified, |v| match v {
             apply::Verified::Known(_) => Ok(crate::chain::Processed {

@@ -472,3 +472,64 @@ async fn invalid_transfers_are_rejected_not_forwarded_and_their_sender_banned() 
     net.assert_still_serving("after invalid transfers").await;
     net.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_transfer_among_good_ones_is_rejected_alone_and_its_sender_banned() {
+    let mut net = Net::start().await;
+    let chain_id = net.mirror.chain_id();
+    let mut liar = RawPeer::connect(&net.honest.addr, RawOpts::new(quiet())).await;
+    net.honest
+        .wait("the liar to connect", |s| s.peers == 3)
+        .await;
+    let mut seed = 1_000;
+    gossip_ready(&mut net, &liar, &mut seed).await;
+    // key(1) is at nonce 1 with 140 coins: twenty transfers of 1 coin and fee 1 are all valid,
+    // each after its predecessor. The liar gossips the first ten and a forgery from another
+    // sender; the node is handed the next ten meanwhile: they are verified in the same few
+    // batches.
+    let good: Vec<Transfer> = (1..=20)
+        .map(|nonce| Transfer::sign(&key(1), &chain_id, Address::of(&key(3)), 1, 1, nonce))
+        .collect();
+    let mut forged = Transfer::sign(&key(4), &chain_id, Address::of(&key(3)), 1, 1, 0);
+    forged.signature[40] ^= 1;
+    for tx in &good[..10] {
+        liar.client
+            .publish(Topic::Txs, Transaction::Transfer(*tx).encode());
+    }
+    liar.client
+        .publish(Topic::Txs, Transaction::Transfer(forged).encode());
+    let submits: Vec<_> = good[10..]
+        .iter()
+        .map(|tx| {
+            let handle = net.honest.handle.clone();
+            let tx = *tx;
+            tokio::spawn(async move { handle.submit(tx).await })
+        })
+        .collect();
+    for (i, submit) in submits.into_iter().enumerate() {
+        let answer = submit.await.expect("task").expect("node running");
+        assert!(answer.is_ok(), "good transfer {}: {answer:?}", i + 11);
+    }
+    assert!(
+        disconnected_within(&mut liar, DEADLINE).await,
+        "the forger was never banned"
+    );
+    net.honest
+        .wait("the twenty good transfers", |s| s.mempool == 20)
+        .await;
+    let pool = net.honest.handle.mempool().await.expect("node running");
+    let forged_id = Transaction::Transfer(forged).compute_txid();
+    assert!(pool.iter().all(|(txid, _)| *txid != forged_id));
+    for tx in &good {
+        let txid = Transaction::Transfer(*tx).compute_txid();
+        assert!(pool.iter().any(|(id, _)| *id == txid), "nonce {}", tx.nonce);
+    }
+    net.watcher.assert_never_saw(
+        "the forged transfer",
+        &[Transaction::Transfer(forged).encode()],
+    );
+    net.assert_only_honest_peers("after the forged transfer")
+        .await;
+    net.assert_still_serving("after the forged transfer").await;
+    net.stop().await;
+}

@@ -6,7 +6,8 @@ use super::super::checked::CheckedBlock;
 use super::super::hash::BlockHash;
 use super::super::ledger::Undo;
 use super::source::Cached;
-use super::{ChainState, RECENT_BLOCKS};
+use super::{ChainState, MIN_RECENT_BLOCKS, RECENT_BLOCKS};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 impl ChainState {
@@ -159,30 +160,109 @@ impl ChainState {
         self.evict();
     }
 
-    /// Drops stored bodies and undo records that are not recent.
+    /// Drops stored bodies and undo records that are not recent. Recent: the blocks of the
+    /// highest heights (every branch) whose bodies and undo records fit in
+    /// [`TreeLimits::max_recent_bytes`](super::TreeLimits::max_recent_bytes), at most
+    /// [`RECENT_BLOCKS`] heights and never fewer than [`MIN_RECENT_BLOCKS`]. What the store has
+    /// not committed yet stays whatever it weighs.
     pub(super) fn evict(&mut self) {
         if self.source.is_none() {
             return;
         }
-        let keep_from = self.height().saturating_sub(RECENT_BLOCKS);
+        let keep_from = self.keep_from();
         let persisted = self.persisted;
         let old = |c: &u64, h: &u64| *c <= persisted && *h < keep_from;
-        self.bodies.retain(|_, c| !old(&c.generation, &c.height));
-        self.undos.retain(|_, c| !old(&c.generation, &c.height));
+        let mut freed = 0;
+        self.bodies.retain(|_, c| {
+            let drop = old(&c.generation, &c.height);
+            freed += if drop { c.bytes } else { 0 };
+            !drop
+        });
+        self.undos.retain(|_, c| {
+            let drop = old(&c.generation, &c.height);
+            freed += if drop { c.bytes } else { 0 };
+            !drop
+        });
+        self.memory_bytes -= freed;
+    }
+
+    /// The lowest height whose bodies stay in memory once stored (see [`ChainState::evict`]).
+    fn keep_from(&self) -> u64 {
+        let mut by_height: BTreeMap<u64, usize> = BTreeMap::new();
+        for c in self.bodies.values() {
+            *by_height.entry(c.height).or_default() += c.bytes;
+        }
+        for c in self.undos.values() {
+            *by_height.entry(c.height).or_default() += c.bytes;
+        }
+        let top = self.height();
+        let floor = top.saturating_sub(RECENT_BLOCKS);
+        let mut used = 0usize;
+        let mut keep_from = top.saturating_add(1);
+        // Heights above the tip (a side branch ahead by work it lacks) count as well.
+        for (&height, &bytes) in by_height.iter().rev() {
+            if height < floor {
+                break;
+            }
+            let needed = height + MIN_RECENT_BLOCKS > top;
+            if !needed && used.saturating_add(bytes) > self.limits.max_recent_bytes {
+                break;
+            }
+            used = used.saturating_add(bytes);
+            keep_from = height;
+        }
+        keep_from.min(top.saturating_sub(MIN_RECENT_BLOCKS - 1))
     }
 
     /// Keeps a body in memory (until stored and old).
     pub(super) fn cache_body(&mut self, block: Arc<CheckedBlock>) {
         let generation = self.generation;
         let height = block.height();
-        self.bodies.insert(
+        let bytes = block.memory_bytes();
+        self.memory_bytes += bytes;
+        if let Some(old) = self.bodies.insert(
             block.hash(),
             Cached {
                 value: block,
                 generation,
                 height,
+                bytes,
             },
-        );
+        ) {
+            self.memory_bytes -= old.bytes;
+        }
+    }
+
+    /// Keeps a best-chain block's undo record in memory (until stored and old).
+    pub(super) fn cache_undo(&mut self, hash: BlockHash, height: u64, undo: Undo) {
+        let bytes = undo.memory_bytes();
+        self.memory_bytes += bytes;
+        let generation = self.generation;
+        if let Some(old) = self.undos.insert(
+            hash,
+            Cached {
+                value: undo,
+                generation,
+                height,
+                bytes,
+            },
+        ) {
+            self.memory_bytes -= old.bytes;
+        }
+    }
+
+    /// Drops a body from memory.
+    pub(super) fn forget_body(&mut self, hash: &BlockHash) {
+        if let Some(c) = self.bodies.remove(hash) {
+            self.memory_bytes -= c.bytes;
+        }
+    }
+
+    /// Drops an undo record from memory.
+    pub(super) fn forget_undo(&mut self, hash: &BlockHash) {
+        if let Some(c) = self.undos.remove(hash) {
+            self.memory_bytes -= c.bytes;
+        }
     }
 
     /// The undo record of a best-chain block: from memory or the source.

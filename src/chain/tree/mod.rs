@@ -33,6 +33,7 @@ use super::hash::{BlockHash, ChainId};
 use super::ledger::{Ledger, Undo};
 use super::params::ChainParams;
 use super::retarget::{self, ParentInfo};
+use super::sigcache::SigCache;
 use super::target::{U256, Work};
 use super::validate::{self, ValidationError};
 use index::{BlockIndex, NONE, Slot};
@@ -56,6 +57,9 @@ pub struct TreeLimits {
     /// Most side-branch blocks kept, whatever peers send: beyond it the branches with the
     /// least work are pruned first.
     pub max_side_blocks: usize,
+    /// Most bytes of stored bodies and undo records kept in memory near the tip (see
+    /// [`RECENT_BLOCKS`]); blocks the store has not committed yet are held besides.
+    pub max_recent_bytes: usize,
 }
 
 impl Default for TreeLimits {
@@ -66,6 +70,7 @@ impl Default for TreeLimits {
             max_remembered_invalid: 16_384,
             prune_depth: 2_016,
             max_side_blocks: 8_192,
+            max_recent_bytes: 64 << 20,
         }
     }
 }
@@ -157,10 +162,15 @@ pub struct HeaderRecord {
     pub work: Work,
 }
 
-/// Bodies and undo records kept in memory at the tip even once stored: the blocks within this
-/// many heights of it (what a GetBlocks near the tip, `chain 10` and a short reorganisation
-/// read).
+/// Bodies and undo records kept in memory at the tip even once stored: at most the blocks
+/// within this many heights of it (what a GetBlocks near the tip, `chain 10` and a short
+/// reorganisation read), and no more than [`TreeLimits::max_recent_bytes`] of them (64 MiB by
+/// default: about 28 full blocks of 4 999 transfers, the whole 512 when blocks are small).
 pub const RECENT_BLOCKS: u64 = 512;
+
+/// Bodies and undo records kept at the tip whatever they weigh: `chain 10` and a reorganisation
+/// of up to this depth read no store.
+pub const MIN_RECENT_BLOCKS: u64 = 10;
 
 /// Tip changes between two prunings of side branches.
 const PRUNE_EVERY: u32 = 256;
@@ -185,6 +195,9 @@ pub struct ChainState {
     bodies: HashMap<BlockHash, Cached<Arc<CheckedBlock>>>,
     /// Undo records held in memory, on the same terms (best-chain blocks only).
     undos: HashMap<BlockHash, Cached<Undo>>,
+    /// Memory `bodies` and `undos` hold ([`CheckedBlock::memory_bytes`],
+    /// [`Undo::memory_bytes`]).
+    memory_bytes: usize,
     /// Where the others are read from; `None`: everything stays in memory.
     source: Option<Arc<dyn BlockSource>>,
     /// The generation values made now belong to (see [`ChainState::next_generation`]).
@@ -201,6 +214,10 @@ pub struct ChainState {
     limits: TreeLimits,
     /// Tip changes since side branches were last pruned.
     side_since_prune: u32,
+    /// Transfers whose signature verified (on admission to the mempool or in an earlier
+    /// block): a block's transfers found there are not verified again. Shared with the
+    /// mempool and with whoever verifies blocks off the thread that owns this state.
+    sig_cache: Arc<SigCache>,
     /// Valid blocks later dropped (their branch broke a ledger rule, or was pruned), for the
     /// caller to delete from its store; see [`ChainState::take_dropped`].
     dropped: Vec<BlockKey>,
@@ -237,6 +254,7 @@ impl ChainState {
             ledger: Ledger::default(),
             bodies: HashMap::new(),
             undos: HashMap::new(),
+            memory_bytes: 0,
             source: None,
             generation: 1,
             persisted: 0,
@@ -246,6 +264,7 @@ impl ChainState {
             limits,
             dropped: Vec::new(),
             side_since_prune: 0,
+            sig_cache: Arc::new(SigCache::default()),
             params,
         }
         .with_active_genesis()
@@ -264,6 +283,12 @@ impl ChainState {
     /// The chain id (genesis hash).
     pub fn chain_id(&self) -> ChainId {
         self.chain_id
+    }
+
+    /// The signature cache block validation consults and fills: to share with the mempool
+    /// and with whatever verifies blocks or transfers off the thread that owns this state.
+    pub fn sig_cache(&self) -> &Arc<SigCache> {
+        &self.sig_cache
     }
 
     fn tip_pos(&self) -> u32 {
@@ -411,6 +436,18 @@ impl ChainState {
     /// Number of block bodies held in memory (the rest are read from the source).
     pub fn bodies_in_memory(&self) -> usize {
         self.bodies.len()
+    }
+
+    /// Memory held by the bodies and undo records kept in memory: the recent ones within
+    /// [`TreeLimits::max_recent_bytes`] and those the store has not committed yet.
+    pub fn bytes_in_memory(&self) -> usize {
+        self.memory_bytes
+    }
+
+    /// Memory held by the orphan pool's blocks (at most [`TreeLimits::max_orphan_bytes`] of
+    /// encoded blocks).
+    pub fn orphan_bytes(&self) -> usize {
+        self.orphans.bytes()
     }
 
     fn median_time_past_at(&self, pos: u32) -> u64 {

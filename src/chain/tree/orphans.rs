@@ -41,6 +41,11 @@ impl OrphanPool {
         self.order.push_back(hash);
     }
 
+    /// Encoded bytes held.
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     pub(super) fn remove(&mut self, hash: &BlockHash) -> Option<Arc<CheckedBlock>> {
         let block = self.blocks.remove(hash)?;
         self.bytes -= block.wire().len();

@@ -7,7 +7,6 @@ use super::super::hash::BlockHash;
 use super::super::target::Target;
 use super::super::validate::{self, ValidationError};
 use super::index::Slot;
-use super::source::Cached;
 use super::{
     ChainState, Outcome, PRUNE_EVERY, Processed, RECENT_BLOCKS, TipChange, push_or_cancel,
 };
@@ -302,7 +301,12 @@ impl ChainState {
         let info = self.parent_info_at(parent);
         validate::check_context(&block.header, &info, mtp, now_ms, &self.params)?;
         if verify_signatures && !block.signatures_verified() {
-            validate::check_signatures(block, block.txids(), &self.chain_id)?;
+            validate::check_signatures_cached(
+                block,
+                block.txids(),
+                &self.chain_id,
+                &self.sig_cache,
+            )?;
         }
         Ok(Some((
             parent,
@@ -364,7 +368,7 @@ impl ChainState {
         for (body, undo) in down {
             self.active.pop();
             self.ledger.undo_block(undo);
-            self.undos.remove(&body.hash());
+            self.forget_undo(&body.hash());
             changes.disconnect(body);
         }
         for (p, block) in up {
@@ -372,15 +376,7 @@ impl ChainState {
                 .ledger
                 .apply_block(&block, block.txids(), &self.params)
                 .map_err(|e| ReorgError::Invalid(block.hash(), e))?;
-            let generation = self.generation;
-            self.undos.insert(
-                block.hash(),
-                Cached {
-                    value: undo,
-                    generation,
-                    height: block.height(),
-                },
-            );
+            self.cache_undo(block.hash(), block.height(), undo);
             if !self.bodies.contains_key(&block.hash()) {
                 self.cache_body(block.clone());
             }
@@ -393,7 +389,9 @@ impl ChainState {
     /// What follows a change of the tip: old bodies leave memory, and now and then side
     /// branches far behind are pruned.
     pub(super) fn after_tip_change(&mut self) {
-        if self.bodies.len() > 2 * RECENT_BLOCKS as usize {
+        if self.bodies.len() > 2 * RECENT_BLOCKS as usize
+            || self.memory_bytes > self.limits.max_recent_bytes
+        {
             self.evict();
         }
         self.side_since_prune = self.side_since_prune.saturating_add(1);

@@ -88,8 +88,8 @@ impl ChainState {
             }
         }
         for hash in &removed {
-            self.bodies.remove(hash);
-            self.undos.remove(hash);
+            self.forget_body(hash);
+            self.forget_undo(hash);
         }
         self.dropped.extend(ids);
         // Tombstones are dropped once they are a quarter of the index.

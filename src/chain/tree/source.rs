@@ -46,4 +46,6 @@ pub(super) struct Cached<T> {
     pub(super) generation: u64,
     /// The block's height, to keep the ones near the tip.
     pub(super) height: u64,
+    /// Memory the value holds, counted in the tree's byte budget.
+    pub(super) bytes: usize,
 }

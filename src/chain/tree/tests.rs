@@ -262,3 +262,75 @@ fn a_body_rule_condemns_the_hash_only_when_the_body_is_the_committed_one() {
     };
     assert!(!condemns_hash(&honest, &too_new));
 }
+
+/// A chain where key(1) holds coins, and a mempool sharing the chain's signature cache.
+fn funded_with_pool() -> (ChainState, Mempool) {
+    let mut chain = ChainState::new(testkit::params());
+    testkit::extend(&mut chain, 2, addr(1));
+    let pool = Mempool::new(chain.chain_id(), MempoolLimits::default())
+        .with_sig_cache(chain.sig_cache().clone());
+    (chain, pool)
+}
+
+#[test]
+fn a_block_of_admitted_transfers_verifies_no_signature_again() {
+    let (mut chain, mut pool) = funded_with_pool();
+    let pays: Vec<Transfer> = (0..3)
+        .map(|n| Transfer::sign(&key(1), &chain.chain_id(), addr(2), 5, 1, n))
+        .collect();
+    for t in &pays {
+        pool.add(*t, chain.ledger()).unwrap();
+    }
+    let cache = chain.sig_cache().clone();
+    let block = Arc::new(next_block(&chain, &pays, addr(1)));
+    // A node whose cache is cold verifies every one.
+    let mut cold = ChainState::new(testkit::params());
+    for h in 1..=2 {
+        cold.process_block(chain.block_at(h).unwrap(), NOW).unwrap();
+    }
+    let before = cold.sig_cache().verified();
+    cold.process_block(block.clone(), NOW).unwrap();
+    assert_eq!(cold.sig_cache().verified() - before, 3);
+
+    let (verified, hits) = (cache.verified(), cache.hits());
+    let r = chain.process_block(block, NOW).unwrap();
+    assert!(r.tip_change.is_some());
+    assert_eq!(cache.verified(), verified, "no signature verified again");
+    assert_eq!(cache.hits() - hits, 3);
+}
+
+#[test]
+fn a_malleated_signature_is_refused_though_its_sibling_is_cached() {
+    let (mut chain, mut pool) = funded_with_pool();
+    let pay = Transfer::sign(&key(1), &chain.chain_id(), addr(2), 5, 1, 0);
+    pool.add(pay, chain.ledger()).unwrap();
+    assert!(
+        chain
+            .sig_cache()
+            .contains(&Transaction::Transfer(pay).compute_txid())
+    );
+    // S + l: the classic malleation, a signature the cofactored equation would accept but
+    // ZIP 215 refuses (S must be below l). Other bytes, so another txid.
+    const L: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    let mut forged = pay;
+    let mut carry = 0u16;
+    for (i, l) in L.iter().enumerate() {
+        let sum = u16::from(forged.signature[32 + i]) + u16::from(*l) + carry;
+        forged.signature[32 + i] = sum as u8;
+        carry = sum >> 8;
+    }
+    assert_eq!(carry, 0);
+    let forged_id = Transaction::Transfer(forged).compute_txid();
+    assert!(!chain.sig_cache().contains(&forged_id));
+    let block = Arc::new(next_block(&chain, &[forged], addr(1)));
+    let verified = chain.sig_cache().verified();
+    assert!(matches!(
+        chain.process_block(block, NOW),
+        Err(ValidationError::BadSignature { txid, .. }) if txid == forged_id
+    ));
+    assert_eq!(chain.sig_cache().verified() - verified, 1);
+    assert!(!chain.sig_cache().contains(&forged_id));
+}
