@@ -33,7 +33,8 @@
 //! Environment: `THROUGHPUT_TOPOLOGY=line|mesh|both` (default both), `THROUGHPUT_STEPS=100,300`
 //! (default `100,300,1000,2000,3000,cap` where `cap` is 1.2x the capacity),
 //! `THROUGHPUT_STEP_SECS` (default 20), `THROUGHPUT_AFTER_SECS` (RSS after the load, default
-//! 10), `THROUGHPUT_WALLETS` (default 200).
+//! 10), `THROUGHPUT_WALLETS` (default 200), `THROUGHPUT_BIN` (the node binary to run, default
+//! this package's `gossipchain`).
 
 mod common;
 
@@ -56,8 +57,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tempfile::TempDir;
 
-/// The node binary.
-const BIN: &str = env!("CARGO_BIN_EXE_gossipchain");
+/// The node binary: `THROUGHPUT_BIN` if set (to compare two builds), else this package's.
+fn bin() -> String {
+    std::env::var("THROUGHPUT_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_gossipchain").into())
+}
 /// The chain's target interval.
 const BLOCK_TIME_MS: u64 = 2000;
 /// Longest any set-up wait may take.
@@ -192,6 +195,25 @@ impl Proc {
         self.child.id().to_string()
     }
 
+    /// CPU seconds its thread named `name` has used (utime + stime of /proc), if found.
+    fn thread_cpu(&self, name: &str) -> Option<f64> {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.pid())).ok()?;
+        for t in tasks.flatten() {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            if comm.trim() != name {
+                continue;
+            }
+            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            // Fields after the command's closing parenthesis; utime and stime are the 14th
+            // and 15th of the whole line, in clock ticks (100 a second on Linux).
+            let rest = stat.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+            return Some(ticks / 100.0);
+        }
+        None
+    }
+
     fn rss_mb(&self) -> f64 {
         rss_kb(&self.pid()).map_or(f64::NAN, |kb| kb as f64 / 1024.0)
     }
@@ -218,7 +240,7 @@ impl Proc {
 /// log's dashboard line.
 async fn spawn(dir: TempDir, client: &reqwest::Client) -> Proc {
     let log = dir.path().join("node.log");
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(bin());
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("GOSSIPCHAIN_") {
             cmd.env_remove(k);
@@ -437,7 +459,12 @@ async fn follow_blocks(
     stop: Arc<AtomicBool>,
 ) {
     use futures::StreamExt;
-    let resp = client
+    // A client without a deadline: the stream lasts the whole load.
+    let stream_client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let resp = stream_client
         .get(format!("{events}/events"))
         .send()
         .await
@@ -635,6 +662,12 @@ async fn offer(
                     Some(c) if c == "already_known" => {
                         s.fates.entry((w, nonce)).or_default().admitted = true
                     }
+                    // Posted again after a lost answer, and confirmed meanwhile.
+                    Some(c) if c == "nonce_too_low" => {
+                        let wallet = &mut s.wallets[w];
+                        wallet.confirmed = wallet.confirmed.max(nonce + 1);
+                        wallet.next = wallet.next.max(wallet.confirmed);
+                    }
                     Some(c) => {
                         *s.refused.entry(c).or_default() += 1;
                         // Posted again: the wallet's later nonces wait on this one.
@@ -764,6 +797,8 @@ struct Snapshot {
     counters: Vec<Counters>,
     rss: Vec<f64>,
     lines: Vec<u64>,
+    /// CPU seconds of node 0's miner thread.
+    miner_cpu: Option<f64>,
 }
 
 async fn snapshot(client: &reqwest::Client, nodes: &[Proc]) -> Snapshot {
@@ -777,6 +812,7 @@ async fn snapshot(client: &reqwest::Client, nodes: &[Proc]) -> Snapshot {
         counters: counters_,
         rss: nodes.iter().map(Proc::rss_mb).collect(),
         lines: nodes.iter().map(Proc::log_lines).collect(),
+        miner_cpu: nodes[0].thread_cpu("miner"),
     }
 }
 
@@ -875,8 +911,24 @@ async fn run_topology(name: &str, n: usize, links: &[(usize, usize)], plan: &Pla
         assert!(Instant::now() < until, "the chain never caught up: {s}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Then until the difficulty has followed the miner's hash rate: the expected interval
+    // (hashes a block needs at the current target / the measured hash rate) near the target.
+    let (expected, caught_up) = loop {
+        let s = get_json(&client, &format!("{}/node/status", nodes[0].base))
+            .await
+            .expect("status");
+        let hashes = s["pace"]["expected_hashes"].as_f64().unwrap_or(0.0);
+        let rate = s["pace"]["hash_rate"].as_f64().unwrap_or(0.0);
+        let expected = if rate > 0.0 { hashes / rate } else { 0.0 };
+        if expected * 1000.0 >= 0.8 * BLOCK_TIME_MS as f64 {
+            break (expected, s["height"].as_u64().unwrap_or(0));
+        }
+        assert!(Instant::now() < until, "the difficulty never settled: {s}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     println!(
-        "  warm-up: the chain back on its schedule after {:.1} s of mining",
+        "  warm-up: {:.1} s of mining to height {caught_up}, until the chain was on its \
+         schedule and the difficulty asked {expected:.2} s of the miner's hash rate a block",
         t.elapsed().as_secs_f64()
     );
     let start_height = get_json(&client, &format!("{}/node/status", nodes[0].base))
@@ -961,7 +1013,10 @@ async fn run_topology(name: &str, n: usize, links: &[(usize, usize)], plan: &Pla
 
     // Arrival times of every block at every node, and who sent it.
     let mut arrivals: Vec<HashMap<String, (u64, Option<String>)>> = Vec::new();
-    for p in &nodes {
+    // The best chain as the miner has it: every block of the load, whether or not the
+    // follower read it back.
+    let mut chain: Vec<Seen> = Vec::new();
+    for (i, p) in nodes.iter().enumerate() {
         let tree = get_json(
             &client,
             &format!("{}/tree?from_height={start_height}", p.base),
@@ -970,6 +1025,16 @@ async fn run_topology(name: &str, n: usize, links: &[(usize, usize)], plan: &Pla
         .unwrap_or(Value::Null);
         let mut m = HashMap::new();
         for b in tree["blocks"].as_array().cloned().unwrap_or_default() {
+            if i == 0
+                && b["in_best_chain"].as_bool() == Some(true)
+                && let (Some(h), Some(height)) = (b["hash"].as_str(), b["height"].as_u64())
+            {
+                chain.push(Seen {
+                    height,
+                    hash: h.to_string(),
+                    transfers: b["txs"].as_u64().unwrap_or(1).saturating_sub(1) as usize,
+                });
+            }
             if let (Some(h), Some(at)) = (b["hash"].as_str(), b["arrived_ms"].as_u64()) {
                 m.insert(
                     h.to_string(),
@@ -986,9 +1051,14 @@ async fn run_topology(name: &str, n: usize, links: &[(usize, usize)], plan: &Pla
         .collect();
     let found = found_times(&nodes[0].log);
     let s = lock(&shared);
-    let mut blocks: Vec<Seen> = s.blocks.clone();
+    let mut blocks = chain;
     blocks.sort_by_key(|b| b.height);
     blocks.dedup_by_key(|b| b.height);
+    let read_back = s
+        .blocks
+        .iter()
+        .filter(|f| blocks.iter().any(|b| b.hash == f.hash))
+        .count();
     let found_of = |b: &Seen| {
         found
             .get(&b.height)
@@ -1002,6 +1072,11 @@ async fn run_topology(name: &str, n: usize, links: &[(usize, usize)], plan: &Pla
         params.max_block_txs - 1,
         BLOCK_TIME_MS,
         sign_secs.iter().sum::<f64>()
+    );
+    println!(
+        "  blocks of the load: {}, of which the follower read {read_back} back (a transfer in \
+         a block it missed counts as not confirmed)",
+        blocks.len()
     );
     println!(
         "  RSS MB per node at the start of the load: {}",
@@ -1068,11 +1143,16 @@ async fn run_topology(name: &str, n: usize, links: &[(usize, usize)], plan: &Pla
             .windows(2)
             .map(|w| w[1].saturating_sub(w[0]) as f64 / 1e3)
             .collect();
+        let miner = cpu_delta(a.miner_cpu, b.miner_cpu) / secs * 100.0;
         if gaps.is_empty() {
-            println!("    block intervals: fewer than two blocks");
+            println!(
+                "    block intervals: fewer than two blocks; the miner thread had {miner:.0} % \
+                 of a core"
+            );
         } else {
             println!(
-                "    block intervals: mean {:.2} s, p50 {:.2} s, max {:.2} s (target {:.1} s)",
+                "    block intervals: mean {:.2} s, p50 {:.2} s, max {:.2} s (target {:.1} s); \
+                 the miner thread had {miner:.0} % of a core",
                 mean(&gaps),
                 pct(&gaps, 50.0),
                 gaps.iter().cloned().fold(0.0, f64::max),
@@ -1250,6 +1330,7 @@ fn main() {
         gossipchain::miner::lanes::Backend::best().name(),
         load_average()
     );
+    println!("node binary: {}", bin());
     println!(
         "steps {:?} of {step_secs} s each (THROUGHPUT_STEPS, THROUGHPUT_STEP_SECS), RSS again \
          {after_secs} s after the load (THROUGHPUT_AFTER_SECS), topology {topology} \
