@@ -68,6 +68,8 @@ const DEADLINE: Duration = Duration::from_secs(240);
 /// Most unconfirmed transfers of one wallet: the mempool admits nonces up to 64 ahead of the
 /// confirmed one.
 const MAX_PENDING: u64 = 60;
+/// Longest warm-up before the load starts.
+const WARMUP_MAX: Duration = Duration::from_secs(150);
 /// Most POSTs in flight at once.
 const IN_FLIGHT: usize = 2048;
 /// Pause between two `GET /node/status` of the latency probe.
@@ -899,7 +901,11 @@ async fn run_topology(name: &str, n: usize, links: &[(usize, usize)], plan: &Pla
     post_action(&client, &nodes[0], "/mine", serde_json::json!({"on": true})).await;
     // Warm-up: until the chain is on its schedule (block h due at t1 + T (h - 1)) and every
     // node has the tip.
+    // A miner that gets little CPU may never catch up: the load then starts after
+    // [`WARMUP_MAX`], and says so.
     let t = Instant::now();
+    let warm_until = t + WARMUP_MAX;
+    let mut settled = true;
     loop {
         let s = get_json(&client, &format!("{}/node/status", nodes[0].base))
             .await
@@ -908,7 +914,10 @@ async fn run_topology(name: &str, n: usize, links: &[(usize, usize)], plan: &Pla
         if t1 + BLOCK_TIME_MS * h.saturating_sub(1) + 4 * BLOCK_TIME_MS >= now_ms() {
             break;
         }
-        assert!(Instant::now() < until, "the chain never caught up: {s}");
+        if Instant::now() > warm_until {
+            settled = false;
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Then until the difficulty has followed the miner's hash rate: the expected interval
@@ -920,16 +929,21 @@ async fn run_topology(name: &str, n: usize, links: &[(usize, usize)], plan: &Pla
         let hashes = s["pace"]["expected_hashes"].as_f64().unwrap_or(0.0);
         let rate = s["pace"]["hash_rate"].as_f64().unwrap_or(0.0);
         let expected = if rate > 0.0 { hashes / rate } else { 0.0 };
-        if expected * 1000.0 >= 0.8 * BLOCK_TIME_MS as f64 {
+        if expected * 1000.0 >= 0.8 * BLOCK_TIME_MS as f64 || Instant::now() > warm_until {
+            settled &= Instant::now() <= warm_until;
             break (expected, s["height"].as_u64().unwrap_or(0));
         }
-        assert!(Instant::now() < until, "the difficulty never settled: {s}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     println!(
         "  warm-up: {:.1} s of mining to height {caught_up}, until the chain was on its \
-         schedule and the difficulty asked {expected:.2} s of the miner's hash rate a block",
-        t.elapsed().as_secs_f64()
+         schedule and the difficulty asked {expected:.2} s of the miner's hash rate a block{}",
+        t.elapsed().as_secs_f64(),
+        if settled {
+            ""
+        } else {
+            " (NOT settled: the miner is slower than the chain's schedule; the load starts anyway)"
+        }
     );
     let start_height = get_json(&client, &format!("{}/node/status", nodes[0].base))
         .await
