@@ -1239,6 +1239,34 @@ async fn run_topology(name: &str, n: usize, links: &[(usize, usize)], plan: &Pla
             n - 1,
             topics.join(", ")
         );
+        // The transfers topic alone, per transfer admitted by some node in the step: copies
+        // of a transfer, whether or not a block confirmed it yet.
+        let admitted = s
+            .fates
+            .values()
+            .filter(|f| f.admitted && f.posted.is_some_and(|(_, st)| st == k))
+            .count()
+            .max(1) as f64;
+        let by_gossip: Vec<String> = (0..n)
+            .map(|i| {
+                let topic = |c: &Counters| -> f64 {
+                    c.topics
+                        .iter()
+                        .filter(|(t, _)| t.contains("tx") || t.contains("transfer"))
+                        .map(|(_, v)| v)
+                        .sum()
+                };
+                format!(
+                    "{:.0}",
+                    (topic(&b.counters[i]) - topic(&a.counters[i])) / admitted
+                )
+            })
+            .collect();
+        println!(
+            "    transfers topic bytes received per transfer admitted in the step, per node \
+             (duplicates included; one signed gossipsub message is about 360 B): {}",
+            by_gossip.join(" ")
+        );
         let st = &s.status[k];
         println!(
             "    GET /node/status: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} answers)",
