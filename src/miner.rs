@@ -1,8 +1,9 @@
 //! The proof-of-work search on several threads. Each thread hashes its own slice of the nonce
 //! space with the fastest [`lanes::Backend`] this CPU has (many nonces at once from the
 //! header's midstate) and checks, every [`CHUNK`] nonces, whether another thread succeeded or
-//! the caller cancelled (the tip changed): at 25-80 M hashes/s a chunk lasts well under a
-//! millisecond, so a cancelled search stops within milliseconds.
+//! the caller cancelled (the tip changed), or asks it to pause ([`solve_pausing`]: the node
+//! relays a block first): at 25-80 M hashes/s a chunk lasts well under a millisecond, so a
+//! cancelled search stops, and a paused one gives its core up, within milliseconds.
 //!
 //! The lanes only pre-filter on the hash's first 32-bit word; every candidate is confirmed
 //! with [`pow::meets_target`] on the full hash, so the rule stays in `chain::pow`.
