@@ -1,8 +1,9 @@
 //! The proof-of-work search on several threads. Each thread hashes its own slice of the nonce
 //! space with the fastest [`lanes::Backend`] this CPU has (many nonces at once from the
 //! header's midstate) and checks, every [`CHUNK`] nonces, whether another thread succeeded or
-//! the caller cancelled (the tip changed): at 25-80 M hashes/s a chunk lasts well under a
-//! millisecond, so a cancelled search stops within milliseconds.
+//! the caller cancelled (the tip changed), or asks it to pause ([`solve_pausing`]: the node
+//! relays a block first): at 25-80 M hashes/s a chunk lasts well under a millisecond, so a
+//! cancelled search stops, and a paused one gives its core up, within milliseconds.
 //!
 //! The lanes only pre-filter on the hash's first 32-bit word; every candidate is confirmed
 //! with [`pow::meets_target`] on the full hash, so the rule stays in `chain::pow`.
@@ -87,8 +88,32 @@ pub fn solve(header: &Header, threads: usize, cancel: &AtomicBool) -> Mined {
     solve_with(header, threads, cancel, Backend::best())
 }
 
+/// [`solve`] that waits, between two chunks, while `pause` is set (the node relays a block
+/// first). A cancel ends the wait.
+pub fn solve_pausing(
+    header: &Header,
+    threads: usize,
+    cancel: &AtomicBool,
+    pause: &AtomicBool,
+) -> Mined {
+    solve_inner(header, threads, cancel, Some(pause), Backend::best())
+}
+
 /// [`solve`] with a chosen backend (one this CPU lacks runs as [`Backend::Portable`]).
 pub fn solve_with(header: &Header, threads: usize, cancel: &AtomicBool, backend: Backend) -> Mined {
+    solve_inner(header, threads, cancel, None, backend)
+}
+
+/// How long a paused search sleeps between two looks at the flags.
+const PAUSE_POLL: std::time::Duration = std::time::Duration::from_micros(200);
+
+fn solve_inner(
+    header: &Header,
+    threads: usize,
+    cancel: &AtomicBool,
+    pause: Option<&AtomicBool>,
+    backend: Backend,
+) -> Mined {
     let threads = threads.max(1) as u64;
     let mid = Template::new(header);
     let target = Target::from_compact(header.bits).ok();
@@ -111,6 +136,11 @@ pub fn solve_with(header: &Header, threads: usize, cancel: &AtomicBool, backend:
         let mut nonce = i.wrapping_mul(stride);
         let mut tried = 0;
         while !found.load(Ordering::Relaxed) && !cancel.load(Ordering::Relaxed) {
+            if pause.is_some_and(|p| p.load(Ordering::Relaxed)) {
+                // Asleep, not spinning: the core goes to the node's threads.
+                std::thread::sleep(PAUSE_POLL);
+                continue;
+            }
             if let Some(n) = search(&mid, backend, target, bound, nonce, CHUNK) {
                 tried += n.wrapping_sub(nonce) + 1;
                 if !found.swap(true, Ordering::AcqRel) {
@@ -163,6 +193,23 @@ mod tests {
         };
         let target = Target::from_compact(header.bits).expect("valid");
         assert!(meets_target(&solved.compute_hash(), &target));
+    }
+
+    #[test]
+    fn a_paused_search_waits_and_a_cancel_ends_it() {
+        let mut header = ChainParams::with_bits(4).genesis().header;
+        header.height = 1;
+        let pause = Arc::new(AtomicBool::new(true));
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (p, c) = (pause.clone(), cancel.clone());
+        let search = std::thread::spawn(move || solve_pausing(&header, 1, &c, &p));
+        // While paused, even a 16-hash target is not searched; the cancel is still seen.
+        cancel.store(true, Ordering::Relaxed);
+        assert_eq!(search.join().expect("no panic"), Mined::Cancelled);
+        // Unpaused, the same search finds its block.
+        pause.store(false, Ordering::Relaxed);
+        let found = solve_pausing(&header, 1, &AtomicBool::new(false), &pause);
+        assert!(matches!(found, Mined::Found { .. }));
     }
 
     #[test]

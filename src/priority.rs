@@ -1,16 +1,19 @@
 //! Thread priorities: when the CPU is short, what keeps the node in the network (gossip,
 //! validation, the actor, the store writer, at the default priority) has it first; the HTTP
-//! server and the miner run in Linux's idle class ([`idle_this_thread`]), where they share
-//! what is left: a node that mines on every core and serves a crowd of dashboards still
-//! relays blocks at once.
+//! server runs in Linux's idle class ([`idle_this_thread`]), where it gets what is left: a
+//! node that serves a crowd of dashboards still relays blocks at once. The miner runs at the
+//! normal class, [`lower_this_thread_by`] ten steps: in the idle class it got no CPU at all
+//! while the node validated a load of transfers or another program kept the cores busy, and
+//! block intervals stretched to many times the target; it pauses instead while the node
+//! processes a block (`node/mining.rs`).
 //!
 //! A nice value only sets a thread's share of the CPU: a thread at nice 5 or 10 that is
 //! running is not interrupted when a node thread wakes up, and the node thread can wait for
 //! the rest of its time slice (milliseconds) on that core. A thread of the idle class is: the
 //! scheduler hands its core to any other thread that becomes runnable, at once, and counts a
 //! core running only idle-class threads as free when it places a waking thread. What it costs:
-//! on a machine busy with other work (a build on every core), the HTTP server and the miner
-//! get almost no CPU until that work ends; the node's own threads get their usual share.
+//! on a machine busy with other work (a build on every core), the HTTP server
+//! gets almost no CPU until that work ends; the node's own threads get their usual share.
 
 /// The nice value of a thread that cannot enter the idle class ([`idle_this_thread`]).
 pub const IDLE_FALLBACK_NICE: i32 = 19;
@@ -35,6 +38,27 @@ pub fn lower_this_thread(nice: i32, what: &str) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = (nice, what);
+}
+
+/// Makes the calling thread `steps` nicer than it is (at most 19), in the normal scheduling
+/// class: it keeps a share of the CPU (a thread 10 steps nicer weighs a tenth of one at the
+/// node's own value) however busy the machine is, which a thread of the idle class does not.
+/// Elsewhere than Linux, does nothing.
+pub fn lower_this_thread_by(steps: i32, what: &str) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and getpriority take no pointers; errno is this thread's own and is
+        // cleared first because -1 is also a valid nice value.
+        let now = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            *libc::__errno_location() = 0;
+            let nice = libc::getpriority(libc::PRIO_PROCESS, tid);
+            (*libc::__errno_location() == 0).then_some(nice)
+        };
+        lower_this_thread(now.unwrap_or(0).saturating_add(steps).min(19), what);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (steps, what);
 }
 
 /// Puts the calling thread in Linux's idle scheduling class (`SCHED_IDLE`; threads it starts

@@ -170,10 +170,12 @@ pub struct Mempool {
     txs: HashMap<Txid, Entry>,
     /// Txids by sender, in nonce order.
     by_sender: HashMap<Address, BTreeMap<u64, Txid>>,
-    /// Next arrival number.
+    /// Next arrival number: also the count of transfers admitted so far.
     next_seq: u64,
     /// Where admitted transfers' txids are recorded as verified (see [`SigCache`]).
     sig_cache: Option<Arc<SigCache>>,
+    /// Fees of all the transfers admitted so far (saturating).
+    fees_in: u64,
 }
 
 impl Mempool {
@@ -186,7 +188,15 @@ impl Mempool {
             by_sender: HashMap::new(),
             next_seq: 0,
             sig_cache: None,
+            fees_in: 0,
         }
+    }
+
+    /// Transfers admitted and the fees they pay, counted since the pool was made (transfers
+    /// a reorganisation returns are not counted again): what arrived since an earlier reading
+    /// is the difference, which the miner uses to decide when its template is stale.
+    pub fn arrivals(&self) -> (u64, u64) {
+        (self.next_seq, self.fees_in)
     }
 
     /// Number of transfers.
@@ -353,6 +363,7 @@ impl Mempool {
             .insert(tx.nonce, txid);
         let seq = seq.unwrap_or_else(|| {
             self.next_seq += 1;
+            self.fees_in = self.fees_in.saturating_add(tx.fee);
             self.next_seq - 1
         });
         self.txs.insert(txid, Entry { tx, seq });

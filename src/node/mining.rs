@@ -2,8 +2,20 @@
 //! tip cancels the job (at the end of the step that changed it) and the next one starts on the
 //! new tip. A found block is processed like any other and published.
 //!
-//! The miner thread lives as long as the node, in the idle scheduling class
-//! ([`crate::priority::idle_this_thread`]). After a job it polls for the next one for [`SPIN`]
+//! The template follows the mempool while the search runs, as pool software refreshes its
+//! jobs: when transfers arrived since it was built and it is [`REFRESH_INTERVAL`] old, or
+//! sooner when they pay enough new fees ([`refresh_due`]), the node builds a new one and it
+//! replaces the job. Nothing is lost by that: every nonce tried is an independent draw, so the
+//! search on the new template is as close to a block as the old one was.
+//!
+//! The miner thread lives as long as the node, at the normal scheduling class but
+//! [`MINER_NICE`] steps nicer than the node ([`crate::priority::lower_this_thread_by`]): in
+//! the idle class it got only what everything else on the machine left (a quarter of its hash
+//! rate while the node validated a thousand transfers a second, and nothing at all while
+//! another program kept the cores busy), so block intervals stretched to many times the
+//! target. Relay still comes first: while the node processes a block ([`RelayGuard`]) the
+//! search pauses within a chunk of nonces and gives its core to validation and gossip.
+//! After a job it polls for the next one for [`SPIN`]
 //! before it sleeps: the next job usually comes within a fraction of that (the block accepted,
 //! a new template), and a sleeping thread can take as long to wake as a block takes to find at
 //! low difficulty. It yields its core between two polls: the next job comes only once the
@@ -22,7 +34,7 @@
 use super::{BlockInfo, MineError, Node, now_ms};
 use crate::chain::template::{block_template, follow_up_template};
 use crate::chain::tree::TipChange;
-use crate::chain::{Block, BlockHash, Header, Outcome, ValidationError};
+use crate::chain::{Block, BlockHash, Header, Outcome, Transaction, ValidationError};
 use crate::miner::{self, Mined};
 use crate::net::Topic;
 use std::sync::Arc;
@@ -83,24 +95,88 @@ enum ToMiner {
 /// A follow-up stamped longer ago than this is replaced by a fresh template.
 const FOLLOW_UP_STALE_MS: u64 = 1000;
 
+/// A template with room is rebuilt once it is this old if any transfer arrived since.
+pub(super) const REFRESH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// No template is rebuilt younger than this, however many fees arrive: building one for a full
+/// mempool takes milliseconds of the node's own thread.
+pub(super) const REFRESH_MIN_AGE: Duration = Duration::from_millis(100);
+
+/// Transfers that arrived since the template was built rebuild it early when their fees reach
+/// 1 / `REFRESH_FEE_SHARE` of the template's own fees.
+pub(super) const REFRESH_FEE_SHARE: u64 = 10;
+
+/// How many steps nicer than the node the miner thread runs.
+pub(super) const MINER_NICE: i32 = 10;
+
+/// What the refresh policy looks at: the running template and what arrived since it was built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Freshness {
+    /// Time since the template was built.
+    pub(super) age: Duration,
+    /// Transfers admitted to the mempool since.
+    pub(super) arrived: u64,
+    /// The fees they pay.
+    pub(super) arrived_fees: u64,
+    /// The fees of the template's transfers.
+    pub(super) template_fees: u64,
+    /// Whether the template could hold more transfers.
+    pub(super) room: bool,
+}
+
+/// Whether the running template should be rebuilt from the mempool: something arrived and
+/// either it pays enough new fees ([`REFRESH_FEE_SHARE`], not sooner than [`REFRESH_MIN_AGE`])
+/// or the template has room and is [`REFRESH_INTERVAL`] old. A full template gains only from
+/// better fees: transfers that pay no more than those it carries would not enter it.
+pub(super) fn refresh_due(f: &Freshness) -> bool {
+    if f.arrived == 0 || f.age < REFRESH_MIN_AGE {
+        return false;
+    }
+    let fees =
+        f.arrived_fees > 0 && f.arrived_fees.saturating_mul(REFRESH_FEE_SHARE) >= f.template_fees;
+    fees || (f.room && f.age >= REFRESH_INTERVAL)
+}
+
+/// Pauses the miner while it lives: made when the node starts processing a block, so that the
+/// block is validated and relayed on every core first.
+pub(super) struct RelayGuard(Arc<AtomicBool>);
+
+impl RelayGuard {
+    /// Pauses the search until the guard is dropped.
+    pub(super) fn new(pause: &Arc<AtomicBool>) -> Self {
+        pause.store(true, Ordering::Relaxed);
+        Self(pause.clone())
+    }
+}
+
+impl Drop for RelayGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+}
+
 /// How long the miner thread polls for its next job before it sleeps.
 const SPIN: Duration = Duration::from_millis(2);
 
 /// The miner thread's queue. Dropping it ends the thread once its job ends.
 pub(super) struct MinerThread {
     jobs: std_mpsc::Sender<ToMiner>,
+    /// Set while the node processes a block: the search waits ([`RelayGuard`]).
+    pub(super) pause: Arc<AtomicBool>,
 }
 
 impl MinerThread {
     /// Starts the thread; results go to `results`.
     pub(super) fn spawn(results: mpsc::Sender<MinedResult>) -> std::io::Result<Self> {
         let (jobs, rx) = std_mpsc::channel::<ToMiner>();
+        let pause = Arc::new(AtomicBool::new(false));
+        let paused = pause.clone();
         std::thread::Builder::new()
             .name("miner".into())
             .spawn(move || {
-                // Below everything else of the node: blocks are relayed and the dashboard
-                // answers at once, even when the miner has every core.
-                crate::priority::idle_this_thread("miner");
+                // Below the node's own threads, but not in the idle class: it keeps a share
+                // of the CPU when validation or other programs want every core.
+                crate::priority::lower_this_thread_by(MINER_NICE, "miner");
                 let mut queue = Queue {
                     rx,
                     follows: Vec::new(),
@@ -111,7 +187,12 @@ impl MinerThread {
                         job.follow = queue.take_follow(job.id);
                     }
                     let started = Instant::now();
-                    let result = miner::solve(&job.template.header, job.threads, &job.cancel);
+                    let result = miner::solve_pausing(
+                        &job.template.header,
+                        job.threads,
+                        &job.cancel,
+                        &paused,
+                    );
                     let at = Instant::now();
                     let found = match &result {
                         Mined::Found { header, .. } => Some(header.compute_hash()),
@@ -133,7 +214,7 @@ impl MinerThread {
                     };
                 }
             })?;
-        Ok(Self { jobs })
+        Ok(Self { jobs, pause })
     }
 }
 
@@ -254,9 +335,28 @@ pub(super) struct Job {
     speculative: bool,
     /// What the miner goes on with when this job finds its block.
     follow: Option<FollowUp>,
+    /// When its template was built (or, for a follow-up, found right).
+    built: Instant,
+    /// [`crate::chain::Mempool::arrivals`] then.
+    arrivals: (u64, u64),
+    /// Fees of its transfers.
+    fees: u64,
+    /// Whether it could hold more transfers.
+    room: bool,
 }
 
 impl Job {
+    /// Its template's [`Freshness`] against the mempool's `arrivals` now.
+    fn freshness(&self, arrivals: (u64, u64)) -> Freshness {
+        Freshness {
+            age: self.built.elapsed(),
+            arrived: arrivals.0.saturating_sub(self.arrivals.0),
+            arrived_fees: arrivals.1.saturating_sub(self.arrivals.1),
+            template_fees: self.fees,
+            room: self.room,
+        }
+    }
+
     /// Stops the search and its follow-up; a result, if any, is ignored.
     pub(super) fn cancel(self) {
         self.cancel.store(true, Ordering::Relaxed);
@@ -311,6 +411,9 @@ impl Node {
             job.cancel();
             return;
         }
+        // What arrives from now on is what the coinbase-only follow-up lacks.
+        job.built = Instant::now();
+        job.arrivals = self.mempool.arrivals();
         if job.follow.is_none()
             && let Some(next) = self.follow_up(&job.header)
         {
@@ -336,7 +439,14 @@ impl Node {
         let astray = self.job.as_ref().is_some_and(|j| {
             j.speculative && self.tip_change.is_none() && j.header.prev_hash != self.chain.tip()
         });
-        if (!wanted || astray)
+        // A template the mempool has outgrown is replaced, once the tip is settled (a
+        // follow-up only on the tip it was found on).
+        let stale = self.tip_change.is_none()
+            && self.job.as_ref().is_some_and(|j| {
+                (!j.speculative || j.header.prev_hash == self.chain.tip())
+                    && refresh_due(&j.freshness(self.mempool.arrivals()))
+            });
+        if (!wanted || astray || stale)
             && let Some(job) = self.job.take()
         {
             job.cancel();
@@ -344,7 +454,23 @@ impl Node {
         if self.job.is_some() || !wanted || self.tip_change.is_some() {
             return;
         }
+        let arrivals = self.mempool.arrivals();
         let template = block_template(&self.chain, &self.mempool, self.wallet.address(), now_ms());
+        let transfers = template.txs.len().saturating_sub(1);
+        let fees = template
+            .txs
+            .iter()
+            .map(|t| match t {
+                Transaction::Transfer(t) => t.fee,
+                Transaction::Coinbase(_) => 0,
+            })
+            .fold(0u64, u64::saturating_add);
+        let room = transfers < self.chain.params().max_block_txs.saturating_sub(1) as usize;
+        tracing::debug!(
+            height = template.header.height,
+            transfers,
+            "new block template"
+        );
         let cancel = Arc::new(AtomicBool::new(false));
         let id = self.next_job;
         self.next_job += 1;
@@ -355,6 +481,10 @@ impl Node {
             header: template.header,
             speculative: false,
             follow: follow.clone(),
+            built: Instant::now(),
+            arrivals,
+            fees,
+            room,
         });
         let job = JobSpec {
             id,
@@ -401,6 +531,10 @@ impl Node {
                     header: next,
                     speculative: true,
                     follow: None,
+                    built: Instant::now(),
+                    arrivals: self.mempool.arrivals(),
+                    fees: 0,
+                    room: true,
                 });
             }
         }
@@ -456,5 +590,58 @@ impl Node {
             ),
             Err(e) => tracing::error!("our own mined block was rejected: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fresh(age_ms: u64, arrived: u64, arrived_fees: u64, template_fees: u64, room: bool) -> bool {
+        refresh_due(&Freshness {
+            age: Duration::from_millis(age_ms),
+            arrived,
+            arrived_fees,
+            template_fees,
+            room,
+        })
+    }
+
+    #[test]
+    fn nothing_new_never_rebuilds() {
+        assert!(!fresh(60_000, 0, 0, 0, true));
+        assert!(!fresh(60_000, 0, 0, 100, false));
+    }
+
+    #[test]
+    fn a_template_with_room_follows_the_mempool_every_interval() {
+        let interval = REFRESH_INTERVAL.as_millis() as u64;
+        // Feeless arrivals: only the interval rebuilds.
+        assert!(!fresh(interval - 1, 500, 0, 1000, true));
+        assert!(fresh(interval, 1, 0, 1000, true));
+    }
+
+    #[test]
+    fn enough_new_fees_rebuild_sooner_but_not_before_the_minimum_age() {
+        let min = REFRESH_MIN_AGE.as_millis() as u64;
+        // A tenth of the template's fees.
+        assert!(fresh(min, 3, 100, 1000, true));
+        assert!(!fresh(min, 3, 99, 1000, true));
+        assert!(!fresh(min - 1, 3, 10_000, 1000, true));
+        // An empty template: any fee is enough.
+        assert!(fresh(min, 1, 1, 0, true));
+    }
+
+    #[test]
+    fn a_full_template_is_rebuilt_only_for_fees() {
+        assert!(!fresh(60_000, 5000, 0, 5000, false));
+        assert!(!fresh(60_000, 5000, 499, 5000, false));
+        assert!(fresh(
+            REFRESH_MIN_AGE.as_millis() as u64,
+            5,
+            500,
+            5000,
+            false
+        ));
     }
 }

@@ -504,6 +504,8 @@ impl Node {
         from: Option<PeerId>,
     ) -> Result<Processed, ValidationError> {
         let started = std::time::Instant::now();
+        // The miner waits while the block is validated and relayed.
+        let _relay_first = mining::RelayGuard::new(&self.miner.pause);
         let result = self.validate_block(block, hash, wire, from);
         let origin = if from.is_some() {
             Origin::Gossip

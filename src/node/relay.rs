@@ -322,7 +322,9 @@ impl Node {
         let admitted = added?;
         let txid = admitted.txid;
         self.announce(admitted, tx);
-        tracing::info!(tx = %txid.short(), amount = tx.amount, fee = tx.fee, "transaction submitted");
+        // One line per transfer: at DEBUG, as those that arrive by gossip (at a thousand a
+        // second an INFO line each would be a gigabyte of log a day).
+        tracing::debug!(tx = %txid.short(), amount = tx.amount, fee = tx.fee, "transaction submitted");
         self.net
             .publish(Topic::Txs, Transaction::Transfer(tx).encode());
         Ok(txid)
