@@ -172,7 +172,7 @@ impl<P: Copy + Ord + Debug> Sync<P> {
 
     /// Takes everything from a peer holding the window's first block too long, if another
     /// peer could serve it; that peer gets no more of this run, and the timeout doubles.
-    pub(super) fn check_stall(&mut self, now: Instant, _out: &mut [Action<P>]) {
+    pub(super) fn check_stall(&mut self, now: Instant) {
         let Some(due) = self.stall_check() else {
             return;
         };

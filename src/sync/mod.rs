@@ -302,7 +302,7 @@ impl<P: Copy + Ord + Debug> Sync<P> {
     /// Deadlines, stalls, periodic statuses, the next requests and batch, and the wake-up,
     /// after every event.
     fn finish(&mut self, now: Now, chain: &ChainState, mut out: Vec<Action<P>>) -> Vec<Action<P>> {
-        self.expire(now.mono, &mut out);
+        self.expire(now.mono);
         match self.next_status {
             None => self.next_status = Some(now.mono + self.config.status_interval),
             Some(t) if t <= now.mono => self.ask_statuses(now.mono, &mut out),
@@ -482,7 +482,7 @@ impl<P: Copy + Ord + Debug> Sync<P> {
         });
     }
 
-    fn expire(&mut self, now: Instant, out: &mut Vec<Action<P>>) {
+    fn expire(&mut self, now: Instant) {
         let late: Vec<Tag> = (self.in_flight.iter())
             .filter(|(_, f)| f.deadline <= now)
             .map(|(t, _)| *t)
@@ -502,7 +502,7 @@ impl<P: Copy + Ord + Debug> Sync<P> {
                 s.not_before = None;
             }
         }
-        self.check_stall(now, out);
+        self.check_stall(now);
         self.check_headers_stall(now);
     }
 
