@@ -10,6 +10,7 @@
 //! - [`sig`]: the signature rule (ZIP 215 Ed25519), single, batched and on every core.
 //! - [`validate`]: the rules, one error variant each; [`ledger`]: balances and nonces.
 //! - [`checked`]: a block with what its check computed (hash, txids, wire bytes).
+//! - [`compact`]: compact blocks (BIP 152 short ids), their rebuilding and the recent pool.
 //! - [`tree`]: block tree, fork choice, reorganisation; [`mempool`]: pending transfers.
 //! - [`pace`]: the next block's difficulty and the recent block rate, for `status`.
 //! - [`template`]: the block this node proposes to mine (mining policy).
@@ -17,6 +18,7 @@
 pub mod address;
 pub mod block;
 pub mod checked;
+pub mod compact;
 pub mod encode;
 pub mod hash;
 pub mod ledger;

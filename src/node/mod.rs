@@ -3,7 +3,7 @@
 //! decides: accept or reject, request what is missing, publish, persist.
 //!
 //! One file per job: [`handle`] (the public types and the handle), `relay` (gossip and
-//! transfer admission), [`sync`] (downloads and the answers to peers' requests), `mining`,
+//! transfer admission, compact blocks), [`compact`] (compact relay's requests, IO-less), [`sync`] (downloads and the answers to peers' requests), `mining`,
 //! `commands` (the handle's requests), `persist` (the store writer). This file holds the state,
 //! [`start`], the loop and its dispatch.
 //!
@@ -16,6 +16,7 @@
 //! happen inside the actor, and readers see a [`NodeStatus`] snapshot through a `watch`.
 
 mod commands;
+pub mod compact;
 pub mod events;
 pub mod handle;
 mod mining;
@@ -88,6 +89,10 @@ struct Node {
     watch: Watch,
     /// Counters and gauges for `GET /metrics`.
     metrics: Arc<Metrics>,
+    /// Compact block relay's pending reconstructions and served blocks.
+    compact: compact::CompactRelay<PeerId, libp2p::gossipsub::MessageId>,
+    /// Transfers that left the mempool recently, for rebuilding compact blocks.
+    recent: crate::chain::compact::RecentPool,
 }
 
 /// Who a block came from, for logs.
@@ -97,6 +102,10 @@ fn origin(from: Option<PeerId>) -> String {
 
 /// How soon a batch the store writer had no room for is offered again.
 const STORE_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Byte budget of the pool of transfers that recently left the mempool (about 16 000 transfers,
+/// three full blocks), counted as [`crate::chain::compact::RECENT_ENTRY_BYTES`] each.
+const RECENT_POOL_BYTES: usize = 4 << 20;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -202,6 +211,8 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
         miner,
         verified_tx,
         metrics: metrics.clone(),
+        compact: compact::CompactRelay::new(compact::CompactConfig::default()),
+        recent: crate::chain::compact::RecentPool::new(RECENT_POOL_BYTES),
     };
     let task = tokio::spawn(node.run(events, cmd_rx, mined_rx, verified_rx, net_task));
     Ok((
@@ -215,6 +226,14 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
         },
         task,
     ))
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Node {
@@ -244,6 +263,10 @@ impl Node {
                 Some(result) = mined.recv() => self.on_mined(result),
                 Some(page) = verified.recv() => self.on_verified_page(page),
                 _ = tick.tick() => self.sync_event(SyncEvent::Tick),
+                // A compact block's missing transfers or full block is overdue.
+                _ = sleep_until(self.compact.next_deadline()) => {
+                    self.compact_event(compact::Event::Tick);
+                }
                 // The store writer's queue was full: offer the batch again soon.
                 _ = tokio::time::sleep(STORE_RETRY), if self.store_behind => {}
             }
@@ -344,6 +367,14 @@ impl Node {
                 connected = change.connected.len(),
                 "reorganisation"
             ),
+        }
+        // Included transfers may still be named by a competing block's compact form.
+        for block in &change.connected {
+            for (tx, txid) in block.txs.iter().zip(block.txids()) {
+                if let crate::chain::Transaction::Transfer(t) = tx {
+                    self.recent.insert(*txid, *t);
+                }
+            }
         }
         let resync = self.mempool.resync(change, self.chain.ledger());
         if !resync.returned.is_empty() || resync.dropped > 0 {

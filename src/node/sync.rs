@@ -266,6 +266,9 @@ impl Node {
         tag: u64,
         result: Result<Response, crate::net::RequestFailure>,
     ) {
+        if super::compact::CompactRelay::<PeerId, ()>::owns(tag) {
+            return self.on_compact_response(peer, tag, result);
+        }
         if self.sync.pushes.remove(&tag) {
             if let Err(e) = result {
                 tracing::debug!(%peer, "pushing transfers failed: {e}");
@@ -364,6 +367,7 @@ impl Node {
                 Some(n) => Response::Accepted(n),
                 None => Response::Refused("malformed or forged transactions".into()),
             },
+            Request::GetBlockTxs { block, indexes } => self.answer_block_txs(peer, block, indexes),
         }
     }
 }
