@@ -254,7 +254,7 @@ async fn a_full_node_still_lets_a_newcomer_in_and_closes_its_oldest_accepted_con
 
 /// The count of compact block `event` in `node`'s metrics (see `CompactLabel`).
 fn compact_count(node: &TestNode, event: &str) -> u64 {
-    let key = format!("compact_blocks_total{{event=\"{event}\"}} ");
+    let key = format!("gossipchain_compact_blocks_total{{event=\"{event}\"}} ");
     node.handle
         .metrics()
         .encode()

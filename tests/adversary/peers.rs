@@ -701,7 +701,7 @@ pub async fn assert_redial_refused(net: &Net, liar: &mut RawPeer, what: &str) {
 
 /// The count of compact block `event` in `node`'s metrics (see `CompactLabel`).
 pub fn compact_count(node: &TestNode, event: &str) -> u64 {
-    let key = format!("compact_blocks_total{{event=\"{event}\"}} ");
+    let key = format!("gossipchain_compact_blocks_total{{event=\"{event}\"}} ");
     node.handle
         .metrics()
         .encode()
