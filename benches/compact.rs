@@ -6,14 +6,20 @@
 //!    lacked them too) and none (every transfer prefilled);
 //! 2. the time to build the compact form (short ids of 4 999 txids), and to rebuild the block
 //!    on the receiver: decode, the short ids of a 20 000-transfer pool (the block's and 15 001
-//!    others), the lookup and the Merkle root check; and the full block's decode for scale.
+//!    others), the lookup and the Merkle root check; and the full block's decode for scale;
+//! 3. one-hop propagation on loopback: two nodes in this process (127.0.0.1, mDNS off, test
+//!    difficulty), both holding the same 4 999 transfers in their mempools (signed before the
+//!    clock starts, gossiped from A to B); A mines a full block, and the time from the instant
+//!    it was found (on the mining thread) until B has rebuilt, validated, stored and adopted it
+//!    is measured, beside an empty block's on the same pair, with B's count of blocks rebuilt
+//!    with no round trip.
 //!
 //! Each measurement is repeated in interleaved rounds; the median is reported with the min and
 //! max. CPU model and SHA backend are printed beside the figures.
 
 mod common;
 
-use common::{Stats, load_average};
+use common::{Node, Stats, load_average};
 use gossipchain::chain::compact::{Candidates, CompactBlock, Rebuilt};
 use gossipchain::chain::{
     Address, Block, BlockHash, ChainParams, Coinbase, Header, Transaction, Transfer, Txid, merkle,
@@ -195,4 +201,134 @@ fn main() {
     );
     show("for scale: decode the full block", &decode_full);
     show("for scale: the Merkle root of 5 000 txids", &root);
+
+    common::block_on(propagation());
+}
+
+/// Full blocks measured on loopback.
+const FULL_BLOCKS: usize = 3;
+/// Funded senders: each sends 50 transfers a block (within the mempool's nonce gap of 64).
+const SENDERS: u64 = 100;
+/// How long any wait may take.
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The count of compact block `event` in `node`'s metrics.
+fn compact_count(node: &Node, event: &str) -> u64 {
+    let key = format!("gossipchain_compact_blocks_total{{event=\"{event}\"}} ");
+    node.handle
+        .metrics()
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(&key).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+/// A store in a temp dir holding `blocks` (a chain from genesis).
+fn preloaded(
+    params: &ChainParams,
+    blocks: &[std::sync::Arc<gossipchain::chain::CheckedBlock>],
+) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = gossipchain::store::Store::open(&dir.path().join("blocks.redb"), params)
+        .expect("store opens");
+    let tip = blocks.last().expect("blocks").key();
+    store.commit(blocks, &[], tip).expect("store commit");
+    dir
+}
+
+/// Milliseconds from `a` mining a block until `b` adopts it; the block's transaction count.
+async fn one_hop(a: &Node, b: &Node) -> (f64, usize) {
+    let height = b.handle.status().height;
+    let h = b.handle.clone();
+    let waiter = tokio::spawn(async move {
+        let (s, ok) = h.wait_for(DEADLINE, |s| s.height > height).await;
+        (s.tip, ok, Instant::now())
+    });
+    let mined = a.handle.mine_one().await.expect("running").expect("mined");
+    let (tip, ok, at) = waiter.await.expect("waiter");
+    assert!(ok && tip == mined.hash, "B never adopted A's block");
+    let t0 = mined.found_at.expect("found_at");
+    (
+        at.saturating_duration_since(t0).as_secs_f64() * 1e3,
+        mined.block.txs.len(),
+    )
+}
+
+async fn propagation() {
+    use gossipchain::testkit;
+    let params = testkit::params();
+    // Three blocks per sender, 50 coins each: three full blocks of 1-coin transfers, fee 0.
+    let mut chain = gossipchain::chain::ChainState::new(params.clone());
+    for _ in 0..FULL_BLOCKS {
+        for s in 0..SENDERS {
+            let b = testkit::next_block(&chain, &[], Address::of(&key(10_000 + s)));
+            chain
+                .process_block(std::sync::Arc::new(b), testkit::NOW)
+                .expect("valid");
+        }
+    }
+    let blocks: Vec<_> = (1..=chain.height())
+        .map(|h| chain.checked_at(h).expect("on the chain"))
+        .collect();
+    let a = Node::start(preloaded(&params, &blocks), &params, DEADLINE).await;
+    let b = Node::start(preloaded(&params, &blocks), &params, DEADLINE).await;
+    a.handle.dial(b.addr.clone()).await.expect("dial");
+    // Until the gossip mesh forms, blocks may reach B by sync: mine until one arrives as a
+    // compact block.
+    let started = Instant::now();
+    while compact_count(&b, "rebuilt") == 0 {
+        one_hop(&a, &b).await;
+        assert!(started.elapsed() < DEADLINE, "no gossip from A to B");
+    }
+    let chain_id = params.chain_id();
+    let mut full = Vec::new();
+    let mut empty = Vec::new();
+    for round in 0..FULL_BLOCKS as u64 {
+        let batch: Vec<Transfer> = (0..N as u64)
+            .map(|i| {
+                let s = i % SENDERS;
+                Transfer::sign(
+                    &key(10_000 + s),
+                    &chain_id,
+                    Address([9; 32]),
+                    1,
+                    0,
+                    round * 50 + i / SENDERS,
+                )
+            })
+            .collect();
+        for t in batch {
+            a.handle
+                .submit(t)
+                .await
+                .expect("running")
+                .expect("admitted");
+        }
+        let (s, ok) = b.handle.wait_for(DEADLINE, |s| s.mempool == N).await;
+        assert!(ok, "B's mempool never got the transfers: {}", s.mempool);
+        let (asked, rebuilt) = (compact_count(&b, "asked"), compact_count(&b, "rebuilt"));
+        let (ms, txs) = one_hop(&a, &b).await;
+        assert_eq!(txs, N + 1, "a full block");
+        full.push(ms);
+        println!(
+            "  full block {}: {ms:.1} ms (rebuilt with no round trip: {})",
+            round + 1,
+            compact_count(&b, "rebuilt") > rebuilt && compact_count(&b, "asked") == asked
+        );
+        let (ms, _) = one_hop(&a, &b).await;
+        empty.push(ms);
+    }
+    println!("\none-hop propagation on loopback (found on A until adopted by B)");
+    let (full, empty) = (Stats(full), Stats(empty));
+    println!(
+        "  full blocks ({N} transfers): median {:.1} ms [{:.1}..{:.1}]; empty blocks: median {:.1} ms [{:.1}..{:.1}]",
+        full.median(),
+        full.min(),
+        full.max(),
+        empty.median(),
+        empty.min(),
+        empty.max()
+    );
+    a.stop().await;
+    b.stop().await;
 }

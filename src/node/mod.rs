@@ -3,8 +3,9 @@
 //! decides: accept or reject, request what is missing, publish, persist.
 //!
 //! One file per job: [`handle`] (the public types and the handle), `relay` (gossip and
-//! transfer admission, compact blocks), [`compact`] (compact relay's requests, IO-less), [`sync`] (downloads and the answers to peers' requests), `mining`,
-//! `commands` (the handle's requests), `persist` (the store writer). This file holds the state,
+//! transfer admission, compact blocks), [`compact`] (compact relay's requests, IO-less),
+//! [`sync`] (downloads and the answers to peers' requests), `mining`, `commands` (the
+//! handle's requests), `persist` (the store writer). This file holds the state,
 //! [`start`], the loop and its dispatch.
 //!
 //! Each turn of the loop handles one event or command, then [`Node::end_of_step`] does the side
