@@ -19,6 +19,8 @@
 //! - [`priority`]: thread priorities: the HTTP server and the miner in Linux's idle class.
 //! - [`repl`]: the commands typed at a running node: parsing, running, rendering.
 //! - [`store`]: the crash-safe block store (redb and an append-only body file).
+//! - [`sync`]: block acquisition as one component without I/O: statuses, headers first,
+//!   bodies from every peer; [`sync::serve`] answers peers' requests from the chain state.
 //! - [`testkit`]: builders of valid blocks at low difficulty, for tests, benches and fuzzing.
 //! - [`wallet`]: secret key files (the wallet's Ed25519 key, the network identity) and the
 //!   wallet's backup words (BIP 39, SLIP-0010).
@@ -36,5 +38,6 @@ pub mod node;
 pub mod priority;
 pub mod repl;
 pub mod store;
+pub mod sync;
 pub mod testkit;
 pub mod wallet;

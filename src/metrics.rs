@@ -61,10 +61,11 @@ pub struct FoundByLabel {
     pub found_by: String,
 }
 
-/// `{event}` of the sync protocol.
+/// `{event}` of block acquisition.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SyncLabel {
-    /// requested, applied, timeout or failure.
+    /// headers_requested, headers_checked, bodies_requested, bodies_received,
+    /// batches_applied, timeout, stall or failure.
     pub event: &'static str,
 }
 
@@ -103,7 +104,7 @@ pub struct Metrics {
     /// The highest best-chain height a connected peer claims.
     pub sync_target_height: Gauge,
     /// Sync pages requested, applied, timed out, failed.
-    pub sync_pages: Family<SyncLabel, Counter>,
+    pub sync: Family<SyncLabel, Counter>,
     /// Compact blocks received, by what rebuilding them took.
     pub compact_blocks: Family<CompactLabel, Counter>,
     /// This node's miner: hashes per second of its last solved block.
@@ -135,7 +136,7 @@ impl Metrics {
             transfers_rejected: Family::default(),
             syncing: Gauge::default(),
             sync_target_height: Gauge::default(),
-            sync_pages: Family::default(),
+            sync: Family::default(),
             compact_blocks: Family::default(),
             miner_hash_rate: Gauge::default(),
             miner_hashes: Counter::default(),
@@ -189,7 +190,11 @@ impl Metrics {
             "Highest best-chain height a connected peer claims",
             m.sync_target_height.clone(),
         );
-        r.register("sync_pages", "Sync pages, by event", m.sync_pages.clone());
+        r.register(
+            "sync",
+            "Block acquisition: requests, headers, bodies, batches, timeouts, stalls, failures",
+            m.sync.clone(),
+        );
         r.register(
             "compact_blocks",
             "Compact blocks received, by what rebuilding them took",

@@ -5,7 +5,7 @@
 use ed25519_zebra::SigningKey;
 use gossipchain::chain::tree::TreeLimits;
 use gossipchain::chain::{
-    Address, Block, BlockHash, BlockKey, ChainParams, ChainState, Outcome, Transfer,
+    Address, Block, BlockHash, BlockKey, ChainParams, ChainState, Header, Outcome, Transfer,
 };
 use gossipchain::store::{Store, StoreError};
 use gossipchain::testkit::{self, NOW, block_on, key};
@@ -1222,4 +1222,43 @@ fn old_bodies_leave_memory_and_a_deep_reorganisation_reads_them_back() {
     assert_eq!(chain.ledger().account(&Address::of(&bob)).balance, 50 * n);
     drop(chain);
     load_and_check(&store, &params);
+}
+
+#[test]
+fn headers_and_blocks_by_hash_are_served_from_the_store() {
+    use gossipchain::sync::serve::{bodies_of, headers_after};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let params = testkit::params();
+    let before = build_store(dir.path(), &params, 300, 11);
+    let store = open(dir.path(), &params);
+    let after = load(&store);
+    assert_eq!(
+        after.bodies_in_memory(),
+        0,
+        "a loaded chain reads bodies from the store"
+    );
+    // Headers of the best chain, each read alone from the body file.
+    let want: Vec<Header> = (1..=before.height())
+        .map(|h| before.block_at(h).expect("best chain").header)
+        .collect();
+    let served = headers_after(&after, &[params.chain_id()], 2000).expect("genesis is ours");
+    assert_eq!(served, want);
+    let from = before.height() / 2;
+    let served = headers_after(&after, &[before.hash_at(from).expect("held")], 10).expect("ours");
+    assert_eq!(served, want[from as usize..from as usize + 10]);
+    // Blocks by hash, side branches among them, in the order asked.
+    let mut hashes: Vec<BlockHash> = store
+        .blocks()
+        .expect("blocks")
+        .into_iter()
+        .map(|(hash, _)| hash)
+        .collect();
+    hashes.reverse();
+    hashes.truncate(128);
+    assert!(hashes.iter().any(|h| !after.is_active(h)), "a side block");
+    let served = bodies_of(&after, &hashes);
+    assert_eq!(served.len(), hashes.len());
+    for (wire, hash) in served.iter().zip(&hashes) {
+        assert_eq!(Some(wire), before.block(hash).map(|b| b.encode()).as_ref());
+    }
 }

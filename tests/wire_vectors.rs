@@ -31,6 +31,7 @@ fn messages() -> (Named<Request>, Named<Response>) {
         c
     };
     let block = test_chain.block_at(1).unwrap().encode();
+    let header = test_chain.block_at(1).unwrap().header.encode().to_vec();
     let tx = Transfer::sign(
         &testkit::key(1),
         &chain_id,
@@ -51,6 +52,19 @@ fn messages() -> (Named<Request>, Named<Response>) {
         ),
         ("request.get_mempool", Request::GetMempool),
         (
+            "request.get_headers",
+            Request::GetHeaders {
+                locator: vec![BlockHash([0xaa; 32]), genesis.compute_hash()],
+                max: protocol::MAX_HEADERS_PER_RESPONSE,
+            },
+        ),
+        (
+            "request.get_bodies",
+            Request::GetBodies {
+                hashes: vec![test_chain.hash_at(1).unwrap(), BlockHash([0xbb; 32])],
+            },
+        ),
+        (
             "request.transactions",
             Request::Transactions(vec![Bytes(tx_bytes.clone())]),
         ),
@@ -66,6 +80,8 @@ fn messages() -> (Named<Request>, Named<Response>) {
         ("response.status", Response::Status(status)),
         ("response.blocks", Response::Blocks(vec![Bytes(block)])),
         ("response.blocks_empty", Response::Blocks(vec![])),
+        ("response.headers", Response::Headers(vec![Bytes(header)])),
+        ("response.headers_empty", Response::Headers(vec![])),
         (
             "response.transactions",
             Response::Transactions(vec![Bytes(tx_bytes)]),
@@ -155,6 +171,57 @@ fn malformed_cbor_is_an_error_not_a_panic() {
     short.insert("Status", ());
     assert!(decode::<Status>(&encode(&short)).is_err());
 }
+
+#[test]
+fn the_largest_headers_and_bodies_messages_fit_the_codec_limits() {
+    use gossipchain::net::behaviour::{SyncCodec, SyncRequest};
+    let params = ChainParams::default();
+    let mut codec = SyncCodec::new(params.max_block_bytes);
+    let hashes = |n: usize| vec![BlockHash([0xcc; 32]); n];
+    let largest = [
+        Request::GetHeaders {
+            locator: hashes(protocol::MAX_LOCATOR),
+            max: u32::MAX,
+        },
+        Request::GetBodies {
+            hashes: hashes(protocol::MAX_BODIES_PER_REQUEST),
+        },
+    ];
+    for request in largest {
+        let bytes = encode(&request);
+        assert!(bytes.len() as u64 <= protocol::MAX_REQUEST_BYTES / 16);
+        match codec.decode_request(&bytes) {
+            Ok(SyncRequest::Valid(r)) => assert_eq!(r, request),
+            other => panic!("the largest valid request is read as {other:?}"),
+        }
+    }
+    let page = Response::Headers(vec![
+        Bytes(vec![0xdd; 96]);
+        protocol::MAX_HEADERS_PER_RESPONSE as usize
+    ]);
+    let bytes = encode(&page);
+    assert!(bytes.len() as u64 <= protocol::max_response_bytes(params.max_block_bytes) / 16);
+    assert_eq!(codec.decode_response(&bytes).unwrap(), page);
+    // Over the limits of the protocol but within the codec's: read as valid, refused by the
+    // node's answer (src/node/sync.rs), not a decoding failure.
+    let long = Request::GetBodies {
+        hashes: hashes(protocol::MAX_BODIES_PER_REQUEST + 1),
+    };
+    assert!(matches!(
+        codec.decode_request(&encode(&long)),
+        Ok(SyncRequest::Valid(_))
+    ));
+    // A malformed one is the sender's fault, as any malformed request.
+    let mut bad = encode(&Request::GetHeaders {
+        locator: hashes(2),
+        max: 1,
+    });
+    let last = bad.len() - 1;
+    bad[last] = 0x60; // `max` made an empty text string
+    assert!(matches!(
+        codec.decode_request(&bad),
+        Ok(SyncRequest::Malformed(_))
+    ));
 
 /// The compact-block vectors (`proto/vectors/compact.txt`): a header, a salt, the transfers of
 /// a block, the SipHash keys and short ids they give, and the message bytes.

@@ -196,3 +196,38 @@ impl Node {
         self.task.await.expect("node task does not panic");
     }
 }
+
+/// The CPU model (Linux's /proc/cpuinfo), "unknown" elsewhere.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Whether the CPU has the x86 SHA extensions (what the sha2 crate uses for SHA-256 when
+/// present).
+pub fn sha_extensions() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("sha")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The Ed25519 verification backend curve25519-dalek picks at run time on this CPU (its AVX2
+/// backend when the CPU has AVX2; its IFMA one needs a nightly build, so not here).
+pub fn ed25519_backend() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        return "curve25519-dalek avx2";
+    }
+    "curve25519-dalek serial"
+}

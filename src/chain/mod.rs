@@ -12,6 +12,7 @@
 //! - [`checked`]: a block with what its check computed (hash, txids, wire bytes).
 //! - [`compact`]: compact blocks (BIP 152 short ids), their rebuilding and the recent pool.
 //! - [`tree`]: block tree, fork choice, reorganisation; [`mempool`]: pending transfers.
+//! - [`headers`]: runs of headers checked ahead of their blocks (headers-first download).
 //! - [`pace`]: the next block's difficulty and the recent block rate, for `status`.
 //! - [`template`]: the block this node proposes to mine (mining policy).
 
@@ -21,6 +22,7 @@ pub mod checked;
 pub mod compact;
 pub mod encode;
 pub mod hash;
+pub mod headers;
 pub mod ledger;
 pub mod mempool;
 pub mod merkle;
@@ -39,6 +41,7 @@ pub use address::{Address, ChainKind, ParseAddressError};
 pub use block::{Block, BlockKey, Header};
 pub use checked::CheckedBlock;
 pub use hash::{BlockHash, ChainId, TxRoot, Txid};
+pub use headers::{CheckedHeader, HeaderChain, HeaderError};
 pub use ledger::{Account, Ledger};
 pub use mempool::{Mempool, MempoolError, MempoolLimits};
 pub use params::{ChainParams, Difficulty};

@@ -16,14 +16,19 @@ pub const IDENTIFY_PROTOCOL: &str = "/gossipchain/id/1";
 pub const MAX_LOCATOR: usize = 64;
 /// Most blocks in one `Blocks` response.
 pub const MAX_BLOCKS_PER_RESPONSE: u32 = 512;
+/// Most headers in one `Headers` response.
+pub const MAX_HEADERS_PER_RESPONSE: u32 = 2000;
+/// Most hashes in one `GetBodies` request.
+pub const MAX_BODIES_PER_REQUEST: usize = 128;
 /// Most transfers in one `Transactions` request or response.
 pub const MAX_TXS_PER_MESSAGE: usize = 2000;
-/// Largest encoded request: [`MAX_TXS_PER_MESSAGE`] transfers plus framing (a locator is far
-/// smaller).
+/// Largest encoded request: [`MAX_TXS_PER_MESSAGE`] transfers plus framing (a locator or a
+/// `GetBodies` list of hashes is far smaller: 64 or 128 hashes of 34 CBOR bytes each).
 pub const MAX_REQUEST_BYTES: u64 = 512 * 1024;
 /// Budget of block bytes in one response; the largest single block always fits.
 pub const RESPONSE_BLOCK_BYTES: usize = 4 << 20;
-/// Largest encoded response accepted: the block budget plus one maximal block and framing.
+/// Largest encoded response accepted: the block budget plus one maximal block and framing (a
+/// `Headers` page, 2000 headers of 98 CBOR bytes each, is far smaller).
 pub fn max_response_bytes(max_block_bytes: u32) -> u64 {
     (RESPONSE_BLOCK_BYTES + max_block_bytes as usize + 64 * 1024) as u64
 }
@@ -138,6 +143,20 @@ pub enum Request {
     },
     /// "Send me your pending transfers" (asked of a newly connected peer).
     GetMempool,
+    /// "Send the headers of your best chain after the first of these hashes you have on it."
+    GetHeaders {
+        /// Hashes from the requester's chain, newest first, as in `GetBlocks`; at most
+        /// [`MAX_LOCATOR`].
+        locator: Vec<BlockHash>,
+        /// Most headers wanted; the responder caps it at [`MAX_HEADERS_PER_RESPONSE`].
+        max: u32,
+    },
+    /// "Send these blocks" (on any of your branches), by hash, in this order; at most
+    /// [`MAX_BODIES_PER_REQUEST`].
+    GetBodies {
+        /// The blocks wanted.
+        hashes: Vec<BlockHash>,
+    },
     /// "Here are transfers you may lack": sent after a reorganisation returned transfers to our
     /// mempool, which gossip cannot repeat (its duplicate cache remembers them). At most
     /// [`MAX_TXS_PER_MESSAGE`], each in consensus encoding.
@@ -159,9 +178,15 @@ pub enum Request {
 pub enum Response {
     /// The responder's status.
     Status(Status),
-    /// Consecutive blocks of the responder's best chain, oldest first, each in its consensus
-    /// encoding; empty when the responder has nothing after the locator.
+    /// Blocks in consensus encoding. To `GetBlocks`: consecutive blocks of the responder's best
+    /// chain, oldest first; empty when the responder has nothing after the locator. To
+    /// `GetBodies`: the blocks asked, in the order asked, up to the first one the responder
+    /// does not hold or the response budget; empty when it holds none.
     Blocks(Vec<Bytes>),
+    /// Consecutive headers of the responder's best chain, oldest first, each in its 96-byte
+    /// consensus encoding (the answer to `GetHeaders`); empty when nothing follows the
+    /// locator.
+    Headers(Vec<Bytes>),
     /// Pending transfers, highest fee first, at most [`MAX_TXS_PER_MESSAGE`], each in
     /// consensus encoding (the answer to `GetMempool`).
     Transactions(Vec<Bytes>),
@@ -173,7 +198,7 @@ pub enum Response {
 
 /// Hashes back from `height` on a chain, newest first: the 10 most recent, then doubling gaps,
 /// always ending with genesis (height 0). The caller maps each height to its chain's hash there
-/// (see `node::sync::locator_from`, which also starts a locator on a side branch).
+/// (see `sync::serve::locator_from`, which also starts a locator on a side branch).
 pub fn locator_heights(height: u64) -> Vec<u64> {
     let mut out = Vec::new();
     let mut h = height;

@@ -87,7 +87,7 @@ impl Node {
             }
             Command::SetMining { on } => self.set_mining(on),
             Command::Sync { reply } => {
-                let n = self.sync.machine.peers().count();
+                let n = self.fetch.sync.peers().count();
                 self.ask_statuses();
                 let _ = reply.send(n);
             }

@@ -77,8 +77,6 @@ pub enum Event<P, M> {
         message: M,
         /// The block.
         hash: BlockHash,
-        /// Its parent (the full block is asked for as the one after it).
-        prev: BlockHash,
     },
     /// The answer to a `GetBlockTxs`: the transfers, or why there are none (refused, failed,
     /// malformed).
@@ -129,7 +127,7 @@ pub enum Action<P, M> {
         /// The indexes, increasing.
         indexes: Vec<u32>,
     },
-    /// Ask `peer` for the full block after `prev` (which must be `block`).
+    /// Ask `peer` for the full block (`GetBodies`).
     GetBlock {
         /// Whom to ask.
         peer: P,
@@ -137,8 +135,6 @@ pub enum Action<P, M> {
         tag: Tag,
         /// The block wanted.
         block: BlockHash,
-        /// Its parent.
-        prev: BlockHash,
     },
     /// The block of gossip message `message` is whole (its Merkle root checked): validate it
     /// and report the verdict for the message.
@@ -185,7 +181,6 @@ struct Pending<P, M> {
     peer: P,
     message: M,
     hash: BlockHash,
-    prev: BlockHash,
     deadline: Instant,
     /// The partial block while its transfers are asked for; `None` once the full block is.
     partial: Option<Partial>,
@@ -274,7 +269,7 @@ impl<P: Copy + Eq + Hash, M: Clone> CompactRelay<P, M> {
                 message,
                 partial,
             } => {
-                let (hash, prev) = (partial.hash(), partial.header().prev_hash);
+                let hash = partial.hash();
                 if let Some(refused) = self.refuse_new(peer, &message, hash) {
                     return vec![refused];
                 }
@@ -282,7 +277,7 @@ impl<P: Copy + Eq + Hash, M: Clone> CompactRelay<P, M> {
                 let bytes = partial.bytes();
                 if self.pending_bytes + bytes > self.config.max_pending_bytes {
                     // Over the memory budget: keep nothing, fetch the block whole.
-                    return self.fetch_full(peer, message, hash, prev, now);
+                    return self.fetch_full(peer, message, hash, now);
                 }
                 let tag = self.tag();
                 let indexes = partial.missing();
@@ -293,7 +288,6 @@ impl<P: Copy + Eq + Hash, M: Clone> CompactRelay<P, M> {
                         peer,
                         message,
                         hash,
-                        prev,
                         deadline: now + self.config.txs_deadline,
                         partial: Some(partial),
                     },
@@ -309,12 +303,11 @@ impl<P: Copy + Eq + Hash, M: Clone> CompactRelay<P, M> {
                 peer,
                 message,
                 hash,
-                prev,
             } => {
                 if let Some(refused) = self.refuse_new(peer, &message, hash) {
                     return vec![refused];
                 }
-                self.fetch_full(peer, message, hash, prev, now)
+                self.fetch_full(peer, message, hash, now)
             }
             Event::Transactions { tag, result } => self.on_transactions(tag, result, now),
             Event::FullBlock { tag, result } => self.on_full_block(tag, result, now),
@@ -356,7 +349,6 @@ impl<P: Copy + Eq + Hash, M: Clone> CompactRelay<P, M> {
         peer: P,
         message: M,
         hash: BlockHash,
-        prev: BlockHash,
         now: Instant,
     ) -> Vec<Action<P, M>> {
         self.stats.fell_back += 1;
@@ -367,7 +359,6 @@ impl<P: Copy + Eq + Hash, M: Clone> CompactRelay<P, M> {
                 peer,
                 message,
                 hash,
-                prev,
                 deadline: now + self.config.full_deadline,
                 partial: None,
             },
@@ -376,7 +367,6 @@ impl<P: Copy + Eq + Hash, M: Clone> CompactRelay<P, M> {
             peer,
             tag,
             block: hash,
-            prev,
         }]
     }
 
@@ -427,7 +417,7 @@ impl<P: Copy + Eq + Hash, M: Clone> CompactRelay<P, M> {
         let txs = match result {
             Ok(txs) => txs,
             Err(Failure::NoAnswer(_)) => {
-                return self.fetch_full(p.peer, p.message, p.hash, p.prev, now);
+                return self.fetch_full(p.peer, p.message, p.hash, now);
             }
             Err(Failure::Malformed(reason)) => return self.blame(p, reason),
         };
@@ -437,7 +427,7 @@ impl<P: Copy + Eq + Hash, M: Clone> CompactRelay<P, M> {
                 self.done(p, block)
             }
             // A chance collision among the transfers held here: no one's fault.
-            Err(FillError::RootMismatch) => self.fetch_full(p.peer, p.message, p.hash, p.prev, now),
+            Err(FillError::RootMismatch) => self.fetch_full(p.peer, p.message, p.hash, now),
             Err(e) => self.blame(p, format!("answered GetBlockTxs wrongly: {e}")),
         }
     }
@@ -473,12 +463,12 @@ impl<P: Copy + Eq + Hash, M: Clone> CompactRelay<P, M> {
             // properly (a failure is passed as `Failed`, not here).
             return match result {
                 Ok(_) => self.blame(p, "answered GetBlockTxs with blocks".into()),
-                Err(_) => self.fetch_full(p.peer, p.message, p.hash, p.prev, now),
+                Err(_) => self.fetch_full(p.peer, p.message, p.hash, now),
             };
         }
         match result {
             Ok(block) if block.compute_hash() == p.hash => self.done(p, block),
-            Ok(_) => self.give_up(p, "the peer's block after the parent is another one".into()),
+            Ok(_) => self.give_up(p, "the peer served another block".into()),
             Err(Failure::NoAnswer(reason)) => self.give_up(p, reason),
             Err(Failure::Malformed(reason)) => self.blame(p, reason),
         }
@@ -502,7 +492,7 @@ impl<P: Copy + Eq + Hash, M: Clone> CompactRelay<P, M> {
         for tag in expired {
             let Some(p) = self.take(tag) else { continue };
             if p.partial.is_some() {
-                out.extend(self.fetch_full(p.peer, p.message, p.hash, p.prev, now));
+                out.extend(self.fetch_full(p.peer, p.message, p.hash, now));
             } else {
                 out.extend(self.give_up(p, "no full block in time".into()));
             }
@@ -779,7 +769,6 @@ mod tests {
                 peer: 3,
                 message: 12,
                 hash: block.compute_hash(),
-                prev: block.header.prev_hash,
             },
             t0,
         );

@@ -4,13 +4,13 @@
 //!
 //! One file per job: [`handle`] (the public types and the handle), `relay` (gossip and
 //! transfer admission, compact blocks), [`compact`] (compact relay's requests, IO-less),
-//! [`sync`] (downloads and the answers to peers' requests), `mining`, `commands` (the
-//! handle's requests), `persist` (the store writer). This file holds the state,
+//! `fetch` (carries out what [`crate::sync`] asks, answers peers' sync requests), `mining`,
+//! `commands` (the handle's requests), `persist` (the store writer). This file holds the state,
 //! [`start`], the loop and its dispatch.
 //!
 //! Each turn of the loop handles one event or command, then [`Node::end_of_step`] does the side
 //! effects once: one mempool re-check and one miner restart for however many blocks changed the
-//! tip (a sync page of 512 blocks gives one of each), one status publish, one store batch.
+//! tip (a sync batch of 256 blocks gives one of each), one status publish, one store batch.
 //!
 //! Nothing here awaits the network: commands to it are queued without waiting, so the network
 //! can always hand the node its next event. No lock is shared with other tasks: state changes
@@ -19,12 +19,11 @@
 mod commands;
 pub mod compact;
 pub mod events;
+mod fetch;
 pub mod handle;
 mod mining;
 mod persist;
 mod relay;
-pub mod sync;
-pub mod sync_machine;
 
 pub use handle::{
     BlockId, BlockInfo, BlockState, MineError, NodeConfig, NodeError, NodeHandle, NodeStatus,
@@ -40,16 +39,16 @@ use crate::metrics::{Metrics, Origin};
 use crate::net::protocol::Status;
 use crate::net::{self, Event, Topic};
 use crate::store::Store;
+use crate::sync::{Event as SyncEvent, SyncConfig};
 use crate::wallet::{self, Wallet};
 use events::Watch;
+use fetch::{Fetch, VerifiedBatch};
 use handle::Command;
 use libp2p::{PeerId, identity};
 use mining::{Job, MineWaiter, MinedResult, MinerThread};
 use persist::{Batch, Persister};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
-use sync::{SyncDriver, VerifiedPage};
-use sync_machine::{Event as SyncEvent, SyncConfig};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -64,7 +63,8 @@ struct Node {
     store: crate::store::StoreReader,
     wallet: Wallet,
     net: net::Client,
-    sync: SyncDriver,
+    /// Block acquisition and its executor's timer.
+    fetch: Fetch,
     status: watch::Sender<NodeStatus>,
     /// Blocks accepted but not yet committed, parents first.
     unsaved: Vec<Arc<CheckedBlock>>,
@@ -84,8 +84,8 @@ struct Node {
     mine_waiters: std::collections::VecDeque<MineWaiter>,
     /// Runs the mining jobs.
     miner: MinerThread,
-    /// Where sync pages checked off the actor come back.
-    verified_tx: mpsc::Sender<VerifiedPage>,
+    /// Where sync batches checked off the actor come back.
+    verified_tx: mpsc::Sender<VerifiedBatch>,
     /// Events for watchers, block arrivals and the txid index.
     watch: Watch,
     /// Counters and gauges for `GET /metrics`.
@@ -99,6 +99,14 @@ struct Node {
 /// Who a block came from, for logs.
 fn origin(from: Option<PeerId>) -> String {
     from.map_or_else(|| "this node".into(), |p| p.to_string())
+}
+
+/// Sleeps until `at`, or for ever when there is no such instant.
+async fn wait_until(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// How soon a batch the store writer had no room for is offered again.
@@ -176,16 +184,16 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
     let (cmd_tx, cmd_rx) = mpsc::channel(256);
     let (mined_tx, mined_rx) = mpsc::channel(4);
     let miner = MinerThread::spawn(mined_tx).map_err(NodeError::MinerThread)?;
-    let sync = SyncDriver::new(
+    let fetch = Fetch::new(
         SyncConfig {
             request_timeout: config.net.behaviour.request_timeout,
-            page_timeout: config.net.behaviour.request_timeout,
+            bodies_timeout: config.net.behaviour.request_timeout,
             status_interval: config.status_interval,
             ..SyncConfig::new(chain_id)
         },
-        &chain,
+        chain.tip(),
     );
-    // One page at a time is validated, so a few slots are plenty.
+    // One batch at a time is validated, so a few slots are plenty.
     let (verified_tx, verified_rx) = mpsc::channel(4);
     let (events_tx, _) = broadcast::channel(events::EVENT_CAPACITY);
     let watch = Watch::new(&chain, events_tx.clone());
@@ -199,7 +207,7 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
         store: reader,
         wallet,
         net: client.clone(),
-        sync,
+        fetch,
         status: status_tx,
         unsaved: Vec::new(),
         unsaved_rejected: Vec::new(),
@@ -229,28 +237,17 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
     ))
 }
 
-/// Sleeps until `deadline`, or forever without one.
-async fn sleep_until(deadline: Option<std::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d.into()).await,
-        None => std::future::pending().await,
-    }
-}
-
 impl Node {
     async fn run(
         mut self,
         mut events: mpsc::Receiver<Event>,
         mut commands: mpsc::Receiver<Command>,
         mut mined: mpsc::Receiver<MinedResult>,
-        mut verified: mpsc::Receiver<VerifiedPage>,
+        mut verified: mpsc::Receiver<VerifiedBatch>,
         net_task: JoinHandle<()>,
     ) {
-        // Drives the sync machine's deadlines and periodic status requests.
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
         self.maybe_start_mining();
+        self.sync_event(SyncEvent::Timer);
         loop {
             tokio::select! {
                 event = events.recv() => match event {
@@ -262,10 +259,15 @@ impl Node {
                     Some(command) => self.on_command(command),
                 },
                 Some(result) = mined.recv() => self.on_mined(result),
-                Some(page) = verified.recv() => self.on_verified_page(page),
-                _ = tick.tick() => self.sync_event(SyncEvent::Tick),
+                Some(batch) = verified.recv() => self.on_verified_batch(batch),
+                // The instant block acquisition asked to be woken at (a deadline, a stall
+                // check, the status round).
+                _ = wait_until(self.fetch.wake) => {
+                    self.fetch.wake = None;
+                    self.sync_event(SyncEvent::Timer);
+                }
                 // A compact block's missing transfers or full block is overdue.
-                _ = sleep_until(self.compact.next_deadline()) => {
+                _ = wait_until(self.compact.next_deadline()) => {
                     self.compact_event(compact::Event::Tick);
                 }
                 // The store writer's queue was full: offer the batch again soon.
@@ -437,10 +439,10 @@ impl Node {
 
     fn publish_status(&self) {
         let (tip, height, work) = (self.chain.tip(), self.chain.height(), self.chain.tip_work());
-        let peers = self.sync.machine.peers().count();
+        let peers = self.fetch.sync.peers().count();
         let mempool = self.mempool.len();
         let orphans = self.chain.orphan_count();
-        let (mining, syncing) = (self.mining, self.sync.machine.is_syncing());
+        let (mining, syncing) = (self.mining, self.fetch.sync.is_syncing());
         self.update_gauges(height, mempool, syncing);
         self.status.send_if_modified(|s| {
             let changed = s.tip != tip
@@ -470,22 +472,25 @@ impl Node {
         m.height.set(height as i64);
         m.mempool.set(mempool as i64);
         m.syncing.set(syncing as i64);
-        let target = (self.sync.machine.peers())
-            .filter_map(|p| self.sync.machine.claim(p))
+        let target = (self.fetch.sync.peers())
+            .filter_map(|p| self.fetch.sync.claim(p))
             .map(|c| c.height)
             .max()
             .unwrap_or(0);
         m.sync_target_height.set(target.max(height) as i64);
-        let stats = self.sync.machine.stats();
+        let stats = self.fetch.sync.stats();
         for (event, total) in [
-            ("requested", stats.pages_requested),
-            ("applied", stats.pages_applied),
+            ("headers_requested", stats.headers_requested),
+            ("headers_checked", stats.headers_checked),
+            ("bodies_requested", stats.bodies_requested),
+            ("bodies_received", stats.bodies_received),
+            ("batches_applied", stats.batches_applied),
             ("timeout", stats.timeouts),
+            ("stall", stats.stalls),
             ("failure", stats.failures),
         ] {
             Metrics::catch_up(
-                &m.sync_pages
-                    .get_or_create(&crate::metrics::SyncLabel { event }),
+                &m.sync.get_or_create(&crate::metrics::SyncLabel { event }),
                 total,
             );
         }

@@ -99,7 +99,6 @@ impl Node {
                     peer: source,
                     message: id,
                     hash,
-                    prev: c.header.prev_hash,
                 })
             }
         }
@@ -119,7 +118,7 @@ impl Node {
                 Outcome::AlreadyKnown => MessageAcceptance::Ignore,
                 Outcome::Orphan { missing_parent } => {
                     tracing::debug!(parent = %missing_parent.short(), %source, "orphan block: syncing");
-                    self.sync_event(super::sync_machine::Event::Orphan(source));
+                    self.sync_event(crate::sync::Event::Orphan(source));
                     MessageAcceptance::Ignore
                 }
             },
@@ -187,16 +186,10 @@ impl Node {
                         });
                     }
                 }
-                CompactAction::GetBlock {
-                    peer,
-                    tag,
-                    block,
-                    prev,
-                } => {
+                CompactAction::GetBlock { peer, tag, block } => {
                     tracing::debug!(block = %block.short(), %peer, "fetching a compact block whole");
-                    let request = Request::GetBlocks {
-                        locator: vec![prev],
-                        max: 1,
+                    let request = Request::GetBodies {
+                        hashes: vec![block],
                     };
                     if self.net.request(peer, request, tag).is_err() {
                         self.compact_event(CompactEvent::Failed {
@@ -264,7 +257,7 @@ impl Node {
             }
             Ok(Response::Blocks(blocks)) => {
                 let result = match blocks.first() {
-                    None => Err(Failure::NoAnswer("no block after the parent".into())),
+                    None => Err(Failure::NoAnswer("the block is not served".into())),
                     Some(b) => Block::decode(&b.0, max_bytes, max_txs)
                         .map_err(|e| Failure::Malformed(format!("served a malformed block: {e}"))),
                 };
@@ -417,21 +410,15 @@ impl Node {
         Some(accepted)
     }
 
-    /// Sends transfers to every connected peer over sync (see [`Request::Transactions`]).
+    /// Sends transfers to every connected peer over sync (see [`protocol::Request::Transactions`]): a
+    /// push that fails is only logged, the peer asks for our mempool when it reconnects.
     pub(super) fn push_to_peers(&mut self, txs: &[Transfer]) {
-        let peers: Vec<PeerId> = self.sync.machine.peers().copied().collect();
         for chunk in txs.chunks(protocol::MAX_TXS_PER_MESSAGE) {
             let encoded: Vec<_> = chunk
                 .iter()
                 .map(|t| protocol::Bytes(Transaction::Transfer(*t).encode()))
                 .collect();
-            for peer in &peers {
-                let tag = self.sync.push_tag();
-                // A push that cannot be queued is only logged: the peer asks for our mempool.
-                let _ = self
-                    .net
-                    .request(*peer, Request::Transactions(encoded.clone()), tag);
-            }
+            self.sync_event(crate::sync::Event::Push(encoded));
         }
     }
 

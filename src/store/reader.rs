@@ -9,7 +9,7 @@ use crate::chain::block::HEADER_LEN;
 use crate::chain::hash::sha256;
 use crate::chain::ledger::Undo;
 use crate::chain::tree::BlockSource;
-use crate::chain::{Block, BlockHash, BlockKey, ChainParams, CheckedBlock, Txid};
+use crate::chain::{Block, BlockHash, BlockKey, ChainParams, CheckedBlock, Header, Txid};
 use redb::{Database, ReadableDatabase};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -194,6 +194,36 @@ impl StoreReader {
         }
     }
 
+    /// The headers of `ids`: those of the longest prefix that is stored. A best-chain block's
+    /// header is read alone from the body file (one 96-byte positioned read, hashed to check
+    /// it is the one asked for), any other through [`StoreReader::wire`].
+    pub fn headers(&self, ids: &[BlockKey]) -> Result<Vec<Header>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let at = self
+                .file
+                .locations
+                .read()
+                .expect("locations lock")
+                .get(id.height)
+                .filter(|at| at.len as usize >= HEADER_LEN);
+            let mut bytes = [0u8; HEADER_LEN];
+            let from_file = at.is_some_and(|at| {
+                self.file.read_into(at.offset, &mut bytes).is_ok() && hashes_to(&bytes, &id.hash)
+            });
+            if !from_file {
+                let Some(wire) = self.wire(id)? else {
+                    break;
+                };
+                bytes.copy_from_slice(&wire[..HEADER_LEN]);
+            }
+            let header = Header::decode(&bytes)
+                .map_err(|e| self.corrupt(format!("the header of block {}: {e}", id.hash)))?;
+            out.push(header);
+        }
+        Ok(out)
+    }
+
     /// A stored block, decoded and checked to be the one its key names.
     pub fn block(&self, id: &BlockKey) -> Result<Option<CheckedBlock>, StoreError> {
         let hash = &id.hash;
@@ -270,5 +300,9 @@ impl BlockSource for StoreReader {
 
     fn undo(&self, hash: &BlockHash) -> Result<Option<Undo>, String> {
         StoreReader::undo(self, hash).map_err(|e| e.to_string())
+    }
+
+    fn headers(&self, ids: &[BlockKey]) -> Result<Vec<Header>, String> {
+        StoreReader::headers(self, ids).map_err(|e| e.to_string())
     }
 }

@@ -43,22 +43,33 @@ pub fn quiet() -> Responder {
         Answer::Respond(match r {
             Request::Status(_) => Response::Status(genesis_status(chain_id)),
             Request::GetMempool => Response::Transactions(Vec::new()),
-            Request::GetBlocks { .. } => Response::Blocks(Vec::new()),
+            Request::GetBlocks { .. } | Request::GetBodies { .. } => Response::Blocks(Vec::new()),
+            Request::GetHeaders { .. } => Response::Headers(Vec::new()),
             Request::Transactions(_) => Response::Accepted(0),
             Request::GetBlockTxs { .. } => Response::Refused("no such block".into()),
         })
     })
 }
 
-/// Answers the node's status request with `status`, and `blocks` to its block requests; the
-/// rest as [`quiet`].
+/// Answers the node's status request with `status`, and `blocks` to its requests for a chain
+/// (headers, bodies or blocks); the rest as [`quiet`].
 pub fn claiming(status: Status, mut blocks: impl FnMut() -> Answer + Send + 'static) -> Responder {
     let mut rest = quiet();
     Box::new(move |r| match r {
         Request::Status(_) => Answer::Respond(Response::Status(status)),
-        Request::GetBlocks { .. } => blocks(),
+        Request::GetBlocks { .. } | Request::GetHeaders { .. } | Request::GetBodies { .. } => {
+            blocks()
+        }
         other => rest(other),
     })
+}
+
+/// Whether a request asks for a chain: the first request of a download (headers first).
+pub fn is_download(n: &Note) -> bool {
+    matches!(
+        n,
+        Note::Request(Request::GetHeaders { .. } | Request::GetBlocks { .. })
+    )
 }
 
 /// What a raw peer reports to the test.
@@ -293,7 +304,8 @@ pub fn raw_quiet() -> RawResponder {
         Some(cbor(&match request {
             Request::Status(_) => Response::Status(genesis_status(chain_id)),
             Request::GetMempool => Response::Transactions(Vec::new()),
-            Request::GetBlocks { .. } => Response::Blocks(Vec::new()),
+            Request::GetBlocks { .. } | Request::GetBodies { .. } => Response::Blocks(Vec::new()),
+            Request::GetHeaders { .. } => Response::Headers(Vec::new()),
             Request::Transactions(_) => Response::Accepted(0),
             Request::GetBlockTxs { .. } => Response::Refused("no such block".into()),
         }))

@@ -6,6 +6,8 @@
 use crate::common::*;
 use crate::forge;
 use crate::peers::*;
+use gossipchain::chain::block::HEADER_LEN;
+use gossipchain::chain::target::Target;
 use gossipchain::chain::tx::SignatureError;
 use gossipchain::chain::{
     Address, Block, BlockHash, ChainState, Coinbase, Transaction, Transfer, ValidationError,
@@ -147,7 +149,60 @@ struct Lie {
 fn lies(net: &Net) -> Vec<Lie> {
     let foreign_status = genesis_status(forge::other_chain(8).chain_id());
     let claim = boastful(net);
-    let serving = |answer: Response| claiming(claim, move || Answer::Respond(answer.clone()));
+    // A liar serving `answer` as its chain: to a headers request, the headers of the blocks
+    // in it (a block's encoding starts with its 96-byte header), to a bodies request the
+    // blocks; any other kind of answer as it is.
+    // It claims the work of the chain it serves when that chain builds on the node's tip
+    // (so that only the lie under test gets it banned), else far more than anyone.
+    let mirror_tip = net.mirror.tip();
+    let mirror_work = net.mirror.tip_work();
+    let claim_of = move |blocks: &[Block]| match blocks.first() {
+        Some(b) if b.header.prev_hash == mirror_tip => {
+            let last = blocks.last().expect("not empty");
+            let work: u128 = (blocks.iter())
+                .map(|b| {
+                    Target::from_compact(b.header.bits)
+                        .unwrap()
+                        .work()
+                        .saturating_u128()
+                })
+                .sum();
+            Status::new(
+                claim.chain_id,
+                last.compute_hash(),
+                last.header.height,
+                mirror_work + work,
+            )
+        }
+        _ => claim,
+    };
+    let serving = |answer: Response| -> Responder {
+        let claim = match &answer {
+            Response::Blocks(bytes) => {
+                let blocks: Vec<Block> = (bytes.iter())
+                    .filter_map(|b| Block::decode(&b.0, 1 << 24, 100_000).ok())
+                    .collect();
+                claim_of(&blocks)
+            }
+            _ => claim,
+        };
+        let mut rest = quiet();
+        Box::new(move |r| match r {
+            Request::Status(_) => Answer::Respond(Response::Status(claim)),
+            Request::GetHeaders { .. } => Answer::Respond(match &answer {
+                Response::Blocks(blocks) => Response::Headers(
+                    (blocks.iter())
+                        .map(|b| Bytes(b.0[..HEADER_LEN].to_vec()))
+                        .collect(),
+                ),
+                other => other.clone(),
+            }),
+            Request::GetBlocks { .. } | Request::GetBodies { .. } => {
+                Answer::Respond(answer.clone())
+            }
+            other => rest(other),
+        })
+    };
     let lie = |what, responder, request, after| Lie {
         what,
         responder,
@@ -206,13 +261,35 @@ fn lies(net: &Net) -> Vec<Lie> {
             )
         },
         lie(
-            "blocks that do not connect to the locator",
+            "a chain that does not connect to the locator",
             serving(Response::Blocks(
                 unconnected.iter().map(|b| Bytes(b.encode())).collect(),
             )),
             None,
             After::Dropped(unconnected.iter().map(|b| b.compute_hash()).collect()),
         ),
+        {
+            // Headers of one valid block, then another valid block as its body.
+            let promised = net.valid_block(1);
+            let served = net.valid_block(2);
+            let served_hash = served.compute_hash();
+            let headers = Response::Headers(vec![Bytes(promised.header.encode().to_vec())]);
+            let body = Response::Blocks(vec![Bytes(served.encode())]);
+            let claim = claim_of(std::slice::from_ref(&promised));
+            let mut rest = quiet();
+            let responder: Responder = Box::new(move |r| match r {
+                Request::Status(_) => Answer::Respond(Response::Status(claim)),
+                Request::GetHeaders { .. } => Answer::Respond(headers.clone()),
+                Request::GetBodies { .. } => Answer::Respond(body.clone()),
+                other => rest(other),
+            });
+            lie(
+                "a body that is not the block its header promised",
+                responder,
+                None,
+                After::Dropped(vec![served_hash, promised.compute_hash()]),
+            )
+        },
         lie(
             "an invalid block served by sync",
             serving(Response::Blocks(vec![Bytes(bad.encode())])),
@@ -260,10 +337,7 @@ async fn peers_that_lie_over_sync_are_banned() {
                 .expect("the request is queued");
         }
         if lie.after_download {
-            liar.expect("the download from the liar", |n| {
-                matches!(n, Note::Request(Request::GetBlocks { .. }))
-            })
-            .await;
+            liar.expect("the download from the liar", is_download).await;
         }
         liar.expect(what, |n| matches!(n, Note::Disconnected)).await;
         match lie.after {
@@ -370,6 +444,85 @@ async fn peers_that_lie_over_sync_are_banned() {
         panic!("{n:?}")
     };
     assert_eq!(blocks.len() as u64, net.honest.status().height);
+    // The same for headers and blocks by hash: refused out of bounds, served within.
+    let refused = [
+        Request::GetHeaders {
+            locator: Vec::new(),
+            max: 10,
+        },
+        Request::GetHeaders {
+            locator: vec![chain_id; 65],
+            max: 10,
+        },
+        Request::GetHeaders {
+            locator: vec![BlockHash([0x42; 32])],
+            max: 10,
+        },
+        Request::GetBodies { hashes: Vec::new() },
+        Request::GetBodies {
+            hashes: vec![chain_id; 129],
+        },
+    ];
+    for (tag, request) in (20u64..).zip(refused) {
+        asker
+            .client
+            .request(honest, request.clone(), tag)
+            .expect("the request is queued");
+        let n = asker
+            .expect(
+                "the answer",
+                |n| matches!(n, Note::Response(t, _) if *t == tag),
+            )
+            .await;
+        assert!(
+            matches!(n, Note::Response(_, Ok(Response::Refused(_)))),
+            "{request:?}: {n:?}"
+        );
+    }
+    asker
+        .client
+        .request(
+            honest,
+            Request::GetHeaders {
+                locator: vec![chain_id],
+                max: u32::MAX,
+            },
+            30,
+        )
+        .expect("the request is queued");
+    let n = asker
+        .expect("the headers", |n| matches!(n, Note::Response(30, _)))
+        .await;
+    let Note::Response(_, Ok(Response::Headers(headers))) = n else {
+        panic!("{n:?}")
+    };
+    assert_eq!(headers.len(), blocks.len());
+    let mut hashes = Vec::new();
+    for (header, block) in headers.iter().zip(&blocks) {
+        assert_eq!(header.0, block.0[..96], "a block's own header");
+        hashes.push(
+            gossipchain::chain::Header::decode(&header.0)
+                .unwrap()
+                .compute_hash(),
+        );
+    }
+    // Blocks by hash, in the order asked, up to the first the node lacks.
+    hashes.reverse();
+    hashes.push(BlockHash([0x42; 32]));
+    hashes.push(chain_id);
+    asker
+        .client
+        .request(honest, Request::GetBodies { hashes }, 31)
+        .expect("the request is queued");
+    let n = asker
+        .expect("the bodies", |n| matches!(n, Note::Response(31, _)))
+        .await;
+    let Note::Response(_, Ok(Response::Blocks(bodies))) = n else {
+        panic!("{n:?}")
+    };
+    let mut want = blocks.clone();
+    want.reverse();
+    assert_eq!(bodies, want);
     assert!(
         net.honest_connected_to(asker.id).await,
         "refused, not banned"
@@ -402,10 +555,8 @@ async fn a_peer_that_claims_work_and_never_answers_does_not_stall_sync() {
     );
     let mut liar =
         RawPeer::connect(&node.addr, RawOpts::new(claiming(claim, || Answer::Hold))).await;
-    liar.expect("the node to download from the liar", |n| {
-        matches!(n, Note::Request(Request::GetBlocks { .. }))
-    })
-    .await;
+    liar.expect("the node to download from the liar", is_download)
+        .await;
 
     // An honest peer 5 blocks ahead joins: the node must get its chain despite the liar.
     testkit::extend(&mut chain, 5, Address::of(&key(2)));

@@ -10,7 +10,8 @@
 //!
 //! Here the types and the state with its queries; by job: [`process`] accepts blocks (fork
 //! choice, reorganisation), [`bodies`] reads bodies and decides which stay in memory,
-//! [`prune`] bounds side branches, [`restore`] rebuilds a chain from a store.
+//! [`prune`] bounds side branches, [`restore`] rebuilds a chain from a store, [`serving`]
+//! reads headers and blocks by hash for peers.
 
 mod bodies;
 mod index;
@@ -18,6 +19,7 @@ mod orphans;
 mod process;
 mod prune;
 mod restore;
+mod serving;
 mod source;
 #[cfg(test)]
 mod tests;
