@@ -222,6 +222,7 @@ fn the_largest_headers_and_bodies_messages_fit_the_codec_limits() {
         codec.decode_request(&bad),
         Ok(SyncRequest::Malformed(_))
     ));
+}
 
 /// The compact-block vectors (`proto/vectors/compact.txt`): a header, a salt, the transfers of
 /// a block, the SipHash keys and short ids they give, and the message bytes.
