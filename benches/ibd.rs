@@ -18,6 +18,7 @@ mod common;
 #[path = "../tests/binary/mod.rs"]
 mod binary;
 #[path = "../tests/lan/delay.rs"]
+#[allow(dead_code)]
 mod delay;
 #[path = "../tests/lan/harness.rs"]
 mod harness;
