@@ -171,7 +171,7 @@ async fn flood(target: Multiaddr, blocks: Vec<Block>, stop: Arc<AtomicBool>) -> 
                 let b = swarm.behaviour_mut();
                 for (topic, data) in [
                     (&blocks_topic, garbage),
-                    (&blocks_topic, bad_pow.encode()),
+                    (&blocks_topic, testkit::compact_wire(&bad_pow)),
                     (&txs_topic, Transaction::Transfer(forged).encode()),
                 ] {
                     if b.publish(topic.clone(), data).is_ok() {

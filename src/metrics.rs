@@ -69,6 +69,14 @@ pub struct SyncLabel {
     pub event: &'static str,
 }
 
+/// `{event}` of compact block relay.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CompactLabel {
+    /// rebuilt (from held transfers, no round trip), asked (missing transfers requested),
+    /// filled (completed by them), fell_back (the full block fetched) or given_up.
+    pub event: &'static str,
+}
+
 /// Every metric of the node, and the registry that holds them and libp2p's.
 #[derive(Debug)]
 pub struct Metrics {
@@ -97,6 +105,8 @@ pub struct Metrics {
     pub sync_target_height: Gauge,
     /// Sync pages requested, applied, timed out, failed.
     pub sync: Family<SyncLabel, Counter>,
+    /// Compact blocks received, by what rebuilding them took.
+    pub compact_blocks: Family<CompactLabel, Counter>,
     /// This node's miner: hashes per second of its last solved block.
     pub miner_hash_rate: Gauge<f64, AtomicU64>,
     /// Hashes this node's miner computed for the blocks it found.
@@ -127,6 +137,7 @@ impl Metrics {
             syncing: Gauge::default(),
             sync_target_height: Gauge::default(),
             sync: Family::default(),
+            compact_blocks: Family::default(),
             miner_hash_rate: Gauge::default(),
             miner_hashes: Counter::default(),
             network_hash_rate: Gauge::default(),
@@ -183,6 +194,11 @@ impl Metrics {
             "sync",
             "Block acquisition: requests, headers, bodies, batches, timeouts, stalls, failures",
             m.sync.clone(),
+        );
+        r.register(
+            "compact_blocks",
+            "Compact blocks received, by what rebuilding them took",
+            m.compact_blocks.clone(),
         );
         r.register(
             "miner_hash_rate",
@@ -290,6 +306,13 @@ impl Metrics {
                 reason,
             })
             .inc();
+    }
+
+    /// The counter of a compact block event (see [`CompactLabel`]).
+    pub fn compact(&self, event: &'static str) -> Counter {
+        self.compact_blocks
+            .get_or_create(&CompactLabel { event })
+            .clone()
     }
 
     /// A reorganisation that took `depth` blocks off the best chain.

@@ -7,10 +7,14 @@
 //!
 //! - `gossip`: every block rule of PROTOCOL.md §9-§10, malformed and oversized messages, an
 //!   orphan flood, a block from the future, invalid transfers.
+//! - `compact`: compact blocks with colliding short ids, invalid prefilled transfers or
+//!   transfers nobody has, and `GetBlockTxs` for blocks never sent or asked too often.
 //! - `sync`: malformed and oversized sync messages, lying statuses and answers, a request
 //!   flood, a peer that claims work and never serves it.
 
 mod common;
+#[path = "adversary/compact.rs"]
+mod compact;
 #[path = "adversary/forge.rs"]
 mod forge;
 #[path = "adversary/gossip.rs"]

@@ -251,3 +251,96 @@ async fn a_full_node_still_lets_a_newcomer_in_and_closes_its_oldest_accepted_con
     }
     hub.stop().await;
 }
+
+/// The count of compact block `event` in `node`'s metrics (see `CompactLabel`).
+fn compact_count(node: &TestNode, event: &str) -> u64 {
+    let key = format!("gossipchain_compact_blocks_total{{event=\"{event}\"}} ");
+    node.handle
+        .metrics()
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(&key).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Two nodes on the same three blocks paying key(1) (150 coins), `b` dialling `a` with its
+/// mempool limited to `b_pool` transfers; returns once a block of `a` reached `b` by gossip.
+async fn compact_pair(b_pool: usize) -> (TestNode, TestNode) {
+    use gossipchain::chain::Address;
+    let miner = Address::of(&gossipchain::testkit::key(1));
+    let da = tempfile::tempdir().unwrap();
+    preload(&da, 3, miner);
+    let c = config(&da, &[]);
+    let a = start_with(da, c).await;
+    let db = tempfile::tempdir().unwrap();
+    preload(&db, 3, miner);
+    let mut c = config(&db, std::slice::from_ref(&a.addr));
+    c.mempool.max_txs = b_pool;
+    let b = start_with(db, c).await;
+    a.wait("b to connect", |s| s.peers == 1).await;
+    // Until the gossip mesh forms, blocks may reach b only by sync: mine until one arrives as
+    // a compact block.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while compact_count(&b, "rebuilt") == 0 {
+        let mined = a.handle.mine_one().await.unwrap().unwrap();
+        b.wait("a's block", |s| s.tip == mined.hash).await;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no gossip from a to b"
+        );
+    }
+    (a, b)
+}
+
+/// `n` transfers of key(1) (1 coin, fee 1 each), submitted to `a`.
+async fn fill_mempool(a: &TestNode, n: u64) {
+    use gossipchain::chain::{Address, Transfer};
+    let chain_id = params().chain_id();
+    let to = Address::of(&gossipchain::testkit::key(2));
+    for nonce in 0..n {
+        let t = Transfer::sign(&gossipchain::testkit::key(1), &chain_id, to, 1, 1, nonce);
+        a.handle.submit(t).await.unwrap().expect("admitted");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_of_transfers_both_nodes_hold_travels_compact_with_no_round_trip() {
+    let (mut a, mut b) = compact_pair(20_000).await;
+    fill_mempool(&a, 60).await;
+    b.wait("the transfers in b's mempool", |s| s.mempool == 60)
+        .await;
+    let rebuilt = compact_count(&b, "rebuilt");
+    let mined = a.handle.mine_one().await.unwrap().unwrap();
+    assert_eq!(mined.block.txs.len(), 61);
+    b.wait("the full block", |s| s.tip == mined.hash && s.mempool == 0)
+        .await;
+    assert_eq!(compact_count(&b, "rebuilt"), rebuilt + 1);
+    assert_eq!(compact_count(&b, "asked"), 0, "no extra round trip");
+    assert_eq!(compact_count(&b, "fell_back"), 0);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_lacking_transfers_fetches_them_from_the_sender() {
+    // b's mempool holds 20 transfers: it lacks the other 40 of a's block.
+    let (mut a, mut b) = compact_pair(20).await;
+    fill_mempool(&a, 60).await;
+    a.wait("a's mempool", |s| s.mempool == 60).await;
+    b.wait("b's mempool full", |s| s.mempool == 20).await;
+    let mined = a.handle.mine_one().await.unwrap().unwrap();
+    assert_eq!(mined.block.txs.len(), 61);
+    b.wait("the full block", |s| s.tip == mined.hash).await;
+    assert_eq!(compact_count(&b, "asked"), 1, "one GetBlockTxs");
+    assert_eq!(compact_count(&b, "filled"), 1);
+    assert_eq!(compact_count(&b, "fell_back"), 0);
+    let info = b
+        .handle
+        .block(gossipchain::node::BlockId::Hash(mined.hash))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.block.txs.len(), 61);
+    a.stop().await;
+    b.stop().await;
+}

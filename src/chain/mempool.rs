@@ -224,6 +224,11 @@ impl Mempool {
         self.txs.get(txid).map(|e| &e.tx)
     }
 
+    /// Every pending transfer with its txid, in no order (what compact blocks are rebuilt from).
+    pub fn iter(&self) -> impl Iterator<Item = (&Txid, &Transfer)> {
+        self.txs.iter().map(|(id, e)| (id, &e.tx))
+    }
+
     /// Every pending transfer with its txid, highest fee first.
     pub fn by_fee(&self) -> Vec<(Txid, Transfer)> {
         let mut v: Vec<_> = self.txs.iter().map(|(id, e)| (*id, e.tx, e.seq)).collect();

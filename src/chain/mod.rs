@@ -11,6 +11,7 @@
 //!   [`sigcache`]: the txids whose signature verified, so a transfer is checked once.
 //! - [`validate`]: the rules, one error variant each; [`ledger`]: balances and nonces.
 //! - [`checked`]: a block with what its check computed (hash, txids, wire bytes).
+//! - [`compact`]: compact blocks (BIP 152 short ids), their rebuilding and the recent pool.
 //! - [`tree`]: block tree, fork choice, reorganisation; [`mempool`]: pending transfers.
 //! - [`headers`]: runs of headers checked ahead of their blocks (headers-first download).
 //! - [`pace`]: the next block's difficulty and the recent block rate, for `status`.
@@ -19,6 +20,7 @@
 pub mod address;
 pub mod block;
 pub mod checked;
+pub mod compact;
 pub mod encode;
 pub mod hash;
 pub mod headers;

@@ -69,7 +69,7 @@ pub struct PeerInfo {
 /// Which gossip topic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Topic {
-    /// Mined blocks.
+    /// Mined blocks, as compact blocks.
     Blocks,
     /// New transfers.
     Txs,

@@ -49,9 +49,12 @@ pub fn kad_protocol(chain_id: &ChainId) -> String {
 /// that costs its sender gossipsub score at once (under the graylist threshold).
 pub const MAX_TX_GOSSIP_BYTES: usize = 2048;
 
-/// The gossip topic carrying mined blocks.
+/// The gossip topic carrying mined blocks, each as a compact block
+/// ([`crate::chain::compact::CompactBlock`]). Named `cblocks`, not `blocks`, because its
+/// message kind changed: a node that publishes full blocks is on another topic and never sends
+/// one here.
 pub fn blocks_topic(chain_id: &ChainId) -> String {
-    format!("/gossipchain/{}/blocks/1", chain_id.to_hex())
+    format!("/gossipchain/{}/cblocks/1", chain_id.to_hex())
 }
 
 /// The gossip topic carrying new transfers.
@@ -158,6 +161,16 @@ pub enum Request {
     /// mempool, which gossip cannot repeat (its duplicate cache remembers them). At most
     /// [`MAX_TXS_PER_MESSAGE`], each in consensus encoding.
     Transactions(Vec<Bytes>),
+    /// "Send the transfers at these indexes of this block", asked of the peer that relayed
+    /// its compact block (`proto/PROTOCOL.md` §14.7). Answered with `Transactions` in the
+    /// order asked.
+    GetBlockTxs {
+        /// The block.
+        block: BlockHash,
+        /// Indexes in the block, strictly increasing, from 1 (the coinbase is in the compact
+        /// block); at most the chain's `max_block_txs`.
+        indexes: Vec<u32>,
+    },
 }
 
 /// A sync response.

@@ -7,7 +7,6 @@ use super::mining::MineWaiter;
 use super::{BlockId, BlockInfo, BlockState, Node};
 use crate::chain::block::HEADER_LEN;
 use crate::chain::{CheckedBlock, Outcome};
-use crate::net::Topic;
 use std::sync::Arc;
 
 /// What a query shows of a stored block.
@@ -65,7 +64,7 @@ impl Node {
                     && p.outcome == Outcome::Accepted
                     && let Some(checked) = p.accepted.first()
                 {
-                    self.net.publish(Topic::Blocks, checked.wire().to_vec());
+                    self.publish_block(checked);
                 }
                 let _ = reply.send(result.map(|p| p.outcome));
             }

@@ -193,6 +193,9 @@ impl Node {
         tag: u64,
         result: Result<Response, crate::net::RequestFailure>,
     ) {
+        if crate::sync::compact::CompactRelay::<PeerId, ()>::owns(tag) {
+            return self.on_compact_response(peer, tag, result);
+        }
         let Some((_, asked)) = self.fetch.sync.request_of(tag) else {
             // Late, or never ours: the component counts it and ignores it.
             if let Err(e) = &result {
@@ -318,6 +321,7 @@ impl Node {
                 Some(n) => Response::Accepted(n),
                 None => Response::Refused("malformed or forged transactions".into()),
             },
+            Request::GetBlockTxs { block, indexes } => self.answer_block_txs(peer, block, indexes),
         }
     }
 }

@@ -36,7 +36,6 @@ use crate::chain::template::{block_template, follow_up_template};
 use crate::chain::tree::TipChange;
 use crate::chain::{Block, BlockHash, Header, Outcome, Transaction, ValidationError};
 use crate::miner::{self, Mined};
-use crate::net::Topic;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
@@ -565,7 +564,7 @@ impl Node {
             Ok(p) if p.outcome == Outcome::Accepted && !p.accepted.is_empty() => {
                 // The mined block is the first accepted (orphans it connected follow).
                 let checked = &p.accepted[0];
-                self.net.publish(Topic::Blocks, checked.wire().to_vec());
+                self.publish_block(checked);
                 if let Some(waiter) = self.mine_waiters.front_mut() {
                     let _ = waiter.blocks.send(Ok(BlockInfo {
                         hash,

@@ -3,7 +3,8 @@
 //! decides: accept or reject, request what is missing, publish, persist.
 //!
 //! One file per job: [`handle`] (the public types and the handle), `relay` (gossip and
-//! transfer admission), `admission` (transfers' signatures verified in batches off the actor),
+//! transfer admission, compact blocks), `admission` (transfers' signatures verified in batches
+//! off the actor),
 //! `fetch` (carries out what [`crate::sync`] asks, answers peers' sync requests), `mining`,
 //! `commands` (the handle's requests), `persist` (the store writer). This file holds the state,
 //! [`start`], the loop and its dispatch.
@@ -92,6 +93,10 @@ struct Node {
     metrics: Arc<Metrics>,
     /// Transfers waiting for their signatures to be verified off the actor.
     admission: admission::Admission,
+    /// Compact block relay's pending reconstructions and served blocks.
+    compact: crate::sync::compact::CompactRelay<PeerId, libp2p::gossipsub::MessageId>,
+    /// Transfers that left the mempool recently, for rebuilding compact blocks.
+    recent: crate::chain::compact::RecentPool,
 }
 
 /// Who a block came from, for logs.
@@ -109,6 +114,10 @@ async fn wait_until(at: Option<std::time::Instant>) {
 
 /// How soon a batch the store writer had no room for is offered again.
 const STORE_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Byte budget of the pool of transfers that recently left the mempool (about 16 000 transfers,
+/// three full blocks), counted as [`crate::chain::compact::RECENT_ENTRY_BYTES`] each.
+const RECENT_POOL_BYTES: usize = 4 << 20;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -219,6 +228,10 @@ pub async fn start(mut config: NodeConfig) -> Result<(NodeHandle, JoinHandle<()>
         verified_tx,
         metrics: metrics.clone(),
         admission,
+        compact: crate::sync::compact::CompactRelay::new(
+            crate::sync::compact::CompactConfig::default(),
+        ),
+        recent: crate::chain::compact::RecentPool::new(RECENT_POOL_BYTES),
     };
     let task = tokio::spawn(node.run(events, cmd_rx, mined_rx, verified_rx, verdicts_rx, net_task));
     Ok((
@@ -273,6 +286,10 @@ impl Node {
                 _ = wait_until(self.fetch.wake) => {
                     self.fetch.wake = None;
                     self.sync_event(SyncEvent::Timer);
+                }
+                // A compact block's missing transfers or full block is overdue.
+                _ = wait_until(self.compact.next_deadline()) => {
+                    self.compact_event(compact::Event::Tick);
                 }
                 // The store writer's queue was full: offer the batch again soon.
                 _ = tokio::time::sleep(STORE_RETRY), if self.store_behind => {}
@@ -374,6 +391,14 @@ impl Node {
                 connected = change.connected.len(),
                 "reorganisation"
             ),
+        }
+        // Included transfers may still be named by a competing block's compact form.
+        for block in &change.connected {
+            for (tx, txid) in block.txs.iter().zip(block.txids()) {
+                if let crate::chain::Transaction::Transfer(t) = tx {
+                    self.recent.insert(*txid, *t);
+                }
+            }
         }
         let resync = self.mempool.resync(change, self.chain.ledger());
         if !resync.returned.is_empty() || resync.dropped > 0 {

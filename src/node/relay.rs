@@ -2,35 +2,122 @@
 //! here, and the verdict gossipsub gets (accept and forward, ignore, reject and penalise).
 //! Transfers from gossip and the handle have their signatures verified in batches off the
 //! actor ([`super::admission`]); what comes back is admitted here in arrival order.
+//! Blocks travel as compact blocks: rebuilt here from the mempool and the recent pool, with
+//! the missing transfers asked of the relaying peer through [`crate::sync::compact`], whose actions
+//! this file carries out; it also answers peers' `GetBlockTxs`.
 
 use super::admission::{Candidate, Source, Verdicts};
 use super::{Node, SendError};
+use crate::chain::compact::{Candidates, CompactBlock, Rebuilt};
 use crate::chain::mempool::{Admitted, min_replacement_fee};
-use crate::chain::{Address, Block, MempoolError, Outcome, Transaction, Transfer, Txid, validate};
+use crate::chain::{
+    Address, Block, BlockHash, CheckedBlock, MempoolError, Outcome, Transaction, Transfer, Txid,
+    validate,
+};
 use crate::metrics::Origin;
 use crate::net::Topic;
-use crate::net::protocol;
+use crate::net::protocol::{self, Request, Response};
+use crate::sync::compact::{Action as CompactAction, Event as CompactEvent, Failure, Serve};
 use libp2p::PeerId;
 use libp2p::gossipsub::{MessageAcceptance, MessageId};
 
 impl Node {
+    /// A compact block from gossip: checked as far as the message allows (decoding, the
+    /// header's proof of work), rebuilt from the mempool and the recent pool, and validated
+    /// whole before its message is accepted (and so forwarded); what is missing is asked of the
+    /// peer that relayed it ([`compact`](super::compact)).
     pub(super) fn on_gossip_block(&mut self, source: PeerId, id: MessageId, data: Vec<u8>) {
         let params = self.chain.params();
-        let block =
-            match Block::decode(&data, params.max_block_bytes as usize, params.max_block_txs) {
-                Ok(b) => b,
-                Err(e) => {
-                    self.metrics.block_refused(Origin::Gossip, "malformed");
-                    self.net
-                        .report_validation(id, source, MessageAcceptance::Reject);
-                    self.net.ban(source, format!("malformed block: {e}"));
-                    return;
-                }
+        let c = match CompactBlock::decode(
+            &data,
+            params.max_block_bytes as usize,
+            params.max_block_txs,
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                self.metrics.block_refused(Origin::Gossip, "malformed");
+                self.net
+                    .report_validation(id, source, MessageAcceptance::Reject);
+                self.net
+                    .ban(source, format!("malformed compact block: {e}"));
+                return;
+            }
+        };
+        let hash = c.header.compute_hash();
+        match self.chain.known(&hash) {
+            Some(Err(e)) if e.is_permanent() => {
+                self.net
+                    .ban(source, format!("relayed an invalid block: {e}"));
+                return self
+                    .net
+                    .report_validation(id, source, MessageAcceptance::Reject);
+            }
+            Some(_) => {
+                return self
+                    .net
+                    .report_validation(id, source, MessageAcceptance::Ignore);
+            }
+            None => {}
+        }
+        // Proof of work first: a header without it costs no lookup and no request.
+        if let Err(e) = validate::check_header_hashed(&c.header, &hash, params) {
+            self.metrics.block_refused(Origin::Gossip, e.label());
+            // A header rule condemns the hash whatever the body.
+            let header_only = Block {
+                header: c.header,
+                txs: Vec::new(),
             };
+            self.chain.note_invalid(&header_only, hash, &e);
+            tracing::warn!(block = %hash.short(), %source, "compact block rejected: {e}");
+            self.net
+                .report_validation(id, source, MessageAcceptance::Reject);
+            self.net
+                .ban(source, format!("relayed an invalid block: {e}"));
+            return;
+        }
+        let found = c.candidates(self.mempool.iter().chain(self.recent.iter()));
+        let rebuilt = c.reconstruct(|s| found.get(&s).copied().unwrap_or(Candidates::None));
+        drop(found);
+        match rebuilt {
+            Rebuilt::Full(block) => {
+                self.metrics.compact("rebuilt").inc();
+                self.validate_rebuilt(source, id, block)
+            }
+            Rebuilt::Missing(partial) => {
+                tracing::debug!(
+                    block = %hash.short(),
+                    missing = partial.missing_count(),
+                    %source,
+                    "compact block: asking for missing transfers"
+                );
+                self.compact_event(CompactEvent::Missing {
+                    peer: source,
+                    message: id,
+                    partial,
+                })
+            }
+            Rebuilt::Collision(why) => {
+                tracing::debug!(block = %hash.short(), %source, "compact block: {why:?}, fetching it whole");
+                self.compact_event(CompactEvent::Collision {
+                    peer: source,
+                    message: id,
+                    hash,
+                })
+            }
+        }
+    }
+
+    /// Validates a block rebuilt from gossip message `id` and reports the verdict for the
+    /// message (accepted: forwarded).
+    fn validate_rebuilt(&mut self, source: PeerId, id: MessageId, block: Block) {
         let hash = block.compute_hash();
-        let acceptance = match self.process_block(block, hash, Some(data), Some(source)) {
+        let acceptance = match self.process_block(block, hash, None, Some(source)) {
             Ok(p) => match p.outcome {
-                Outcome::Accepted => MessageAcceptance::Accept,
+                Outcome::Accepted => {
+                    // Forwarded on acceptance: its receivers may ask us for transfers.
+                    self.compact.relayed(hash);
+                    MessageAcceptance::Accept
+                }
                 Outcome::AlreadyKnown => MessageAcceptance::Ignore,
                 Outcome::Orphan { missing_parent } => {
                     tracing::debug!(parent = %missing_parent.short(), %source, "orphan block: syncing");
@@ -46,6 +133,191 @@ impl Node {
             Err(_) => MessageAcceptance::Ignore,
         };
         self.net.report_validation(id, source, acceptance);
+    }
+
+    /// Publishes a block accepted here (mined or submitted) as a compact block: the transfers
+    /// this node holds as short ids (its peers have most of them), the others in full.
+    pub(super) fn publish_block(&mut self, checked: &CheckedBlock) {
+        let max = self.chain.params().max_block_bytes as usize;
+        let held = |txid: &Txid| self.mempool.contains(txid) || self.recent.contains(txid);
+        let salt = rand::random::<u64>();
+        let Some(c) = CompactBlock::from_block(checked.block(), checked.txids(), salt, held, max)
+        else {
+            // A valid block always starts with its only coinbase.
+            tracing::error!(block = %checked.hash().short(), "a valid block has no compact form");
+            return;
+        };
+        tracing::debug!(
+            block = %checked.hash().short(),
+            bytes = c.encoded_len(),
+            full = checked.wire().len(),
+            prefilled = c.prefilled.len(),
+            "publishing a compact block"
+        );
+        self.compact.relayed(checked.hash());
+        self.net.publish(Topic::Blocks, c.encode());
+    }
+
+    /// Hands an event to compact relay and carries out what it asks.
+    pub(super) fn compact_event(&mut self, event: CompactEvent<PeerId, MessageId>) {
+        let actions = self.compact.handle(event, std::time::Instant::now());
+        let stats = self.compact.stats();
+        for (event, total) in [
+            ("asked", stats.asked_txs),
+            ("filled", stats.filled),
+            ("fell_back", stats.fell_back),
+            ("given_up", stats.given_up),
+        ] {
+            crate::metrics::Metrics::catch_up(&self.metrics.compact(event), total);
+        }
+        for action in actions {
+            match action {
+                CompactAction::GetBlockTxs {
+                    peer,
+                    tag,
+                    block,
+                    indexes,
+                } => {
+                    if self
+                        .net
+                        .request(peer, Request::GetBlockTxs { block, indexes }, tag)
+                        .is_err()
+                    {
+                        self.compact_event(CompactEvent::Failed {
+                            tag,
+                            failure: Failure::NoAnswer("request not sent".into()),
+                        });
+                    }
+                }
+                CompactAction::GetBlock { peer, tag, block } => {
+                    tracing::debug!(block = %block.short(), %peer, "fetching a compact block whole");
+                    let request = Request::GetBodies {
+                        hashes: vec![block],
+                    };
+                    if self.net.request(peer, request, tag).is_err() {
+                        self.compact_event(CompactEvent::Failed {
+                            tag,
+                            failure: Failure::NoAnswer("request not sent".into()),
+                        });
+                    }
+                }
+                CompactAction::Validate {
+                    peer,
+                    message,
+                    block,
+                } => self.validate_rebuilt(peer, message, block),
+                CompactAction::Ignore {
+                    peer,
+                    message,
+                    reason,
+                } => {
+                    tracing::debug!(%peer, "compact block ignored: {reason}");
+                    self.net
+                        .report_validation(message, peer, MessageAcceptance::Ignore);
+                }
+                CompactAction::Ban { peer, reason } => self.net.ban(peer, reason),
+            }
+        }
+    }
+
+    /// The answer to a request of compact relay's (`tag` is one of its tags; the state knows
+    /// whom it asked).
+    pub(super) fn on_compact_response(
+        &mut self,
+        _peer: PeerId,
+        tag: u64,
+        result: Result<Response, crate::net::RequestFailure>,
+    ) {
+        let params = self.chain.params();
+        let (max_bytes, max_txs) = (params.max_block_bytes as usize, params.max_block_txs);
+        let event = match result {
+            // Which request it was does not matter: the state knows.
+            Err(e) => CompactEvent::Failed {
+                tag,
+                failure: Failure::NoAnswer(e.to_string()),
+            },
+            Ok(Response::Refused(reason)) => CompactEvent::Failed {
+                tag,
+                failure: Failure::NoAnswer(format!("refused: {reason}")),
+            },
+            Ok(Response::Transactions(txs)) => {
+                let decoded: Result<Vec<Transfer>, Failure> = if txs.len() > max_txs as usize {
+                    Err(Failure::Malformed(
+                        "sent more transfers than a block holds".into(),
+                    ))
+                } else {
+                    txs.iter()
+                        .map(|b| match Transaction::decode(&b.0) {
+                            Ok(Transaction::Transfer(t)) => Ok(t),
+                            _ => Err(Failure::Malformed("sent a malformed transfer".into())),
+                        })
+                        .collect()
+                };
+                CompactEvent::Transactions {
+                    tag,
+                    result: decoded,
+                }
+            }
+            Ok(Response::Blocks(blocks)) => {
+                let result = match blocks.first() {
+                    None => Err(Failure::NoAnswer("the block is not served".into())),
+                    Some(b) => Block::decode(&b.0, max_bytes, max_txs)
+                        .map_err(|e| Failure::Malformed(format!("served a malformed block: {e}"))),
+                };
+                CompactEvent::FullBlock { tag, result }
+            }
+            Ok(_) => CompactEvent::Failed {
+                tag,
+                failure: Failure::Malformed("answered with the wrong kind of response".into()),
+            },
+        };
+        self.compact_event(event);
+    }
+
+    /// The answer to a peer's `GetBlockTxs`: the transfers at `indexes` of a block this node
+    /// relayed to it, in that order, or `Refused` (and a strike; a ban after several).
+    pub(super) fn answer_block_txs(
+        &mut self,
+        peer: PeerId,
+        block: BlockHash,
+        indexes: Vec<u32>,
+    ) -> Response {
+        let refuse = |this: &mut Self, reason: &str| match this.compact.strike(peer, reason) {
+            Serve::Ban(reason) => {
+                this.net.ban(peer, reason.clone());
+                Response::Refused(reason)
+            }
+            Serve::Refuse(reason) => Response::Refused(reason),
+            Serve::Yes => Response::Refused(reason.into()),
+        };
+        match self.compact.serve(peer, block) {
+            Serve::Yes => {}
+            Serve::Refuse(reason) => return Response::Refused(reason),
+            Serve::Ban(reason) => {
+                self.net.ban(peer, reason.clone());
+                return Response::Refused(reason);
+            }
+        }
+        let Some(checked) = self.chain.checked(&block) else {
+            return refuse(self, "block no longer held");
+        };
+        let txs = &checked.block().txs;
+        let valid = indexes.len() < txs.len()
+            && indexes.windows(2).all(|w| w[0] < w[1])
+            && indexes.first().is_none_or(|&i| i >= 1)
+            && indexes.last().is_none_or(|&i| (i as usize) < txs.len());
+        if !valid {
+            return refuse(
+                self,
+                "indexes must increase from 1 and stay within the block",
+            );
+        }
+        Response::Transactions(
+            indexes
+                .iter()
+                .map(|&i| protocol::Bytes(txs[i as usize].encode()))
+                .collect(),
+        )
     }
 
     pub(super) fn on_gossip_tx(&mut self, source: PeerId, id: MessageId, data: Vec<u8>) {
@@ -269,6 +541,8 @@ impl Node {
     /// Tells the watchers of an admitted transfer, and of the one it replaced.
     fn announce(&mut self, admitted: Admitted, tx: Transfer) {
         if let Some((old, old_tx)) = admitted.replaced {
+            // A peer that has not seen the replacement may still mine the original.
+            self.recent.insert(old, old_tx);
             tracing::info!(
                 old = %old.short(),
                 new = %admitted.txid.short(),

@@ -27,6 +27,10 @@
 //!    order, one batch at a time; the node validates them off its actor while the next ones
 //!    download ([`apply`] holds the code both the node and the simulator run).
 //!
+//! 5. **Compact blocks** ([`compact`]): a gossiped compact block that the mempool cannot
+//!    complete asks its sender for the missing transfers (`GetBlockTxs`), then for the full
+//!    block, each with a deadline; a state machine of the same shape, beside this one.
+//!
 //! Penalties: a peer is banned when it serves headers that do not connect or break a header
 //! rule, a body that is not the block asked for, an invalid block, an undecodable answer or the
 //! wrong kind of answer, or claims more work than it can serve. A timeout, a refusal or a
@@ -35,6 +39,7 @@
 
 pub mod apply;
 mod bodies;
+pub mod compact;
 mod headers;
 pub mod serve;
 mod types;

@@ -23,9 +23,15 @@ pub struct Forged {
 }
 
 impl Forged {
+    /// A forged block, gossiped as a compact block with every transfer in full; one that has
+    /// no compact form (no coinbase first, a coinbase later) is malformed bytes on the wire.
     fn block(block: Block, error: ValidationError) -> Self {
+        let bytes = testkit::compact_wire(&block);
+        if !testkit::has_compact_form(&block) {
+            return Self::bytes(bytes);
+        }
         Self {
-            bytes: block.encode(),
+            bytes,
             block: Some(block),
             error: Some(error),
             real: None,

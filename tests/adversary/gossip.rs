@@ -21,7 +21,8 @@ async fn gossip_ready(net: &mut Net, liar: &RawPeer, seed: &mut u64) -> BlockHas
         *seed += 1;
         let b = net.valid_block(*seed);
         published.push(b.compute_hash());
-        liar.client.publish(Topic::Blocks, b.encode());
+        liar.client
+            .publish(Topic::Blocks, testkit::compact_wire(&b));
         let (s, _) = net
             .honest
             .handle
@@ -41,7 +42,8 @@ async fn gossip_barrier(net: &mut Net, liar: &RawPeer, seed: &mut u64) {
     *seed += 1;
     let b = net.valid_block(*seed);
     let hash = b.compute_hash();
-    liar.client.publish(Topic::Blocks, b.encode());
+    liar.client
+        .publish(Topic::Blocks, testkit::compact_wire(&b));
     net.honest
         .wait("the liar's barrier block", |s| s.tip == hash)
         .await;
@@ -170,7 +172,8 @@ async fn a_block_from_the_future_is_ignored_without_a_ban() {
     future.header.timestamp = now + 10 * 60 * 1000;
     testkit::seal(&mut future);
     let hash = future.compute_hash();
-    liar.client.publish(Topic::Blocks, future.encode());
+    liar.client
+        .publish(Topic::Blocks, testkit::compact_wire(&future));
     gossip_barrier(&mut net, &liar, &mut seed).await;
 
     // Ignored, not condemned: not remembered (it may become valid), not forwarded, and its
@@ -181,7 +184,7 @@ async fn a_block_from_the_future_is_ignored_without_a_ban() {
         BlockState::Unknown
     );
     net.watcher
-        .assert_never_saw("the future block", &[future.encode()]);
+        .assert_never_saw("the future block", &[testkit::compact_wire(&future)]);
     assert!(
         !liar.drain().iter().any(|n| matches!(n, Note::Disconnected)),
         "banned for a block from the future"
@@ -251,7 +254,7 @@ async fn an_orphan_flood_keeps_the_pool_and_memory_bounded() {
         flood.push(b);
     }
     for b in &flood {
-        liar.client.publish(Topic::Blocks, b.encode());
+        liar.client.publish(Topic::Blocks, testkit::compact_wire(b));
     }
     gossip_barrier(&mut net, &liar, &mut seed).await;
 
@@ -329,7 +332,7 @@ async fn an_oversized_gossip_message_is_dropped_unread_and_not_forwarded() {
     // Its gossip flows: a valid block of its reaches the honest node.
     let first = net.valid_block(1);
     let first_hash = first.compute_hash();
-    liar.publish(first.encode());
+    liar.publish(testkit::compact_wire(&first));
     net.honest
         .wait("the liar's valid block", |s| s.tip == first_hash)
         .await;
@@ -344,7 +347,7 @@ async fn an_oversized_gossip_message_is_dropped_unread_and_not_forwarded() {
     let before = *refused.borrow();
     let behind = net.valid_block(3);
     liar.publish(big.clone());
-    liar.publish(behind.encode());
+    liar.publish(testkit::compact_wire(&behind));
     // The honest node's gossipsub refuses the frame once it grows over the limit (it never
     // buffers more than that) and abandons the stream it came on: the block behind it on that
     // stream is never read either.

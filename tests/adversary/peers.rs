@@ -46,6 +46,7 @@ pub fn quiet() -> Responder {
             Request::GetBlocks { .. } | Request::GetBodies { .. } => Response::Blocks(Vec::new()),
             Request::GetHeaders { .. } => Response::Headers(Vec::new()),
             Request::Transactions(_) => Response::Accepted(0),
+            Request::GetBlockTxs { .. } => Response::Refused("no such block".into()),
         })
     })
 }
@@ -306,6 +307,7 @@ pub fn raw_quiet() -> RawResponder {
             Request::GetBlocks { .. } | Request::GetBodies { .. } => Response::Blocks(Vec::new()),
             Request::GetHeaders { .. } => Response::Headers(Vec::new()),
             Request::Transactions(_) => Response::Accepted(0),
+            Request::GetBlockTxs { .. } => Response::Refused("no such block".into()),
         }))
     })
 }
@@ -467,9 +469,9 @@ impl Watcher {
     /// `timeout`.
     pub async fn sees_block(&mut self, hash: BlockHash, timeout: Duration) -> bool {
         let decoded = |d: &[u8]| {
-            Block::decode(d, 1 << 20, 10_000)
+            gossipchain::chain::compact::CompactBlock::decode(d, 1 << 20, 10_000)
                 .ok()
-                .map(|b| b.compute_hash())
+                .map(|c| c.header.compute_hash())
         };
         self.pull();
         if self
@@ -707,6 +709,17 @@ pub async fn assert_redial_refused(net: &Net, liar: &mut RawPeer, what: &str) {
         !net.honest_connected_to(liar.id).await,
         "{what}: the banned peer is back"
     );
+}
+
+/// The count of compact block `event` in `node`'s metrics (see `CompactLabel`).
+pub fn compact_count(node: &TestNode, event: &str) -> u64 {
+    let key = format!("gossipchain_compact_blocks_total{{event=\"{event}\"}} ");
+    node.handle
+        .metrics()
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(&key).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0)
 }
 
 /// Process resident memory in KiB, from `/proc/self/status` (None where there is no procfs).
