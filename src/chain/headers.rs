@@ -22,6 +22,7 @@ use super::validate::{self, ValidationError};
 use std::collections::VecDeque;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
+use crate::mutants::Mutation;
 
 /// A header that passed the checks, with what they computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,7 +136,9 @@ impl HeaderChain {
     ) -> Result<usize, HeaderError> {
         for header in headers {
             let hash = header.compute_hash();
-            if header.prev_hash != self.last_hash() {
+            if header.prev_hash != self.last_hash()
+                && !crate::mutants::active(Mutation::HeadersUnlinked)
+            {
                 return Err(HeaderError::DoesNotConnect {
                     height: header.height,
                     hash,

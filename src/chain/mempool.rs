@@ -16,6 +16,7 @@ use super::tree::TipChange;
 use super::tx::{Address, SignatureError, TRANSFER_LEN, Transaction, Transfer};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use crate::mutants::Mutation;
 
 /// A replacement's fee must be at least this percentage of the fee it replaces (10 % more;
 /// exactly 10 % more is enough). Integer arithmetic: `new_fee * 100 >= old_fee * 110`.
@@ -440,7 +441,12 @@ impl Mempool {
             }
         }
         self.by_sender.clear();
-        for block in &change.disconnected {
+        let disconnected: &[_] = if crate::mutants::active(Mutation::ReorgForgetsMempool) {
+            &[]
+        } else {
+            &change.disconnected
+        };
+        for block in disconnected {
             for (tx, txid) in block.txs.iter().zip(block.txids()) {
                 if let Transaction::Transfer(t) = tx
                     && !included.contains(txid)

@@ -24,6 +24,8 @@ mod mining;
 mod persist;
 mod relay;
 
+pub use fetch::decode_bodies;
+pub use relay::{GossipVerdict, gossip_verdict};
 pub use handle::{
     BlockId, BlockInfo, BlockState, MineError, NodeConfig, NodeError, NodeHandle, NodeStatus,
     SendError, Stopped,

@@ -142,6 +142,8 @@ pub struct Sync<P> {
     next_status: Option<Instant>,
     /// The wake-up last asked for.
     wake: Option<Instant>,
+    /// The stalled bodies request for which the other peers were last asked their status.
+    stall_probe: Option<Tag>,
     stats: SyncStats,
 }
 
@@ -160,6 +162,7 @@ impl<P: Copy + Ord + Debug> Sync<P> {
             next_run: 0,
             next_status: None,
             wake: None,
+            stall_probe: None,
             stats: SyncStats::default(),
         }
     }
