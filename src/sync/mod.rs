@@ -392,6 +392,11 @@ impl<P: Copy + Ord + Debug> Sync<P> {
         if let Some(s) = self.peers.get_mut(&peer)
             && !s.banned
         {
+            // A peer that lacked the run's blocks may hold them once its tip moved (it was
+            // on another branch, or behind, when it answered with nothing).
+            if s.claim.is_some_and(|c| c.tip != status.tip) {
+                s.lacks_run = false;
+            }
             s.claim = Some(status);
         }
     }
