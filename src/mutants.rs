@@ -47,7 +47,10 @@ pub static MUTATION: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::
 /// Switches `m` on (`None`: off). Process-wide: tests that use it run one at a time.
 #[cfg(feature = "mutants")]
 pub fn set(m: Option<Mutation>) {
-    MUTATION.store(m.map_or(0, |m| m as u8), std::sync::atomic::Ordering::SeqCst);
+    MUTATION.store(
+        m.map_or(0, |m| m as u8),
+        std::sync::atomic::Ordering::SeqCst,
+    );
 }
 
 /// Whether mutation `m` is switched on; always `false` without the `mutants` feature.

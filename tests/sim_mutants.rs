@@ -22,5 +22,8 @@ fn every_planted_bug_is_caught_within_a_few_hundred_seeds() {
             None => missed.push(m),
         }
     }
-    assert!(missed.is_empty(), "not caught in {MAX_SEEDS} seeds: {missed:?}");
+    assert!(
+        missed.is_empty(),
+        "not caught in {MAX_SEEDS} seeds: {missed:?}"
+    );
 }

@@ -78,9 +78,9 @@ fn flooders_with_fresh_identities_are_each_banned_and_honest_peers_never() {
 }
 
 #[test]
-fn a_stalling_peer_costs_a_stall_timeout_not_a_request_deadline() {
-    // A node that crashed catches up from three peers, one of which stalls.
-    let mut worst = Duration::ZERO;
+fn a_node_catching_up_beside_stalling_peers_is_never_held_to_a_request_deadline() {
+    // A node that was down catches up from its peers, two of which stall: within the heal
+    // bound (12 s, under the 20 s request deadline), no violation, nobody banned.
     let mut stalls = 0;
     for seed in 0..10 {
         let mut config = Config::small(seed);
@@ -91,9 +91,12 @@ fn a_stalling_peer_costs_a_stall_timeout_not_a_request_deadline() {
             (Duration::from_secs(80), sim::Incident::StopMining),
         ];
         let sim = run(config);
-        assert!(sim.violations.is_empty(), "seed {seed}: {:#?}", sim.violations);
+        assert!(
+            sim.violations.is_empty(),
+            "seed {seed}: {:#?}",
+            sim.violations
+        );
         assert!(sim.bans.is_empty(), "{:?}", sim.bans);
-        worst = worst.max(sim.worst_catch_up);
         stalls += sim
             .nodes
             .iter()

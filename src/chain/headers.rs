@@ -19,10 +19,10 @@ use super::retarget::ParentInfo;
 use super::target::{Target, Work};
 use super::tree::ChainState;
 use super::validate::{self, ValidationError};
+use crate::mutants::Mutation;
 use std::collections::VecDeque;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use crate::mutants::Mutation;
 
 /// A header that passed the checks, with what they computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

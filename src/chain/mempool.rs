@@ -14,9 +14,9 @@ use super::hash::{ChainId, Txid};
 use super::ledger::Ledger;
 use super::tree::TipChange;
 use super::tx::{Address, SignatureError, TRANSFER_LEN, Transaction, Transfer};
+use crate::mutants::Mutation;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
-use crate::mutants::Mutation;
 
 /// A replacement's fee must be at least this percentage of the fee it replaces (10 % more;
 /// exactly 10 % more is enough). Integer arithmetic: `new_fee * 100 >= old_fee * 110`.

@@ -25,11 +25,11 @@ mod persist;
 mod relay;
 
 pub use fetch::decode_bodies;
-pub use relay::{GossipVerdict, gossip_verdict};
 pub use handle::{
     BlockId, BlockInfo, BlockState, MineError, NodeConfig, NodeError, NodeHandle, NodeStatus,
     SendError, Stopped,
 };
+pub use relay::{GossipVerdict, gossip_verdict};
 
 use crate::chain::pace::ChainPace;
 use crate::chain::{

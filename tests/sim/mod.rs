@@ -286,7 +286,40 @@ fn wallet_key(i: usize) -> ed25519_zebra::SigningKey {
 /// Where miner `i`'s coinbases go (never a sender: senders are funded by the prefix only, so a
 /// reorganisation never makes a returned transfer unaffordable).
 fn miner_address(i: Id) -> Address {
-    Address([0xA0 ^ (i as u8), (i >> 8) as u8, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7])
+    Address([
+        0xA0 ^ (i as u8),
+        (i >> 8) as u8,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+    ])
 }
 
 /// Where transfers go.
@@ -303,9 +336,7 @@ fn world(prefix: usize, wallets: usize) -> Arc<World> {
         return w.clone();
     }
     let mut chain = ChainState::new(testkit::params());
-    let addresses: Vec<Address> = (0..wallets)
-        .map(|i| Address::of(&wallet_key(i)))
-        .collect();
+    let addresses: Vec<Address> = (0..wallets).map(|i| Address::of(&wallet_key(i))).collect();
     for h in 0..prefix {
         let block = testkit::next_block(&chain, &[], addresses[h % wallets]);
         chain
@@ -355,9 +386,7 @@ impl Msg {
                 _ => 80,
             },
             Msg::Resp { resp, .. } => match resp {
-                Response::Blocks(b) | Response::Headers(b) | Response::Transactions(b) => {
-                    list(b)
-                }
+                Response::Blocks(b) | Response::Headers(b) | Response::Transactions(b) => list(b),
                 _ => 80,
             },
             Msg::Block(b) | Msg::Tx(b) => b.len() as u64,
@@ -366,8 +395,16 @@ impl Msg {
 }
 
 enum Job {
-    Deliver { from: Id, to: Id, generation: u64, msg: Msg },
-    Wake { node: Id, epoch: u32 },
+    Deliver {
+        from: Id,
+        to: Id,
+        generation: u64,
+        msg: Msg,
+    },
+    Wake {
+        node: Id,
+        epoch: u32,
+    },
     /// A batch's validation is over: apply it.
     BatchDone {
         node: Id,
@@ -384,11 +421,18 @@ enum Job {
         body: Body,
         data: Arc<Vec<u8>>,
     },
-    Mine { node: Id },
+    Mine {
+        node: Id,
+    },
     NewTx,
     Incident(Incident),
     /// Every node up since `since` must have at least `work` (the most at that time).
-    CheckWork { since: u64, work: u128, why: &'static str, only: Option<Id> },
+    CheckWork {
+        since: u64,
+        work: u128,
+        why: &'static str,
+        only: Option<Id>,
+    },
 }
 
 impl Job {
@@ -503,8 +547,6 @@ pub struct Sim {
     pub blocks_mined: u64,
     /// Transfers made.
     pub transfers_made: u64,
-    /// Most time any node took to reach the most work after a heal or restart.
-    pub worst_catch_up: Duration,
     next_id: Id,
 }
 
@@ -568,7 +610,6 @@ impl Sim {
             arrivals: Vec::new(),
             blocks_mined: 0,
             transfers_made: 0,
-            worst_catch_up: Duration::ZERO,
             next_id: n as Id,
             config,
         };
@@ -774,9 +815,18 @@ impl Sim {
 
     fn step(&mut self, job: Job) {
         match job {
-            Job::Deliver { from, to, generation, msg } => {
+            Job::Deliver {
+                from,
+                to,
+                generation,
+                msg,
+            } => {
                 let key = (from.min(to), from.max(to));
-                if !self.links.get(&key).is_some_and(|l| l.up && l.generation == generation) {
+                if !self
+                    .links
+                    .get(&key)
+                    .is_some_and(|l| l.up && l.generation == generation)
+                {
                     return;
                 }
                 self.deliver(from, to, msg);
@@ -931,7 +981,15 @@ impl Sim {
         let leave = n.up_free.max(self.now + extra);
         n.up_free = leave + size * 1000 / n.up_bw;
         let arrive = n.up_free + lat;
-        self.schedule(arrive, Job::Deliver { from, to, generation, msg });
+        self.schedule(
+            arrive,
+            Job::Deliver {
+                from,
+                to,
+                generation,
+                msg,
+            },
+        );
     }
 
     fn gossip(&mut self, from: Id, except: Option<Id>, msg: Msg) {
@@ -949,7 +1007,10 @@ impl Sim {
     // ---- the executor (node/fetch.rs) ----
 
     fn core(&mut self, node: Id) -> &mut Core {
-        self.nodes[node as usize].core.as_mut().expect("a node with a core")
+        self.nodes[node as usize]
+            .core
+            .as_mut()
+            .expect("a node with a core")
     }
 
     /// Hands an event to the node's component and carries out its actions, as
@@ -957,10 +1018,18 @@ impl Sim {
     fn sync_event(&mut self, node: Id, event: Event<Id>) {
         let now = self.at();
         let check = self.config.check;
-        let wrong = if check { self.wrong_answer(node, &event) } else { None };
+        let wrong = if check {
+            self.wrong_answer(node, &event)
+        } else {
+            None
+        };
         let trace = trace_node() == Some(node);
         if trace {
-            println!("{:?} node {node} <- {}", self.elapsed(), short_event(&event));
+            println!(
+                "{:?} node {node} <- {}",
+                self.elapsed(),
+                short_event(&event)
+            );
         }
         let core = self.core(node);
         core.seen_tip = core.chain.tip();
@@ -1301,7 +1370,9 @@ impl Sim {
                 });
                 match start {
                     Some(s) => {
-                        let end = weak.len().min(s + protocol::MAX_HEADERS_PER_RESPONSE as usize);
+                        let end = weak
+                            .len()
+                            .min(s + protocol::MAX_HEADERS_PER_RESPONSE as usize);
                         Response::Headers(encode_headers(&weak[s..end]))
                     }
                     None => Response::Refused("no locator hash is on our best chain".into()),
@@ -1382,7 +1453,9 @@ impl Sim {
         let Some((_, asked)) = self.core(node).sync.request_of(tag) else {
             return;
         };
-        self.core(node).asked.retain(|t, _| *t >= tag.saturating_sub(100_000));
+        self.core(node)
+            .asked
+            .retain(|t, _| *t >= tag.saturating_sub(100_000));
         let malformed = |reason: String| Event::Failed {
             peer,
             tag,
@@ -1439,8 +1512,7 @@ impl Sim {
         let epoch = self.nodes[node as usize].epoch;
         let core = self.core(node);
         let params = core.chain.params();
-        let Ok(block) =
-            Block::decode(&data, params.max_block_bytes as usize, params.max_block_txs)
+        let Ok(block) = Block::decode(&data, params.max_block_bytes as usize, params.max_block_txs)
         else {
             self.ban(node, from, "malformed block");
             return;
@@ -1510,7 +1582,10 @@ impl Sim {
             self.ban(node, from, "relayed a malformed transaction");
             return;
         };
-        if !core.seen_txs.insert(Transaction::Transfer(tx).compute_txid()) {
+        if !core
+            .seen_txs
+            .insert(Transaction::Transfer(tx).compute_txid())
+        {
             return;
         }
         if core.mempool.admit(tx, core.chain.ledger()).is_ok() {
@@ -1530,7 +1605,8 @@ impl Sim {
                 return None;
             };
             let core = self.core(node);
-            core.seen_txs.insert(Transaction::Transfer(tx).compute_txid());
+            core.seen_txs
+                .insert(Transaction::Transfer(tx).compute_txid());
             if core.mempool.admit(tx, core.chain.ledger()).is_ok() {
                 accepted += 1;
                 self.gossip(node, None, Msg::Tx(Arc::new(bytes.0)));
@@ -1637,7 +1713,8 @@ impl Sim {
         let from = Address::of(&key);
         let nonce = core.mempool.next_nonce(&from, core.chain.ledger());
         let tx = Transfer::sign(&key, &core.chain.chain_id(), to, amount, fee, nonce);
-        core.seen_txs.insert(Transaction::Transfer(tx).compute_txid());
+        core.seen_txs
+            .insert(Transaction::Transfer(tx).compute_txid());
         if core.mempool.admit(tx, core.chain.ledger()).is_ok() {
             self.transfers_made += 1;
             let data = Arc::new(Transaction::Transfer(tx).encode());
@@ -1657,17 +1734,20 @@ impl Sim {
             Incident::Heal => {
                 self.sides = None;
                 self.refresh_links(None);
-                let work = self.most_work();
                 let since = self.now;
-                self.schedule(
-                    since + self.config.heal_bound.as_micros() as u64,
-                    Job::CheckWork {
-                        since,
-                        work,
-                        why: "heal",
-                        only: None,
-                    },
-                );
+                let honest: Vec<Id> = self.honest_up().map(|n| n.id).collect();
+                for id in honest {
+                    let work = self.reachable_work(id);
+                    self.schedule(
+                        since + self.config.heal_bound.as_micros() as u64,
+                        Job::CheckWork {
+                            since,
+                            work,
+                            why: "heal",
+                            only: Some(id),
+                        },
+                    );
+                }
             }
             Incident::Crash(id) => {
                 let Some(n) = self.nodes.get_mut(id as usize) else {
@@ -1695,15 +1775,7 @@ impl Sim {
                 }
                 self.nodes[id as usize].up_free = self.now;
                 self.start_node(id);
-                // The most work it can reach: on its side of a partition.
-                let side = self.sides.as_ref().map(|s| s[id as usize]);
-                let work = self
-                    .honest_up()
-                    .filter(|n| side.is_none_or(|x| self.sides.as_ref().is_some_and(|s| s[n.id as usize] == x)))
-                    .filter_map(|n| n.core.as_ref())
-                    .map(|c| c.chain.tip_work())
-                    .max()
-                    .unwrap_or(0);
+                let work = self.reachable_work(id);
                 let since = self.now;
                 self.schedule(
                     since + self.config.heal_bound.as_micros() as u64,
@@ -1738,6 +1810,27 @@ impl Sim {
             .map(|c| c.chain.tip_work())
             .max()
             .unwrap_or(0)
+    }
+
+    /// The most work among the honest nodes `id` reaches through open links and honest
+    /// nodes (a partition, a crashed or a silent neighbour can cut it off).
+    fn reachable_work(&self, id: Id) -> u128 {
+        let mut seen = BTreeSet::from([id]);
+        let mut todo = vec![id];
+        let mut best = 0;
+        while let Some(n) = todo.pop() {
+            let node = &self.nodes[n as usize];
+            if let Some(c) = &node.core {
+                best = best.max(c.chain.tip_work());
+            }
+            for p in &node.connected {
+                let peer = &self.nodes[*p as usize];
+                if peer.fault.is_none() && peer.up && seen.insert(*p) {
+                    todo.push(*p);
+                }
+            }
+        }
+        best
     }
 
     fn honest_up(&self) -> impl Iterator<Item = &Node> {
@@ -1776,7 +1869,10 @@ impl Sim {
         if supply != created {
             found.push((
                 Invariant::CoinsNotConserved,
-                format!("supply {supply} at height {}, {created} created", chain.height()),
+                format!(
+                    "supply {supply} at height {}, {created} created",
+                    chain.height()
+                ),
             ));
         }
         if disconnected >= CONFIRMED_DEPTH {
@@ -2025,7 +2121,10 @@ fn short_event(e: &Event<Id>) -> String {
         }
         Event::Bodies { peer, tag, blocks } => format!(
             "Bodies from {peer} tag {tag}: heights {:?}",
-            blocks.iter().map(|b| b.block.header.height).collect::<Vec<_>>()
+            blocks
+                .iter()
+                .map(|b| b.block.header.height)
+                .collect::<Vec<_>>()
         ),
         Event::Status { peer, tag, status } => {
             format!("Status from {peer} tag {tag:?}: height {}", status.height)
@@ -2043,9 +2142,16 @@ fn short_action(a: &Action<Id>) -> String {
             Req::Transactions(_) => format!("Transactions to {peer} tag {tag}"),
             r => format!("{r:?} to {peer} tag {tag}"),
         },
-        Action::Apply { batch, blocks, from } => format!(
+        Action::Apply {
+            batch,
+            blocks,
+            from,
+        } => format!(
             "Apply batch {batch}: heights {:?} from {from:?}",
-            blocks.iter().map(|b| b.block.header.height).collect::<Vec<_>>()
+            blocks
+                .iter()
+                .map(|b| b.block.header.height)
+                .collect::<Vec<_>>()
         ),
         a => format!("{a:?}"),
     }

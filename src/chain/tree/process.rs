@@ -11,8 +11,8 @@ use super::source::Cached;
 use super::{
     ChainState, Outcome, PRUNE_EVERY, Processed, RECENT_BLOCKS, TipChange, push_or_cancel,
 };
-use std::cmp::Reverse;
 use crate::mutants::Mutation;
+use std::cmp::Reverse;
 use std::sync::Arc;
 
 /// Whether `error` condemns the block that `block`'s hash names. The hash commits to the body
