@@ -13,9 +13,9 @@ use gossipchain::chain::tree::TreeLimits;
 use gossipchain::chain::{
     Address, Block, ChainParams, ChainState, CheckedBlock, Coinbase, Header, Transaction,
 };
-use gossipchain::node::sync::blocks_after;
 use gossipchain::node::{self, BlockId, NodeConfig, NodeHandle};
 use gossipchain::store::Store;
+use gossipchain::sync::serve::blocks_after;
 use gossipchain::testkit;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;

@@ -330,7 +330,8 @@ fn sink(i: u64) -> Address {
 }
 
 fn world(prefix: usize, wallets: usize) -> Arc<World> {
-    static WORLDS: OnceLock<Mutex<HashMap<(usize, usize), Arc<World>>>> = OnceLock::new();
+    type Worlds = Mutex<HashMap<(usize, usize), Arc<World>>>;
+    static WORLDS: OnceLock<Worlds> = OnceLock::new();
     let worlds = WORLDS.get_or_init(Default::default);
     if let Some(w) = worlds.lock().expect("not poisoned").get(&(prefix, wallets)) {
         return w.clone();
