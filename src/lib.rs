@@ -14,6 +14,8 @@
 //! - [`http`]: the JSON API, Server-Sent Events, dashboard and wallet page (axum).
 //! - [`metrics`]: the node's Prometheus metrics, served beside libp2p's.
 //! - [`miner`]: the multi-threaded nonce search over multi-lane SHA-256 backends.
+//! - [`mutants`]: planted bugs behind the `mutants` feature, for the simulator's test that
+//!   each is caught (inert without the feature).
 //! - [`net`]: the libp2p swarm and nothing else: discovery, gossip, sync messages, peer policy.
 //! - [`node`]: the actor that owns the chain state, mempool, store and miner, and its handle.
 //! - [`priority`]: thread priorities: the HTTP server in Linux's idle class, the miner at a
@@ -34,6 +36,7 @@ pub mod client;
 pub mod http;
 pub mod metrics;
 pub mod miner;
+pub mod mutants;
 pub mod net;
 pub mod node;
 pub mod priority;

@@ -20,6 +20,7 @@ use super::retarget::ParentInfo;
 use super::target::{Target, Work};
 use super::tree::ChainState;
 use super::validate::{self, ValidationError};
+use crate::mutants::Mutation;
 use std::collections::VecDeque;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -136,7 +137,9 @@ impl HeaderChain {
     ) -> Result<usize, HeaderError> {
         for header in headers {
             let hash = header.compute_hash();
-            if header.prev_hash != self.last_hash() {
+            if header.prev_hash != self.last_hash()
+                && !crate::mutants::active(Mutation::HeadersUnlinked)
+            {
                 return Err(HeaderError::DoesNotConnect {
                     height: header.height,
                     hash,

@@ -15,6 +15,7 @@ use super::ledger::Ledger;
 use super::sigcache::SigCache;
 use super::tree::TipChange;
 use super::tx::{Address, SignatureError, TRANSFER_LEN, Transaction, Transfer};
+use crate::mutants::Mutation;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
@@ -488,7 +489,12 @@ impl Mempool {
             }
         }
         self.by_sender.clear();
-        for block in &change.disconnected {
+        let disconnected: &[_] = if crate::mutants::active(Mutation::ReorgForgetsMempool) {
+            &[]
+        } else {
+            &change.disconnected
+        };
+        for block in disconnected {
             for (tx, txid) in block.txs.iter().zip(block.txids()) {
                 if let Transaction::Transfer(t) = tx
                     && !included.contains(txid)

@@ -26,10 +26,12 @@ mod mining;
 mod persist;
 mod relay;
 
+pub use fetch::decode_bodies;
 pub use handle::{
     BlockId, BlockInfo, BlockState, MineError, NodeConfig, NodeError, NodeHandle, NodeStatus,
     SendError, Stopped,
 };
+pub use relay::{GossipVerdict, gossip_verdict};
 
 use crate::chain::pace::ChainPace;
 use crate::chain::{
@@ -289,7 +291,7 @@ impl Node {
                 }
                 // A compact block's missing transfers or full block is overdue.
                 _ = wait_until(self.compact.next_deadline()) => {
-                    self.compact_event(compact::Event::Tick);
+                    self.compact_event(crate::sync::compact::Event::Tick);
                 }
                 // The store writer's queue was full: offer the batch again soon.
                 _ = tokio::time::sleep(STORE_RETRY), if self.store_behind => {}

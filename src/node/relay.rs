@@ -11,8 +11,8 @@ use super::{Node, SendError};
 use crate::chain::compact::{Candidates, CompactBlock, Rebuilt};
 use crate::chain::mempool::{Admitted, min_replacement_fee};
 use crate::chain::{
-    Address, Block, BlockHash, CheckedBlock, MempoolError, Outcome, Transaction, Transfer, Txid,
-    validate,
+    Address, Block, BlockHash, CheckedBlock, MempoolError, Outcome, Processed, Transaction,
+    Transfer, Txid, ValidationError, validate,
 };
 use crate::metrics::Origin;
 use crate::net::Topic;
@@ -20,6 +20,35 @@ use crate::net::protocol::{self, Request, Response};
 use crate::sync::compact::{Action as CompactAction, Event as CompactEvent, Failure, Serve};
 use libp2p::PeerId;
 use libp2p::gossipsub::{MessageAcceptance, MessageId};
+
+/// What to do with a gossiped block, given what processing it gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GossipVerdict {
+    /// Valid and new: forward it to our peers (validate, then forward).
+    Forward,
+    /// Known already, or not acceptable yet through no fault of the sender (a timestamp
+    /// ahead of our clock): neither forwarded nor penalised.
+    Ignore,
+    /// Its parent (this hash) is unknown: the sender has blocks we lack; ask it
+    /// ([`crate::sync::Event::Orphan`]). Not forwarded.
+    Orphan(crate::chain::BlockHash),
+    /// It breaks a rule: not forwarded, the sender is banned.
+    Reject(ValidationError),
+}
+
+/// The verdict on a gossiped block from the result of processing it; the node and the
+/// simulator (tests/sim) both decide with it.
+pub fn gossip_verdict(processed: &Result<Processed, ValidationError>) -> GossipVerdict {
+    match processed {
+        Ok(p) => match p.outcome {
+            Outcome::Accepted => GossipVerdict::Forward,
+            Outcome::AlreadyKnown => GossipVerdict::Ignore,
+            Outcome::Orphan { missing_parent } => GossipVerdict::Orphan(missing_parent),
+        },
+        Err(e) if e.is_permanent() => GossipVerdict::Reject(e.clone()),
+        Err(_) => GossipVerdict::Ignore,
+    }
+}
 
 impl Node {
     /// A compact block from gossip: checked as far as the message allows (decoding, the
@@ -111,26 +140,24 @@ impl Node {
     /// message (accepted: forwarded).
     fn validate_rebuilt(&mut self, source: PeerId, id: MessageId, block: Block) {
         let hash = block.compute_hash();
-        let acceptance = match self.process_block(block, hash, None, Some(source)) {
-            Ok(p) => match p.outcome {
-                Outcome::Accepted => {
-                    // Forwarded on acceptance: its receivers may ask us for transfers.
-                    self.compact.relayed(hash);
-                    MessageAcceptance::Accept
-                }
-                Outcome::AlreadyKnown => MessageAcceptance::Ignore,
-                Outcome::Orphan { missing_parent } => {
-                    tracing::debug!(parent = %missing_parent.short(), %source, "orphan block: syncing");
-                    self.sync_event(crate::sync::Event::Orphan(source));
-                    MessageAcceptance::Ignore
-                }
-            },
-            Err(e) if e.is_permanent() => {
+        let processed = self.process_block(block, hash, None, Some(source));
+        let acceptance = match gossip_verdict(&processed) {
+            GossipVerdict::Forward => {
+                // Forwarded on acceptance: its receivers may ask us for transfers.
+                self.compact.relayed(hash);
+                MessageAcceptance::Accept
+            }
+            GossipVerdict::Ignore => MessageAcceptance::Ignore,
+            GossipVerdict::Orphan(missing_parent) => {
+                tracing::debug!(parent = %missing_parent.short(), %source, "orphan block: syncing");
+                self.sync_event(crate::sync::Event::Orphan(source));
+                MessageAcceptance::Ignore
+            }
+            GossipVerdict::Reject(e) => {
                 self.net
                     .ban(source, format!("relayed an invalid block: {e}"));
                 MessageAcceptance::Reject
             }
-            Err(_) => MessageAcceptance::Ignore,
         };
         self.net.report_validation(id, source, acceptance);
     }

@@ -4,6 +4,7 @@
 use super::headers::work_of;
 use super::{Action, Applying, BatchId, BatchResult, Body, Kind, Now, Req, Slot, Sync, Tag};
 use crate::chain::{BlockHash, ChainState};
+use crate::mutants::Mutation;
 use std::fmt::Debug;
 use std::time::Instant;
 
@@ -112,7 +113,10 @@ impl<P: Copy + Ord + Debug> Sync<P> {
             self.release(&f);
             return self.ban(peer, "served more blocks than it was asked for", out);
         }
-        if let Some(i) = (blocks.iter().zip(hashes)).position(|(b, h)| b.hash != *h) {
+        if let Some(i) = (blocks.iter().zip(hashes))
+            .position(|(b, h)| b.hash != *h)
+            .filter(|_| !crate::mutants::active(Mutation::BodyHashUnchecked))
+        {
             self.release(&f);
             let reason = format!(
                 "served block {} for {}",
@@ -163,6 +167,9 @@ impl<P: Copy + Ord + Debug> Sync<P> {
 
     /// When the window's first block is overdue, if another peer could serve it.
     pub(super) fn stall_check(&self) -> Option<Instant> {
+        if crate::mutants::active(Mutation::StallNeverArmed) {
+            return None;
+        }
         let run = self.run.as_ref()?;
         let Some(Slot::Asked(tag)) = run.slots.get(&run.next_hand) else {
             return None;
@@ -172,7 +179,10 @@ impl<P: Copy + Ord + Debug> Sync<P> {
 
     /// Takes everything from a peer holding the window's first block too long, if another
     /// peer could serve it; that peer gets no more of this run, and the timeout doubles.
-    pub(super) fn check_stall(&mut self, now: Instant) {
+    /// When no other peer is known to hold the block, the others are asked for their status
+    /// (once per stalled request): their last claims may be up to a status round old, and a
+    /// fresh one lets the stall fire instead of waiting for the request's deadline.
+    pub(super) fn check_stall(&mut self, now: Instant, out: &mut Vec<Action<P>>) {
         let Some(due) = self.stall_check() else {
             return;
         };
@@ -189,6 +199,21 @@ impl<P: Copy + Ord + Debug> Sync<P> {
         };
         let others = (self.peers.keys()).any(|p| *p != staller && self.may_serve(p, first, now));
         if !others {
+            let tag = *tag;
+            if self.stall_probe != Some(tag) {
+                self.stall_probe = Some(tag);
+                let asked: Vec<P> = (self.peers.keys())
+                    .filter(|p| **p != staller && self.choosable(p, now))
+                    .filter(|p| {
+                        !(self.in_flight.values())
+                            .any(|f| f.peer == **p && matches!(f.kind, Kind::Status))
+                    })
+                    .copied()
+                    .collect();
+                for p in asked {
+                    self.request(p, Kind::Status, Req::Status, now, out);
+                }
+            }
             return;
         }
         self.stats.stalls += 1;
@@ -201,7 +226,11 @@ impl<P: Copy + Ord + Debug> Sync<P> {
             .map(|(t, _)| *t)
             .collect();
         for tag in tags {
-            if let Some(f) = self.in_flight.remove(&tag) {
+            if crate::mutants::active(Mutation::StallKeepsRequests) {
+                if let Some(f) = self.in_flight.get(&tag).cloned() {
+                    self.release(&f);
+                }
+            } else if let Some(f) = self.in_flight.remove(&tag) {
                 self.release(&f);
             }
         }

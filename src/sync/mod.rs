@@ -145,6 +145,8 @@ pub struct Sync<P> {
     next_batch: BatchId,
     next_run: u64,
     next_status: Option<Instant>,
+    /// The stalled bodies request for which the other peers were last asked their status.
+    stall_probe: Option<Tag>,
     stats: SyncStats,
 }
 
@@ -162,6 +164,7 @@ impl<P: Copy + Ord + Debug> Sync<P> {
             next_batch: 0,
             next_run: 0,
             next_status: None,
+            stall_probe: None,
             stats: SyncStats::default(),
         }
     }
@@ -307,7 +310,7 @@ impl<P: Copy + Ord + Debug> Sync<P> {
     /// Deadlines, stalls, periodic statuses, the next requests and batch, and the wake-up,
     /// after every event.
     fn finish(&mut self, now: Now, chain: &ChainState, mut out: Vec<Action<P>>) -> Vec<Action<P>> {
-        self.expire(now.mono);
+        self.expire(now.mono, &mut out);
         match self.next_status {
             None => self.next_status = Some(now.mono + self.config.status_interval),
             Some(t) if t <= now.mono => self.ask_statuses(now.mono, &mut out),
@@ -392,6 +395,11 @@ impl<P: Copy + Ord + Debug> Sync<P> {
         if let Some(s) = self.peers.get_mut(&peer)
             && !s.banned
         {
+            // A peer that lacked the run's blocks may hold them once its tip moved (it was
+            // on another branch, or behind, when it answered with nothing).
+            if s.claim.is_some_and(|c| c.tip != status.tip) {
+                s.lacks_run = false;
+            }
             s.claim = Some(status);
         }
     }
@@ -487,7 +495,7 @@ impl<P: Copy + Ord + Debug> Sync<P> {
         });
     }
 
-    fn expire(&mut self, now: Instant) {
+    fn expire(&mut self, now: Instant, out: &mut Vec<Action<P>>) {
         let late: Vec<Tag> = (self.in_flight.iter())
             .filter(|(_, f)| f.deadline <= now)
             .map(|(t, _)| *t)
@@ -507,7 +515,7 @@ impl<P: Copy + Ord + Debug> Sync<P> {
                 s.not_before = None;
             }
         }
-        self.check_stall(now);
+        self.check_stall(now, out);
         self.check_headers_stall(now);
     }
 

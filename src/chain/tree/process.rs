@@ -10,6 +10,7 @@ use super::index::Slot;
 use super::{
     ChainState, Outcome, PRUNE_EVERY, Processed, RECENT_BLOCKS, TipChange, push_or_cancel,
 };
+use crate::mutants::Mutation;
 use std::cmp::Reverse;
 use std::sync::Arc;
 
@@ -261,9 +262,12 @@ impl ChainState {
             block.header.bits,
             anchor,
         ));
+        let better = work > self.tip_work()
+            || (crate::mutants::active(Mutation::ForkChoiceOffByOne)
+                && work.saturating_add(own_work(&block)) > self.tip_work());
         self.cache_body(block.clone());
         changes.accepted.push(block);
-        if work > self.tip_work() {
+        if better {
             self.activate_best(pos, changes);
         }
         if self.contains(&hash) {
@@ -417,4 +421,9 @@ impl ChainState {
             changes.rejected.push((hash, why));
         }
     }
+}
+
+/// A block's own work (the planted fork-choice bug needs it).
+fn own_work(block: &CheckedBlock) -> u128 {
+    Target::from_compact(block.header.bits).map_or(0, |t| t.work().saturating_u128())
 }
