@@ -1323,17 +1323,32 @@ impl Sim {
             Some(Fault::Silent) => return,
             Some(Fault::Flooder) => self.flooder_answer(node, req),
             Some(Fault::Staller) if matches!(req, Request::GetBodies { .. }) => return,
+            // A liar serves from the third locator hash on: a branch of a few headers the
+            // asker holds, so that the one it changes is seen.
+            Some(Fault::Liar) => match req {
+                Request::GetHeaders { locator, max } => {
+                    let from = locator.len().saturating_sub(1).min(2);
+                    self.honest_answer(
+                        node,
+                        peer,
+                        Request::GetHeaders {
+                            locator: locator[from..].to_vec(),
+                            max,
+                        },
+                    )
+                }
+                req => self.honest_answer(node, peer, req),
+            },
             _ => self.honest_answer(node, peer, req),
         };
         let resp = match (fault, resp) {
             (Some(Fault::Liar), Response::Headers(mut h)) if h.len() >= 2 => {
-                // One header replaced by the weak fork's at the same height: valid alone,
-                // not linked.
+                // One header with another parent, sealed again: valid alone, not linked.
                 let i = h.len() / 2;
-                let height = Header::decode(&h[i].0).expect("ours").height;
-                if let Some(other) = self.world.weak.get(height as usize - 1) {
-                    h[i] = Bytes(other.encode().to_vec());
-                }
+                let mut header = Header::decode(&h[i].0).expect("ours");
+                header.prev_hash = BlockHash([0xAB; 32]);
+                testkit::mine_header(&mut header);
+                h[i] = Bytes(header.encode().to_vec());
                 Response::Headers(h)
             }
             (Some(Fault::Forger), Response::Blocks(mut b)) if !b.is_empty() => {
