@@ -185,7 +185,7 @@ impl Config {
             loss: 0.02,
             prefix: 40,
             plan: Vec::new(),
-            heal_bound: Duration::from_secs(12),
+            heal_bound: Duration::from_secs(30),
             check: true,
             wallets: 6,
         }
@@ -1040,10 +1040,12 @@ impl Sim {
                 println!("    -> {}", short_action(a));
             }
         }
-        if let Some((peer, what)) = wrong {
-            let banned = actions
-                .iter()
-                .any(|a| matches!(a, Action::Ban { peer: p, .. } if *p == peer));
+        if let Some((peer, what, cause)) = wrong {
+            // Banned for that very fault (another cause, such as an inflated claim, would
+            // hide a rule that no longer holds).
+            let banned = actions.iter().any(
+                |a| matches!(a, Action::Ban { peer: p, reason } if *p == peer && reason.contains(cause)),
+            );
             if !banned {
                 self.violation(
                     node,
@@ -1089,7 +1091,11 @@ impl Sim {
 
     /// Whether an answer is one the component must ban for: bodies that are not the blocks
     /// asked, or headers that do not link to each other.
-    fn wrong_answer(&mut self, node: Id, event: &Event<Id>) -> Option<(Id, &'static str)> {
+    fn wrong_answer(
+        &mut self,
+        node: Id,
+        event: &Event<Id>,
+    ) -> Option<(Id, &'static str, &'static str)> {
         let core = self.nodes[node as usize].core.as_ref()?;
         match event {
             Event::Bodies { peer, tag, blocks } => {
@@ -1098,14 +1104,17 @@ impl Sim {
                 };
                 (core.sync.request_of(*tag).is_some()
                     && blocks.iter().zip(hashes).any(|(b, h)| b.hash != *h))
-                .then_some((*peer, "served a block that was not asked"))
+                .then_some((*peer, "served a block that was not asked", "served block"))
             }
             Event::Headers { peer, tag, headers } => {
                 let unlinked = headers
                     .windows(2)
                     .any(|w| w[1].prev_hash != w[0].compute_hash());
-                (core.sync.request_of(*tag).is_some() && unlinked)
-                    .then_some((*peer, "served headers that do not link"))
+                (core.sync.request_of(*tag).is_some() && unlinked).then_some((
+                    *peer,
+                    "served headers that do not link",
+                    "header",
+                ))
             }
             _ => None,
         }
