@@ -4,12 +4,15 @@
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
-# Stub sources with the manifest's targets (every [[bench]] it names), to build (and cache) the
-# dependencies alone.
-RUN mkdir -p src benches \
+# Stub sources with the manifest's targets (every [[bench]] and [[test]] it names), to build (and
+# cache) the dependencies alone. The test stubs stay: cargo wants every named target's file, and
+# the image builds only the binary.
+RUN mkdir -p src benches tests \
  && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
  && for b in $(grep -A1 '^\[\[bench\]\]' Cargo.toml | sed -n 's/^name = "\(.*\)"/\1/p'); do \
         echo 'fn main() {}' > "benches/$b.rs"; done \
+ && for t in $(grep -A1 '^\[\[test\]\]' Cargo.toml | sed -n 's/^name = "\(.*\)"/\1/p'); do \
+        echo 'fn main() {}' > "tests/$t.rs"; done \
  && cargo build --release --locked --bin gossipchain \
  && rm -rf src benches
 COPY src src
