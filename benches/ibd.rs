@@ -25,12 +25,8 @@ mod harness;
 
 use common::load_average;
 use delay::{DelayLine, Impairment};
-use gossipchain::chain::{Address, Block, ChainParams, ChainState, CheckedBlock, Transfer};
-use gossipchain::store::Store;
-use gossipchain::testkit::{NOW, key, next_block};
 use harness::*;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The test chain's difficulty (bits): `testkit::params()`.
@@ -47,65 +43,6 @@ fn env_number(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// `n` blocks: the first [`KEYS`] pay one key each, every later one carries
-/// [`TXS_PER_BLOCK`] transfers between those keys.
-fn chain_with_transfers(params: &ChainParams, n: usize) -> Vec<Arc<Block>> {
-    let keys: Vec<_> = (1..=KEYS as u64).map(key).collect();
-    let addrs: Vec<_> = keys.iter().map(Address::of).collect();
-    let mut nonces = vec![0u64; KEYS];
-    let mut chain = ChainState::new(params.clone());
-    let chain_id = chain.chain_id();
-    for b in 0..n {
-        let transfers: Vec<Transfer> = if b < KEYS {
-            Vec::new()
-        } else {
-            (0..TXS_PER_BLOCK)
-                .map(|j| {
-                    let from = (b * TXS_PER_BLOCK + j) % KEYS;
-                    let to = (from + 1 + 7 * j) % KEYS;
-                    let t = Transfer::sign(&keys[from], &chain_id, addrs[to], 1, 1, nonces[from]);
-                    nonces[from] += 1;
-                    t
-                })
-                .collect()
-        };
-        let block = next_block(&chain, &transfers, addrs[b % KEYS]);
-        chain
-            .process_block(Arc::new(block), NOW)
-            .expect("a block built on the tip is valid");
-    }
-    (1..=chain.height())
-        .map(|h| chain.block_at(h).expect("on the best chain").clone())
-        .collect()
-}
-
-/// Writes `blocks` into the store of `dir`.
-fn preload(dir: &Path, params: &ChainParams, blocks: &[Arc<Block>]) {
-    let store = Store::open(&dir.join("blocks.redb"), params).expect("store opens");
-    for batch in blocks.chunks(5_000) {
-        let rows: Vec<Arc<CheckedBlock>> = batch
-            .iter()
-            .map(|b| {
-                let c = CheckedBlock::check(b.clone(), b.compute_hash(), None, params)
-                    .expect("a valid block");
-                Arc::new(c)
-            })
-            .collect();
-        let tip = rows.last().expect("non-empty batch").key();
-        store.commit(&rows, &[], tip).expect("store commit");
-    }
-}
-
-/// Seconds to validate `blocks` in order on a fresh chain state, signatures verified.
-fn validate_locally(params: &ChainParams, blocks: &[Arc<Block>]) -> f64 {
-    let mut chain = ChainState::new(params.clone());
-    let t0 = Instant::now();
-    for b in blocks {
-        chain.process_block(b.clone(), NOW).expect("valid");
-    }
-    t0.elapsed().as_secs_f64()
 }
 
 /// A copy of the template store in a fresh data dir.
@@ -191,11 +128,11 @@ fn main() {
         load_average()
     );
     let t = Instant::now();
-    let blocks = chain_with_transfers(&params, n);
+    let blocks = common::chains::with_transfers(&params, n, KEYS, TXS_PER_BLOCK);
     let tip = blocks.last().expect("a chain").compute_hash().to_string();
     println!("  chain built in {:.1} s", t.elapsed().as_secs_f64());
     let template = tempfile::tempdir().expect("temp dir");
-    preload(template.path(), &params, &blocks);
+    common::chains::preload(template.path(), &params, &blocks);
 
     let _serial = serial();
     let mut lan = Lan::new("ibd", 24);
@@ -223,7 +160,8 @@ fn main() {
         },
     );
 
-    let local = validate_locally(&params, &blocks).min(validate_locally(&params, &blocks));
+    let local = common::chains::validate_locally(&params, &blocks)
+        .min(common::chains::validate_locally(&params, &blocks));
     let local_rate = n as f64 / local;
     println!("  local validation: {local:.2} s, {local_rate:.0} blocks/s (best of 2)");
     let runs = [

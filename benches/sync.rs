@@ -20,12 +20,10 @@
 
 mod common;
 
-use common::{Node, Stats, load_average};
-use gossipchain::chain::{
-    Address, Block, BlockHash, ChainParams, ChainState, CheckedBlock, Transfer,
-};
+use common::{Node, Stats, chains, load_average};
+use gossipchain::chain::{Address, Block, BlockHash, ChainParams, ChainState};
 use gossipchain::store::Store;
-use gossipchain::testkit::{self, NOW, key, next_block};
+use gossipchain::testkit::{self, key};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,64 +46,6 @@ const MISSING: usize = 10;
 const ROUNDS_B: usize = 9;
 /// Longest any single wait may take.
 const DEADLINE: Duration = Duration::from_secs(180);
-/// Blocks per store transaction when preloading.
-const BATCH: usize = 5_000;
-
-/// The best chain of `chain` from height 1 to its tip.
-fn best_chain(chain: &ChainState) -> Vec<Arc<Block>> {
-    (1..=chain.height())
-        .map(|h| chain.block_at(h).expect("on the best chain").clone())
-        .collect()
-}
-
-/// A chain of [`TX_BLOCKS`] blocks: the first [`KEYS`] pay one key each, every later one
-/// carries [`TXS_PER_BLOCK`] transfers between those keys (distinct senders in a block) and
-/// pays its reward to one of them in turn.
-fn chain_with_transfers(params: &ChainParams) -> Vec<Arc<Block>> {
-    let keys: Vec<_> = (1..=KEYS as u64).map(key).collect();
-    let addrs: Vec<_> = keys.iter().map(Address::of).collect();
-    let mut nonces = vec![0u64; KEYS];
-    let mut chain = ChainState::new(params.clone());
-    let chain_id = chain.chain_id();
-    for b in 0..TX_BLOCKS {
-        let transfers: Vec<Transfer> = if b < KEYS {
-            Vec::new()
-        } else {
-            (0..TXS_PER_BLOCK)
-                .map(|j| {
-                    let from = (b * TXS_PER_BLOCK + j) % KEYS;
-                    let to = (from + 1 + 7 * j) % KEYS;
-                    let t = Transfer::sign(&keys[from], &chain_id, addrs[to], 1, 1, nonces[from]);
-                    nonces[from] += 1;
-                    t
-                })
-                .collect()
-        };
-        let block = next_block(&chain, &transfers, addrs[b % KEYS]);
-        chain
-            .process_block(Arc::new(block), NOW)
-            .expect("a block built on the tip is valid");
-    }
-    best_chain(&chain)
-}
-
-/// Writes `blocks` (heights 1.. in order) into the store of `dir`, in transactions of
-/// [`BATCH`] blocks.
-fn preload(dir: &Path, params: &ChainParams, blocks: &[Arc<Block>]) {
-    let store = Store::open(&dir.join("blocks.redb"), params).expect("store opens");
-    for batch in blocks.chunks(BATCH) {
-        let rows: Vec<Arc<CheckedBlock>> = batch
-            .iter()
-            .map(|b| {
-                let checked = CheckedBlock::check(b.clone(), b.compute_hash(), None, params)
-                    .expect("a valid block");
-                Arc::new(checked)
-            })
-            .collect();
-        let tip = rows.last().expect("non-empty batch").key();
-        store.commit(&rows, &[], tip).expect("store commit");
-    }
-}
 
 impl Node {
     /// Dials `server` and returns the seconds until this node's tip is `tip`.
@@ -131,20 +71,6 @@ async fn start_copy(template: &Path, params: &ChainParams) -> Node {
     Node::start(dir, params, DEADLINE).await
 }
 
-/// Seconds to validate `blocks` in order on a fresh chain state, signatures verified.
-fn validate_locally(params: &ChainParams, blocks: &[Arc<Block>]) -> f64 {
-    let mut chain = ChainState::new(params.clone());
-    let t0 = Instant::now();
-    for b in blocks {
-        chain
-            .process_block(b.clone(), NOW)
-            .expect("stored blocks are valid");
-    }
-    let secs = t0.elapsed().as_secs_f64();
-    assert_eq!(chain.height(), blocks.len() as u64);
-    secs
-}
-
 async fn part_a(params: &ChainParams) {
     println!();
     println!(
@@ -152,9 +78,9 @@ async fn part_a(params: &ChainParams) {
          fund the senders and carry none)"
     );
     let t = Instant::now();
-    let built = chain_with_transfers(params);
+    let built = chains::with_transfers(params, TX_BLOCKS, KEYS, TXS_PER_BLOCK);
     let server_dir = tempfile::tempdir().expect("temp dir");
-    preload(server_dir.path(), params, &built);
+    chains::preload(server_dir.path(), params, &built);
     drop(built);
     // The blocks as the local validation reads them: decoded from the store.
     let t_read = Instant::now();
@@ -186,7 +112,7 @@ async fn part_a(params: &ChainParams) {
     let mut local = Vec::new();
     let mut network = Vec::new();
     for round in 1..=ROUNDS_A {
-        let secs = validate_locally(params, &blocks);
+        let secs = chains::validate_locally(params, &blocks);
         local.push(secs);
         println!(
             "    round {round}: local validation {:8.0} blocks/s ({:.2} s)",
@@ -230,7 +156,7 @@ async fn part_b(params: &ChainParams) {
     let t = Instant::now();
     let mut chain = ChainState::new(params.clone());
     testkit::extend(&mut chain, LONG, Address::of(&key(7)));
-    let blocks = best_chain(&chain);
+    let blocks = chains::best_chain(&chain);
     drop(chain);
     let dirs: Vec<TempDir> = (0..4)
         .map(|_| tempfile::tempdir().expect("temp dir"))
@@ -238,10 +164,10 @@ async fn part_b(params: &ChainParams) {
     let [long_server, long_lag, short_server, short_lag] = &dirs[..] else {
         unreachable!()
     };
-    preload(long_server.path(), params, &blocks);
-    preload(long_lag.path(), params, &blocks[..LONG - MISSING]);
-    preload(short_server.path(), params, &blocks[..SHORT]);
-    preload(short_lag.path(), params, &blocks[..SHORT - MISSING]);
+    chains::preload(long_server.path(), params, &blocks);
+    chains::preload(long_lag.path(), params, &blocks[..LONG - MISSING]);
+    chains::preload(short_server.path(), params, &blocks[..SHORT]);
+    chains::preload(short_lag.path(), params, &blocks[..SHORT - MISSING]);
     println!(
         "    chains built and stored in {:.1} s",
         t.elapsed().as_secs_f64()

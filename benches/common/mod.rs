@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod chains;
+
 use gossipchain::chain::ChainParams;
 use gossipchain::node::{self, NodeConfig, NodeHandle};
 use libp2p::Multiaddr;
