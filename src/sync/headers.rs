@@ -39,7 +39,8 @@ impl<P: Copy + Ord + Debug> Sync<P> {
         let req = Req::GetHeaders {
             locator: locator.clone(),
         };
-        self.request(peer, Kind::Headers { locator }, req, now, out);
+        let claimed = self.claim(&peer).map(|c| c.work());
+        self.request(peer, Kind::Headers { locator, claimed }, req, now, out);
     }
 
     /// Asks the peer claiming the most work above ours and the run's for headers, when none
@@ -159,9 +160,10 @@ impl<P: Copy + Ord + Debug> Sync<P> {
             self.wrong_kind(peer, tag, out);
             return;
         };
-        let Kind::Headers { locator } = f.kind else {
+        let Kind::Headers { locator, claimed } = f.kind else {
             return;
         };
+        let claimed = claimed.map(work_of);
         if headers.len() > protocol::MAX_HEADERS_PER_RESPONSE as usize {
             return self.ban(peer, "served more headers than a response holds", out);
         }
@@ -174,7 +176,6 @@ impl<P: Copy + Ord + Debug> Sync<P> {
             }
             let tip = chain.tip_chainwork();
             let have = self.run.as_ref().map_or(tip, |r| r.headers.work().max(tip));
-            let claimed = self.claim(&peer).map(|c| work_of(c.work()));
             if claimed.is_some_and(|c| c > have) {
                 self.ban(peer, "claimed more work than it can serve", out);
             }
@@ -221,10 +222,9 @@ impl<P: Copy + Ord + Debug> Sync<P> {
         match result {
             Ok(_) => {
                 run.more = full;
-                let reached = run.headers.work();
-                let claimed = self.claim(&peer).map(|c| work_of(c.work()));
-                // Its best chain ends here (the answer is not full): its status can claim no
-                // more work than this (a chain only gains work).
+                let reached = run.headers.work().max(chain.tip_chainwork());
+                // Its best chain ends here (the answer is not full): the status it sent before
+                // we asked can claim no more work than this (a chain only gains work).
                 if !full && claimed.is_some_and(|c| c > reached) {
                     self.ban(peer, "claimed more work than it can serve", out);
                 }

@@ -77,6 +77,10 @@ enum Kind {
     Headers {
         /// The locator sent: the answer's first header must build on one of these.
         locator: Vec<BlockHash>,
+        /// The work the peer claimed when we asked. Its answer reflects its chain when it
+        /// answered, so it must reach this much; a status that arrived after we asked may
+        /// claim more than the answer, as the two travel apart.
+        claimed: Option<u128>,
     },
     Bodies {
         /// The heights asked, in order.

@@ -445,6 +445,48 @@ fn a_peer_claiming_work_it_cannot_serve_is_banned() {
 }
 
 #[test]
+fn a_status_overtaking_the_headers_answer_is_no_lie() {
+    // The peer mines while we ask: its answer holds its chain when it answered, and the status
+    // it sent after (an inbound request of its own, on another stream) arrives first, claiming
+    // more. That is no lie (the CI's late-joiner test banned an honest miner for it).
+    let mut remote = chain_of(10);
+    let mut h = Harness::new(chain_of(5));
+    let acts = h.connect(1, &remote);
+    let (tag, locator) = acts
+        .iter()
+        .find_map(|a| match a {
+            Action::Request {
+                tag,
+                req: Req::GetHeaders { locator },
+                ..
+            } => Some((*tag, locator.clone())),
+            _ => None,
+        })
+        .expect("the claim starts a headers request");
+    let answer = headers_answer(&remote, &locator);
+    testkit::extend(&mut remote, 5, Address([1; 32]));
+    let mut acts = h.feed(Event::Status {
+        peer: 1,
+        tag: None,
+        status: status(&remote),
+    });
+    acts.extend(h.feed(Event::Headers {
+        peer: 1,
+        tag,
+        headers: answer,
+    }));
+    assert!(
+        !acts.iter().any(|a| matches!(a, Action::Ban { .. })),
+        "{acts:?}"
+    );
+    // And the download goes on to the peer's new tip.
+    let remotes = BTreeMap::from([(1, &remote)]);
+    let left = run_honest(&mut h, acts, &remotes, &BTreeSet::new());
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(h.chain.tip(), remote.tip());
+}
+
+#[test]
 fn a_run_with_less_work_than_ours_never_asks_for_bodies() {
     // Ours: 30 blocks. The peer: a fork of 20 that claims (truly) less work: no request at
     // all; claiming more but serving a weaker branch: headers, never bodies, then a ban.

@@ -891,12 +891,14 @@ impl Node {
         }
     }
 
-    /// `quit`, then a clean exit, and nothing went wrong unnoticed: no error and no panic in
-    /// the whole log.
+    /// `quit`, then a clean exit, and nothing went wrong unnoticed: no error, no panic and no
+    /// ban in the whole log (every host here is honest).
     #[track_caller]
     pub fn quit(&mut self) {
         self.bin.quit();
-        let bad = self.logs(|l| l.contains(" ERROR ") || l.contains("panicked"));
+        let bad = self.logs(|l| {
+            l.contains(" ERROR ") || l.contains("panicked") || l.contains("banning peer")
+        });
         if !bad.is_empty() {
             self.fail(&format!("errors in the log: {bad:?}"));
         }
