@@ -20,7 +20,7 @@
 mod common;
 
 use common::{Node, Stats, load_average};
-use gossipchain::chain::compact::{Candidates, CompactBlock, Rebuilt};
+use gossipchain::chain::compact::{CompactBlock, Rebuilt};
 use gossipchain::chain::{
     Address, Block, BlockHash, ChainParams, Coinbase, Header, Transaction, Transfer, Txid, merkle,
 };
@@ -180,9 +180,8 @@ fn main() {
     });
     let rebuild = time(|| {
         let c = CompactBlock::decode(black_box(&wire), max, p.max_block_txs).unwrap();
-        let found = c.candidates(&pool);
-        let r = c.reconstruct(|s| found.get(&s).copied().unwrap_or(Candidates::None));
-        assert!(matches!(r, Rebuilt::Full(_)));
+        let r = c.rebuild(&pool);
+        assert!(matches!(r, Rebuilt::Full { .. }));
         black_box(r);
     });
     let decode_full = time(|| {

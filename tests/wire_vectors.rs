@@ -228,9 +228,7 @@ fn the_largest_headers_and_bodies_messages_fit_the_codec_limits() {
 /// a block, the SipHash keys and short ids they give, and the message bytes.
 mod compact {
     use super::parse;
-    use gossipchain::chain::compact::{
-        Candidates, CompactBlock, Rebuilt, SHORT_ID_LEN, ShortIdKeys,
-    };
+    use gossipchain::chain::compact::{CompactBlock, Rebuilt, SHORT_ID_LEN, ShortIdKeys};
     use gossipchain::chain::hash::sha256;
     use gossipchain::chain::{
         Address, Block, BlockHash, ChainParams, Coinbase, Header, Transaction, Transfer, TxRoot,
@@ -374,9 +372,15 @@ mod compact {
         let message = hex::decode(&want["message"]).unwrap();
         let c = CompactBlock::decode(&message, 1 << 20, 5000).unwrap();
         assert_eq!(c.encode(), message);
-        let found = c.candidates(&pool);
-        let rebuilt = c.reconstruct(|id| found.get(&id).copied().unwrap_or(Candidates::None));
-        assert_eq!(rebuilt, Rebuilt::Full(block()));
+        let rebuilt = c.rebuild(&pool);
+        assert_eq!(
+            rebuilt,
+            Rebuilt::Full {
+                block: block(),
+                txids: txids.clone(),
+                root_checked: true
+            }
+        );
         assert_ne!(header.tx_root, TxRoot([0; 32]));
     }
 }

@@ -1,13 +1,14 @@
 //! Any bytes a peer sends as a compact block, rebuilt against a pool of transfers also taken
 //! from the input: decoding and rebuilding never panic, what decodes re-encodes to the same
 //! bytes, and no block comes out whose transactions do not give its header's Merkle root
-//! (unless it was sent whole: then validation refuses it).
+//! (unless it was sent whole: then validation refuses it), and that the txids a rebuild hands
+//! to validation are the block's and give the same verdict as hashing them anew.
 //!
 //! Input: a u16 (big-endian) message length, the message, then 153-byte transfers (tag
 //! included): the first half the receiver's pool, the rest what the sender answers.
 #![no_main]
 
-use gossipchain::chain::compact::{Candidates, CompactBlock, Rebuilt};
+use gossipchain::chain::compact::{CompactBlock, Rebuilt};
 use gossipchain::chain::tx::TRANSFER_LEN;
 use gossipchain::chain::{Block, ChainParams, Transaction, Transfer, Txid, merkle, validate};
 use libfuzzer_sys::fuzz_target;
@@ -39,16 +40,29 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     let (pool, answers) = transfers.split_at(transfers.len() / 2);
     let pool: HashMap<Txid, Transfer> = pool.iter().copied().collect();
-    let found = c.candidates(&pool);
-    match c.reconstruct(|id| found.get(&id).copied().unwrap_or(Candidates::None)) {
-        // A block sent entirely in full is validation's to check (and reject).
-        Rebuilt::Full(block) if c.short_ids.is_empty() => {
-            assert_eq!(block.txs.len(), c.tx_count());
-            if block.compute_tx_root() != block.header.tx_root {
-                assert!(validate::check_body(&block, &p).is_err());
+    match c.rebuild(&pool) {
+        Rebuilt::Full {
+            block,
+            txids,
+            root_checked,
+        } => {
+            assert_eq!(txids, block.compute_txids());
+            assert_eq!(
+                validate::check_body_known(&block, &txids, root_checked, &p),
+                validate::check_body(&block, &p).map(|_| ())
+            );
+            if c.short_ids.is_empty() {
+                // A block sent entirely in full is validation's to check (and reject).
+                assert!(!root_checked);
+                assert_eq!(block.txs.len(), c.tx_count());
+                if block.compute_tx_root() != block.header.tx_root {
+                    assert!(validate::check_body(&block, &p).is_err());
+                }
+            } else {
+                assert!(root_checked);
+                root_holds(&block, c.tx_count());
             }
         }
-        Rebuilt::Full(block) => root_holds(&block, c.tx_count()),
         Rebuilt::Missing(partial) => {
             assert!(partial.missing_count() > 0);
             let answer: Vec<Transfer> = answers

@@ -56,6 +56,38 @@ impl CheckedBlock {
         })
     }
 
+    /// [`CheckedBlock::check`] for a block whose txids the caller computed from its
+    /// transactions, and whose Merkle root it compared with them if `root_checked` (a compact
+    /// block's rebuild): the same rules and verdict, without hashing the transactions again.
+    pub fn check_known(
+        block: Arc<Block>,
+        hash: BlockHash,
+        txids: Vec<Txid>,
+        root_checked: bool,
+        params: &ChainParams,
+    ) -> Result<Self, ValidationError> {
+        debug_assert_eq!(
+            hash,
+            block.compute_hash(),
+            "the caller's hash is the header's"
+        );
+        debug_assert_eq!(
+            txids,
+            block.compute_txids(),
+            "the caller's txids are the block's"
+        );
+        validate::check_header_hashed(&block.header, &hash, params)?;
+        validate::check_body_known(&block, &txids, root_checked, params)?;
+        let wire = block.encode();
+        Ok(Self {
+            block,
+            hash,
+            txids,
+            wire,
+            signatures_verified: false,
+        })
+    }
+
     /// A block this node validated before and read back from its own store: its checks are
     /// not run again (signatures included), only its hash and txids are recomputed.
     pub fn stored(block: Block, wire: Vec<u8>) -> Self {

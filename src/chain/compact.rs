@@ -18,9 +18,7 @@ use super::hash::{Txid, sha256};
 use super::merkle;
 use super::tx::{COINBASE_LEN, Coinbase, TRANSFER_LEN, Transaction, Transfer};
 use siphasher::sip::SipHasher24;
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::Hasher;
+use std::collections::{HashMap, VecDeque};
 
 /// Encoded size of a short id.
 pub const SHORT_ID_LEN: usize = 6;
@@ -61,14 +59,35 @@ impl ShortIdKeys {
 
     /// The short id of `txid` under these keys.
     pub fn short_id(&self, txid: &Txid) -> ShortId {
-        let mut h = SipHasher24::new_with_keys(self.k0, self.k1);
-        h.write(txid.as_bytes());
-        let full = h.finish().to_be_bytes();
+        let full = self.short_id_bits(txid).to_be_bytes();
         let mut out = [0u8; SHORT_ID_LEN];
         out.copy_from_slice(&full[8 - SHORT_ID_LEN..]);
         ShortId(out)
     }
+
+    /// The short id of `txid` as the number its bytes spell (big-endian, 48 bits): what a
+    /// rebuild compares, without the bytes.
+    fn short_id_bits(&self, txid: &Txid) -> u64 {
+        SipHasher24::new_with_keys(self.k0, self.k1).hash(txid.as_bytes()) & SHORT_ID_MASK
+    }
 }
+
+/// The 48 bits of a short id.
+const SHORT_ID_MASK: u64 = (1 << (8 * SHORT_ID_LEN)) - 1;
+
+impl ShortId {
+    /// The number the id's bytes spell, big-endian.
+    fn bits(&self) -> u64 {
+        let mut b = [0u8; 8];
+        b[8 - SHORT_ID_LEN..].copy_from_slice(&self.0);
+        u64::from_be_bytes(b)
+    }
+}
+
+/// A map keyed by short ids or txids: values an attacker may choose, so randomly seeded, but
+/// cheaper than the standard library's SipHash-1-3 for the tens of thousands of lookups a full
+/// block's rebuild makes.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Why bytes are not a compact block.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -132,10 +151,19 @@ pub enum Collision {
 /// What rebuilding from the held transfers gave.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Rebuilt {
-    /// The whole block: its Merkle root checked if any transaction came by short id; a block
-    /// sent entirely in full is returned as it came, for validation to check (its root cannot
-    /// have been broken by a collision, so a mismatch there is the sender's fault).
-    Full(Block),
+    /// The whole block, with its txids in order (computed from its transactions here, or the
+    /// mempool's keys, which are: validation need not hash them again). Its Merkle root was
+    /// checked (`root_checked`) if any transaction came by short id; a block sent entirely in
+    /// full is returned as it came, for validation to check (its root cannot have been broken
+    /// by a collision, so a mismatch there is the sender's fault).
+    Full {
+        /// The block.
+        block: Block,
+        /// Its txids, coinbase first.
+        txids: Vec<Txid>,
+        /// Whether they were checked against the header's Merkle root.
+        root_checked: bool,
+    },
     /// Some transfers are missing; ask the sender for [`Partial::missing`].
     Missing(Partial),
     /// Fetch the full block.
@@ -325,88 +353,136 @@ impl CompactBlock {
         })
     }
 
-    /// The transfers of `pool` whose short ids this block names, by short id: what
-    /// [`CompactBlock::reconstruct`] looks up. Hashes each pool entry once (SipHash) and keeps
-    /// only the entries named, so its size is bounded by the message's.
-    pub fn candidates<'a>(
-        &self,
-        pool: impl IntoIterator<Item = (&'a Txid, &'a Transfer)>,
-    ) -> HashMap<ShortId, Candidates> {
+    /// Rebuilds the block from `pool` (the mempool, the recent pool): each pool entry is hashed
+    /// once (SipHash) and looked up among the message's short ids. Gives the whole block if
+    /// every slot is filled by exactly one transfer and the Merkle root matches, else the
+    /// indexes still missing (none held, or several candidates: BIP 152 asks for those too),
+    /// else a [`Collision`].
+    pub fn rebuild<'a>(&self, pool: impl IntoIterator<Item = (&'a Txid, &'a Transfer)>) -> Rebuilt {
+        let Some(positions) = self.positions() else {
+            return Rebuilt::Collision(Collision::DuplicateShortIds);
+        };
         let keys = self.keys();
-        let wanted: HashSet<ShortId> = self.short_ids.iter().copied().collect();
-        let mut found: HashMap<ShortId, Candidates> = HashMap::new();
+        let mut found: Vec<Held<'a>> = vec![Held::None; self.short_ids.len()];
         for (txid, t) in pool {
-            let id = keys.short_id(txid);
-            if !wanted.contains(&id) {
+            let Some(&k) = positions.get(&keys.short_id_bits(txid)) else {
                 continue;
-            }
-            match found.entry(id) {
-                Entry::Vacant(v) => {
-                    v.insert(Candidates::One(*txid, *t));
-                }
-                Entry::Occupied(mut o) => {
-                    if !matches!(o.get(), Candidates::One(held, _) if held == txid) {
-                        o.insert(Candidates::Many);
-                    }
-                }
-            }
+            };
+            let slot = &mut found[k as usize];
+            *slot = match *slot {
+                Held::None => Held::One(txid, t),
+                Held::One(held, _) if held == txid => continue,
+                _ => Held::Many,
+            };
         }
-        found
+        self.assemble(|k| match found[k] {
+            Held::One(txid, t) => Some((*txid, *t)),
+            Held::None | Held::Many => None,
+        })
     }
 
-    /// Rebuilds the block from the transfers `lookup` finds by short id (see
-    /// [`CompactBlock::candidates`]): the whole block if every slot is filled and the Merkle
-    /// root matches, else the indexes still missing (none found, or several candidates), else
-    /// a [`Collision`].
+    /// [`CompactBlock::rebuild`] from what `lookup` says each short id points to.
     pub fn reconstruct(&self, lookup: impl Fn(ShortId) -> Candidates) -> Rebuilt {
-        let unique: HashSet<&ShortId> = self.short_ids.iter().collect();
-        if unique.len() != self.short_ids.len() {
+        if self.positions().is_none() {
             return Rebuilt::Collision(Collision::DuplicateShortIds);
         }
+        self.assemble(|k| match lookup(self.short_ids[k]) {
+            Candidates::One(txid, t) => Some((txid, t)),
+            Candidates::None | Candidates::Many => None,
+        })
+    }
+
+    /// The position of each short id among the message's, by its bits; `None` if one is named
+    /// twice (the slots could not be told apart).
+    fn positions(&self) -> Option<FastMap<u64, u32>> {
+        let mut at = FastMap::with_capacity_and_hasher(self.short_ids.len(), Default::default());
+        for (k, id) in self.short_ids.iter().enumerate() {
+            if at.insert(id.bits(), k as u32).is_some() {
+                return None;
+            }
+        }
+        Some(at)
+    }
+
+    /// The block from the transfer `held(k)` gives for the `k`-th short id (`None`: missing).
+    fn assemble(&self, held: impl Fn(usize) -> Option<(Txid, Transfer)>) -> Rebuilt {
         let count = self.tx_count();
-        let mut slots = Vec::with_capacity(count);
         let coinbase = Transaction::Coinbase(self.coinbase);
-        slots.push(Some((coinbase.compute_txid(), coinbase)));
+        let mut txids = Vec::with_capacity(count);
+        let mut txs = Vec::with_capacity(count);
+        txids.push(coinbase.compute_txid());
+        txs.push(coinbase);
         let mut missing = Vec::new();
         let mut prefilled = self.prefilled.iter().peekable();
-        let mut short_ids = self.short_ids.iter();
+        let mut next = 0;
         for i in 1..count as u32 {
             if let Some((_, t)) = prefilled.next_if(|(index, _)| *index == i) {
                 let tx = Transaction::Transfer(*t);
-                slots.push(Some((tx.compute_txid(), tx)));
+                txids.push(tx.compute_txid());
+                txs.push(tx);
                 continue;
             }
             // Decoding guarantees one short id for every index not prefilled.
-            let Some(&id) = short_ids.next() else {
+            let Some(&id) = self.short_ids.get(next) else {
                 return Rebuilt::Collision(Collision::RootMismatch);
             };
-            match lookup(id) {
-                Candidates::One(txid, t) => slots.push(Some((txid, Transaction::Transfer(t)))),
-                Candidates::None | Candidates::Many => {
+            match held(next) {
+                Some((txid, t)) => {
+                    txids.push(txid);
+                    txs.push(Transaction::Transfer(t));
+                }
+                None => {
                     missing.push((i, id));
-                    slots.push(None);
+                    // A placeholder, never read: the slot is `None` below.
+                    txids.push(Txid([0; 32]));
+                    txs.push(coinbase);
                 }
             }
+            next += 1;
         }
-        let partial = Partial {
+        if !missing.is_empty() {
+            let mut slots: Vec<Option<(Txid, Transaction)>> =
+                txids.into_iter().zip(txs).map(Some).collect();
+            for (i, _) in &missing {
+                slots[*i as usize] = None;
+            }
+            return Rebuilt::Missing(Partial {
+                header: self.header,
+                keys: self.keys(),
+                slots,
+                missing,
+            });
+        }
+        let block = Block {
             header: self.header,
-            keys: self.keys(),
-            slots,
-            missing,
+            txs,
         };
-        if !partial.missing.is_empty() {
-            return Rebuilt::Missing(partial);
-        }
         if self.short_ids.is_empty() {
             // Every transaction came in full: nothing can have collided, so a wrong root is
             // the message's own fault, for validation to reject with its rule.
-            return Rebuilt::Full(partial.into_block_unchecked());
+            return Rebuilt::Full {
+                block,
+                txids,
+                root_checked: false,
+            };
         }
-        match partial.into_block() {
-            Some(block) => Rebuilt::Full(block),
-            None => Rebuilt::Collision(Collision::RootMismatch),
+        if merkle::tx_root(&txids) != self.header.tx_root {
+            return Rebuilt::Collision(Collision::RootMismatch);
+        }
+        Rebuilt::Full {
+            block,
+            txids,
+            root_checked: true,
         }
     }
+}
+
+/// What a rebuild found for one short id in the pool.
+#[derive(Clone, Copy)]
+enum Held<'a> {
+    None,
+    One(&'a Txid, &'a Transfer),
+    Many,
 }
 
 impl Partial {
@@ -455,14 +531,6 @@ impl Partial {
         }
         self.missing.clear();
         self.into_block().ok_or(FillError::RootMismatch)
-    }
-
-    /// The block of a partial with every slot filled, its root not checked.
-    fn into_block_unchecked(self) -> Block {
-        Block {
-            header: self.header,
-            txs: self.slots.into_iter().flatten().map(|(_, tx)| tx).collect(),
-        }
     }
 
     /// The block if every slot is filled and the root matches.
@@ -554,6 +622,7 @@ mod tests {
     use crate::chain::hash::{BlockHash, TxRoot};
     use crate::chain::tx::Address;
     use ed25519_zebra::SigningKey;
+    use std::collections::HashSet;
 
     const MAX: usize = 1_000_000;
 
@@ -600,8 +669,39 @@ mod tests {
     }
 
     fn rebuild(c: &CompactBlock, pool: &HashMap<Txid, Transfer>) -> Rebuilt {
-        let found = c.candidates(pool);
-        c.reconstruct(|id| found.get(&id).copied().unwrap_or(Candidates::None))
+        let fast = c.rebuild(pool);
+        // The same answer through a lookup, as the slow reading of the rules gives it.
+        let found = found(c, pool);
+        let slow = c.reconstruct(|id| found.get(&id).copied().unwrap_or(Candidates::None));
+        assert_eq!(fast, slow);
+        fast
+    }
+
+    /// What each short id of `c` points to in `pool`, the plain way.
+    fn found(c: &CompactBlock, pool: &HashMap<Txid, Transfer>) -> HashMap<ShortId, Candidates> {
+        let keys = c.keys();
+        let mut out = HashMap::new();
+        for (txid, t) in pool {
+            let id = keys.short_id(txid);
+            if !c.short_ids.contains(&id) {
+                continue;
+            }
+            let next = match out.get(&id) {
+                None => Candidates::One(*txid, *t),
+                Some(_) => Candidates::Many,
+            };
+            out.insert(id, next);
+        }
+        out
+    }
+
+    /// The whole block as a rebuild gives it.
+    fn full(block: Block, root_checked: bool) -> Rebuilt {
+        Rebuilt::Full {
+            txids: block.compute_txids(),
+            block,
+            root_checked,
+        }
     }
 
     #[test]
@@ -638,7 +738,7 @@ mod tests {
         let c = CompactBlock::from_block(&block, &txids, 7, |_| true, MAX).unwrap();
         assert_eq!(c.prefilled.len(), 0);
         // All held.
-        assert_eq!(rebuild(&c, &pool_of(&ts)), Rebuilt::Full(block.clone()));
+        assert_eq!(rebuild(&c, &pool_of(&ts)), full(block.clone(), true));
         // Some held: the rest asked for by index, then filled.
         let Rebuilt::Missing(p) = rebuild(&c, &pool_of(&ts[5..])) else {
             panic!("some are missing");
@@ -677,7 +777,7 @@ mod tests {
             .map(|&i| (txids[i + 1], ts[i]))
             .collect();
         let decoded = CompactBlock::decode(&c.encode(), MAX, 5000).unwrap();
-        assert_eq!(rebuild(&decoded, &pool), Rebuilt::Full(block));
+        assert_eq!(rebuild(&decoded, &pool), full(block, true));
     }
 
     #[test]
@@ -687,7 +787,7 @@ mod tests {
         let c = CompactBlock::from_block(&block, &txids, 9, |_| true, MAX).unwrap();
         let pool = pool_of(&ts);
         let other = transfers(4)[3];
-        let found = c.candidates(&pool);
+        let found = found(&c, &pool);
         let id = c.short_ids[1];
         let r = c.reconstruct(|s| {
             if s == id {
@@ -711,7 +811,7 @@ mod tests {
         let c = CompactBlock::from_block(&block, &txids, 9, |_| true, MAX).unwrap();
         let decoy = transfers(5)[4];
         let decoy_id = Transaction::Transfer(decoy).compute_txid();
-        let found = c.candidates(&pool_of(&ts));
+        let found = found(&c, &pool_of(&ts));
         let id = c.short_ids[0];
         let r = c.reconstruct(|s| {
             if s == id {
@@ -745,7 +845,7 @@ mod tests {
         let (mut block, txids) = block_of(&ts);
         block.header.tx_root = TxRoot([0xee; 32]);
         let c = CompactBlock::from_block(&block, &txids, 3, |_| false, MAX).unwrap();
-        assert_eq!(rebuild(&c, &HashMap::new()), Rebuilt::Full(block));
+        assert_eq!(rebuild(&c, &HashMap::new()), full(block, false));
     }
 
     #[test]

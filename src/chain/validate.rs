@@ -245,6 +245,29 @@ pub fn check_header_hashed(
 /// The body's structure: limits, one coinbase first at the block's height, no duplicate
 /// txids, the Merkle root. Returns the txids (computed once, reused by later checks).
 pub fn check_body(block: &Block, params: &ChainParams) -> Result<Vec<Txid>, ValidationError> {
+    check_body_shape(block, params)?;
+    let txids = block.compute_txids();
+    check_body_txids(block, &txids, false)?;
+    Ok(txids)
+}
+
+/// [`check_body`] for a block whose txids the caller computed from its transactions already
+/// (a compact block's rebuild: the mempool's keys and the prefilled transfers' hashes), and
+/// whose Merkle root it checked against them if `root_checked`: the same rules and the same
+/// verdict, without hashing the transactions again.
+pub fn check_body_known(
+    block: &Block,
+    txids: &[Txid],
+    root_checked: bool,
+    params: &ChainParams,
+) -> Result<(), ValidationError> {
+    debug_assert_eq!(txids.len(), block.txs.len(), "one txid per transaction");
+    check_body_shape(block, params)?;
+    check_body_txids(block, txids, root_checked)
+}
+
+/// The body rules that need no txid: count, size, the coinbase first and at its height.
+fn check_body_shape(block: &Block, params: &ChainParams) -> Result<(), ValidationError> {
     if block.txs.len() > params.max_block_txs as usize {
         return Err(ValidationError::TooManyTransactions {
             count: block.txs.len(),
@@ -267,26 +290,39 @@ pub fn check_body(block: &Block, params: &ChainParams) -> Result<Vec<Txid>, Vali
             got: cb.height,
         });
     }
-    let txids = block.compute_txids();
-    for (tx, txid) in block.txs.iter().zip(&txids).skip(1) {
+    Ok(())
+}
+
+/// The body rules on the txids, in order: no second coinbase, no txid twice, the Merkle root
+/// (unless `root_checked`: the caller compared it already).
+fn check_body_txids(
+    block: &Block,
+    txids: &[Txid],
+    root_checked: bool,
+) -> Result<(), ValidationError> {
+    for (tx, txid) in block.txs.iter().zip(txids).skip(1) {
         if matches!(tx, Transaction::Coinbase(_)) {
             return Err(ValidationError::ExtraCoinbase { txid: *txid });
         }
     }
-    let mut seen = HashSet::with_capacity(txids.len());
-    for txid in &txids {
+    // Txids are SHA-256 outputs, keyed into a randomly seeded hasher: nothing to flood.
+    let mut seen: HashSet<Txid, foldhash::fast::RandomState> =
+        HashSet::with_capacity_and_hasher(txids.len(), Default::default());
+    for txid in txids {
         if !seen.insert(*txid) {
             return Err(ValidationError::DuplicateTxid(*txid));
         }
     }
-    let root = merkle::tx_root(&txids);
-    if root != block.header.tx_root {
-        return Err(ValidationError::TxRootMismatch {
-            expected: root,
-            got: block.header.tx_root,
-        });
+    if !root_checked {
+        let root = merkle::tx_root(txids);
+        if root != block.header.tx_root {
+            return Err(ValidationError::TxRootMismatch {
+                expected: root,
+                got: block.header.tx_root,
+            });
+        }
     }
-    Ok(txids)
+    Ok(())
 }
 
 /// The rules that need the parent: height, the target the parent requires

@@ -520,20 +520,20 @@ impl Node {
     }
 
     /// Validates a block from anywhere (`hash` is its header's, computed once by the caller;
-    /// `wire` its encoding if it came as bytes) and records what follows for the end of the
-    /// step: persistence, the tip change for the mempool and the miner. Counted in the metrics
-    /// as from gossip (`from` a peer) or local.
+    /// `txids` its txids if the caller has them, see [`KnownTxids`]) and records what follows
+    /// for the end of the step: persistence, the tip change for the mempool and the miner.
+    /// Counted in the metrics as from gossip (`from` a peer) or local.
     fn process_block(
         &mut self,
         block: Block,
         hash: BlockHash,
-        wire: Option<Vec<u8>>,
+        txids: Option<KnownTxids>,
         from: Option<PeerId>,
     ) -> Result<Processed, ValidationError> {
         let started = std::time::Instant::now();
         // The miner waits while the block is validated and relayed.
         let _relay_first = mining::RelayGuard::new(&self.miner.pause);
-        let result = self.validate_block(block, hash, wire, from);
+        let result = self.validate_block(block, hash, txids, from);
         let origin = if from.is_some() {
             Origin::Gossip
         } else {
@@ -549,14 +549,21 @@ impl Node {
         &mut self,
         block: Block,
         hash: BlockHash,
-        wire: Option<Vec<u8>>,
+        txids: Option<KnownTxids>,
         from: Option<PeerId>,
     ) -> Result<Processed, ValidationError> {
         if self.chain.known(&hash).is_some() {
             return self.apply_known(hash);
         }
         let block = Arc::new(block);
-        match CheckedBlock::check(block.clone(), hash, wire, self.chain.params()) {
+        let params = self.chain.params();
+        let checked = match txids {
+            Some(k) => {
+                CheckedBlock::check_known(block.clone(), hash, k.txids, k.root_checked, params)
+            }
+            None => CheckedBlock::check(block.clone(), hash, None, params),
+        };
+        match checked {
             Ok(checked) => self.apply_checked(Arc::new(checked), from),
             Err(e) => self.reject_unchecked(&block, hash, e, from),
         }
@@ -637,4 +644,15 @@ impl Node {
         }
         Ok(processed)
     }
+}
+
+/// A block's txids, as a caller that computed them from its transactions hands them to
+/// [`Node::process_block`] (a compact block's rebuild has them from the mempool's keys), and
+/// whether it compared them with the header's Merkle root: validation then does not hash the
+/// transactions again.
+pub(super) struct KnownTxids {
+    /// The txids, coinbase first.
+    pub txids: Vec<crate::chain::Txid>,
+    /// Whether their Merkle root was compared with the header's.
+    pub root_checked: bool,
 }

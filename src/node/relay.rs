@@ -7,8 +7,8 @@
 //! this file carries out; it also answers peers' `GetBlockTxs`.
 
 use super::admission::{Candidate, Source, Verdicts};
-use super::{Node, SendError};
-use crate::chain::compact::{Candidates, CompactBlock, Rebuilt};
+use super::{KnownTxids, Node, SendError};
+use crate::chain::compact::{CompactBlock, Rebuilt};
 use crate::chain::mempool::{Admitted, min_replacement_fee};
 use crate::chain::{
     Address, Block, BlockHash, CheckedBlock, MempoolError, Outcome, Processed, Transaction,
@@ -104,13 +104,18 @@ impl Node {
                 .ban(source, format!("relayed an invalid block: {e}"));
             return;
         }
-        let found = c.candidates(self.mempool.iter().chain(self.recent.iter()));
-        let rebuilt = c.reconstruct(|s| found.get(&s).copied().unwrap_or(Candidates::None));
-        drop(found);
-        match rebuilt {
-            Rebuilt::Full(block) => {
+        match c.rebuild(self.mempool.iter().chain(self.recent.iter())) {
+            Rebuilt::Full {
+                block,
+                txids,
+                root_checked,
+            } => {
                 self.metrics.compact("rebuilt").inc();
-                self.validate_rebuilt(source, id, block)
+                let known = KnownTxids {
+                    txids,
+                    root_checked,
+                };
+                self.validate_rebuilt(source, id, block, Some(known))
             }
             Rebuilt::Missing(partial) => {
                 tracing::debug!(
@@ -138,9 +143,15 @@ impl Node {
 
     /// Validates a block rebuilt from gossip message `id` and reports the verdict for the
     /// message (accepted: forwarded).
-    fn validate_rebuilt(&mut self, source: PeerId, id: MessageId, block: Block) {
+    fn validate_rebuilt(
+        &mut self,
+        source: PeerId,
+        id: MessageId,
+        block: Block,
+        txids: Option<KnownTxids>,
+    ) {
         let hash = block.compute_hash();
-        let processed = self.process_block(block, hash, None, Some(source));
+        let processed = self.process_block(block, hash, txids, Some(source));
         let acceptance = match gossip_verdict(&processed) {
             GossipVerdict::Forward => {
                 // Forwarded on acceptance: its receivers may ask us for transfers.
@@ -232,7 +243,7 @@ impl Node {
                     peer,
                     message,
                     block,
-                } => self.validate_rebuilt(peer, message, block),
+                } => self.validate_rebuilt(peer, message, block, None),
                 CompactAction::Ignore {
                     peer,
                     message,
