@@ -24,7 +24,7 @@ use common::{Node, Stats, load_average};
 use futures::StreamExt;
 use gossipchain::chain::pow::Target;
 use gossipchain::chain::{Block, Transaction, Transfer};
-use gossipchain::net::protocol;
+use gossipchain::net::{behaviour, protocol};
 use gossipchain::testkit::{self, key};
 use libp2p::gossipsub::{self, IdentTopic};
 use libp2p::swarm::SwarmEvent;
@@ -118,17 +118,20 @@ async fn flood(target: Multiaddr, blocks: Vec<Block>, stop: Arc<AtomicBool>) -> 
                 yamux::Config::default,
             )
             .expect("tcp")
-            .with_behaviour(|key| {
+            .with_behaviour(|_| {
+                // Anonymous, as nodes publish: a signed message would be dropped by gossipsub
+                // before the node under attack saw it.
                 let config = gossipsub::ConfigBuilder::default()
-                    .validation_mode(gossipsub::ValidationMode::Strict)
+                    .validation_mode(gossipsub::ValidationMode::Anonymous)
+                    // The node's ids: gossipsub's default (author and sequence number) is the
+                    // same for every anonymous message.
+                    .message_id_fn(behaviour::message_id)
                     .max_transmit_size(protocol::max_transmit_size(params.max_block_bytes))
                     .build()
                     .expect("gossipsub config");
-                let behaviour: gossipsub::Behaviour = gossipsub::Behaviour::new(
-                    gossipsub::MessageAuthenticity::Signed(key.clone()),
-                    config,
-                )
-                .expect("gossipsub");
+                let behaviour: gossipsub::Behaviour =
+                    gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
+                        .expect("gossipsub");
                 behaviour
             })
             .expect("behaviour")

@@ -8,8 +8,8 @@
 //!    before the node validated, stored and published it) until the last of the 9 other nodes
 //!    has validated, stored and adopted it (its status tip is the block's hash), p50 and p99;
 //! 2. a bare gossipsub network of the same shape: 10 libp2p swarms running only gossipsub, built
-//!    by the node's own `behaviour::new_gossipsub` (heartbeat, Strict signing, max transmit size,
-//!    SHA-256 message ids, peer scoring) but without validation or any processing, carrying
+//!    by the node's own `behaviour::new_gossipsub` (heartbeat, anonymous messages, max transmit
+//!    size, SHA-256 message ids, peer scoring) but without validation or any processing, carrying
 //!    the very bytes of the same blocks (as compact blocks): the time from publishing until the last of the 9 other
 //!    swarms receives the message, p50 and p99;
 //! 3. the ratio of the p99s (target: ours within 1.5x of bare gossipsub).
@@ -169,7 +169,7 @@ async fn start_bare(
             yamux::Config::default,
         )
         .expect("tcp transport")
-        .with_behaviour(|key| behaviour::new_gossipsub(key, config, false))
+        .with_behaviour(|_| behaviour::new_gossipsub(config, false))
         .expect("gossipsub behaviour")
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build();

@@ -1,6 +1,6 @@
 //! Golden vectors of the sync protocol's CBOR messages (`proto/vectors/network.txt`): the bytes
 //! libp2p's CBOR codec puts on the wire for each message, so a second implementation can check
-//! its encoder and decoder. Regenerate with `GOSSIPCHAIN_WRITE_VECTORS=1 cargo test --test
+//! its encoder and decoder; and the gossip topics with one transfer's gossipsub message. Regenerate with `GOSSIPCHAIN_WRITE_VECTORS=1 cargo test --test
 //! wire_vectors`.
 
 use gossipchain::chain::{Address, BlockHash, ChainParams, ChainState, Transaction, Transfer};
@@ -32,15 +32,7 @@ fn messages() -> (Named<Request>, Named<Response>) {
     };
     let block = test_chain.block_at(1).unwrap().encode();
     let header = test_chain.block_at(1).unwrap().header.encode().to_vec();
-    let tx = Transfer::sign(
-        &testkit::key(1),
-        &chain_id,
-        Address::of(&testkit::key(2)),
-        10,
-        1,
-        0,
-    );
-    let tx_bytes = Transaction::Transfer(tx).encode();
+    let tx_bytes = vector_transfer();
     let requests = vec![
         ("request.status", Request::Status(status)),
         (
@@ -92,6 +84,44 @@ fn messages() -> (Named<Request>, Named<Response>) {
     (requests, responses)
 }
 
+/// The vector transfer (in `request.transactions`), encoded.
+fn vector_transfer() -> Vec<u8> {
+    let chain_id = ChainParams::default().chain_id();
+    let tx = Transfer::sign(
+        &testkit::key(1),
+        &chain_id,
+        Address::of(&testkit::key(2)),
+        10,
+        1,
+        0,
+    );
+    Transaction::Transfer(tx).encode()
+}
+
+/// A protobuf varint.
+fn varint(mut n: usize, out: &mut Vec<u8>) {
+    while n >= 0x80 {
+        out.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// The gossipsub `Message` (libp2p pubsub's `rpc.proto`) of an anonymous publish of `data` on
+/// `topic`: field 2 `data` then field 4 `topic`, both length-delimited; no `from` (1), `seqno`
+/// (3), `signature` (5) or `key` (6). Written out here because gossipsub does not expose its
+/// encoder; [`the_transfer_message_is_what_gossipsub_counts`] checks it against gossipsub's own
+/// size of the message.
+fn gossip_message(data: &[u8], topic: &str) -> Vec<u8> {
+    let mut m = vec![0x12];
+    varint(data.len(), &mut m);
+    m.extend_from_slice(data);
+    m.push(0x22);
+    varint(topic.len(), &mut m);
+    m.extend_from_slice(topic.as_bytes());
+    m
+}
+
 fn render() -> String {
     let params = ChainParams::default();
     let chain_id = params.chain_id();
@@ -107,6 +137,18 @@ fn render() -> String {
     out += &format!("topic.blocks = {}\n", protocol::blocks_topic(&chain_id));
     out += &format!("topic.txs = {}\n", protocol::txs_topic(&chain_id));
     out += &format!("protocol.sync = {}\n\n", protocol::SYNC_PROTOCOL);
+    out += "# The gossipsub Message (protobuf, libp2p pubsub rpc.proto) a node publishes for the\n\
+            # transfer of request.transactions on topic.txs: anonymous, so only `data` (field 2)\n\
+            # and `topic` (field 4). Its message id is SHA-256 of the data: the txid.\n";
+    let tx = vector_transfer();
+    out += &format!(
+        "gossip.txs_message = {}\n",
+        hex::encode(gossip_message(&tx, &protocol::txs_topic(&chain_id)))
+    );
+    out += &format!(
+        "gossip.txs_message_id = {}\n\n",
+        hex::encode(gossipchain::chain::hash::sha256(&tx))
+    );
     let (requests, responses) = messages();
     for (name, m) in &requests {
         out += &format!("# {m:?}\n{name} = {}\n\n", hex::encode(encode(m)));
@@ -148,6 +190,31 @@ fn wire_messages_match_the_golden_vectors() {
         let bytes = hex::decode(&want[name]).unwrap();
         assert_eq!(decode::<Response>(&bytes).unwrap(), m, "{name}");
     }
+}
+
+#[test]
+fn the_transfer_message_is_what_gossipsub_counts() {
+    use gossipchain::net::behaviour::IDONTWANT_MIN_BYTES;
+    use libp2p::gossipsub::{RawMessage, TopicHash};
+    let chain_id = ChainParams::default().chain_id();
+    let tx = vector_transfer();
+    let topic = protocol::txs_topic(&chain_id);
+    let raw = RawMessage {
+        source: None,
+        data: tx.clone(),
+        sequence_number: None,
+        topic: TopicHash::from_raw(topic.clone()),
+        signature: None,
+        key: None,
+        validated: true,
+    };
+    let message = gossip_message(&tx, &topic);
+    assert_eq!(message.len(), raw.raw_protobuf_len());
+    // The figures PROTOCOL.md §14.2 gives: 193 bytes, IDONTWANT sent for it, far under the
+    // topic's limit.
+    assert_eq!(message.len(), 193);
+    assert!(message.len() > IDONTWANT_MIN_BYTES);
+    assert!(message.len() * 10 < protocol::MAX_TX_GOSSIP_BYTES);
 }
 
 #[test]

@@ -44,22 +44,34 @@ pub fn kad_protocol(chain_id: &ChainId) -> String {
 }
 
 /// Largest gossipsub message accepted on the transfers topic, counted as
-/// [`max_transmit_size`] is: the whole protobuf `Message` (payload, author, sequence number,
-/// signature, topic). A transfer's takes about 360 bytes; a bigger one is an invalid message
-/// that costs its sender gossipsub score at once (under the graylist threshold).
+/// [`max_transmit_size`] is: the whole protobuf `Message` (payload and topic; an anonymous
+/// message has no author, sequence number, signature or key). A transfer's takes 194 bytes; a
+/// bigger one (a signed one included) is an invalid message that costs its sender gossipsub
+/// score at once (under the graylist threshold).
 pub const MAX_TX_GOSSIP_BYTES: usize = 2048;
 
-/// The gossip topic carrying mined blocks, each as a compact block
-/// ([`crate::chain::compact::CompactBlock`]). Named `cblocks`, not `blocks`, because its
-/// message kind changed: a node that publishes full blocks is on another topic and never sends
-/// one here.
-pub fn blocks_topic(chain_id: &ChainId) -> String {
-    format!("/gossipchain/{}/cblocks/1", chain_id.to_hex())
+/// The part of a chain id that names its gossip topics: the first 8 bytes in lower-case hex.
+/// Every gossip message carries its topic, so the whole id (64 hex digits) cost 48 bytes a
+/// transfer. Topics only keep chains apart among peers that have not yet been disconnected
+/// for another chain id (the `Status` exchange, §14.3); 64 bits do that as well as 256 against
+/// accident, and a chain crafted to share them gains nothing: its messages fail validation.
+fn topic_chain_tag(chain_id: &ChainId) -> String {
+    hex::encode(&chain_id.as_bytes()[..8])
 }
 
-/// The gossip topic carrying new transfers.
+/// The gossip topic carrying mined blocks, each as a compact block
+/// ([`crate::chain::compact::CompactBlock`]): `/gossipchain/<first 8 bytes of the chain id in
+/// hex>/cblocks/2`. Named `cblocks`, not `blocks`, because its message kind changed; version 2
+/// because messages became anonymous (no author, sequence number or signature) and the topic
+/// shorter: a node of either older kind is on another topic and never sends one here.
+pub fn blocks_topic(chain_id: &ChainId) -> String {
+    format!("/gossipchain/{}/cblocks/2", topic_chain_tag(chain_id))
+}
+
+/// The gossip topic carrying new transfers: `/gossipchain/<first 8 bytes of the chain id in
+/// hex>/txs/2` (version 2: anonymous messages, see [`blocks_topic`]).
 pub fn txs_topic(chain_id: &ChainId) -> String {
-    format!("/gossipchain/{}/txs/1", chain_id.to_hex())
+    format!("/gossipchain/{}/txs/2", topic_chain_tag(chain_id))
 }
 
 /// A node's view of its best chain, exchanged when a connection opens and on periodic checks.

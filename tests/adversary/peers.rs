@@ -729,8 +729,8 @@ pub fn rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// A bare gossipsub swarm on the test chain's block topic with its own size limit: it can
-/// publish what the node's own network layer refuses to send.
+/// A bare gossipsub swarm on the test chain's block topic with its own size limit and, if asked,
+/// signed messages: it can publish what the node's own network layer refuses to send.
 pub struct GossipLiar {
     pub id: PeerId,
     publish: mpsc::UnboundedSender<Vec<u8>>,
@@ -758,6 +758,18 @@ impl GossipLiar {
 
     /// [`GossipLiar::connect`] publishing on `topic` instead of the block topic.
     pub async fn connect_on(addr: &Multiaddr, max_transmit: usize, topic: String) -> Self {
+        Self::connect_with(addr, max_transmit, topic, false).await
+    }
+
+    /// [`GossipLiar::connect_on`], with `signed` publishing as libp2p's StrictSign does (an
+    /// author, a sequence number and a signature in every message, what the topics' version 1
+    /// carried) instead of anonymously as the node does.
+    pub async fn connect_with(
+        addr: &Multiaddr,
+        max_transmit: usize,
+        topic: String,
+        signed: bool,
+    ) -> Self {
         use libp2p::gossipsub;
         let topic = gossipsub::IdentTopic::new(topic);
         let mut swarm = libp2p::SwarmBuilder::with_new_identity()
@@ -769,16 +781,27 @@ impl GossipLiar {
             )
             .expect("tcp")
             .with_behaviour(|key| {
+                let (mode, authenticity) = if signed {
+                    (
+                        gossipsub::ValidationMode::Strict,
+                        gossipsub::MessageAuthenticity::Signed(key.clone()),
+                    )
+                } else {
+                    (
+                        gossipsub::ValidationMode::Anonymous,
+                        gossipsub::MessageAuthenticity::Anonymous,
+                    )
+                };
                 let config = gossipsub::ConfigBuilder::default()
-                    .validation_mode(gossipsub::ValidationMode::Strict)
+                    .validation_mode(mode)
+                    // The node's ids: without them every anonymous message would have the
+                    // same id, and each publish after the first would be a duplicate.
+                    .message_id_fn(gossipchain::net::behaviour::message_id)
                     .max_transmit_size(max_transmit)
                     .build()
                     .expect("gossipsub config");
-                let behaviour: gossipsub::Behaviour = gossipsub::Behaviour::new(
-                    gossipsub::MessageAuthenticity::Signed(key.clone()),
-                    config,
-                )
-                .expect("gossipsub");
+                let behaviour: gossipsub::Behaviour =
+                    gossipsub::Behaviour::new(authenticity, config).expect("gossipsub");
                 behaviour
             })
             .expect("behaviour")
