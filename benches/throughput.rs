@@ -34,7 +34,11 @@
 //! (default `100,300,1000,2000,3000,cap` where `cap` is 1.2x the capacity),
 //! `THROUGHPUT_STEP_SECS` (default 20), `THROUGHPUT_AFTER_SECS` (RSS after the load, default
 //! 10), `THROUGHPUT_WALLETS` (default 200), `THROUGHPUT_BIN` (the node binary to run, default
-//! this package's `gossipchain`).
+//! this package's `gossipchain`), `THROUGHPUT_DETAIL` (set: each block of a step, its
+//! transfers and the eligible ones it carries), `THROUGHPUT_RUST_LOG` (the nodes' `RUST_LOG`,
+//! default `info`), `THROUGHPUT_LOGS` (a directory: the nodes' logs are copied there, and
+//! `fates.txt`, one line per transfer: txid, first POST in ms, step, node posted to, wallet,
+//! block height).
 
 mod common;
 
@@ -216,6 +220,19 @@ impl Proc {
         None
     }
 
+    /// Open sockets (HTTP connections held by clients, libp2p's): what memory per connection
+    /// adds to the RSS.
+    fn sockets(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).map_or(0, |d| {
+            d.flatten()
+                .filter(|e| {
+                    std::fs::read_link(e.path())
+                        .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+                })
+                .count()
+        })
+    }
+
     fn rss_mb(&self) -> f64 {
         rss_kb(&self.pid()).map_or(f64::NAN, |kb| kb as f64 / 1024.0)
     }
@@ -248,25 +265,28 @@ async fn spawn(dir: TempDir, client: &reqwest::Client) -> Proc {
             cmd.env_remove(k);
         }
     }
-    cmd.env("RUST_LOG", "info")
-        .args(["node", "--data-dir"])
-        .arg(dir.path())
-        .args([
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--block-time",
-            "2s",
-            "--no-mdns",
-            "--no-kad",
-            "--threads",
-            "1",
-            "--no-repl",
-            "--http",
-            "127.0.0.1:0",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"));
+    cmd.env(
+        "RUST_LOG",
+        std::env::var("THROUGHPUT_RUST_LOG").unwrap_or_else(|_| "info".into()),
+    )
+    .args(["node", "--data-dir"])
+    .arg(dir.path())
+    .args([
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--block-time",
+        "2s",
+        "--no-mdns",
+        "--no-kad",
+        "--threads",
+        "1",
+        "--no-repl",
+        "--http",
+        "127.0.0.1:0",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&log).expect("log file"));
     let child = cmd.spawn().expect("spawn gossipchain");
     let until = Instant::now() + DEADLINE;
     let (base, token) = loop {
@@ -391,6 +411,10 @@ struct Fate {
     admitted: bool,
     /// Height of the block that carries it.
     height: Option<u64>,
+    /// The node it was first posted to.
+    via: usize,
+    /// When the miner (node 0) announced it on its event stream (ms since the epoch).
+    at_miner: Option<u64>,
 }
 
 /// A block of the best chain seen during the load.
@@ -482,6 +506,22 @@ async fn follow_blocks(
         buf.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = buf.find("\n\n") {
             let event: String = buf.drain(..end + 2).collect();
+            if event.lines().any(|l| l == "event: tx") {
+                // When the miner admitted a transfer: how far its mempool is behind the POSTs.
+                let txid = event
+                    .lines()
+                    .find_map(|l| l.strip_prefix("data: "))
+                    .and_then(|d| serde_json::from_str::<Value>(d).ok())
+                    .and_then(|v| v["txid"].as_str().map(str::to_string));
+                if let Some(txid) = txid {
+                    let mut s = lock(&shared);
+                    if let Some(&key) = s.index.get(&txid) {
+                        let fate = s.fates.entry(key).or_default();
+                        fate.at_miner.get_or_insert(now_ms());
+                    }
+                }
+                continue;
+            }
             if !event.lines().any(|l| l == "event: block") {
                 continue;
             }
@@ -506,28 +546,31 @@ async fn follow_blocks(
                 }
             };
             let Some(block) = block else { continue };
-            let txs = block["txs"].as_array().cloned().unwrap_or_default();
-            let mut s = lock(&shared);
-            let mut transfers = 0;
-            for t in &txs {
-                let Some(id) = t["txid"].as_str() else {
-                    continue;
-                };
-                if let Some(&(w, nonce)) = s.index.get(id) {
-                    transfers += 1;
-                    s.fates.entry((w, nonce)).or_default().height = Some(height);
-                    let wallet = &mut s.wallets[w];
-                    wallet.confirmed = wallet.confirmed.max(nonce + 1);
-                    wallet.next = wallet.next.max(wallet.confirmed);
-                }
-            }
-            s.blocks.push(Seen {
-                height,
-                hash,
-                transfers,
-            });
+            record_block(&mut lock(&shared), height, hash, &block);
         }
     }
+}
+
+/// Notes which transfers a block of the best chain (`GET /block/{hash}`) carries.
+fn record_block(s: &mut Load, height: u64, hash: String, block: &Value) {
+    let mut transfers = 0;
+    for t in block["txs"].as_array().map_or(&[][..], Vec::as_slice) {
+        let Some(id) = t["txid"].as_str() else {
+            continue;
+        };
+        if let Some(&(w, nonce)) = s.index.get(id) {
+            transfers += 1;
+            s.fates.entry((w, nonce)).or_default().height = Some(height);
+            let wallet = &mut s.wallets[w];
+            wallet.confirmed = wallet.confirmed.max(nonce + 1);
+            wallet.next = wallet.next.max(wallet.confirmed);
+        }
+    }
+    s.blocks.push(Seen {
+        height,
+        hash,
+        transfers,
+    });
 }
 
 /// Asks each node's `GET /node/status` in turn until `stop`, recording the latency in the
@@ -615,6 +658,7 @@ async fn offer(
                         let fate = s.fates.entry((w, nonce)).or_default();
                         if fate.posted.is_none() {
                             fate.posted = Some((now_ms(), step));
+                            fate.via = node % nodes.len();
                         }
                         Some((w, nonce, hex))
                     }
@@ -863,6 +907,15 @@ async fn run_topology(name: &str, n: usize, links: &[(usize, usize)], plan: &Pla
         .pool_max_idle_per_host(IN_FLIGHT)
         .build()
         .expect("client");
+    // The load generator's own pool: it keeps up to IN_FLIGHT connections to each node open
+    // during the load (about 50-100 KB of each node's memory apiece) and closes them when the
+    // load ends, as clients that leave do, before the RSS after the load is read.
+    let load_client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(IN_FLIGHT)
+        .build()
+        .expect("client");
     let mut nodes = Vec::new();
     for _ in 0..n {
         let dir = TempDir::new().expect("temp dir");
@@ -1010,7 +1063,7 @@ async fn run_topology(name: &str, n: usize, links: &[(usize, usize)], plan: &Pla
                     .collect::<Vec<f64>>()
             })
         };
-        offer(&client, &urls, &shared, k, *rate, step_secs).await;
+        offer(&load_client, &urls, &shared, k, *rate, step_secs).await;
         mids.push(half.await.expect("rss"));
         snaps.push(before);
     }
@@ -1018,9 +1071,12 @@ async fn run_topology(name: &str, n: usize, links: &[(usize, usize)], plan: &Pla
     let end = snapshot(&client, &nodes).await;
     snaps.push(end);
     let rss_end: Vec<f64> = nodes.iter().map(Proc::rss_mb).collect();
+    let sockets_end: Vec<usize> = nodes.iter().map(Proc::sockets).collect();
+    drop(load_client);
     // Let the mempools drain and the memory settle.
     tokio::time::sleep(Duration::from_secs(after_secs)).await;
     let rss_after: Vec<f64> = nodes.iter().map(Proc::rss_mb).collect();
+    let sockets_after: Vec<usize> = nodes.iter().map(Proc::sockets).collect();
     stop.store(true, Ordering::Relaxed);
     follower.await.expect("follower");
     prober.await.expect("prober");
@@ -1063,7 +1119,44 @@ async fn run_topology(name: &str, n: usize, links: &[(usize, usize)], plan: &Pla
         .enumerate()
         .map(|(i, p)| (p.peer_id.clone(), i))
         .collect();
+    // Blocks of the best chain the follower missed (its event stream lagged, or the reader
+    // did not have them in time) are read from the miner now that the load is over: a
+    // transfer they carry would otherwise count as never confirmed, and as missing from every
+    // later block.
+    let missed: Vec<(u64, String)> = {
+        let s = lock(&shared);
+        chain
+            .iter()
+            .filter(|c| !s.blocks.iter().any(|b| b.hash == c.hash))
+            .map(|c| (c.height, c.hash.clone()))
+            .collect()
+    };
+    let backfilled = missed.len();
+    for (height, hash) in missed {
+        if let Ok(block) = get_json(&client, &format!("{}/block/{hash}", nodes[0].base)).await {
+            record_block(&mut lock(&shared), height, hash, &block);
+        }
+    }
     let found = found_times(&nodes[0].log);
+    let detail = std::env::var_os("THROUGHPUT_DETAIL").is_some();
+    if let Some(dir) = std::env::var_os("THROUGHPUT_LOGS") {
+        for (i, p) in nodes.iter().enumerate() {
+            let _ = std::fs::copy(&p.log, Path::new(&dir).join(format!("node{i}.log")));
+        }
+        let s = lock(&shared);
+        let mut out = String::new();
+        for (txid, key) in &s.index {
+            if let Some(f) = s.fates.get(key)
+                && let Some((posted, step)) = f.posted
+            {
+                out.push_str(&format!(
+                    "{txid} {posted} {step} {} {} {:?}\n",
+                    f.via, key.0, f.height
+                ));
+            }
+        }
+        let _ = std::fs::write(Path::new(&dir).join("fates.txt"), out);
+    }
     let s = lock(&shared);
     let mut blocks = chain;
     blocks.sort_by_key(|b| b.height);
@@ -1088,8 +1181,8 @@ async fn run_topology(name: &str, n: usize, links: &[(usize, usize)], plan: &Pla
         sign_secs.iter().sum::<f64>()
     );
     println!(
-        "  blocks of the load: {}, of which the follower read {read_back} back (a transfer in \
-         a block it missed counts as not confirmed)",
+        "  blocks of the load: {}, read back {read_back} ({backfilled} of them after the load, \
+         missed by the follower)",
         blocks.len()
     );
     println!(
@@ -1280,14 +1373,39 @@ async fn run_topology(name: &str, n: usize, links: &[(usize, usize)], plan: &Pla
             rss_line(&a.rss),
             rss_line(&mids[k])
         );
+        // How long the step's transfers took from their POST to the miner's mempool, by the
+        // node they were posted to (hops from the miner).
+        let reach: Vec<String> = (0..n)
+            .map(|i| {
+                let mut v: Vec<f64> = s
+                    .fates
+                    .values()
+                    .filter(|f| f.via == i)
+                    .filter_map(|f| match (f.posted, f.at_miner) {
+                        (Some((p, st)), Some(m)) if st == k => Some(m.saturating_sub(p) as f64),
+                        _ => None,
+                    })
+                    .collect();
+                v.sort_by(f64::total_cmp);
+                format!(
+                    "{:.0}/{:.0} ms ({} seen)",
+                    pct(&v, 50.0),
+                    pct(&v, 99.0),
+                    v.len()
+                )
+            })
+            .collect();
+        println!(
+            "    POST to the miner's tx event (its HTTP thread's delay included) p50/p99, by the node posted to: {}",
+            reach.join(", ")
+        );
         // Freshness: transfers posted >= 1 s before a block was found, still unconfirmed
         // then, against those that block carries (blocks with room only).
         let (mut eligible, mut carried) = (0u64, 0u64);
         for bl in &in_step {
-            if bl.transfers >= (params.max_block_txs - 1) as usize {
-                continue;
-            }
+            let full = bl.transfers >= (params.max_block_txs - 1) as usize;
             let Some(at) = found_of(bl) else { continue };
+            let (mut e, mut c) = (0u64, 0u64);
             for f in s.fates.values() {
                 let (Some((posted, _)), true) = (f.posted, f.admitted) else {
                     continue;
@@ -1295,10 +1413,25 @@ async fn run_topology(name: &str, n: usize, links: &[(usize, usize)], plan: &Pla
                 if posted + 1000 > at || f.height.is_some_and(|h| h < bl.height) {
                     continue;
                 }
-                eligible += 1;
+                e += 1;
                 if f.height == Some(bl.height) {
-                    carried += 1;
+                    c += 1;
                 }
+            }
+            if detail {
+                println!(
+                    "      block {} found {} ms into the step: {} transfers{}, read back {}, \
+                     {c} of {e} eligible",
+                    bl.height,
+                    at.saturating_sub(a.at_ms),
+                    bl.transfers,
+                    if full { " (full)" } else { "" },
+                    s.blocks.iter().any(|r| r.hash == bl.hash)
+                );
+            }
+            if !full {
+                eligible += e;
+                carried += c;
             }
         }
         println!(
@@ -1330,11 +1463,11 @@ async fn run_topology(name: &str, n: usize, links: &[(usize, usize)], plan: &Pla
     refused.sort();
     println!("  refused POSTs by code (posted again): {refused:?}");
     println!(
-        "  RSS MB per node at the end of the load: {}",
+        "  RSS MB per node at the end of the load: {} (open sockets {sockets_end:?})",
         rss_line(&rss_end)
     );
     println!(
-        "  RSS MB per node {after_secs} s after the load: {}",
+        "  RSS MB per node {after_secs} s after the load: {} (open sockets {sockets_after:?})",
         rss_line(&rss_after)
     );
     drop(s);

@@ -298,6 +298,8 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         config.threads = t.max(1);
     }
     let data_dir = config.data_dir.clone();
+    // What a load leaves free in the allocator goes back to the system.
+    crate::memory::spawn_trimmer();
     let (handle, task) = node::start(config)
         .await
         .with_context(|| format!("cannot start the node in {}", data_dir.display()))?;

@@ -12,6 +12,7 @@
 //! - [`client`]: the prompt's commands from the command line, to a running node over its
 //!   HTTP API (`gossipchain status`).
 //! - [`http`]: the JSON API, Server-Sent Events, dashboard and wallet page (axum).
+//! - [`memory`]: the allocator's free memory given back to the system after a load.
 //! - [`metrics`]: the node's Prometheus metrics, served beside libp2p's.
 //! - [`miner`]: the multi-threaded nonce search over multi-lane SHA-256 backends.
 //! - [`mutants`]: planted bugs behind the `mutants` feature, for the simulator's test that
@@ -34,6 +35,7 @@ pub mod chain;
 pub mod cli;
 pub mod client;
 pub mod http;
+pub mod memory;
 pub mod metrics;
 pub mod miner;
 pub mod mutants;

@@ -5,8 +5,12 @@
 //! The template follows the mempool while the search runs, as pool software refreshes its
 //! jobs: when transfers arrived since it was built and it is [`REFRESH_INTERVAL`] old, or
 //! sooner when they pay enough new fees ([`refresh_due`]), the node builds a new one and it
-//! replaces the job. Nothing is lost by that: every nonce tried is an independent draw, so the
-//! search on the new template is as close to a block as the old one was.
+//! replaces the job; the node's loop wakes for it ([`Node::refresh_at`]) even when nothing
+//! else happens. A template that took long to build (a full mempool on a busy machine) waits
+//! [`REFRESH_COST_FACTOR`] times its build time instead, so that building templates never
+//! takes more than a small share of the node's thread. Nothing is lost by a rebuild: every
+//! nonce tried is an independent draw, so the search on the new template is as close to a
+//! block as the old one was.
 //!
 //! The miner thread lives as long as the node, at the normal scheduling class but
 //! [`MINER_NICE`] steps nicer than the node ([`crate::priority::lower_this_thread_by`]): in
@@ -94,8 +98,15 @@ enum ToMiner {
 /// A follow-up stamped longer ago than this is replaced by a fresh template.
 const FOLLOW_UP_STALE_MS: u64 = 1000;
 
-/// A template with room is rebuilt once it is this old if any transfer arrived since.
-pub(super) const REFRESH_INTERVAL: Duration = Duration::from_millis(500);
+/// A template with room is rebuilt once it is this old if any transfer arrived since: a
+/// transfer that reached the mempool is searched on within this (and the time to build the
+/// template), whatever the block interval. Building one for a full mempool takes a few
+/// milliseconds of the node's thread ([`REFRESH_COST_FACTOR`] bounds that share).
+pub(super) const REFRESH_INTERVAL: Duration = Duration::from_millis(200);
+
+/// A template is not rebuilt before it is this many times as old as its own build took: at
+/// most about 1 / `REFRESH_COST_FACTOR` of the node's thread goes to building templates.
+pub(super) const REFRESH_COST_FACTOR: u32 = 20;
 
 /// No template is rebuilt younger than this, however many fees arrive: building one for a full
 /// mempool takes milliseconds of the node's own thread.
@@ -121,19 +132,29 @@ pub(super) struct Freshness {
     pub(super) template_fees: u64,
     /// Whether the template could hold more transfers.
     pub(super) room: bool,
+    /// How long building the template took.
+    pub(super) build: Duration,
+}
+
+/// How old a template with room must be before arrivals rebuild it: [`REFRESH_INTERVAL`], or
+/// [`REFRESH_COST_FACTOR`] times its build time if that is longer.
+pub(super) fn refresh_interval(build: Duration) -> Duration {
+    REFRESH_INTERVAL.max(build.saturating_mul(REFRESH_COST_FACTOR))
 }
 
 /// Whether the running template should be rebuilt from the mempool: something arrived and
-/// either it pays enough new fees ([`REFRESH_FEE_SHARE`], not sooner than [`REFRESH_MIN_AGE`])
-/// or the template has room and is [`REFRESH_INTERVAL`] old. A full template gains only from
-/// better fees: transfers that pay no more than those it carries would not enter it.
+/// either it pays enough new fees ([`REFRESH_FEE_SHARE`], not sooner than [`REFRESH_MIN_AGE`]
+/// nor half its [`refresh_interval`]) or the template has room and is [`refresh_interval`]
+/// old. A full template gains only from better fees: transfers that pay no more than those it
+/// carries would not enter it.
 pub(super) fn refresh_due(f: &Freshness) -> bool {
-    if f.arrived == 0 || f.age < REFRESH_MIN_AGE {
+    let interval = refresh_interval(f.build);
+    if f.arrived == 0 || f.age < REFRESH_MIN_AGE.max(interval / 2) {
         return false;
     }
     let fees =
         f.arrived_fees > 0 && f.arrived_fees.saturating_mul(REFRESH_FEE_SHARE) >= f.template_fees;
-    fees || (f.room && f.age >= REFRESH_INTERVAL)
+    fees || (f.room && f.age >= interval)
 }
 
 /// Pauses the miner while it lives: made when the node starts processing a block, so that the
@@ -342,6 +363,8 @@ pub(super) struct Job {
     fees: u64,
     /// Whether it could hold more transfers.
     room: bool,
+    /// How long building its template took.
+    build: Duration,
 }
 
 impl Job {
@@ -353,6 +376,7 @@ impl Job {
             arrived_fees: arrivals.1.saturating_sub(self.arrivals.1),
             template_fees: self.fees,
             room: self.room,
+            build: self.build,
         }
     }
 
@@ -427,6 +451,17 @@ impl Node {
         self.job = Some(job);
     }
 
+    /// When the running template becomes due for a rebuild by age alone ([`refresh_due`]):
+    /// transfers arrived since it was built and it has room. The node's loop wakes then, so
+    /// that the last transfers before a quiet spell are searched on too.
+    pub(super) fn refresh_at(&self) -> Option<Instant> {
+        let job = self.job.as_ref()?;
+        let arrived = self.mempool.arrivals().0 > job.arrivals.0;
+        let on_tip = !job.speculative || job.header.prev_hash == self.chain.tip();
+        (arrived && job.room && on_tip && self.tip_change.is_none())
+            .then(|| job.built + refresh_interval(job.build))
+    }
+
     /// Starts a job if mining is wanted (continuous, or someone waits for a block) and none
     /// runs; stops the running one if nobody wants it any more, or if it is a follow-up whose
     /// parent did not become the tip. Starts none while a tip change waits for the end of the
@@ -454,7 +489,9 @@ impl Node {
             return;
         }
         let arrivals = self.mempool.arrivals();
+        let started = Instant::now();
         let template = block_template(&self.chain, &self.mempool, self.wallet.address(), now_ms());
+        let build = started.elapsed();
         let transfers = template.txs.len().saturating_sub(1);
         let fees = template
             .txs
@@ -468,6 +505,7 @@ impl Node {
         tracing::debug!(
             height = template.header.height,
             transfers,
+            build_us = build.as_micros() as u64,
             "new block template"
         );
         let cancel = Arc::new(AtomicBool::new(false));
@@ -484,6 +522,7 @@ impl Node {
             arrivals,
             fees,
             room,
+            build,
         });
         let job = JobSpec {
             id,
@@ -534,6 +573,7 @@ impl Node {
                     arrivals: self.mempool.arrivals(),
                     fees: 0,
                     room: true,
+                    build: Duration::ZERO,
                 });
             }
         }
@@ -603,6 +643,7 @@ mod tests {
             arrived_fees,
             template_fees,
             room,
+            build: Duration::from_millis(1),
         })
     }
 
@@ -642,5 +683,32 @@ mod tests {
             5000,
             false
         ));
+    }
+
+    /// A template that took long to build is rebuilt less often: the node's thread spends at
+    /// most about 1 / REFRESH_COST_FACTOR of its time on templates.
+    #[test]
+    fn a_costly_template_waits_in_proportion_to_its_cost() {
+        let slow = |age_ms: u64, arrived_fees: u64| {
+            refresh_due(&Freshness {
+                age: Duration::from_millis(age_ms),
+                arrived: 10,
+                arrived_fees,
+                template_fees: 1000,
+                room: true,
+                build: Duration::from_millis(50),
+            })
+        };
+        let interval = 50 * u64::from(REFRESH_COST_FACTOR);
+        assert!(interval > REFRESH_INTERVAL.as_millis() as u64);
+        assert!(!slow(interval - 1, 0));
+        assert!(slow(interval, 0));
+        // Fees: from half of it.
+        assert!(!slow(interval / 2 - 1, 1000));
+        assert!(slow(interval / 2, 1000));
+        assert_eq!(
+            refresh_interval(Duration::from_micros(10)),
+            REFRESH_INTERVAL
+        );
     }
 }

@@ -293,6 +293,8 @@ impl Node {
                 _ = wait_until(self.compact.next_deadline()) => {
                     self.compact_event(crate::sync::compact::Event::Tick);
                 }
+                // The template is due for a rebuild with the transfers that arrived since.
+                _ = wait_until(self.refresh_at()) => {}
                 // The store writer's queue was full: offer the batch again soon.
                 _ = tokio::time::sleep(STORE_RETRY), if self.store_behind => {}
             }
