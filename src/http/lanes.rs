@@ -11,8 +11,9 @@
 //! The **idle lane** is a second thread in Linux's idle scheduling class
 //! ([`crate::priority::idle_this_thread`]): every other route (block and mempool reads, the
 //! tree, metrics, pages, actions, the event streams) runs its handler there, and a streamed
-//! answer (`/events`) is also produced there, so that a crowd of dashboards or a script
-//! reading flat out gets only the CPU the node leaves.
+//! answer (`/events`) is also produced there (the prompt lane only writes its bytes to the
+//! socket), so that a crowd of dashboards or a script reading flat out gets only the CPU the
+//! node leaves.
 //!
 //! The prompt lane's own CPU is bounded: once its thread has used [`PROMPT_BUDGET`] of CPU in
 //! a [`PROMPT_WINDOW`] (a quarter of a core), the rest of that window's cheap requests go to

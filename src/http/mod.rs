@@ -10,7 +10,7 @@
 //! prompt lane, at the node's priority, accepts connections, reads requests and answers those
 //! that cost next to nothing (the status snapshot, `POST /tx`) within a quarter of a core; the
 //! idle lane, in Linux's idle scheduling class ([`crate::priority::idle_this_thread`]), runs
-//! every other handler and event stream, so that a crowd of dashboards, or a script reading
+//! every other handler and produces the event streams (the prompt lane writes them), so that a crowd of dashboards, or a script reading
 //! flat out, gets what CPU the node leaves, gives its core up at once to a node thread that
 //! wakes, and never queues ahead of block relay on the node's runtime. Every request still
 //! reaches the node only through its handle (channels work across runtimes).
