@@ -19,8 +19,8 @@
 //!   each is caught (inert without the feature).
 //! - [`net`]: the libp2p swarm and nothing else: discovery, gossip, sync messages, peer policy.
 //! - [`node`]: the actor that owns the chain state, mempool, store and miner, and its handle.
-//! - [`priority`]: thread priorities: the HTTP server in Linux's idle class, the miner at a
-//!   higher nice value.
+//! - [`priority`]: thread priorities: the HTTP server's heavy lane in Linux's idle class, the
+//!   miner at a higher nice value.
 //! - [`repl`]: the commands typed at a running node: parsing, running, rendering.
 //! - [`store`]: the crash-safe block store (redb and an append-only body file).
 //! - [`sync`]: block acquisition as one component without I/O: statuses, headers first,

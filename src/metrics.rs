@@ -77,6 +77,14 @@ pub struct CompactLabel {
     pub event: &'static str,
 }
 
+/// `{lane}` of the HTTP server.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LaneLabel {
+    /// prompt (answered at the node's priority) or idle (in the idle scheduling class); see
+    /// `http::lanes`.
+    pub lane: &'static str,
+}
+
 /// Every metric of the node, and the registry that holds them and libp2p's.
 #[derive(Debug)]
 pub struct Metrics {
@@ -115,6 +123,8 @@ pub struct Metrics {
     pub network_hash_rate: Gauge<f64, AtomicU64>,
     /// Connected peers by how they were found.
     pub peers: Family<FoundByLabel, Gauge>,
+    /// HTTP requests, by the lane of the server that handled them.
+    pub http_requests: Family<LaneLabel, Counter>,
 }
 
 impl Metrics {
@@ -142,6 +152,7 @@ impl Metrics {
             miner_hashes: Counter::default(),
             network_hash_rate: Gauge::default(),
             peers: Family::default(),
+            http_requests: Family::default(),
         };
         r.register("chain_height", "Best chain height", m.height.clone());
         r.register(
@@ -219,6 +230,11 @@ impl Metrics {
             "peers",
             "Connected peers by how they were found",
             m.peers.clone(),
+        );
+        r.register(
+            "http_requests",
+            "HTTP requests, by the server lane that handled them (prompt or idle)",
+            m.http_requests.clone(),
         );
         *m.registry.lock().expect("not poisoned") = root;
         Arc::new(m)

@@ -1,7 +1,10 @@
 //! Thread priorities: when the CPU is short, what keeps the node in the network (gossip,
 //! validation, the actor, the store writer, at the default priority) has it first; the HTTP
-//! server runs in Linux's idle class ([`idle_this_thread`]), where it gets what is left: a
-//! node that serves a crowd of dashboards still relays blocks at once. The miner runs at the
+//! server handles every request but the cheapest in Linux's idle class ([`idle_this_thread`]),
+//! where it gets what is left: a node that serves a crowd of dashboards still relays blocks at
+//! once. The cheap ones (status reads, `POST /tx`) are answered at the default priority within
+//! a CPU budget (`http::lanes`): in the idle class they waited seconds while the node
+//! validated a load of transfers. The miner runs at the
 //! normal class, [`lower_this_thread_by`] ten steps: in the idle class it got no CPU at all
 //! while the node validated a load of transfers or another program kept the cores busy, and
 //! block intervals stretched to many times the target; it pauses instead while the node
@@ -12,8 +15,9 @@
 //! the rest of its time slice (milliseconds) on that core. A thread of the idle class is: the
 //! scheduler hands its core to any other thread that becomes runnable, at once, and counts a
 //! core running only idle-class threads as free when it places a waking thread. What it costs:
-//! on a machine busy with other work (a build on every core), the HTTP server
-//! gets almost no CPU until that work ends; the node's own threads get their usual share.
+//! on a machine busy with other work (a build on every core, or the node's own validation of
+//! a load of transfers), the HTTP server's idle lane gets almost no CPU until that work ends;
+//! the node's own threads get their usual share.
 
 /// The nice value of a thread that cannot enter the idle class ([`idle_this_thread`]).
 pub const IDLE_FALLBACK_NICE: i32 = 19;

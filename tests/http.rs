@@ -1135,6 +1135,53 @@ fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
     samples
 }
 
+/// Reads of the status snapshot and `POST /tx` are answered on the server's prompt lane, every
+/// other route on its idle lane; `GET /metrics` counts the requests of each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_reads_and_transfers_take_the_prompt_lane_and_the_rest_the_idle_one() {
+    let api = Api::start().await;
+    let lanes = || async {
+        let (status, text) = api.get("/metrics").await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let m = parse_metrics(&text);
+        let lane = |name: &str| {
+            m.get(&format!(
+                "gossipchain_http_requests_total{{lane=\"{name}\"}}"
+            ))
+            .copied()
+            .unwrap_or(0.0)
+        };
+        (lane("prompt"), lane("idle"))
+    };
+    let (prompt0, idle0) = lanes().await;
+    assert!(idle0 >= 1.0, "the scrape itself is counted: {idle0}");
+    for path in [
+        "/node/status",
+        "/node/syncing",
+        "/blocks/tip/height",
+        "/blocks/tip/hash",
+    ] {
+        let (status, body) = api.get(path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+    // A refused transfer is answered on the prompt lane too.
+    let (status, body) = api.post_tx("00").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("bad_tx"), "{body}");
+    for path in ["/blocks", "/mempool"] {
+        let (status, body) = api.get(path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+    let (prompt1, idle1) = lanes().await;
+    assert_eq!(prompt1 - prompt0, 5.0, "four snapshot reads and a transfer");
+    assert_eq!(
+        idle1 - idle0,
+        3.0,
+        "two reads of the node and the second scrape"
+    );
+    api.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_parse_and_follow_blocks_transfers_and_a_reorganisation() {
     let api = Api::start().await;

@@ -6,11 +6,14 @@
 //! - [`sse`]: `GET /events`; [`auth`]: the `.cookie` token; [`error`]: `{code, message}`.
 //! - [`pages`]: the dashboard and the wallet page, embedded; [`metrics`]: `GET /metrics`.
 //!
-//! The server runs on a tokio runtime of its own, on one thread in the idle scheduling class
-//! ([`crate::priority::idle_this_thread`]): a crowd of dashboards, or a script reading flat
-//! out, gets what CPU the node leaves, gives its core up at once to a node thread that wakes,
-//! and never queues ahead of block relay on the node's runtime. Every request still reaches
-//! the node only through its handle (channels work across runtimes).
+//! The server runs on two threads of its own, each with its tokio runtime ([`lanes`]): the
+//! prompt lane, at the node's priority, accepts connections, reads requests and answers those
+//! that cost next to nothing (the status snapshot, `POST /tx`) within a quarter of a core; the
+//! idle lane, in Linux's idle scheduling class ([`crate::priority::idle_this_thread`]), runs
+//! every other handler and produces the event streams (the prompt lane writes them), so that a crowd of dashboards, or a script reading
+//! flat out, gets what CPU the node leaves, gives its core up at once to a node thread that
+//! wakes, and never queues ahead of block relay on the node's runtime. Every request still
+//! reaches the node only through its handle (channels work across runtimes).
 //!
 //! Safety by default: loopback only, request bodies of at most 16 KiB, a 10 s timeout on every
 //! request but the event stream and mining, no CORS unless origins are configured, and only
@@ -22,6 +25,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod host;
+pub mod lanes;
 pub mod metrics;
 pub mod pages;
 pub mod sse;
@@ -94,6 +98,9 @@ pub struct AppState {
     pub stopping: watch::Receiver<bool>,
     /// The node's events, rendered once for every stream ([`sse::spawn_renderer`]).
     pub events: tokio::sync::broadcast::Sender<sse::Rendered>,
+    /// The idle lane's runtime, where every request but the prompt lane's is handled
+    /// ([`lanes`]).
+    pub idle: tokio::runtime::Handle,
 }
 
 /// Why the server could not start.
@@ -112,6 +119,14 @@ pub enum HttpError {
     Cookie {
         /// The file.
         path: std::path::PathBuf,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// A thread or runtime of the server could not be started.
+    #[error("cannot start the HTTP server's {what}: {cause}")]
+    Thread {
+        /// Which.
+        what: &'static str,
         /// Why.
         cause: std::io::Error,
     },
@@ -238,6 +253,10 @@ pub fn router(state: AppState, cors: Option<CorsLayer>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(state.clone(), settled))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            lanes::dispatch,
+        ))
         .layer(axum::middleware::from_fn(host::check))
         .with_state(state);
     match cors {
@@ -295,7 +314,8 @@ fn cors_layer(origins: &[String]) -> Result<Option<CorsLayer>, HttpError> {
     ))
 }
 
-/// Binds, writes the token file in `data_dir` and serves on a thread of its own.
+/// Binds, writes the token file in `data_dir` and serves on two threads of its own (the
+/// [`lanes`]).
 pub async fn start(
     node: NodeHandle,
     config: HttpConfig,
@@ -315,18 +335,19 @@ pub async fn start(
         path: data_dir.join(ADDR_FILE),
         cause,
     })?;
-    // The server's own runtime and thread (see the module's doc): the listener moves to it.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|cause| HttpError::Bind {
-            addr: config.addr,
-            cause,
-        })?;
+    // The server's own runtimes and threads (see the module's doc): the listener moves to the
+    // prompt lane's.
+    let runtime = |what| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|cause| HttpError::Thread { what, cause })
+    };
+    let (prompt, idle) = (runtime("prompt lane")?, runtime("idle lane")?);
     let listener = listener
         .into_std()
         .and_then(|l| {
-            let _in = runtime.enter();
+            let _in = prompt.enter();
             TcpListener::from_std(l)
         })
         .map_err(|cause| HttpError::Bind {
@@ -335,20 +356,36 @@ pub async fn start(
         })?;
     let (stop, stopping) = watch::channel(false);
     let (done_tx, done) = tokio::sync::oneshot::channel();
-    let token: Arc<str> = cookie.token.as_str().into();
-    let server_node = node.clone();
-    let thread = std::thread::Builder::new()
+    // The idle lane runs until the prompt lane has answered its last request.
+    let (served_tx, served) = tokio::sync::oneshot::channel::<()>();
+    let state = AppState {
+        // Rendering every event of the node is the idle lane's work.
+        events: {
+            let _in = idle.enter();
+            sse::spawn_renderer(&node, stopping.clone())
+        },
+        node: node.clone(),
+        token: cookie.token.as_str().into(),
+        streams: Arc::default(),
+        stopping: stopping.clone(),
+        idle: idle.handle().clone(),
+    };
+    std::thread::Builder::new()
+        .name("http-idle".into())
+        .spawn(move || {
+            crate::priority::idle_this_thread("HTTP idle lane");
+            idle.block_on(async move {
+                let _ = served.await;
+            });
+        })
+        .map_err(|cause| HttpError::Thread {
+            what: "idle lane",
+            cause,
+        })?;
+    std::thread::Builder::new()
         .name("http".into())
         .spawn(move || {
-            crate::priority::idle_this_thread("HTTP");
-            runtime.block_on(async move {
-                let state = AppState {
-                    events: sse::spawn_renderer(&server_node, stopping.clone()),
-                    node: server_node,
-                    token,
-                    streams: Arc::default(),
-                    stopping: stopping.clone(),
-                };
+            prompt.block_on(async move {
                 let app = router(state, cors);
                 let mut on_stop = stopping;
                 let served = axum::serve(listener, app)
@@ -360,14 +397,13 @@ pub async fn start(
                     tracing::error!("HTTP server failed: {e}");
                 }
             });
+            drop(served_tx);
             let _ = done_tx.send(());
-        });
-    if let Err(cause) = thread {
-        return Err(HttpError::Bind {
-            addr: config.addr,
+        })
+        .map_err(|cause| HttpError::Thread {
+            what: "prompt lane",
             cause,
-        });
-    }
+        })?;
     let server = HttpServer {
         addr,
         cookie,

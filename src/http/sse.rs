@@ -93,6 +93,13 @@ pub fn spawn_renderer(
                 }
             }
             for item in batch {
+                // No stream open: nothing to render for (a node under a load of transfers
+                // has an event for each of them).
+                if out.receiver_count() == 0
+                    && !matches!(item, Err(broadcast::error::RecvError::Closed))
+                {
+                    continue;
+                }
                 let rendered = match item {
                     Ok(e) => {
                         let (name, data) = views::event(&e.event, kind);
