@@ -46,14 +46,7 @@ impl CheckedBlock {
         );
         validate::check_header_hashed(&block.header, &hash, params)?;
         let txids = validate::check_body(&block, params)?;
-        let wire = wire.unwrap_or_else(|| block.encode());
-        Ok(Self {
-            block,
-            hash,
-            txids,
-            wire,
-            signatures_verified: false,
-        })
+        Ok(Self::unverified(block, hash, txids, wire))
     }
 
     /// [`CheckedBlock::check`] for a block whose txids the caller computed from its
@@ -78,14 +71,25 @@ impl CheckedBlock {
         );
         validate::check_header_hashed(&block.header, &hash, params)?;
         validate::check_body_known(&block, &txids, root_checked, params)?;
-        let wire = block.encode();
-        Ok(Self {
+        Ok(Self::unverified(block, hash, txids, None))
+    }
+
+    /// A block whose header and body rules passed, its signatures not yet verified; `wire` is
+    /// its encoding if it arrived as bytes (else it is encoded once here).
+    fn unverified(
+        block: Arc<Block>,
+        hash: BlockHash,
+        txids: Vec<Txid>,
+        wire: Option<Vec<u8>>,
+    ) -> Self {
+        let wire = wire.unwrap_or_else(|| block.encode());
+        Self {
             block,
             hash,
             txids,
             wire,
             signatures_verified: false,
-        })
+        }
     }
 
     /// A block this node validated before and read back from its own store: its checks are

@@ -126,9 +126,11 @@ pub struct CompactBlock {
     pub prefilled: Vec<(u32, Transfer)>,
 }
 
-/// Where a short id may point, among the transfers the receiver holds.
+/// Where a short id may point, among the transfers the receiver holds (what the tests' lookups
+/// answer; [`CompactBlock::rebuild`] finds it in the pool itself).
+#[cfg(test)]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Candidates {
+pub(crate) enum Candidates {
     /// No transfer held has this short id.
     None,
     /// Exactly one (by txid).
@@ -381,8 +383,10 @@ impl CompactBlock {
         })
     }
 
-    /// [`CompactBlock::rebuild`] from what `lookup` says each short id points to.
-    pub fn reconstruct(&self, lookup: impl Fn(ShortId) -> Candidates) -> Rebuilt {
+    /// [`CompactBlock::rebuild`] from what `lookup` says each short id points to: the tests'
+    /// way to pose any case (several candidates, a wrong one) without a real collision.
+    #[cfg(test)]
+    pub(crate) fn reconstruct(&self, lookup: impl Fn(ShortId) -> Candidates) -> Rebuilt {
         if self.positions().is_none() {
             return Rebuilt::Collision(Collision::DuplicateShortIds);
         }

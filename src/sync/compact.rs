@@ -561,7 +561,7 @@ impl<P: Copy + Eq + Hash, M: Clone> CompactRelay<P, M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chain::compact::{Candidates, CompactBlock, Rebuilt};
+    use crate::chain::compact::{CompactBlock, Rebuilt};
     use crate::chain::{Address, Coinbase, Header, Transaction, Txid, merkle};
     use ed25519_zebra::SigningKey;
 
@@ -595,7 +595,7 @@ mod tests {
         };
         let block = Block { header, txs };
         let c = CompactBlock::from_block(&block, &txids, 1, |_| true, 1 << 20).unwrap();
-        let Rebuilt::Missing(p) = c.reconstruct(|_| Candidates::None) else {
+        let Rebuilt::Missing(p) = c.rebuild(std::iter::empty()) else {
             panic!("none held")
         };
         (block, ts, p)
