@@ -381,25 +381,7 @@ async fn an_oversized_message_on_the_transfers_topic_costs_its_sender_score() {
     liar.publish(big.clone());
     // Gossipsub counts it as an invalid message: the sender falls under the graylist
     // threshold (-80) at once; the node never sees it, so nothing is admitted or forwarded.
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let score = net
-            .honest
-            .handle
-            .peers()
-            .await
-            .into_iter()
-            .find(|p| p.peer == liar.id)
-            .map(|p| p.score);
-        if score.is_some_and(|s| s < -80.0) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never penalised (score {score:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    net.wait_graylisted(liar.id).await;
     assert_eq!(net.honest.status().mempool, 0);
     net.watcher
         .assert_never_saw("the oversized transfer", std::slice::from_ref(&big));
@@ -433,25 +415,7 @@ async fn a_signed_gossip_message_costs_its_sender_score_and_is_never_seen() {
         .wait("the signed liar to connect", |s| s.peers == 3)
         .await;
     signed.publish(tx.clone());
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let score = net
-            .honest
-            .handle
-            .peers()
-            .await
-            .into_iter()
-            .find(|p| p.peer == signed.id)
-            .map(|p| p.score);
-        if score.is_some_and(|s| s < -80.0) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never penalised (score {score:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    net.wait_graylisted(signed.id).await;
     assert_eq!(net.honest.status().mempool, 0, "admitted");
     net.watcher
         .assert_never_saw("the signed message", std::slice::from_ref(&tx));

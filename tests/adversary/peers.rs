@@ -632,6 +632,25 @@ impl Net {
             .expect("the honest node's blocks are valid");
     }
 
+    /// Waits until the honest node's gossipsub score of `peer` is under the graylist threshold
+    /// (-80): the penalty of an invalid message, which the node itself never sees.
+    pub async fn wait_graylisted(&self, peer: PeerId) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let score = (self.honest.handle.peers().await.into_iter())
+                .find(|p| p.peer == peer)
+                .map(|p| p.score);
+            if score.is_some_and(|s| s < -80.0) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never penalised (score {score:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The honest node keeps serving honest peers: a block mined by `other` reaches it by
     /// gossip (or, failing that, sync), and it forwards the block to the watcher.
     pub async fn assert_still_serving(&mut self, what: &str) {
