@@ -19,7 +19,7 @@
 
 mod common;
 
-use common::{Node, Stats, load_average};
+use common::{Node, Stats, cpu_model, load_average};
 use gossipchain::chain::compact::{CompactBlock, Rebuilt};
 use gossipchain::chain::{
     Address, Block, BlockHash, ChainParams, Coinbase, Header, Transaction, Transfer, Txid, merkle,
@@ -36,23 +36,13 @@ const OTHERS: usize = 15_001;
 /// Interleaved rounds.
 const ROUNDS: usize = 15;
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
+/// The SHA-256 backend the sha2 crate uses on this CPU.
 fn sha_backend() -> &'static str {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("sha") {
-        return "x86 SHA extensions";
+    if common::sha_extensions() {
+        "x86 SHA extensions"
+    } else {
+        "software"
     }
-    "software"
 }
 
 /// Distinct signed transfers (the signatures are real; the rebuild does not check them).

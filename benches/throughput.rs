@@ -42,7 +42,7 @@
 
 mod common;
 
-use common::{cpu_delta, load_average, process_cpu_secs, rss_kb};
+use common::{cpu_delta, cpu_model, load_average, process_cpu_secs, rss_kb};
 use gossipchain::chain::block::BLOCK_VERSION;
 use gossipchain::chain::{
     Address, Block, ChainId, ChainParams, ChainState, Coinbase, Header, Transaction, Transfer,
@@ -90,18 +90,6 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// The CPU model of this machine (first `model name` of /proc/cpuinfo).
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
 }
 
 // ---------------------------------------------------------------------------------------------
